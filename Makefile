@@ -1,0 +1,42 @@
+# Every target installs what it needs first, so each works on a fresh clone.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+RECSYS := $(VENV)/bin/recsys
+STAMP := $(VENV)/.installed-dev
+STAMP_COMPARE := $(VENV)/.installed-compare
+export RECSYS_NO_PROGRESS ?= 1
+
+.PHONY: install install-compare demo test lint bench bench-readme clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+$(STAMP_COMPARE): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[dev,compare]'
+	touch $(STAMP_COMPARE)
+
+install-compare: $(STAMP_COMPARE)
+
+# The main job: real MovieLens 100K from download to recommendations.
+demo: install
+	$(RECSYS) download ml-100k
+	$(RECSYS) preprocess ml-100k --format table
+	$(RECSYS) info ml-100k --format table
+
+test: install
+	$(PY) -m pytest -q
+
+lint: install
+	$(VENV)/bin/ruff check recsys_cli tests
+
+bench: install-compare
+	$(RECSYS) benchmark --scale ml-100k --peers surprise,implicit
+
+clean:
+	rm -rf $(VENV) .pytest_cache

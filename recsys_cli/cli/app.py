@@ -1,0 +1,104 @@
+"""The `recsys` command: registers every command module and maps errors to exit codes."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+import typer
+from typer.core import TyperGroup
+
+from recsys_cli import __version__
+from recsys_cli.errors import EXIT_CODES_HELP, EXIT_DISK, EXIT_INTERRUPTED, RecsysError
+
+
+def _report(message: str, code: int) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+class RecsysGroup(TyperGroup):
+    """Turns library errors into one line on stderr and the family's exit code."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except RecsysError as exc:
+            _report(str(exc), exc.exit_code)
+        except OSError as exc:
+            import errno
+
+            if exc.errno == errno.ENOSPC:
+                _report(f"disk full: {exc}", EXIT_DISK)
+            raise
+        except KeyboardInterrupt:
+            _report("interrupted", EXIT_INTERRUPTED)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        # Keep the order of the chain rather than alphabetical.
+        return list(self.commands)
+
+
+HELP = f"""MovieLens to trained, evaluated and A/B-compared recommenders.
+
+The chain: download -> preprocess -> split -> train -> evaluate / tune -> recommend -> abtest.
+
+Examples:
+
+  recsys download ml-100k
+
+  recsys preprocess ml-100k
+
+  recsys train svd --dataset ml-100k --split random
+
+  recsys recommend svd-ml-100k --user 1 -n 10 --format json
+
+{EXIT_CODES_HELP}
+"""
+
+app = typer.Typer(
+    cls=RecsysGroup,
+    help=HELP,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"recsys {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version and exit."),
+) -> None:
+    pass
+
+
+# Each module exposes `register(app)`; modules import heavy libraries inside commands only.
+COMMAND_MODULES = [
+    "data_cmds",  # download, preprocess, split, generate, info
+    "model_cmds",  # train, predict, recommend, similar, runs
+    "eval_cmds",  # evaluate, tune
+    "abtest_cmds",  # abtest, abtest plan, abtest bandit
+    "bench_cmds",  # benchmark
+]
+
+for _name in COMMAND_MODULES:
+    try:
+        _module = importlib.import_module(f"recsys_cli.cli.{_name}")
+    except ModuleNotFoundError as _exc:  # during development a group may not exist yet
+        if _exc.name != f"recsys_cli.cli.{_name}":
+            raise
+        continue
+    _module.register(app)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,122 @@
+"""The one place where command output is shaped: json | jsonl | table | csv.
+
+Data goes to stdout; everything else (progress, logs, warnings) goes to stderr via
+`console_err`. The default format is a table for a person at a terminal and JSON when
+stdout is piped.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+FORMATS = ("json", "jsonl", "table", "csv")
+
+
+def resolve_format(fmt: str | None, as_json: bool = False) -> str:
+    if as_json:
+        return "json"
+    if fmt is None or fmt == "auto":
+        return "table" if sys.stdout.isatty() else "json"
+    if fmt not in FORMATS:
+        from recsys_cli.errors import UsageError
+
+        raise UsageError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    return fmt
+
+
+def _clean(value: Any) -> Any:
+    """Make numpy scalars, NaN and tuples JSON-safe (NaN -> null)."""
+    if isinstance(value, Mapping):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        try:
+            value = value.item()
+        except (ValueError, AttributeError):
+            value = value.tolist()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def dumps(obj: Any, indent: int | None = 2) -> str:
+    return json.dumps(_clean(obj), indent=indent, ensure_ascii=False)
+
+
+def console_err():
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def console_out():
+    from rich.console import Console
+
+    return Console()
+
+
+def _fmt_cell(value: Any) -> str:
+    value = _clean(value)
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)
+
+
+def emit(
+    rows: Iterable[Mapping[str, Any]] | Mapping[str, Any],
+    fmt: str,
+    *,
+    columns: Sequence[str] | None = None,
+    title: str | None = None,
+    stream=None,
+) -> None:
+    """Write rows (or one object, for json) to stdout in the chosen format."""
+    out = stream or sys.stdout
+    if isinstance(rows, Mapping):
+        if fmt in ("json", "jsonl"):
+            out.write(dumps(rows, indent=2 if fmt == "json" else None) + "\n")
+            return
+        rows = [rows]
+    if fmt == "jsonl":
+        for row in rows:
+            out.write(dumps(row, indent=None) + "\n")
+        return
+    rows = list(rows)
+    if fmt == "json":
+        out.write(dumps(rows) + "\n")
+        return
+    cols = list(columns) if columns else _columns(rows)
+    if fmt == "csv":
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(cols)
+        for row in rows:
+            writer.writerow([_fmt_cell(row.get(c)) for c in cols])
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, show_lines=False)
+    for c in cols:
+        table.add_column(c, overflow="fold")
+    for row in rows:
+        table.add_row(*[_fmt_cell(row.get(c)) for c in cols])
+    Console(file=out).print(table)
+
+
+def _columns(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    cols: list[str] = []
+    for row in rows:
+        for key in row:
+            if key not in cols:
+                cols.append(key)
+    return cols
