@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib
 import sys
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -14,14 +13,14 @@ from recsys_cli.errors import EXIT_CODES_HELP, EXIT_DISK, EXIT_INTERRUPTED, Recs
 
 
 def _report(message: str, code: int) -> None:
-    click.echo(f"error: {message}", err=True)
+    typer.echo(f"error: {message}", err=True)
     sys.exit(code)
 
 
 class RecsysGroup(TyperGroup):
     """Turns library errors into one line on stderr and the family's exit code."""
 
-    def invoke(self, ctx: click.Context):
+    def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except RecsysError as exc:
@@ -35,7 +34,7 @@ class RecsysGroup(TyperGroup):
         except KeyboardInterrupt:
             _report("interrupted", EXIT_INTERRUPTED)
 
-    def list_commands(self, ctx: click.Context) -> list[str]:
+    def list_commands(self, ctx) -> list[str]:
         # Keep the order of the chain rather than alphabetical.
         return list(self.commands)
 
@@ -83,7 +82,9 @@ def _root(
 
 # Each module exposes `register(app)`; modules import heavy libraries inside commands only.
 COMMAND_MODULES = [
-    "data_cmds",  # download, preprocess, split, generate, info
+    "download_cmd",  # download
+    "data_cmds",  # preprocess, info
+    "split_cmds",  # split, generate
     "model_cmds",  # train, predict, recommend, similar, runs
     "eval_cmds",  # evaluate, tune
     "abtest_cmds",  # abtest, abtest plan, abtest bandit

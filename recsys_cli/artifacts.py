@@ -1,0 +1,224 @@
+"""ArtifactStore: a run is a folder written atomically, loaded without pickle.
+
+    artifacts/<run>/manifest.json   format version, model, config, dataset + fingerprint,
+                                    split, seed, times, package version, metrics
+    artifacts/<run>/arrays.npz      every learned array (np.load(..., allow_pickle=False))
+    artifacts/<run>/users.parquet   user vocabulary (index -> raw id, train count)
+    artifacts/<run>/items.parquet   item vocabulary (index -> raw id, title, train count)
+
+A run is written to a hidden temporary folder beside its final place and moved in with
+one os.replace, so a killed process never leaves half a run; an existing run is
+replaced only with force=True (the old one stays intact until the new one is complete).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from recsys_cli import __version__
+from recsys_cli.errors import ArtifactError, UsageError
+from recsys_cli.settings import artifacts_dir
+
+FORMAT_VERSION = 1
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def check_run_name(name: str) -> str:
+    if not _NAME_RE.match(name or ""):
+        raise UsageError(
+            f"invalid run name {name!r}: use letters, digits, '.', '_' or '-' (at most 128, not starting with '.')"
+        )
+    return name
+
+
+class ArtifactStore:
+    def __init__(self, root: str | os.PathLike | None = None) -> None:
+        self.root = artifacts_dir(root)
+
+    def path(self, run: str) -> Path:
+        return self.root / check_run_name(run)
+
+    def exists(self, run: str) -> bool:
+        return (self.path(run) / "manifest.json").exists()
+
+    def list_runs(self) -> list[dict[str, Any]]:
+        """Manifests of every run, newest first (unreadable folders are skipped)."""
+        out = []
+        if not self.root.exists():
+            return out
+        for child in self.root.iterdir():
+            mf = child / "manifest.json"
+            if child.name.startswith(".") or not mf.exists():
+                continue
+            try:
+                manifest = json.loads(mf.read_text())
+            except (OSError, json.JSONDecodeError):
+                continue
+            manifest["run"] = child.name
+            out.append(manifest)
+        out.sort(key=lambda m: m.get("created", ""), reverse=True)
+        return out
+
+    def save(
+        self,
+        run: str,
+        model,
+        *,
+        dataset: str,
+        fingerprint: str,
+        split: str | None,
+        seed: int,
+        train_seconds: float,
+        titles: dict[int, str] | None = None,
+        extra: dict[str, Any] | None = None,
+        force: bool = False,
+    ) -> Path:
+        """Write a trained model as a run; ArtifactError if it exists and not force."""
+        final = self.path(run)
+        if final.exists() and not force:
+            raise ArtifactError(f"run {run!r} already exists at {final}; use --force to replace it")
+        self.root.mkdir(parents=True, exist_ok=True)
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "run": run,
+            "model": model.name,
+            "config": model.config.to_dict(),
+            "package_version": __version__,
+            "dataset": dataset,
+            "dataset_fingerprint": fingerprint,
+            "split": split,
+            "seed": seed,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "train_seconds": round(train_seconds, 4),
+            "n_users": int(model.n_users),
+            "n_items": int(model.n_items),
+            "fit_info": getattr(model, "fit_info", {}),
+            "metrics": {},
+        }
+        manifest.update(extra or {})
+        tmp = Path(tempfile.mkdtemp(prefix=f".{run}.", suffix=".tmp", dir=self.root))
+        try:
+            state = model.state()
+            arrays = {k: np.asarray(v) for k, v in state.items()}
+            for k, v in arrays.items():
+                if v.dtype == object:
+                    raise ArtifactError(f"state {k!r} of {model.name!r} is not a plain array")
+            with open(tmp / "arrays.npz", "wb") as fh:
+                np.savez(fh, **arrays)
+            self._write_vocab(tmp, model, titles)
+            (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, default=_json_default) + "\n")
+            if final.exists():
+                # Swap: move the old run aside, move the new one in, then delete the old one.
+                old = Path(tempfile.mkdtemp(prefix=f".{run}.", suffix=".old", dir=self.root))
+                os.replace(final, old / "run")
+                os.replace(tmp, final)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return final
+
+    @staticmethod
+    def _write_vocab(folder: Path, model, titles: dict[int, str] | None) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        users = pa.table(
+            {
+                "index": pa.array(np.arange(model.n_users, dtype=np.int32)),
+                "user_id": pa.array(model.user_ids),
+                "train_count": pa.array(model.user_counts),
+            }
+        )
+        cols = {
+            "index": pa.array(np.arange(model.n_items, dtype=np.int32)),
+            "item_id": pa.array(model.item_ids),
+            "train_count": pa.array(model.item_counts),
+        }
+        if titles is not None:
+            cols["title"] = pa.array([titles.get(int(i)) for i in model.item_ids], type=pa.string())
+        pq.write_table(users, folder / "users.parquet")
+        pq.write_table(pa.table(cols), folder / "items.parquet")
+
+    def manifest(self, run: str) -> dict[str, Any]:
+        folder = self.path(run)
+        mf = folder / "manifest.json"
+        if not mf.exists():
+            known = [m["run"] for m in self.list_runs()][:20]
+            listing = f"; known runs: {', '.join(known)}" if known else "; no runs yet (train one with `recsys train`)"
+            raise ArtifactError(f"unknown run {run!r} in {self.root}{listing}")
+        try:
+            manifest = json.loads(mf.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ArtifactError(f"run {run!r}: unreadable manifest: {exc}") from None
+        version = manifest.get("format_version")
+        if version != FORMAT_VERSION:
+            raise ArtifactError(
+                f"run {run!r} has artifact format {version}, this recsys reads {FORMAT_VERSION}; retrain it"
+            )
+        return manifest
+
+    def load(self, run: str, *, expect_fingerprint: str | None = None):
+        """(model, manifest). Checks format version and dataset fingerprint before the arrays."""
+        from recsys_cli.models.registry import get_model_class
+
+        manifest = self.manifest(run)
+        if expect_fingerprint is not None and manifest.get("dataset_fingerprint") != expect_fingerprint:
+            raise ArtifactError(
+                f"run {run!r} was trained on a different version of dataset {manifest.get('dataset')!r} "
+                "(fingerprint mismatch); retrain it"
+            )
+        cls = get_model_class(manifest["model"])
+        config = cls.Config.from_dict(manifest.get("config", {}))
+        try:
+            with np.load(self.path(run) / "arrays.npz", allow_pickle=False) as npz:
+                state = {k: npz[k] for k in npz.files}
+        except (OSError, ValueError) as exc:
+            raise ArtifactError(f"run {run!r}: corrupt arrays.npz: {exc}") from None
+        model = cls.from_state(config, state)
+        model.fit_info = manifest.get("fit_info", {})
+        return model, manifest
+
+    def titles(self, run: str) -> dict[int, str]:
+        """Raw item id -> title, from the run's items.parquet (empty if titles were not saved)."""
+        import pyarrow.parquet as pq
+
+        path = self.path(run) / "items.parquet"
+        table = pq.read_table(path)
+        if "title" not in table.column_names:
+            return {}
+        return dict(zip(table.column("item_id").to_pylist(), table.column("title").to_pylist()))
+
+    def update_metrics(self, run: str, metrics: dict[str, Any]) -> None:
+        """Merge evaluation metrics into a run's manifest (atomic rewrite)."""
+        manifest = self.manifest(run)
+        manifest.setdefault("metrics", {}).update(metrics)
+        mf = self.path(run) / "manifest.json"
+        tmp = mf.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(manifest, indent=2, default=_json_default) + "\n")
+        os.replace(tmp, mf)
+
+    def delete(self, run: str) -> None:
+        folder = self.path(run)
+        if not folder.exists():
+            raise ArtifactError(f"unknown run {run!r}")
+        shutil.rmtree(folder)
+
+
+def _json_default(obj: Any):
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")

@@ -1,0 +1,271 @@
+"""train, predict, recommend, similar, runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from recsys_cli.cli.common import (
+    ArtifactsDirOpt,
+    DataDirOpt,
+    ForceOpt,
+    FormatOpt,
+    JsonOpt,
+    ParamOpt,
+    SeedOpt,
+    parse_params,
+)
+
+
+def _ids(text: str, what: str) -> list[int]:
+    from recsys_cli.errors import UsageError
+
+    try:
+        return [int(x) for x in text.replace(",", " ").split()]
+    except ValueError:
+        raise UsageError(f"{what}: expected integer ids, got {text!r}") from None
+
+
+def _parse_ratings(text: str) -> tuple[list[int], list[float]]:
+    """'50:5,172:4.5' -> ([50, 172], [5.0, 4.5])."""
+    from recsys_cli.errors import UsageError
+
+    items, values = [], []
+    for part in text.split(","):
+        item, sep, value = part.strip().partition(":")
+        try:
+            if not sep:
+                raise ValueError
+            items.append(int(item))
+            values.append(float(value))
+        except ValueError:
+            raise UsageError(f"--ratings expects item:rating pairs like 50:5,172:4.5, got {part!r}") from None
+    return items, values
+
+
+def _read_id_file(path: Path, columns: tuple[str, ...]) -> list[list[int]]:
+    """Read a CSV with a header containing `columns`; returns one list per column."""
+    import csv
+
+    from recsys_cli.errors import DataError
+
+    if not path.exists():
+        raise DataError(f"{path} does not exist")
+    out: list[list[int]] = [[] for _ in columns]
+    with open(path, newline="") as fh:
+        reader = csv.reader(fh)
+        header = [h.strip() for h in next(reader, [])]
+        missing = [c for c in columns if c not in header]
+        if missing:
+            raise DataError(f"{path}:1: header must contain {', '.join(columns)} (got {', '.join(header) or 'nothing'})")
+        pos = [header.index(c) for c in columns]
+        for lineno, row in enumerate(reader, start=2):
+            if not row or all(not x.strip() for x in row):
+                continue
+            try:
+                for k, p in enumerate(pos):
+                    out[k].append(int(row[p]))
+            except (ValueError, IndexError):
+                raise DataError(f"{path}:{lineno}: expected integer {', '.join(columns)}, got {row!r}") from None
+    return out
+
+
+def register(app: typer.Typer) -> None:
+    @app.command(
+        "train",
+        help="Train a model and save it as a run.\n\n"
+        "Examples:\n\n"
+        "  recsys train svd --dataset ml-100k --split random\n\n"
+        "  recsys train item-knn --dataset ml-100k -p k=40 -p similarity=pearson_baseline\n\n"
+        "  recsys train svd --dataset ml-100k --preset surprise --name svd-surprise",
+    )
+    def train(
+        model: Annotated[str, typer.Argument(help="Model name: bias, popularity, user-knn, item-knn, svd, svdpp, ... or surprise:<Algorithm>.")],
+        dataset: Annotated[str, typer.Option("--dataset", "-d", help="Processed dataset name.")],
+        split: Annotated[Optional[str], typer.Option("--split", "-s", help="Train on the train part of this split (NAME, or NAME:K for a k-fold split). Default: every rating.")] = None,
+        param: ParamOpt = None,
+        config: Annotated[Optional[Path], typer.Option("--config", help="TOML file of hyperparameters (top level or [params]); --param overrides it.")] = None,
+        preset: Annotated[Optional[str], typer.Option("--preset", help="Named set of hyperparameters, e.g. `surprise` for svd.")] = None,
+        name: Annotated[Optional[str], typer.Option("--name", "-n", help="Run name (default MODEL-DATASET[-SPLIT]).")] = None,
+        seed: SeedOpt = 42,
+        force: ForceOpt = False,
+        data_dir: DataDirOpt = None,
+        artifacts_dir: ArtifactsDirOpt = None,
+        fmt: FormatOpt = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        from recsys_cli.models.registry import load_params_file
+        from recsys_cli.output import emit, resolve_format
+        from recsys_cli.progress import make_progress
+        from recsys_cli.training import train_run
+
+        fmt = resolve_format(fmt, as_json)
+        params = load_params_file(config) if config else {}
+        params.update(parse_params(param))
+        progress = make_progress()
+        try:
+            summary = train_run(
+                model, dataset, split=split, params=params, preset=preset, seed=seed, run_name=name,
+                data_dir=data_dir, artifacts_dir=artifacts_dir, force=force, progress=progress,
+            )
+        finally:
+            progress.close()
+        typer.echo(f"trained {model} in {summary['train_seconds']:.2f} s -> {summary['path']}", err=True)
+        if fmt == "table":
+            emit([{k: summary[k] for k in ("run", "model", "dataset", "split", "train_ratings", "train_seconds", "path")}], fmt)
+        else:
+            emit(summary, fmt)
+
+    @app.command(
+        "predict",
+        help="Predict ratings for (user, item) pairs with a trained run.\n\n"
+        "Examples:\n\n"
+        "  recsys predict svd-ml-100k --user 1 --item 50\n\n"
+        "  recsys predict svd-ml-100k --pairs-file pairs.csv --format jsonl   (CSV header: user_id,item_id)",
+    )
+    def predict(
+        run: Annotated[str, typer.Argument(help="Run name (see `recsys runs`).")],
+        user: Annotated[Optional[int], typer.Option("--user", "-u", help="Raw user id.")] = None,
+        item: Annotated[Optional[int], typer.Option("--item", "-i", help="Raw item id.")] = None,
+        pairs_file: Annotated[Optional[Path], typer.Option("--pairs-file", help="CSV with header user_id,item_id.")] = None,
+        artifacts_dir: ArtifactsDirOpt = None,
+        fmt: FormatOpt = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        from recsys_cli.artifacts import ArtifactStore
+        from recsys_cli.errors import UsageError
+        from recsys_cli.output import emit, resolve_format
+
+        fmt = resolve_format(fmt, as_json)
+        if pairs_file is not None:
+            if user is not None or item is not None:
+                raise UsageError("use either --user/--item or --pairs-file, not both")
+            users, items = _read_id_file(pairs_file, ("user_id", "item_id"))
+        elif user is not None and item is not None:
+            users, items = [user], [item]
+        else:
+            raise UsageError("give --user and --item, or --pairs-file")
+        model, _ = ArtifactStore(artifacts_dir).load(run)
+        pred, labels = model.predict(users, items)
+        rows = [
+            {"user_id": u, "item_id": i, "prediction": round(float(p), 6), "fallback": fb}
+            for u, i, p, fb in zip(users, items, pred, labels)
+        ]
+        emit(rows[0] if pairs_file is None and fmt == "json" else rows, fmt)
+
+    @app.command(
+        "recommend",
+        help="Top-n recommendations as JSON, JSONL, CSV or a table.\n\n"
+        "Examples:\n\n"
+        "  recsys recommend svd-ml-100k --user 1 -n 10 --format json | jq .\n\n"
+        "  recsys recommend svd-ml-100k --all-users --format jsonl > recs.jsonl\n\n"
+        "  recsys recommend svd-ml-100k --ratings 50:5,172:4.5,181:5   (a new user's ratings)",
+    )
+    def recommend(
+        run: Annotated[str, typer.Argument(help="Run name (see `recsys runs`).")],
+        user: Annotated[Optional[list[str]], typer.Option("--user", "-u", help="Raw user id (repeatable, or comma-separated).")] = None,
+        users_file: Annotated[Optional[Path], typer.Option("--users-file", help="CSV with a user_id column.")] = None,
+        all_users: Annotated[bool, typer.Option("--all-users", help="Every user the run knows.")] = False,
+        ratings: Annotated[Optional[str], typer.Option("--ratings", help="A new user's ratings, item:rating pairs, e.g. 50:5,172:4.5.")] = None,
+        n: Annotated[int, typer.Option("-n", "--n", min=1, help="Items per user.")] = 10,
+        include_seen: Annotated[bool, typer.Option("--include-seen", help="Allow items the user already rated.")] = False,
+        artifacts_dir: ArtifactsDirOpt = None,
+        fmt: FormatOpt = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        from recsys_cli.artifacts import ArtifactStore
+        from recsys_cli.errors import UsageError
+        from recsys_cli.output import emit, resolve_format
+
+        fmt = resolve_format(fmt, as_json)
+        chosen = sum([bool(user), users_file is not None, all_users, ratings is not None])
+        if chosen != 1:
+            raise UsageError("give exactly one of --user, --users-file, --all-users or --ratings")
+        store = ArtifactStore(artifacts_dir)
+        model, _ = store.load(run)
+        if ratings is not None:
+            items, values = _parse_ratings(ratings)
+            recs = model.recommend_new_user(items, values, n, exclude_seen=not include_seen)
+        else:
+            if user:
+                users = [u for text in user for u in _ids(text, "--user")]
+            elif users_file is not None:
+                users = _read_id_file(users_file, ("user_id",))[0]
+            else:
+                users = model.user_ids[model.user_counts > 0]
+            recs = model.recommend(users, n, exclude_seen=not include_seen)
+        short = int(((recs.items >= 0).sum(axis=1) < n).sum())
+        if short:
+            typer.echo(
+                f"warning: {short} user(s) got fewer than {n} items: the catalogue has no more eligible items",
+                err=True,
+            )
+        unknown = sum(1 for fb in recs.fallback if fb == "popularity")
+        if unknown:
+            typer.echo(f"note: {unknown} unknown user(s) got the popularity ranking (fallback: popularity)", err=True)
+        titles = store.titles(run)
+        rows = recs.rows(titles)
+        cols = ["user_id", "rank", "item_id", "title", "score", "fallback"]
+        emit(rows if fmt == "jsonl" else list(rows), fmt, columns=cols)
+
+    @app.command(
+        "similar",
+        help="Items most similar to an item, by the model's own similarity.\n\n"
+        "Example:\n\n  recsys similar item-knn-ml-100k --item 1 -n 10",
+    )
+    def similar(
+        run: Annotated[str, typer.Argument(help="Run name.")],
+        item: Annotated[int, typer.Option("--item", "-i", help="Raw item id.")],
+        n: Annotated[int, typer.Option("-n", "--n", min=1, help="How many neighbours.")] = 10,
+        artifacts_dir: ArtifactsDirOpt = None,
+        fmt: FormatOpt = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        from recsys_cli.artifacts import ArtifactStore
+        from recsys_cli.output import emit, resolve_format
+
+        fmt = resolve_format(fmt, as_json)
+        store = ArtifactStore(artifacts_dir)
+        model, _ = store.load(run)
+        items, sims = model.similar_items(item, n)
+        titles = store.titles(run)
+        rows = [
+            {"item_id": item, "rank": k + 1, "similar_item_id": int(j), "title": titles.get(int(j)), "similarity": round(float(s), 6)}
+            for k, (j, s) in enumerate(zip(items, sims))
+        ]
+        emit(rows, fmt, columns=["item_id", "rank", "similar_item_id", "title", "similarity"])
+
+    @app.command(
+        "runs",
+        help="List trained runs (newest first) with their metrics.\n\n"
+        "Examples:\n\n  recsys runs\n\n  recsys runs --model svd --format json",
+    )
+    def runs(
+        model: Annotated[Optional[str], typer.Option("--model", help="Only runs of this model.")] = None,
+        dataset: Annotated[Optional[str], typer.Option("--dataset", "-d", help="Only runs on this dataset.")] = None,
+        artifacts_dir: ArtifactsDirOpt = None,
+        fmt: FormatOpt = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        from recsys_cli.artifacts import ArtifactStore
+        from recsys_cli.output import emit, resolve_format
+
+        fmt = resolve_format(fmt, as_json)
+        rows = []
+        for m in ArtifactStore(artifacts_dir).list_runs():
+            if (model and m.get("model") != model) or (dataset and m.get("dataset") != dataset):
+                continue
+            rows.append(
+                {
+                    "run": m["run"],
+                    "model": m.get("model"),
+                    "dataset": m.get("dataset"),
+                    "split": m.get("split"),
+                    "created": m.get("created"),
+                    "train_seconds": m.get("train_seconds"),
+                    "metrics": m.get("metrics") or {},
+                }
+            )
+        emit(rows, fmt, columns=["run", "model", "dataset", "split", "created", "train_seconds", "metrics"])

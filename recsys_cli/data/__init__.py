@@ -1,0 +1,1 @@
+"""Data pipeline: registry, download, readers, preprocess, splits, synthetic data, dataset loading."""

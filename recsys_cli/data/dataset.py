@@ -1,0 +1,247 @@
+"""Load a processed dataset (see LAYOUT.md) into index space for the models.
+
+`load_dataset(name)` reads `dataset.json`; `Dataset.interactions(split, part)` gives an
+`Interactions` over the *whole dataset's* id vocabularies, so every split of a dataset
+shares one user/item indexing and a user or item with no training ratings is simply a
+row with zero entries (the models treat it as unknown and fall back).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from recsys_cli.errors import DataError
+from recsys_cli.settings import processed_dir
+
+SCHEMA_VERSION = 1
+PART_NAMES = {"train": 0, "validation": 1, "val": 1, "test": 2}
+
+
+@dataclass(frozen=True, eq=False)
+class Interactions:
+    """Ratings in index space plus the vocabularies that map indices to raw ids."""
+
+    users: np.ndarray  # int32 index into user_ids
+    items: np.ndarray  # int32 index into item_ids
+    ratings: np.ndarray  # float32
+    user_ids: np.ndarray  # int64 raw ids, ascending; index -> raw id
+    item_ids: np.ndarray  # int64 raw ids, ascending
+    timestamps: np.ndarray | None = None  # int64 seconds
+    rating_scale: tuple[float, float] = (0.5, 5.0)
+    item_genres: np.ndarray | None = None  # float32 (n_items, n_genres) 0/1
+    genre_names: tuple[str, ...] = ()
+    dataset: str = ""
+    fingerprint: str = ""
+    split: str | None = None
+    _cache: dict = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def n_users(self) -> int:
+        return len(self.user_ids)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_ids)
+
+    def __len__(self) -> int:
+        return len(self.ratings)
+
+    @property
+    def global_mean(self) -> float:
+        return float(self.ratings.mean(dtype=np.float64)) if len(self.ratings) else 0.0
+
+    def csr(self):
+        """users x items scipy CSR of ratings (rows sorted by item index), cached."""
+        if "csr" not in self._cache:
+            import scipy.sparse as sp
+
+            m = sp.csr_matrix(
+                (self.ratings, (self.users, self.items)), shape=(self.n_users, self.n_items), dtype=np.float32
+            )
+            m.sum_duplicates()
+            m.sort_indices()
+            self._cache["csr"] = m
+        return self._cache["csr"]
+
+    def csc(self):
+        """items x users CSR (i.e. the transpose), cached."""
+        if "csc" not in self._cache:
+            m = self.csr().T.tocsr()
+            m.sort_indices()
+            self._cache["csc"] = m
+        return self._cache["csc"]
+
+    def user_counts(self) -> np.ndarray:
+        return np.bincount(self.users, minlength=self.n_users).astype(np.int32)
+
+    def item_counts(self) -> np.ndarray:
+        return np.bincount(self.items, minlength=self.n_items).astype(np.int32)
+
+    def subset(self, mask_or_index: np.ndarray, split: str | None = None) -> Interactions:
+        """Rows selected by a boolean mask or index array; vocabularies unchanged."""
+        ts = self.timestamps[mask_or_index] if self.timestamps is not None else None
+        return replace(
+            self,
+            users=self.users[mask_or_index],
+            items=self.items[mask_or_index],
+            ratings=self.ratings[mask_or_index],
+            timestamps=ts,
+            split=split if split is not None else self.split,
+            _cache={},
+        )
+
+    def user_index(self, raw_ids) -> np.ndarray:
+        """Raw user ids -> indices (-1 for unknown)."""
+        return lookup(self.user_ids, raw_ids)
+
+    def item_index(self, raw_ids) -> np.ndarray:
+        return lookup(self.item_ids, raw_ids)
+
+
+def lookup(vocab: np.ndarray, raw_ids) -> np.ndarray:
+    """Map raw ids to positions in a sorted vocabulary; -1 where absent."""
+    raw = np.asarray(raw_ids, dtype=np.int64).reshape(-1)
+    if len(vocab) == 0:
+        return np.full(raw.shape, -1, dtype=np.int32)
+    pos = np.searchsorted(vocab, raw)
+    pos_c = np.minimum(pos, len(vocab) - 1)
+    found = vocab[pos_c] == raw
+    return np.where(found, pos_c, -1).astype(np.int32)
+
+
+class Dataset:
+    """A processed dataset folder: metadata, tables and splits."""
+
+    def __init__(self, name: str, path: Path, meta: dict) -> None:
+        self.name = name
+        self.path = path
+        self.meta = meta
+
+    @property
+    def fingerprint(self) -> str:
+        return self.meta.get("fingerprint", "")
+
+    @property
+    def rating_scale(self) -> tuple[float, float]:
+        lo, hi = self.meta.get("rating_scale", [0.5, 5.0])
+        return float(lo), float(hi)
+
+    @property
+    def split_names(self) -> list[str]:
+        return sorted(self.meta.get("splits", {}))
+
+    @cached_property
+    def _ratings_arrays(self) -> dict[str, np.ndarray]:
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(self.path / "ratings.parquet", columns=["user_id", "item_id", "rating", "timestamp"])
+        return {c: table.column(c).to_numpy() for c in table.column_names}
+
+    @cached_property
+    def items_table(self):
+        import polars as pl
+
+        return pl.read_parquet(self.path / "items.parquet")
+
+    @cached_property
+    def vocabularies(self) -> tuple[np.ndarray, np.ndarray]:
+        """(user_ids, item_ids): every user in ratings, every item in items.parquet or ratings."""
+        arr = self._ratings_arrays
+        user_ids = np.unique(arr["user_id"]).astype(np.int64)
+        item_ids = np.union1d(
+            np.unique(arr["item_id"]), self.items_table["item_id"].to_numpy()
+        ).astype(np.int64)
+        return user_ids, item_ids
+
+    @cached_property
+    def genres(self) -> tuple[np.ndarray, tuple[str, ...]]:
+        """Dense (n_items, n_genres) 0/1 float32 matrix aligned to the item vocabulary."""
+        import polars as pl
+
+        _, item_ids = self.vocabularies
+        items = self.items_table.select("item_id", "genres").explode("genres").drop_nulls("genres")
+        names = tuple(sorted(items["genres"].unique().to_list()))
+        mat = np.zeros((len(item_ids), len(names)), dtype=np.float32)
+        if names:
+            g_index = {g: k for k, g in enumerate(names)}
+            rows = lookup(item_ids, items["item_id"].to_numpy())
+            cols = items["genres"].replace_strict(g_index, return_dtype=pl.Int32).to_numpy()
+            ok = rows >= 0
+            mat[rows[ok], cols[ok]] = 1.0
+        return mat, names
+
+    def interactions(self, split: str | None = None, part: str = "train") -> Interactions:
+        """All ratings (split=None) or one part of a named split.
+
+        `split` is a split name, or `NAME:K` for fold K of a k-fold split (part "train" is
+        every other fold, "test" is fold K).
+        """
+        arr = self._ratings_arrays
+        user_ids, item_ids = self.vocabularies
+        genres, genre_names = self.genres
+        full = Interactions(
+            users=lookup(user_ids, arr["user_id"]),
+            items=lookup(item_ids, arr["item_id"]),
+            ratings=arr["rating"].astype(np.float32, copy=False),
+            timestamps=arr["timestamp"].astype(np.int64, copy=False),
+            user_ids=user_ids,
+            item_ids=item_ids,
+            rating_scale=self.rating_scale,
+            item_genres=genres,
+            genre_names=genre_names,
+            dataset=self.name,
+            fingerprint=self.fingerprint,
+        )
+        if split is None:
+            return full
+        return full.subset(self.split_mask(split, part), split=split)
+
+    def split_mask(self, split: str, part: str = "train") -> np.ndarray:
+        from recsys_cli.data.splits import load_split
+
+        base, _, fold = split.partition(":")
+        codes, info = load_split(self.path, base)
+        n = len(self._ratings_arrays["rating"])
+        if len(codes) != n:
+            raise DataError(f"split {base!r} does not match the ratings ({len(codes)} != {n} rows); re-create it")
+        if info.get("kind") == "kfold":
+            if not fold:
+                raise DataError(f"split {base!r} is k-fold: name a fold as {base}:0 .. {base}:{info['params'].get('k', 5) - 1}")
+            k = int(fold)
+            return codes == k if part == "test" else codes != k
+        if fold:
+            raise DataError(f"split {base!r} is not k-fold; use it without ':{fold}'")
+        if part not in PART_NAMES:
+            raise DataError(f"unknown split part {part!r}; use train, validation or test")
+        if part == "train":
+            return codes == 0
+        return codes == PART_NAMES[part]
+
+    def titles(self) -> dict[int, str]:
+        df = self.items_table
+        return dict(zip(df["item_id"].to_list(), df["title"].to_list()))
+
+
+def load_dataset(name: str, data_dir=None) -> Dataset:
+    """Open a processed dataset; DataError with the command to run if it is missing."""
+    path = processed_dir(name, data_dir)
+    meta_path = path / "dataset.json"
+    if not meta_path.exists():
+        raw = path.parent.parent / "raw" / name
+        hint = f"recsys preprocess {name}" if raw.exists() else f"recsys download {name} && recsys preprocess {name}"
+        raise DataError(f"dataset {name!r} is not preprocessed (no {meta_path}); run `{hint}`")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DataError(f"cannot read {meta_path}: {exc}") from exc
+    if meta.get("schema_version") != SCHEMA_VERSION:
+        raise DataError(
+            f"{meta_path} has schema version {meta.get('schema_version')}, expected {SCHEMA_VERSION}; "
+            f"re-run `recsys preprocess {name}`"
+        )
+    return Dataset(name, path, meta)

@@ -1,0 +1,371 @@
+"""The Recommender base: raw ids at the edges, indices inside, ranking written once.
+
+A model subclass implements `_fit`, `_score_users` (dense scores for a batch of user
+indices) and, if it predicts ratings, `_predict_known` (pairs of known indices). The base
+does everything else: id mapping, the training vocabularies, seen-item exclusion,
+candidate sets, batched deterministic top-k, cold-start fallbacks that say what they
+did, and the common part of the saved state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from recsys_cli.data.dataset import Interactions, lookup
+from recsys_cli.errors import ArtifactError, UsageError
+from recsys_cli.models.config import ModelConfig
+from recsys_cli.progress import NullProgress
+
+# Fallback labels, as they appear in JSON output.
+FB_ITEM_BIAS = "item_bias"  # user unknown: global mean + item bias
+FB_USER_BIAS = "user_bias"  # item unknown: global mean + user bias
+FB_GLOBAL = "global_mean"  # both unknown
+FB_POPULARITY = "popularity"  # unknown user in recommend: most-rated items
+FB_GENRE = "genre"  # item with no ratings scored from its genres (hybrid)
+FB_FOLD_IN = "fold_in"  # a new user's ratings folded in
+
+
+@dataclass
+class RecList:
+    """Top-n per user, raw ids. Rows with fewer than n items are padded with -1 / NaN."""
+
+    users: np.ndarray  # raw ids (n_users,)
+    items: np.ndarray  # raw ids (n_users, n), -1 padding
+    scores: np.ndarray  # float32 (n_users, n), NaN padding
+    fallback: list[str | None]
+
+    def rows(self, titles: dict[int, str] | None = None):
+        """Yield one dict per (user, rank) in the CLI's JSON shape."""
+        for r, user in enumerate(self.users):
+            for k in range(self.items.shape[1]):
+                item = int(self.items[r, k])
+                if item < 0:
+                    break
+                row = {"user_id": int(user), "rank": k + 1, "item_id": item}
+                if titles is not None:
+                    row["title"] = titles.get(item)
+                row["score"] = round(float(self.scores[r, k]), 6)
+                if self.fallback[r]:
+                    row["fallback"] = self.fallback[r]
+                yield row
+
+
+def topk(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row-wise top-n (indices, values), best first; ties go to the lower index; -inf excluded."""
+    b, m = scores.shape
+    n_eff = min(n, m)
+    if n_eff <= 0:
+        return np.full((b, n), -1, np.int32), np.full((b, n), np.nan, np.float32)
+    if n_eff < m:
+        part = np.argpartition(-scores, n_eff - 1, axis=1)[:, :n_eff]
+        # argpartition may cut inside a tie at the boundary: take every item tied with the cut-off.
+        cut = np.take_along_axis(scores, part, axis=1).min(axis=1, keepdims=True)
+        out_idx = np.empty((b, n_eff), np.int64)
+        for r in range(b):
+            cand = np.flatnonzero(scores[r] >= cut[r, 0])
+            order = np.lexsort((cand, -scores[r, cand]))[:n_eff]
+            out_idx[r] = cand[order]
+    else:
+        out_idx = np.lexsort((np.broadcast_to(np.arange(m), scores.shape), -scores), axis=1)
+    vals = np.take_along_axis(scores, out_idx, axis=1).astype(np.float32)
+    idx = out_idx.astype(np.int32)
+    bad = ~np.isfinite(vals) & (vals < 0)
+    idx[bad] = -1
+    vals[bad] = np.nan
+    if n_eff < n:
+        idx = np.pad(idx, ((0, 0), (0, n - n_eff)), constant_values=-1)
+        vals = np.pad(vals, ((0, 0), (0, n - n_eff)), constant_values=np.nan)
+    return idx, vals
+
+
+class Recommender:
+    """Base class of every model; see the module docstring for what subclasses provide."""
+
+    name: ClassVar[str] = ""
+    Config: ClassVar[type[ModelConfig]] = ModelConfig
+    predicts_ratings: ClassVar[bool] = True  # False: scores are ranking scores (ials, bpr)
+    scores_are_ratings: ClassVar[bool] = True  # _score_users returns predicted ratings
+    supports_fold_in: ClassVar[bool] = False
+    epoch_based: ClassVar[bool] = False
+
+    def __init__(self, config: ModelConfig | None = None, **params: Any) -> None:
+        self.config = config if config is not None else self.Config.from_dict(params)
+        self.fitted = False
+        self.fit_info: dict[str, Any] = {}
+
+    # ----- training -------------------------------------------------------------------
+    def fit(self, data: Interactions, *, seed: int = 42, progress=None) -> Recommender:
+        if len(data) == 0:
+            raise UsageError("cannot train on an empty set of ratings")
+        progress = progress or NullProgress()
+        self._fit_common(data)
+        self._fit(data, seed=seed, progress=progress)
+        self.fitted = True
+        return self
+
+    def _fit_common(self, data: Interactions) -> None:
+        from recsys_cli.models._kernels.baseline import baseline_als
+
+        self.user_ids = np.asarray(data.user_ids, np.int64)
+        self.item_ids = np.asarray(data.item_ids, np.int64)
+        self.rating_scale = (float(data.rating_scale[0]), float(data.rating_scale[1]))
+        self.global_mean = np.float32(data.global_mean)
+        csr = data.csr()
+        self.seen_indptr = csr.indptr.astype(np.int64)
+        self.seen_indices = csr.indices.astype(np.int32)
+        self.user_counts = np.diff(self.seen_indptr).astype(np.int32)
+        self.item_counts = np.bincount(self.seen_indices, minlength=data.n_items).astype(np.int32)
+        # Regularised baselines serve every model's fallbacks (Surprise's BaselineOnly defaults).
+        bu, bi = baseline_als(
+            data.users, data.items, data.ratings, data.n_users, data.n_items, float(self.global_mean)
+        )
+        self.fb_user_bias = np.asarray(bu, np.float32)
+        self.fb_item_bias = np.asarray(bi, np.float32)
+        # Popularity fallback: most-rated first, ties by item index.
+        self.fb_rank = np.lexsort((np.arange(data.n_items), -self.item_counts)).astype(np.int32)
+
+    def _fit(self, data: Interactions, *, seed: int, progress) -> None:
+        raise NotImplementedError
+
+    # ----- scoring hooks for subclasses ----------------------------------------------------
+    def _score_users(self, users: np.ndarray) -> np.ndarray:
+        """Dense float32 scores (len(users), n_items) for known user indices."""
+        raise NotImplementedError
+
+    def _predict_known(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Predictions for pairs where both user and item have training data."""
+        scores = self._score_users(users)
+        return scores[np.arange(len(users)), items]
+
+    def _item_vectors(self) -> np.ndarray | None:
+        """Item embedding (n_items, d) for `similar` by cosine, or None."""
+        return None
+
+    # ----- public API on raw ids -------------------------------------------------------
+    def _check_fitted(self) -> None:
+        if not self.fitted:
+            raise UsageError(f"model {self.name!r} is not trained yet")
+
+    @property
+    def n_users(self) -> int:
+        return len(self.user_ids)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_ids)
+
+    def known_users(self, raw_users) -> np.ndarray:
+        """Indices of raw ids; -1 where the user is unknown or has no training ratings."""
+        u = lookup(self.user_ids, raw_users)
+        ok = u >= 0
+        u[ok & (self.user_counts[np.maximum(u, 0)] == 0)] = -1
+        return u
+
+    def known_items(self, raw_items) -> np.ndarray:
+        i = lookup(self.item_ids, raw_items)
+        ok = i >= 0
+        i[ok & (self.item_counts[np.maximum(i, 0)] == 0)] = -1
+        return i
+
+    def _cold_item_scores(self, items: np.ndarray, users: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """Hook for models that can score items without ratings (hybrid): (values, handled mask)."""
+        return None
+
+    def predict(self, raw_users, raw_items) -> tuple[np.ndarray, list[str | None]]:
+        """Predicted ratings (clipped to the scale) and a fallback label per pair (None = model)."""
+        self._check_fitted()
+        raw_users = np.asarray(raw_users, np.int64).reshape(-1)
+        raw_items = np.asarray(raw_items, np.int64).reshape(-1)
+        if raw_users.shape != raw_items.shape:
+            raise UsageError("users and items must have the same length")
+        u = self.known_users(raw_users)
+        i = self.known_items(raw_items)
+        pred = np.empty(len(u), np.float32)
+        labels: list[str | None] = [None] * len(u)
+        both = (u >= 0) & (i >= 0)
+        if both.any():
+            pred[both] = self._predict_known(u[both], i[both])
+        mu = self.global_mean
+        cold = self._cold_item_scores(lookup(self.item_ids, raw_items), u) if (~both).any() else None
+        for k in np.flatnonzero(~both):
+            if cold is not None and cold[1][k]:
+                pred[k] = cold[0][k]
+                labels[k] = FB_GENRE
+            elif u[k] >= 0:
+                pred[k] = mu + self.fb_user_bias[u[k]]
+                labels[k] = FB_USER_BIAS
+            elif i[k] >= 0:
+                pred[k] = mu + self.fb_item_bias[i[k]]
+                labels[k] = FB_ITEM_BIAS
+            else:
+                pred[k] = mu
+                labels[k] = FB_GLOBAL
+        if self.predicts_ratings:
+            lo, hi = self.rating_scale
+            np.clip(pred, lo, hi, out=pred)
+        return pred, labels
+
+    def recommend(
+        self,
+        raw_users,
+        n: int = 10,
+        *,
+        exclude_seen: bool = True,
+        candidates=None,
+        batch_size: int | None = None,
+    ) -> RecList:
+        """Top-n items per user. Unknown users get the popularity ranking, labelled."""
+        self._check_fitted()
+        raw_users = np.asarray(raw_users, np.int64).reshape(-1)
+        u = self.known_users(raw_users)
+        cand_mask = self._candidate_mask(candidates)
+        items = np.full((len(u), n), -1, np.int32)
+        scores = np.full((len(u), n), np.nan, np.float32)
+        labels: list[str | None] = [None] * len(u)
+        known = np.flatnonzero(u >= 0)
+        if batch_size is None:
+            batch_size = max(1, min(4096, (64 << 20) // (4 * max(1, self.n_items))))
+        for start in range(0, len(known), batch_size):
+            rows = known[start : start + batch_size]
+            s = self._score_users(u[rows]).astype(np.float32, copy=True)
+            self._mask_scores(s, u[rows], exclude_seen, cand_mask)
+            idx, val = topk(s, n)
+            items[rows], scores[rows] = idx, val
+        unknown = np.flatnonzero(u < 0)
+        if len(unknown):
+            pop = self._popularity_scores()
+            s = np.broadcast_to(pop, (1, self.n_items)).copy()
+            if cand_mask is not None:
+                s[:, ~cand_mask] = -np.inf
+            idx, val = topk(s, n)
+            items[unknown], scores[unknown] = idx[0], val[0]
+            for r in unknown:
+                labels[r] = FB_POPULARITY
+        raw_items = np.where(items >= 0, self.item_ids[np.maximum(items, 0)], -1)
+        return RecList(users=raw_users, items=raw_items, scores=scores, fallback=labels)
+
+    def _popularity_scores(self) -> np.ndarray:
+        s = np.empty(self.n_items, np.float32)
+        s[self.fb_rank] = np.arange(self.n_items, 0, -1, dtype=np.float32) / self.n_items
+        return s
+
+    def _candidate_mask(self, candidates) -> np.ndarray | None:
+        if candidates is None:
+            return None
+        idx = lookup(self.item_ids, candidates)
+        mask = np.zeros(self.n_items, bool)
+        mask[idx[idx >= 0]] = True
+        return mask
+
+    def _mask_scores(self, s: np.ndarray, users: np.ndarray, exclude_seen: bool, cand_mask) -> None:
+        if exclude_seen:
+            for r, user in enumerate(users):
+                s[r, self.seen_indices[self.seen_indptr[user] : self.seen_indptr[user + 1]]] = -np.inf
+        if cand_mask is not None:
+            s[:, ~cand_mask] = -np.inf
+
+    def recommend_indices(self, users: np.ndarray, n: int, *, exclude_seen: bool = True) -> np.ndarray:
+        """Top-n item *indices* for known user indices (evaluation fast path)."""
+        out = np.full((len(users), n), -1, np.int32)
+        batch = max(1, min(4096, (64 << 20) // (4 * max(1, self.n_items))))
+        for start in range(0, len(users), batch):
+            rows = users[start : start + batch]
+            s = self._score_users(rows).astype(np.float32, copy=True)
+            self._mask_scores(s, rows, exclude_seen, None)
+            out[start : start + batch] = topk(s, n)[0]
+        return out
+
+    def similar_items(self, raw_item: int, n: int = 10) -> tuple[np.ndarray, np.ndarray]:
+        """Nearest items (raw ids, similarity) by the model's item similarity."""
+        self._check_fitted()
+        i = lookup(self.item_ids, [raw_item])[0]
+        if i < 0:
+            from recsys_cli.errors import UnknownIdError
+
+            raise UnknownIdError(f"item {raw_item} is not in this run's catalogue")
+        sims = self._item_similarities(int(i))
+        if sims is None:
+            raise UsageError(f"model {self.name!r} has no item similarity; try an item-knn or factor model")
+        sims = sims.astype(np.float32, copy=True)
+        sims[i] = -np.inf
+        sims[self.item_counts == 0] = -np.inf
+        idx, val = topk(sims[None, :], n)
+        keep = idx[0] >= 0
+        return self.item_ids[idx[0][keep]], val[0][keep]
+
+    def _item_similarities(self, i: int) -> np.ndarray | None:
+        vec = self._item_vectors()
+        if vec is None:
+            return None
+        v = vec.astype(np.float32)
+        norms = np.linalg.norm(v, axis=1)
+        norms[norms == 0] = 1.0
+        return (v @ v[i]) / (norms * norms[i])
+
+    def fold_in(self, raw_items, ratings) -> np.ndarray:
+        """Scores over every item for a new user given their ratings (models that support it)."""
+        raise UsageError(f"model {self.name!r} cannot fold in a new user's ratings")
+
+    def recommend_new_user(
+        self, raw_items, ratings, n: int = 10, *, exclude_seen: bool = True, candidates=None
+    ) -> RecList:
+        self._check_fitted()
+        idx = lookup(self.item_ids, raw_items)
+        if (idx < 0).all():
+            raise UsageError("none of the rated items is in this run's catalogue")
+        s = self.fold_in(raw_items, ratings).astype(np.float32, copy=True)[None, :]
+        if exclude_seen:
+            s[0, idx[idx >= 0]] = -np.inf
+        cand = self._candidate_mask(candidates)
+        if cand is not None:
+            s[:, ~cand] = -np.inf
+        top, val = topk(s, n)
+        raw = np.where(top >= 0, self.item_ids[np.maximum(top, 0)], -1)
+        return RecList(users=np.array([-1]), items=raw, scores=val, fallback=[FB_FOLD_IN])
+
+    # ----- persistence -----------------------------------------------------------------
+    _COMMON = (
+        "user_ids",
+        "item_ids",
+        "seen_indptr",
+        "seen_indices",
+        "user_counts",
+        "item_counts",
+        "fb_user_bias",
+        "fb_item_bias",
+        "fb_rank",
+    )
+
+    def _state(self) -> dict[str, Any]:
+        """Model-specific arrays and scalars to save (subclasses extend)."""
+        return {}
+
+    def _load_state(self, state: dict[str, Any]) -> None:
+        """Restore what `_state` returned."""
+
+    def state(self) -> dict[str, Any]:
+        self._check_fitted()
+        out: dict[str, Any] = {f"core.{k}": getattr(self, k) for k in self._COMMON}
+        out["core.global_mean"] = np.float32(self.global_mean)
+        out["core.rating_scale"] = np.asarray(self.rating_scale, np.float64)
+        for k, v in self._state().items():
+            out[f"model.{k}"] = v
+        return out
+
+    @classmethod
+    def from_state(cls, config: ModelConfig, state: dict[str, Any]) -> Recommender:
+        model = cls(config)
+        try:
+            for k in cls._COMMON:
+                setattr(model, k, np.asarray(state[f"core.{k}"]))
+            model.global_mean = np.float32(state["core.global_mean"])
+            lo, hi = np.asarray(state["core.rating_scale"]).tolist()
+            model.rating_scale = (float(lo), float(hi))
+            model._load_state({k[6:]: v for k, v in state.items() if k.startswith("model.")})
+        except KeyError as exc:
+            raise ArtifactError(f"saved state of {cls.name!r} is missing {exc}") from None
+        model.fitted = True
+        return model

@@ -1,0 +1,83 @@
+"""Train a model on a dataset (or one part of a split) and save it as a run."""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+from recsys_cli.artifacts import ArtifactStore, check_run_name
+
+
+def default_run_name(model: str, dataset: str, split: str | None) -> str:
+    name = f"{model}-{dataset}" + (f"-{split}" if split else "")
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.")
+
+
+def fit_model(model, data, *, seed: int, progress=None):
+    """Fit under controlled threads; returns (model, seconds)."""
+    from recsys_cli.runtime import compute_threads
+
+    t0 = time.perf_counter()
+    with compute_threads():
+        model.fit(data, seed=seed, progress=progress)
+    return model, time.perf_counter() - t0
+
+
+def train_run(
+    model_name: str,
+    dataset_name: str,
+    *,
+    split: str | None = None,
+    params: dict[str, Any] | None = None,
+    preset: str | None = None,
+    seed: int = 42,
+    run_name: str | None = None,
+    data_dir=None,
+    artifacts_dir=None,
+    force: bool = False,
+    progress=None,
+) -> dict[str, Any]:
+    """Train and persist; fails before training if the run exists and force is False."""
+    from recsys_cli.data.dataset import load_dataset
+    from recsys_cli.errors import ArtifactError
+    from recsys_cli.models.registry import create_model
+
+    model = create_model(model_name, params, preset)
+    run = check_run_name(run_name or default_run_name(model_name, dataset_name, split))
+    store = ArtifactStore(artifacts_dir)
+    if store.path(run).exists() and not force:
+        raise ArtifactError(f"run {run!r} already exists at {store.path(run)}; use --force to replace it")
+    ds = load_dataset(dataset_name, data_dir)
+    data = ds.interactions(split, "train")
+    if progress is not None:
+        progress.log(
+            f"training {model_name} on {dataset_name}"
+            + (f" split {split}" if split else " (all ratings)")
+            + f": {len(data):,} ratings, {data.n_users:,} users, {data.n_items:,} items"
+        )
+    model, seconds = fit_model(model, data, seed=seed, progress=progress)
+    path = store.save(
+        run,
+        model,
+        dataset=dataset_name,
+        fingerprint=ds.fingerprint,
+        split=split,
+        seed=seed,
+        train_seconds=seconds,
+        titles=ds.titles(),
+        extra={"preset": preset, "n_train_ratings": len(data)},
+        force=force,
+    )
+    return {
+        "run": run,
+        "model": model_name,
+        "dataset": dataset_name,
+        "split": split,
+        "seed": seed,
+        "train_ratings": len(data),
+        "train_seconds": round(seconds, 3),
+        "path": str(path),
+        "config": model.config.to_dict(),
+        "fit_info": model.fit_info,
+    }

@@ -1,0 +1,35 @@
+"""Every registered model runs the shared ModelContract (tests/contract.py)."""
+
+from contract import ModelContract
+
+
+class TestBias(ModelContract):
+    model_name = "bias"
+    personalised = False
+
+
+class TestBiasSGD(ModelContract):
+    model_name = "bias"
+    params = {"method": "sgd", "epochs": 20}
+    personalised = False
+
+
+class TestPopularity(ModelContract):
+    model_name = "popularity"
+    personalised = False
+
+
+class TestPopularityDampedMean(ModelContract):
+    model_name = "popularity"
+    params = {"kind": "damped_mean", "min_ratings": 5}
+    personalised = False
+
+
+class TestSVD(ModelContract):
+    model_name = "svd"
+    params = {"factors": 8, "epochs": 60, "lr_all": 0.02, "reg_all": 0.02}
+
+
+class TestSVDpp(ModelContract):
+    model_name = "svdpp"
+    params = {"factors": 8, "epochs": 60, "lr_all": 0.02, "reg_all": 0.02}
