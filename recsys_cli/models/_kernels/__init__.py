@@ -1,0 +1,1 @@
+"""Numba kernels, each with a plain-NumPy reference twin named `<kernel>_ref`."""

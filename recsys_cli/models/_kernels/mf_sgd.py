@@ -1,0 +1,371 @@
+"""SGD kernels for biased matrix factorisation (SVD) and SVD++, each with a NumPy reference twin.
+
+Conventions: parameter arrays are float32 and updated in place; indices are int32 (any
+integer dtype works); arithmetic inside one step is float64. An epoch kernel runs one pass
+and returns the epoch's sum of squared errors (float64), each error taken with the
+parameters as they were just before that rating's update, as in Surprise's SGD loop.
+The caller owns the epoch loop, the shuffling (`order`) and the NaN check on the result.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import get_num_threads, njit, prange
+
+# No 'nnan'/'ninf': a diverging run must still surface NaN/inf in the returned loss.
+_FM = {"nsz", "arcp", "contract", "reassoc"}
+
+
+# ---------------------------------------------------------------- SVD (biased MF)
+
+
+@njit(cache=True, fastmath=_FM)
+def _svd_range(users, items, ratings, order, start, stop, mu, bu, bi, P, Q,
+               lr_bu, lr_bi, lr_pu, lr_qi, reg_bu, reg_bi, reg_pu, reg_qi, use_bias):
+    sse = 0.0
+    for t in range(start, stop):
+        idx = order[t]
+        u = users[idx]
+        i = items[idx]
+        dot = 0.0
+        for f in range(P.shape[1]):
+            dot += np.float64(P[u, f]) * np.float64(Q[i, f])
+        if use_bias:
+            err = np.float64(ratings[idx]) - (mu + np.float64(bu[u]) + np.float64(bi[i]) + dot)
+            b = np.float64(bu[u])
+            bu[u] = b + lr_bu * (err - reg_bu * b)
+            b = np.float64(bi[i])
+            bi[i] = b + lr_bi * (err - reg_bi * b)
+        else:
+            err = np.float64(ratings[idx]) - dot
+        sse += err * err
+        for f in range(P.shape[1]):
+            puf = np.float64(P[u, f])
+            qif = np.float64(Q[i, f])
+            P[u, f] = puf + lr_pu * (err * qif - reg_pu * puf)
+            Q[i, f] = qif + lr_qi * (err * puf - reg_qi * qif)
+    return sse
+
+
+@njit(cache=True)
+def svd_epoch(users, items, ratings, order, mu, bu, bi, P, Q, lr_bu, lr_bi, lr_pu, lr_qi,
+              reg_bu, reg_bi, reg_pu, reg_qi, use_bias):
+    """One sequential SGD epoch of (biased) MF over ratings in `order`; returns the epoch SSE.
+
+    Same update as Surprise's SVD. With use_bias=False, mu/bu/bi are ignored and left as is.
+    """
+    return _svd_range(users, items, ratings, order, 0, order.shape[0], np.float64(mu), bu, bi, P, Q,
+                      np.float64(lr_bu), np.float64(lr_bi), np.float64(lr_pu), np.float64(lr_qi),
+                      np.float64(reg_bu), np.float64(reg_bi), np.float64(reg_pu), np.float64(reg_qi),
+                      use_bias)
+
+
+@njit(cache=True, parallel=True)
+def _svd_epoch_chunks(users, items, ratings, order, mu, bu, bi, P, Q, lr_bu, lr_bi, lr_pu, lr_qi,
+                      reg_bu, reg_bi, reg_pu, reg_qi, use_bias, n_chunks):
+    n = order.shape[0]
+    sse = 0.0
+    for c in prange(n_chunks):
+        sse += _svd_range(users, items, ratings, order, c * n // n_chunks, (c + 1) * n // n_chunks,
+                          np.float64(mu), bu, bi, P, Q,
+                          np.float64(lr_bu), np.float64(lr_bi), np.float64(lr_pu), np.float64(lr_qi),
+                          np.float64(reg_bu), np.float64(reg_bi), np.float64(reg_pu), np.float64(reg_qi),
+                          use_bias)
+    return sse
+
+
+def svd_epoch_parallel(users, items, ratings, order, mu, bu, bi, P, Q, lr_bu, lr_bi, lr_pu, lr_qi,
+                       reg_bu, reg_bi, reg_pu, reg_qi, use_bias) -> float:
+    """Hogwild (lock-free) SVD epoch: `order` is cut into one contiguous chunk per Numba thread.
+
+    Nondeterministic with more than one thread (threads race on shared rows); with
+    numba.set_num_threads(1) it gives the same result as `svd_epoch`.
+    """
+    # get_num_threads() is read here, not inside the kernel, so the kernel stays cacheable.
+    return float(_svd_epoch_chunks(users, items, ratings, order, mu, bu, bi, P, Q, lr_bu, lr_bi, lr_pu,
+                                   lr_qi, reg_bu, reg_bi, reg_pu, reg_qi, use_bias, get_num_threads()))
+
+
+def svd_epoch_ref(users, items, ratings, order, mu, bu, bi, P, Q, lr_bu, lr_bi, lr_pu, lr_qi,
+                  reg_bu, reg_bi, reg_pu, reg_qi, use_bias) -> float:
+    """Plain-NumPy twin of `svd_epoch` (slow; for tests)."""
+    mu = float(mu)
+    sse = 0.0
+    for idx in order:
+        u, i, r = int(users[idx]), int(items[idx]), float(ratings[idx])
+        p, q = P[u].astype(np.float64), Q[i].astype(np.float64)
+        if use_bias:
+            b_u, b_i = float(bu[u]), float(bi[i])
+            err = r - (mu + b_u + b_i + float(p @ q))
+            bu[u] = b_u + lr_bu * (err - reg_bu * b_u)
+            bi[i] = b_i + lr_bi * (err - reg_bi * b_i)
+        else:
+            err = r - float(p @ q)
+        sse += err * err
+        P[u] = p + lr_pu * (err * q - reg_pu * p)
+        Q[i] = q + lr_qi * (err * p - reg_qi * q)
+    return sse
+
+
+# ---------------------------------------------------------------- SVD++
+
+
+@njit(cache=True, fastmath=_FM)
+def _implicit_sum(u, indptr, indices, Y, z):
+    """Write |N(u)|^-0.5 * sum_{j in N(u)} Y[j] into z (float64); return the scale (0 if N(u) empty)."""
+    z[:] = 0.0
+    lo, hi = indptr[u], indptr[u + 1]
+    for t in range(lo, hi):
+        j = indices[t]
+        for f in range(Y.shape[1]):
+            z[f] += np.float64(Y[j, f])
+    scale = 1.0 / math.sqrt(hi - lo) if hi > lo else 0.0
+    for f in range(Y.shape[1]):
+        z[f] *= scale
+    return scale
+
+
+@njit(cache=True, fastmath=_FM)
+def svdpp_epoch(users, items, ratings, order, indptr, indices, mu, bu, bi, P, Q, Y,
+                lr_bu, lr_bi, lr_pu, lr_qi, lr_yj, reg_bu, reg_bi, reg_pu, reg_qi, reg_yj):
+    """One SVD++ SGD epoch with Surprise's exact per-rating semantics; returns the epoch SSE.
+
+    N(u) = indices[indptr[u]:indptr[u+1]]. The implicit term is recomputed and every Y[j],
+    j in N(u), updated at each rating: O(|N(u)| * k) per rating. Use `svdpp_epoch_grouped`
+    for speed.
+    """
+    k = P.shape[1]
+    z = np.zeros(k)
+    mu64 = np.float64(mu)
+    sse = 0.0
+    for t in range(order.shape[0]):
+        idx = order[t]
+        u = users[idx]
+        i = items[idx]
+        scale = _implicit_sum(u, indptr, indices, Y, z)
+        dot = 0.0
+        for f in range(k):
+            dot += np.float64(Q[i, f]) * (np.float64(P[u, f]) + z[f])
+        err = np.float64(ratings[idx]) - (mu64 + np.float64(bu[u]) + np.float64(bi[i]) + dot)
+        sse += err * err
+        b = np.float64(bu[u])
+        bu[u] = b + lr_bu * (err - reg_bu * b)
+        b = np.float64(bi[i])
+        bi[i] = b + lr_bi * (err - reg_bi * b)
+        for f in range(k):
+            puf = np.float64(P[u, f])
+            qif = np.float64(Q[i, f])
+            P[u, f] = puf + lr_pu * (err * qif - reg_pu * puf)
+            Q[i, f] = qif + lr_qi * (err * (puf + z[f]) - reg_qi * qif)
+            g = err * qif * scale
+            for s in range(indptr[u], indptr[u + 1]):
+                j = indices[s]
+                y = np.float64(Y[j, f])
+                Y[j, f] = y + lr_yj * (g - reg_yj * y)
+    return sse
+
+
+def svdpp_epoch_ref(users, items, ratings, order, indptr, indices, mu, bu, bi, P, Q, Y,
+                    lr_bu, lr_bi, lr_pu, lr_qi, lr_yj, reg_bu, reg_bi, reg_pu, reg_qi, reg_yj) -> float:
+    """Plain-NumPy twin of `svdpp_epoch` (slow; for tests)."""
+    mu = float(mu)
+    sse = 0.0
+    for idx in order:
+        u, i, r = int(users[idx]), int(items[idx]), float(ratings[idx])
+        n_u = indices[indptr[u]:indptr[u + 1]]
+        scale = len(n_u) ** -0.5 if len(n_u) else 0.0
+        z = Y[n_u].astype(np.float64).sum(axis=0) * scale
+        p, q = P[u].astype(np.float64), Q[i].astype(np.float64)
+        b_u, b_i = float(bu[u]), float(bi[i])
+        err = r - (mu + b_u + b_i + float(q @ (p + z)))
+        sse += err * err
+        bu[u] = b_u + lr_bu * (err - reg_bu * b_u)
+        bi[i] = b_i + lr_bi * (err - reg_bi * b_i)
+        P[u] = p + lr_pu * (err * q - reg_pu * p)
+        Q[i] = q + lr_qi * (err * (p + z) - reg_qi * q)
+        y = Y[n_u].astype(np.float64)
+        Y[n_u] = y + lr_yj * (err * scale * q - reg_yj * y)
+    return sse
+
+
+@njit(cache=True, fastmath=_FM)
+def svdpp_epoch_grouped(user_order, r_indptr, r_items, r_ratings, r_order, indptr, indices, mu,
+                        bu, bi, P, Q, Y, lr_bu, lr_bi, lr_pu, lr_qi, lr_yj,
+                        reg_bu, reg_bi, reg_pu, reg_qi, reg_yj):
+    """Fast SVD++ epoch: users in `user_order`, each user's ratings in a row-local shuffled order.
+
+    The user's ratings are r_items/r_ratings[r_order[r_indptr[u]:r_indptr[u+1]]] (see
+    `shuffle_within_rows`). The implicit term is computed once per user and held fixed
+    over the user's ratings; the Y gradient is summed and applied once per user as
+    Y[j] <- (1 - lr_yj*reg_yj)^n_u * Y[j] + lr_yj * |N(u)|^-0.5 * sum(err * q_i).
+    Cost O((|N(u)| + |R(u)|) * k) per user. Identical to `svdpp_epoch` when every user has
+    a single rating; otherwise a first-order approximation of it (Y is stale within a user).
+    Returns the epoch SSE.
+    """
+    k = P.shape[1]
+    z = np.zeros(k)
+    acc = np.zeros(k)
+    mu64 = np.float64(mu)
+    sse = 0.0
+    for t in range(user_order.shape[0]):
+        u = user_order[t]
+        lo, hi = r_indptr[u], r_indptr[u + 1]
+        if hi == lo:
+            continue
+        scale = _implicit_sum(u, indptr, indices, Y, z)
+        acc[:] = 0.0
+        for s in range(lo, hi):
+            pos = r_order[s]
+            i = r_items[pos]
+            dot = 0.0
+            for f in range(k):
+                dot += np.float64(Q[i, f]) * (np.float64(P[u, f]) + z[f])
+            err = np.float64(r_ratings[pos]) - (mu64 + np.float64(bu[u]) + np.float64(bi[i]) + dot)
+            sse += err * err
+            b = np.float64(bu[u])
+            bu[u] = b + lr_bu * (err - reg_bu * b)
+            b = np.float64(bi[i])
+            bi[i] = b + lr_bi * (err - reg_bi * b)
+            for f in range(k):
+                puf = np.float64(P[u, f])
+                qif = np.float64(Q[i, f])
+                P[u, f] = puf + lr_pu * (err * qif - reg_pu * puf)
+                Q[i, f] = qif + lr_qi * (err * (puf + z[f]) - reg_qi * qif)
+                acc[f] += err * qif
+        decay = (1.0 - lr_yj * reg_yj) ** (hi - lo)
+        for s in range(indptr[u], indptr[u + 1]):
+            j = indices[s]
+            for f in range(k):
+                Y[j, f] = decay * np.float64(Y[j, f]) + lr_yj * scale * acc[f]
+    return sse
+
+
+def svdpp_epoch_grouped_ref(user_order, r_indptr, r_items, r_ratings, r_order, indptr, indices, mu,
+                            bu, bi, P, Q, Y, lr_bu, lr_bi, lr_pu, lr_qi, lr_yj,
+                            reg_bu, reg_bi, reg_pu, reg_qi, reg_yj) -> float:
+    """Plain-NumPy twin of `svdpp_epoch_grouped` (slow; for tests)."""
+    mu = float(mu)
+    sse = 0.0
+    for u in user_order:
+        pos = r_order[r_indptr[u]:r_indptr[u + 1]]
+        if len(pos) == 0:
+            continue
+        n_u = indices[indptr[u]:indptr[u + 1]]
+        scale = len(n_u) ** -0.5 if len(n_u) else 0.0
+        z = Y[n_u].astype(np.float64).sum(axis=0) * scale
+        acc = np.zeros(P.shape[1])
+        for i, r in zip(r_items[pos], r_ratings[pos], strict=True):
+            p, q = P[u].astype(np.float64), Q[i].astype(np.float64)
+            b_u, b_i = float(bu[u]), float(bi[i])
+            err = float(r) - (mu + b_u + b_i + float(q @ (p + z)))
+            sse += err * err
+            bu[u] = b_u + lr_bu * (err - reg_bu * b_u)
+            bi[i] = b_i + lr_bi * (err - reg_bi * b_i)
+            P[u] = p + lr_pu * (err * q - reg_pu * p)
+            Q[i] = q + lr_qi * (err * (p + z) - reg_qi * q)
+            acc += err * q
+        Y[n_u] = (1.0 - lr_yj * reg_yj) ** len(pos) * Y[n_u].astype(np.float64) + lr_yj * scale * acc
+    return sse
+
+
+def shuffle_within_rows(indptr: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Positions that shuffle each CSR row in place of itself: the `r_order` of `svdpp_epoch_grouped`."""
+    lengths = np.diff(indptr)
+    rows = np.repeat(np.arange(lengths.shape[0]), lengths)
+    return np.lexsort((rng.random(rows.shape[0]), rows)).astype(np.int64)
+
+
+# ---------------------------------------------------------------- scoring
+
+
+@njit(cache=True, parallel=True, fastmath=_FM)
+def predict_mf(users, items, mu, bu, bi, P, Q):
+    """Scores mu + bu[u] + bi[i] + P[u].Q[i] for index pairs, as float32 (no clipping).
+
+    For SVD++ pass P + user_implicit(...) as P; for unbiased MF pass mu=0 and zero biases.
+    """
+    n = users.shape[0]
+    out = np.empty(n, dtype=np.float32)
+    for t in prange(n):
+        u = users[t]
+        i = items[t]
+        s = np.float64(mu) + np.float64(bu[u]) + np.float64(bi[i])
+        for f in range(P.shape[1]):
+            s += np.float64(P[u, f]) * np.float64(Q[i, f])
+        out[t] = s
+    return out
+
+
+def predict_mf_ref(users, items, mu, bu, bi, P, Q) -> np.ndarray:
+    """Plain-NumPy twin of `predict_mf`."""
+    P64, Q64 = P[users].astype(np.float64), Q[items].astype(np.float64)
+    s = float(mu) + bu[users].astype(np.float64) + bi[items].astype(np.float64)
+    return (s + np.einsum("nk,nk->n", P64, Q64)).astype(np.float32)
+
+
+@njit(cache=True, parallel=True, fastmath=_FM)
+def user_implicit(indptr, indices, Y):
+    """Per-user SVD++ implicit factor |N(u)|^-0.5 * sum_{j in N(u)} Y[j], shape (n_users, k), float32."""
+    n_users = indptr.shape[0] - 1
+    k = Y.shape[1]
+    out = np.zeros((n_users, k), dtype=np.float32)
+    for u in prange(n_users):
+        z = np.zeros(k)
+        _implicit_sum(u, indptr, indices, Y, z)
+        for f in range(k):
+            out[u, f] = z[f]
+    return out
+
+
+def user_implicit_ref(indptr, indices, Y) -> np.ndarray:
+    """Plain-NumPy twin of `user_implicit`."""
+    out = np.zeros((len(indptr) - 1, Y.shape[1]), dtype=np.float32)
+    for u in range(len(indptr) - 1):
+        n_u = indices[indptr[u]:indptr[u + 1]]
+        if len(n_u):
+            out[u] = Y[n_u].astype(np.float64).sum(axis=0) / np.sqrt(len(n_u))
+    return out
+
+
+# ---------------------------------------------------------------- fold-in
+
+
+def fold_in_user_ridge(items, ratings, mu, bi, Q, reg: float, *, use_bias: bool = True,
+                       implicit: np.ndarray | None = None) -> tuple[float, np.ndarray]:
+    """Closed-form (bu, p) for a new user from their ratings, with item parameters held fixed.
+
+    Minimises sum (r - mu - bi - bu - q.(p + implicit))^2 + reg*(bu^2 + |p|^2). With
+    use_bias=False the model is r ~ q.p (mu, bi ignored; bu returned as 0.0). `implicit`
+    is SVD++'s fixed implicit vector for the user, if any. Returns (bu, p float32).
+    """
+    items = np.asarray(items, dtype=np.int64)
+    Qu = Q[items].astype(np.float64)
+    target = np.asarray(ratings, dtype=np.float64)
+    if use_bias:
+        target = target - float(mu) - bi[items].astype(np.float64)
+        X = np.hstack([np.ones((len(items), 1)), Qu])
+    else:
+        X = Qu
+    if implicit is not None:
+        target = target - Qu @ np.asarray(implicit, dtype=np.float64)
+    A = X.T @ X + reg * np.eye(X.shape[1])
+    w = np.linalg.solve(A, X.T @ target)
+    if use_bias:
+        return float(w[0]), w[1:].astype(np.float32)
+    return 0.0, w.astype(np.float32)
+
+
+def fold_in_user_ridge_ref(items, ratings, mu, bi, Q, reg: float, *, use_bias: bool = True,
+                           implicit: np.ndarray | None = None) -> tuple[float, np.ndarray]:
+    """Twin of `fold_in_user_ridge` via least squares on the reg-augmented system."""
+    Qu = Q[np.asarray(items)].astype(np.float64)
+    y = np.asarray(ratings, dtype=np.float64) - (Qu @ implicit if implicit is not None else 0.0)
+    if use_bias:
+        y = y - float(mu) - bi[np.asarray(items)]
+        Qu = np.column_stack([np.ones(len(y)), Qu])
+    d = Qu.shape[1]
+    X = np.vstack([Qu, np.sqrt(reg) * np.eye(d)])
+    w = np.linalg.lstsq(X, np.concatenate([y, np.zeros(d)]), rcond=None)[0]
+    return (float(w[0]), w[1:].astype(np.float32)) if use_bias else (0.0, w.astype(np.float32))
