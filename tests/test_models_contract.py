@@ -33,3 +33,18 @@ class TestSVD(ModelContract):
 class TestSVDpp(ModelContract):
     model_name = "svdpp"
     params = {"factors": 8, "epochs": 60, "lr_all": 0.02, "reg_all": 0.02}
+
+
+class TestSurpriseSVD(ModelContract):
+    model_name = "surprise:SVD"
+    params = {"n_factors": 8, "n_epochs": 60, "lr_all": 0.02, "reg_all": 0.02}
+
+
+class TestSurpriseBaselineOnly(ModelContract):
+    model_name = "surprise:BaselineOnly"
+    personalised = False
+
+
+class TestSurpriseKNNBaseline(ModelContract):
+    model_name = "surprise:KNNBaseline"
+    params = {"k": 10, "sim_options": '{"name": "pearson_baseline", "user_based": false}'}
