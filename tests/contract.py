@@ -169,7 +169,7 @@ class ModelContract:
         got = recs.items[0]
         assert not set(got) & {1016, 1017, 1018, 1019, 1020}
         if self.personalised:
-            assert (got >= 1016).all(), got
+            assert (got >= 1016).sum() >= 4, got
 
     def test_similar_items(self, model):
         try:

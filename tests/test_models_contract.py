@@ -48,3 +48,7 @@ class TestSurpriseBaselineOnly(ModelContract):
 class TestSurpriseKNNBaseline(ModelContract):
     model_name = "surprise:KNNBaseline"
     params = {"k": 10, "sim_options": '{"name": "pearson_baseline", "user_based": false}'}
+
+
+class TestContent(ModelContract):
+    model_name = "content"

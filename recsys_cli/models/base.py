@@ -89,6 +89,7 @@ class Recommender:
     predicts_ratings: ClassVar[bool] = True  # False: scores are ranking scores (ials, bpr)
     scores_are_ratings: ClassVar[bool] = True  # _score_users returns predicted ratings
     supports_fold_in: ClassVar[bool] = False
+    scores_cold_items: ClassVar[bool] = False  # True: items without ratings get meaningful scores
     epoch_based: ClassVar[bool] = False
 
     def __init__(self, config: ModelConfig | None = None, **params: Any) -> None:
@@ -261,6 +262,8 @@ class Recommender:
         return mask
 
     def _mask_scores(self, s: np.ndarray, users: np.ndarray, exclude_seen: bool, cand_mask) -> None:
+        if not self.scores_cold_items:
+            s[:, self.item_counts == 0] = -np.inf
         if exclude_seen:
             for r, user in enumerate(users):
                 s[r, self.seen_indices[self.seen_indptr[user] : self.seen_indptr[user + 1]]] = -np.inf
@@ -317,6 +320,8 @@ class Recommender:
         if (idx < 0).all():
             raise UsageError("none of the rated items is in this run's catalogue")
         s = self.fold_in(raw_items, ratings).astype(np.float32, copy=True)[None, :]
+        if not self.scores_cold_items:
+            s[0, self.item_counts == 0] = -np.inf
         if exclude_seen:
             s[0, idx[idx >= 0]] = -np.inf
         cand = self._candidate_mask(candidates)

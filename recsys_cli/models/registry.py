@@ -15,6 +15,7 @@ MODELS: dict[str, str] = {
     "item-knn": "recsys_cli.models.knn:ItemKNN",
     "svd": "recsys_cli.models.mf:SVD",
     "svdpp": "recsys_cli.models.mf:SVDpp",
+    "content": "recsys_cli.models.content:ContentModel",
 }
 
 SURPRISE_PREFIX = "surprise:"
