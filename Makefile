@@ -28,6 +28,14 @@ demo: install
 	$(RECSYS) download ml-100k
 	$(RECSYS) preprocess ml-100k --format table
 	$(RECSYS) info ml-100k --format table
+	$(RECSYS) train svd --dataset ml-100k --split random --force --format table
+	$(RECSYS) evaluate svd-ml-100k-random --format table
+	$(RECSYS) train item-knn --dataset ml-100k --split random --force --format table
+	$(RECSYS) evaluate item-knn-ml-100k-random --format table
+	$(RECSYS) recommend svd-ml-100k-random --user 1 -n 10 --format table
+	$(RECSYS) recommend svd-ml-100k-random --user 1 -n 3 --format json
+	$(RECSYS) similar item-knn-ml-100k-random --item 1 -n 5 --format table
+	$(RECSYS) runs --format table
 
 test: install
 	$(PY) -m pytest -q

@@ -69,6 +69,13 @@ def train_run(
         extra={"preset": preset, "n_train_ratings": len(data)},
         force=force,
     )
+    from recsys_cli.evaluation import ledger
+
+    ledger.record(
+        "train", root=artifacts_dir, run=run, model=model_name, params=model.config.to_dict(), seed=seed,
+        dataset=dataset_name, fingerprint=ds.fingerprint, split=split,
+        timings={"train_seconds": round(seconds, 4)},
+    )
     return {
         "run": run,
         "model": model_name,

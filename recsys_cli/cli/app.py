@@ -86,7 +86,8 @@ COMMAND_MODULES = [
     "data_cmds",  # preprocess, info
     "split_cmds",  # split, generate
     "model_cmds",  # train, predict, recommend, similar, runs
-    "eval_cmds",  # evaluate, tune
+    "eval_cmds",  # evaluate
+    "tune_cmd",  # tune
     "abtest_cmds",  # abtest, abtest plan, abtest bandit
     "bench_cmds",  # benchmark
 ]

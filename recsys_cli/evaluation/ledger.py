@@ -1,0 +1,144 @@
+"""The run ledger: every train, evaluate and tune recorded in `artifacts/ledger.sqlite`.
+
+stdlib sqlite3 in WAL mode; each record is one short transaction with a busy timeout,
+so concurrent commands append without corrupting the file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from recsys_cli import __version__
+from recsys_cli.settings import artifacts_dir
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS entries (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    created TEXT NOT NULL,
+    kind TEXT NOT NULL,              -- train | evaluate | tune | tune-trial
+    run TEXT,                        -- run name when an artifact exists
+    command TEXT,
+    model TEXT,
+    params TEXT,                     -- JSON
+    seed INTEGER,
+    dataset TEXT,
+    fingerprint TEXT,
+    split TEXT,
+    protocol TEXT,                   -- JSON
+    metrics TEXT,                    -- JSON name -> value
+    timings TEXT,                    -- JSON
+    versions TEXT,                   -- JSON
+    git_sha TEXT
+);
+CREATE INDEX IF NOT EXISTS entries_model ON entries(model);
+CREATE INDEX IF NOT EXISTS entries_dataset ON entries(dataset);
+"""
+
+
+def ledger_path(root=None) -> Path:
+    return artifacts_dir(root) / "ledger.sqlite"
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, timeout=30.0, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA busy_timeout=30000")
+    conn.executescript(SCHEMA)
+    return conn
+
+
+def _versions() -> dict[str, str]:
+    out = {"recsys": __version__, "python": platform.python_version()}
+    for mod in ("numpy", "numba", "polars", "scipy"):
+        m = sys.modules.get(mod)
+        if m is not None:
+            out[mod] = getattr(m, "__version__", "")
+    return out
+
+
+def _git_sha() -> str | None:
+    try:
+        res = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=2,
+            cwd=Path(__file__).resolve().parent,
+        )
+        return res.stdout.strip() or None if res.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def record(kind: str, *, root=None, **fields: Any) -> int:
+    """Append one entry; JSON-encodes dict fields. Returns the entry id."""
+    row = {
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "kind": kind,
+        "command": " ".join(["recsys", *sys.argv[1:]]) if sys.argv and "recsys" in os.path.basename(sys.argv[0]) else None,
+        "versions": _versions(),
+        "git_sha": _git_sha(),
+    }
+    row.update(fields)
+    cols = [c for c in row if row[c] is not None]
+    values = [json.dumps(row[c], default=_default) if isinstance(row[c], (dict, list)) else row[c] for c in cols]
+    conn = _connect(ledger_path(root))
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        cur = conn.execute(
+            f"INSERT INTO entries ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})", values
+        )
+        conn.execute("COMMIT")
+        return int(cur.lastrowid)
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    finally:
+        conn.close()
+
+
+def query(
+    *, root=None, kind: str | None = None, model: str | None = None, dataset: str | None = None,
+    sort: str | None = None, limit: int | None = None,
+) -> list[dict[str, Any]]:
+    """Entries, newest first, or sorted by a metric (ascending for errors, descending otherwise)."""
+    path = ledger_path(root)
+    if not path.exists():
+        return []
+    conn = _connect(path)
+    try:
+        conn.row_factory = sqlite3.Row
+        where, args = [], []
+        for col, val in (("kind", kind), ("model", model), ("dataset", dataset)):
+            if val:
+                where.append(f"{col} = ?")
+                args.append(val)
+        sql = "SELECT * FROM entries" + (f" WHERE {' AND '.join(where)}" if where else "") + " ORDER BY id DESC"
+        rows = [dict(r) for r in conn.execute(sql, args)]
+    finally:
+        conn.close()
+    for r in rows:
+        for c in ("params", "protocol", "metrics", "timings", "versions"):
+            if r.get(c):
+                r[c] = json.loads(r[c])
+    if sort:
+        lower_better = sort.split("@")[0] in ("rmse", "mae", "popularity_bias")
+        have = [r for r in rows if isinstance(r.get("metrics"), dict) and r["metrics"].get(sort) is not None]
+        have.sort(key=lambda r: r["metrics"][sort], reverse=not lower_better)
+        rows = have
+    return rows[:limit] if limit else rows
+
+
+def _default(obj: Any):
+    if hasattr(obj, "item"):
+        return obj.item()
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    raise TypeError(type(obj).__name__)

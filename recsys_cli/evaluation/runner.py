@@ -1,0 +1,145 @@
+"""Run evaluations: a saved run on its split's test set, or several models on identical folds."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from recsys_cli.data.dataset import Dataset, Interactions, load_dataset
+from recsys_cli.errors import UsageError
+from recsys_cli.evaluation.protocols import EvalSettings, score_model
+
+
+def folds(ds: Dataset, *, cv: int | None, split: str | None, seed: int) -> tuple[dict, Iterator[tuple[Interactions, Interactions]]]:
+    """(protocol description, generator of (train, test)) for --cv K or --split NAME."""
+    if (cv is None) == (split is None):
+        raise UsageError("give exactly one of --cv K or --split NAME")
+    full = ds.interactions()
+    if cv is not None:
+        if cv < 2:
+            raise UsageError("--cv needs at least 2 folds")
+        from recsys_cli.data.splits import kfold
+
+        codes = kfold(len(full), k=cv, seed=seed)
+        protocol = {"kind": "cv", "folds": cv, "seed": seed}
+
+        def gen():
+            for f in range(cv):
+                yield full.subset(codes != f, split=f"cv{cv}:{f}"), full.subset(codes == f, split=f"cv{cv}:{f}")
+
+        return protocol, gen()
+    base = split.partition(":")[0]
+    info = ds.meta.get("splits", {}).get(base)
+    if info is None:
+        raise UsageError(f"unknown split {base!r} of {ds.name}; available: {', '.join(ds.split_names) or 'none'}")
+    if info.get("kind") == "kfold" and ":" not in split:
+        k = int(info.get("params", {}).get("k", 5))
+        protocol = {"kind": "cv", "split": base, "folds": k}
+        names = [f"{base}:{f}" for f in range(k)]
+    else:
+        protocol = {"kind": "holdout", "split": split, "split_kind": info.get("kind")}
+        names = [split]
+
+    def gen_split():
+        for name in names:
+            yield full.subset(ds.split_mask(name, "train"), split=name), full.subset(ds.split_mask(name, "test"), split=name)
+
+    return protocol, gen_split()
+
+
+def compare_models(
+    specs: list[tuple[str, dict[str, Any]]],
+    dataset: str,
+    *,
+    cv: int | None = None,
+    split: str | None = None,
+    seed: int = 42,
+    settings: EvalSettings | None = None,
+    data_dir=None,
+    progress=None,
+) -> list[dict[str, Any]]:
+    """Train and score each (model name, params) on the same folds; one result per model."""
+    from recsys_cli.evaluation.metrics import mean_std
+    from recsys_cli.models.registry import create_model
+    from recsys_cli.training import fit_model
+
+    settings = settings or EvalSettings()
+    ds = load_dataset(dataset, data_dir)
+    models = [(name, create_model(name, params)) for name, params in specs]  # validate params first
+    protocol, fold_iter = folds(ds, cv=cv, split=split, seed=seed)
+    per_model: list[list[dict]] = [[] for _ in specs]
+    fit_times: list[list[float]] = [[] for _ in specs]
+    for f, (train, test) in enumerate(fold_iter):
+        for m, (name, params) in enumerate(specs):
+            model = create_model(name, params)
+            _, secs = fit_model(model, train, seed=seed)
+            scores = score_model(model, train, test, settings)
+            fit_times[m].append(secs)
+            per_model[m].append(scores)
+            if progress is not None:
+                shown = {k: v for k, v in scores.items() if k in ("rmse", "mae") or k.startswith("ndcg@")}
+                progress.log(
+                    f"fold {f + 1}: {name} fit {secs:.2f} s  "
+                    + "  ".join(f"{k}={v:.4f}" for k, v in shown.items())
+                )
+    results = []
+    for m, (name, params) in enumerate(specs):
+        fold_metrics = [{k: v for k, v in s.items() if k != "predict_seconds"} for s in per_model[m]]
+        means, stds = mean_std(fold_metrics)
+        results.append(
+            {
+                "model": name,
+                "dataset": dataset,
+                "fingerprint": ds.fingerprint,
+                "protocol": protocol,
+                "relevance": settings.describe(),
+                "params": models[m][1].config.to_dict(),
+                "metrics": means,
+                "metrics_std": stds,
+                "folds": fold_metrics,
+                "fit_seconds": float(np.mean(fit_times[m])),
+                "predict_seconds": float(np.mean([s["predict_seconds"] for s in per_model[m]])),
+                "seed": seed,
+            }
+        )
+    return results
+
+
+def evaluate_run(run: str, *, data_dir=None, artifacts_dir=None, settings: EvalSettings | None = None) -> dict[str, Any]:
+    """Score a saved run on the test part of the split it was trained on."""
+    from recsys_cli.artifacts import ArtifactStore
+
+    settings = settings or EvalSettings()
+    store = ArtifactStore(artifacts_dir)
+    manifest = store.manifest(run)
+    split = manifest.get("split")
+    if not split:
+        raise UsageError(
+            f"run {run!r} was trained on every rating (no --split), so there is no held-out data; "
+            "train with --split NAME, or use `recsys evaluate --model M --dataset D --cv 5`"
+        )
+    ds = load_dataset(manifest["dataset"], data_dir)
+    model, manifest = store.load(run, expect_fingerprint=ds.fingerprint)
+    train = ds.interactions(split, "train")
+    test = ds.interactions(split, "test")
+    t0 = time.perf_counter()
+    scores = score_model(model, train, test, settings)
+    metrics = {k: v for k, v in scores.items() if k != "predict_seconds"}
+    store.update_metrics(run, metrics)
+    return {
+        "run": run,
+        "model": manifest["model"],
+        "dataset": manifest["dataset"],
+        "fingerprint": ds.fingerprint,
+        "protocol": {"kind": "holdout", "split": split},
+        "relevance": settings.describe(),
+        "params": manifest.get("config", {}),
+        "metrics": metrics,
+        "metrics_std": {k: 0.0 for k in metrics},
+        "fit_seconds": manifest.get("train_seconds"),
+        "predict_seconds": time.perf_counter() - t0,
+        "seed": manifest.get("seed"),
+    }
