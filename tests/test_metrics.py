@@ -63,7 +63,9 @@ def test_rmse_mae_fcp_match_surprise() -> None:
     true = rng.integers(1, 6, size=n).astype(float)
     pred = np.clip(true + rng.normal(0, 1, size=n), 1, 5)
     pred[::7] = np.round(pred[::7])  # equal estimates: Surprise counts them discordant
-    preds = [Prediction(int(u), i, t, p, {}) for i, (u, t, p) in enumerate(zip(users, true, pred, strict=True))]
+    preds = [
+        Prediction(int(u), i, t, p, {}) for i, (u, t, p) in enumerate(zip(users, true, pred, strict=True))
+    ]
     assert rmse(pred, true) == pytest.approx(accuracy.rmse(preds, verbose=False), rel=1e-12)
     assert mae(pred, true) == pytest.approx(accuracy.mae(preds, verbose=False), rel=1e-12)
     assert fcp(users, pred, true) == pytest.approx(accuracy.fcp(preds, verbose=False), rel=1e-12)
@@ -171,8 +173,14 @@ def test_map_capped_differs_when_more_relevant_than_k() -> None:
 def test_graded_gains_and_unsorted_rel_rows() -> None:
     # rel row given unsorted with gains 1 (item 7), 3 (item 2); list [2, 5, 7]:
     # DCG = 3 + 1*D3, IDCG = 3 + 1*D2
-    got = ranking_metrics(np.array([[2, 5, 7]]), np.array([0, 2]), np.array([7, 2]), ks=(3,), n_items=8,
-                          rel_gains=np.array([1.0, 3.0]))
+    got = ranking_metrics(
+        np.array([[2, 5, 7]]),
+        np.array([0, 2]),
+        np.array([7, 2]),
+        ks=(3,),
+        n_items=8,
+        rel_gains=np.array([1.0, 3.0]),
+    )
     assert got["ndcg@3"] == pytest.approx((3 + D3) / (3 + D2))
 
 
@@ -210,7 +218,9 @@ def test_ndcg_matches_textbook(seed: int, k: int, graded: bool) -> None:
     gains = rng.integers(1, 6, size=indices.size).astype(float) if graded else np.ones(indices.size)
     scores = []
     for u in range(recs.shape[0]):
-        gain_of = dict(zip(indices[indptr[u] : indptr[u + 1]].tolist(), gains[indptr[u] : indptr[u + 1]], strict=True))
+        gain_of = dict(
+            zip(indices[indptr[u] : indptr[u + 1]].tolist(), gains[indptr[u] : indptr[u + 1]], strict=True)
+        )
         if not gain_of:
             continue
         rel_vec = [gain_of.get(int(i), 0.0) if i >= 0 else 0.0 for i in recs[u, :k]]
@@ -229,15 +239,16 @@ def test_ranking_kernels_match_refs(seed: int) -> None:
     ks = np.array([1, 3, 10, 15], dtype=np.int64)
     ptr, idx, g = canonical_csr(indptr, indices, 30, gains=gains)
     np.testing.assert_allclose(
-        ranking_per_user(recs, ptr, idx, g, ks), ranking_per_user_ref(recs, indptr, indices, gains, ks), rtol=1e-12
+        ranking_per_user(recs, ptr, idx, g, ks),
+        ranking_per_user_ref(recs, indptr, indices, gains, ks),
+        rtol=1e-12,
     )
     genres = (rng.random((30, 6)) < 0.3).astype(np.float32)
     norm = np.linalg.norm(genres, axis=1, keepdims=True)
     unit = np.divide(genres, norm, out=np.zeros_like(genres), where=norm > 0)
-    for k in (1, 4, 10):
-        np.testing.assert_allclose(
-            intra_list_diversity(recs, np.int64(k), unit), intra_list_diversity_ref(recs, k, genres), atol=1e-6
-        )
+    np.testing.assert_allclose(
+        intra_list_diversity(recs, ks, unit), intra_list_diversity_ref(recs, ks, genres), atol=1e-6
+    )
 
 
 # ---------------------------------------------------------------------------- AUC
@@ -254,8 +265,15 @@ def test_auc_by_hand_with_ties() -> None:
     # u2: nothing held out -> left out of the mean
     rel, excl = csr([[1], [2, 3], []]), csr([[0], [], []])
     assert auc_from_scores(AUC_SCORES, *rel, *excl) == pytest.approx(0.75)
-    got = ranking_metrics(np.array([[1], [2], [0]]), *rel, ks=(1,), n_items=5, scores_for_auc=AUC_SCORES,
-                          exclude_indptr=excl[0], exclude_indices=excl[1])
+    got = ranking_metrics(
+        np.array([[1], [2], [0]]),
+        *rel,
+        ks=(1,),
+        n_items=5,
+        scores_for_auc=AUC_SCORES,
+        exclude_indptr=excl[0],
+        exclude_indices=excl[1],
+    )
     assert got["auc"] == pytest.approx(0.75)
     # every item excluded or relevant for the only user: no negative, so no AUC at all
     with pytest.raises(DataError, match="AUC"):
@@ -272,7 +290,9 @@ def test_auc_kernels_match_refs(seed: int) -> None:
     rp, ri, _ = canonical_csr(rel_ptr, rel_idx, n_items)
     xp, xi, _ = canonical_csr(ex_ptr, ex_idx, n_items)
     np.testing.assert_allclose(
-        auc_per_user(scores, rp, ri, xp, xi), auc_per_user_ref(scores, rel_ptr, rel_idx, ex_ptr, ex_idx), rtol=1e-12
+        auc_per_user(scores, rp, ri, xp, xi),
+        auc_per_user_ref(scores, rel_ptr, rel_idx, ex_ptr, ex_idx),
+        rtol=1e-12,
     )
     neg = sample_negatives(rp, ri, xp, xi, np.int64(n_items), np.int64(7), np.uint64(seed))
     np.testing.assert_array_equal(neg, sample_negatives_ref(rp, ri, xp, xi, n_items, 7, seed))
@@ -290,7 +310,7 @@ def test_auc_kernels_match_refs(seed: int) -> None:
 def test_auc_sampled_estimates_full_auc() -> None:
     rng = np.random.default_rng(7)
     n_users, n_items = 30, 300
-    scores = rng.normal(size=(n_users, n_items))
+    scores = rng.normal(size=(n_users, n_items)).astype(np.float32)  # float32, as models score
     rel = csr([rng.choice(n_items, 5, replace=False).tolist() for _ in range(n_users)])
     scores[np.repeat(np.arange(n_users), 5), rel[1]] += 1.0  # positives score higher: AUC ~ 0.76
     excl = csr([rng.choice(n_items, 20, replace=False).tolist() for _ in range(n_users)])
@@ -299,7 +319,9 @@ def test_auc_sampled_estimates_full_auc() -> None:
     assert 0.65 < full < 0.9
     assert sampled == pytest.approx(full, abs=0.01)
     # a scoring function gives the same answer as the dense matrix it reads from
-    via_fn = auc_sampled(lambda rows, items: scores[rows, items], *rel, *excl, n_items=n_items, n_negatives=50, seed=3)
+    via_fn = auc_sampled(
+        lambda rows, items: scores[rows, items], *rel, *excl, n_items=n_items, n_negatives=50, seed=3
+    )
     assert via_fn == auc_sampled(scores, *rel, *excl, n_negatives=50, seed=3)
     assert via_fn != auc_sampled(scores, *rel, *excl, n_negatives=50, seed=4)
 

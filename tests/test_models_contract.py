@@ -52,3 +52,18 @@ class TestSurpriseKNNBaseline(ModelContract):
 
 class TestContent(ModelContract):
     model_name = "content"
+
+
+class TestItemKNN(ModelContract):
+    model_name = "item-knn"
+    params = {"k": 10}
+
+
+class TestItemKNNSum(ModelContract):
+    model_name = "item-knn"
+    params = {"k": 10, "rank_by": "sum", "similarity": "cosine", "prediction": "means"}
+
+
+class TestUserKNN(ModelContract):
+    model_name = "user-knn"
+    params = {"k": 10, "similarity": "pearson", "prediction": "means"}

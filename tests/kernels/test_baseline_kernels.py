@@ -113,3 +113,12 @@ def test_sgd_divergence_raises():
     users, items, ratings = _ratings(6)
     with pytest.raises(FloatingPointError):
         baseline_sgd(users, items, ratings * 1e3, N_USERS, N_ITEMS, 0.0, lr=50.0, n_epochs=50)
+
+
+@pytest.mark.parametrize("fit", [baseline_als, baseline_sgd])
+def test_out_of_range_indices_raise(fit):
+    users, items, ratings = _ratings(7)
+    with pytest.raises(ValueError, match="user indices"):
+        fit(users, items, ratings, N_USERS - 1, N_ITEMS, 3.0)
+    with pytest.raises(ValueError, match="item indices"):
+        fit(users, items - 1, ratings, N_USERS, N_ITEMS, 3.0)

@@ -229,7 +229,7 @@ def _predict_pairs(d, pairs, user_based, nb, s, csr, arrays, **kw):
 
 @pytest.mark.parametrize("cls,mode", ALGOS)
 @pytest.mark.parametrize("user_based", [True, False])
-@pytest.mark.parametrize("kind,min_k", [("msd", 1), ("pearson_baseline", 3), ("cosine", 2), ("pearson", 1)])
+@pytest.mark.parametrize("kind,min_k", [("msd", 1), ("pearson_baseline", 3), ("cosine", 8), ("pearson", 1)])
 def test_predictions_match_surprise(half_stars, cls, mode, user_based, kind, min_k):
     d = half_stars
     algo = _fit_surprise(d, cls, kind, user_based, k=40, min_k=min_k)
@@ -350,3 +350,17 @@ def test_invert_neighbors_layout():
     assert indptr.tolist() == [0, 1, 3, 4]
     assert item.tolist() == [1, 0, 2, 0] and rank.tolist() == [0, 0, 0, 1]
     np.testing.assert_allclose(sim, [0.9, 0.5, 0.3, 0.2])
+
+
+def test_scores_refuse_out_of_range_indices(continuous):
+    d = continuous
+    nb, s, csr, arrays = _our_model(d, True, "cosine", 5)
+    with pytest.raises(ValueError, match="user index"):
+        user_knn_scores([N_USERS], nb, s, *csr, n_items=N_ITEMS, **arrays)
+    with pytest.raises(ValueError, match="item index"):
+        user_knn_scores([0], nb, s, *csr, n_items=N_ITEMS - 1, **arrays)
+    with pytest.raises(ValueError, match="one value per row"):
+        user_knn_scores([0], nb, s, *csr, n_items=N_ITEMS, mode="means", mu=3.0, row_means=np.zeros(3))
+    nb_i, s_i, _, arrays_i = _our_model(d, False, "cosine", 5)
+    with pytest.raises(ValueError, match="user index"):
+        item_knn_scores([N_USERS], nb_i, s_i, d.ui.indptr, d.ui.indices, d.ui.data, **arrays_i)
