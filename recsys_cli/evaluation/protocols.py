@@ -82,13 +82,18 @@ def score_model(model, train: Interactions, test: Interactions, settings: EvalSe
         recs_raw = model.recommend(test.user_ids[users], kmax).items
         recs = np.where(recs_raw >= 0, np.searchsorted(train.item_ids, np.maximum(recs_raw, 0)), -1).astype(np.int32)
         counts = np.bincount(train.items, minlength=train.n_items)
+        if len(users) == 0:
+            out["users_skipped"] = int(len(users_all))
+            out["predict_seconds"] = time.perf_counter() - t0
+            return out
         ranking = M.ranking_metrics(
             recs,
             indptr,
             indices,
             ks=settings.ks,
             n_items=train.n_items,
-            item_popularity=counts / max(1, len(np.unique(train.users))),
+            train_counts=counts,
+            n_train_users=int(len(np.unique(train.users))),
             item_genres=train.item_genres,
         )
         out.update(ranking)

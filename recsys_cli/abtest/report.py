@@ -1,0 +1,216 @@
+"""Human-readable reports (rich tables) for abtest and bandit, and the optional PNG plot."""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from recsys_cli.errors import UsageError
+
+
+def _pct(x, digits: int = 2) -> str:
+    return "" if x is None or not math.isfinite(x) else f"{100 * x:.{digits}f}%"
+
+
+def _pp(x) -> str:
+    """A CTR difference in percentage points."""
+    return "" if x is None or not math.isfinite(x) else f"{100 * x:+.2f}"
+
+
+def _rel(x) -> str:
+    return "" if x is None or not math.isfinite(x) else f"{100 * x:+.1f}%"
+
+
+def _ci(lo, hi, fmt) -> str:
+    if lo is None or hi is None or (isinstance(lo, float) and math.isnan(lo)):
+        return ""
+    left = "-inf" if lo == -math.inf else fmt(lo)
+    right = "+inf" if hi == math.inf else fmt(hi)
+    return f"[{left}, {right}]"
+
+
+def _p(x) -> str:
+    return "" if x is None or not math.isfinite(x) else (f"{x:.4f}" if x >= 1e-4 else f"{x:.2e}")
+
+
+def _num(x, digits: int = 3) -> str:
+    return "" if x is None or not math.isfinite(x) else f"{x:.{digits}f}"
+
+
+def _model_text(model: dict) -> str:
+    params = ", ".join(f"{k}={v}" for k, v in model.items() if k != "name")
+    return f"{model['name']}({params})"
+
+
+def render_abtest(result: dict, console) -> None:
+    """Print the A/B report: settings, arms, tests, verdict and segments."""
+    from rich import box
+    from rich.table import Table
+
+    s = result["settings"]
+    a, b = result["arms"]
+    console.print(f"[bold]A/B test[/bold] on {s['dataset']} (split {s['split']}): "
+                  f"A = {a['run']} ({a['model']})  vs  B = {b['run']} ({b['model']})")
+    console.print(f"users: {s['sampled_users']:,} of {s['eligible_users']:,} with held-out ratings; top-{s['k']} "
+                  f"per user; B traffic {s['traffic']:.0%}; salt {s['salt']!r}; seed {s['seed']}")
+    console.print(f"click model: {_model_text(result['click_model'])}")
+    arms = Table(title="Arms", title_justify="left", box=box.SIMPLE_HEAD)
+    for col in ("arm", "run", "model", "users", "impressions", "clicks", "CTR", "per-user CTR"):
+        arms.add_column(col, justify="right" if col not in ("arm", "run", "model") else "left")
+    for arm in result["arms"]:
+        arms.add_row(arm["arm"], arm["run"], str(arm["model"]), f"{arm['users']:,}", f"{arm['impressions']:,}",
+                     f"{arm['clicks']:,}", _pct(arm["ctr"]), _pct(arm["user_ctr_mean"]))
+    console.print(arms)
+    level = 1 - s["alpha"]
+    tests = Table(title=f"Lift of B over A ({s['alternative']}, {level:.0%} CI)", title_justify="left", box=box.SIMPLE_HEAD)
+    for col in ("test", "unit", "statistic", "p-value", "lift (pp) [CI]", "relative [CI]"):
+        tests.add_column(col, justify="left" if col in ("test", "unit") else "right", no_wrap=col == "test")
+    names = {"user_welch_t": "Welch t (primary)", "impression_z": "two-proportion z"}
+    for key, t in result["tests"].items():
+        if key == "bootstrap":
+            name, unit, stat, p = f"bootstrap ({t['n_boot']:,})", "user", "", ""
+            rel = _ci(t["rel_ci_low"], t["rel_ci_high"], _rel)
+        else:
+            name, unit, p = names.get(key, key), t["unit"], _p(t["p_value"])
+            stat = _num(t["statistic"]) + (f" (df {t['df']:.0f})" if t.get("df") and math.isfinite(t["df"]) else "")
+            rel = f"{_rel(t['rel_lift'])} {_ci(t['rel_ci_low'], t['rel_ci_high'], _rel)}"
+        lift = f"{_pp(t['diff'])} {_ci(t['ci_low'], t['ci_high'], _pp)}"
+        tests.add_row(name, unit, stat, p, lift, rel)
+    console.print(tests)
+    console.print(f"[dim]{result['primary_note']}[/dim]")
+    if "bootstrap" in result["tests"]:
+        console.print(f"bootstrap: B better in {result['tests']['bootstrap']['prob_b_better']:.1%} of resamples")
+    srm = result["srm"]
+    console.print(f"sample ratio check: chi-square {srm['chi2']:.3f}, p = {_p(srm['p_value'])}"
+                  + (" [bold red]MISMATCH[/bold red]" if srm["mismatch"] else " (ok)"))
+    w = result["winner"]
+    style = "bold green" if w["winner"] else "bold"
+    console.print(f"[{style}]verdict: {w['message']}[/{style}]")
+    segments = result.get("segments")
+    if segments:
+        table = Table(title="Segments (per-user CTR)", title_justify="left", box=box.SIMPLE_HEAD)
+        for col in ("segment", "users A/B", "CTR A", "CTR B", "lift (pp)", "p", "p (Holm)"):
+            table.add_column(col, justify="left" if col == "segment" else "right", no_wrap=col != "segment")
+        for r in segments:
+            value = r["value"].replace(" ratings)", ")")
+            table.add_row(f"{r['segment']}: {value}", f"{r['users_a']}/{r['users_b']}", _pct(r["ctr_a"], 1),
+                          _pct(r["ctr_b"], 1), _pp(r["lift"]), _p(r["p_value"]),
+                          _p(r["p_holm"]) + (" *" if r["significant"] else "  "))
+        console.print(table)
+        console.print(f"[dim]{result['segments_note']}; * = significant[/dim]")
+
+
+def render_bandit(result: dict, console) -> None:
+    """Print the bandit report: arms, traffic share over time, clicks and regret vs an equal split."""
+    from rich import box
+    from rich.table import Table
+
+    s = result["settings"]
+    console.print(f"[bold]bandit[/bold] {s['policy']} on {s['dataset']} (split {s['split']}): {s['rounds']} rounds x "
+                  f"{s['batch']} users, top-{s['k']}, seed {s['seed']}")
+    console.print(f"click model: {_model_text(result['click_model'])}")
+    arms = Table(title="Arms", title_justify="left", box=box.SIMPLE_HEAD)
+    for col in ("arm", "run", "model", "true CTR", "users", "share", "clicks", "observed CTR"):
+        arms.add_column(col, justify="left" if col in ("arm", "run", "model") else "right")
+    for arm in result["arms"]:
+        arms.add_row(arm["arm"] + (" (best)" if arm["best"] else ""), arm["run"], str(arm["model"]),
+                     _pct(arm["true_ctr"]), f"{arm['users_served']:,}", _pct(arm["share"], 1), f"{arm['clicks']:,}",
+                     _pct(arm["observed_ctr"]))
+    console.print(arms)
+    labels = [arm["arm"] for arm in result["arms"]]
+    alloc = Table(title="Share of traffic over time", title_justify="left", box=box.SIMPLE_HEAD)
+    alloc.add_column("period")
+    for lab in labels:
+        alloc.add_column(lab, justify="right")
+    for row in result["allocation"]:
+        alloc.add_row(row["period"], *[_pct(row[lab], 1) for lab in labels])
+    console.print(alloc)
+    summary = Table(title="Policy vs fixed equal split", title_justify="left", box=box.SIMPLE_HEAD)
+    for col in ("allocation", "users", "clicks", "CTR", "best-arm share", "regret", "regret (realised)"):
+        summary.add_column(col, justify="left" if col == "allocation" else "right")
+    for name, r in ((s["policy"], result["policy"]), ("equal split", result["equal_split"])):
+        summary.add_row(name, f"{r['users']:,}", f"{r['clicks']:,}", _pct(r["ctr"]), _pct(r["best_arm_share"], 1),
+                        f"{r['regret']:.1f}", f"{r['regret_realized']:.0f}")
+    console.print(summary)
+    gain = result["clicks_gained_vs_equal_split"]
+    console.print(f"[bold]{s['policy']} got {gain:+,} clicks vs the equal split; best arm {result['best_arm']}[/bold]")
+    console.print(f"[dim]{result['regret_note']}[/dim]")
+
+
+def require_matplotlib() -> None:
+    """UsageError (exit 2) with the install hint when matplotlib is missing."""
+    try:
+        import matplotlib  # noqa: F401
+    except ModuleNotFoundError:
+        raise UsageError("--plot needs matplotlib, which is not installed: pip install 'recsys-cli[plot]'") from None
+
+
+def check_plot_path(path) -> Path:
+    """Fail early (exit 2) when matplotlib is missing or the PNG's folder does not exist."""
+    require_matplotlib()
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise UsageError(f"--plot: folder {path.parent} does not exist")
+    return path
+
+
+def plot_abtest(result: dict, path: Path) -> Path:
+    """PNG: per-user CTR of each arm with its CI, and the distribution of the lift; written atomically."""
+    path = check_plot_path(path)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from scipy import stats
+
+    alpha = result["settings"]["alpha"]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    means, errs, names = [], [], []
+    for arm in result["arms"]:
+        n, sd = arm["users"], arm["user_ctr_sd"]
+        half = stats.t.ppf(1 - alpha / 2, n - 1) * sd / math.sqrt(n) if n > 1 and math.isfinite(sd) else 0.0
+        means.append(arm["user_ctr_mean"])
+        errs.append(half)
+        names.append(f"{arm['arm']}: {arm['run']}")
+    left.bar(names, means, yerr=errs, capsize=8, color=["#4c72b0", "#dd8452"])
+    left.set_ylabel(f"per-user CTR ({1 - alpha:.0%} CI)")
+    left.set_title("CTR per arm")
+    samples = result.get("_lift_samples")
+    welch = result["tests"]["user_welch_t"]
+    if samples is not None and len(samples):
+        right.hist(np.asarray(samples), bins=50, color="#999999")
+        boot = result["tests"]["bootstrap"]
+        lo, hi = boot["ci_low"], boot["ci_high"]
+        right.set_title(f"bootstrap lift (B - A), {boot['n_boot']} resamples")
+    else:
+        a, b = result["arms"]
+        se = math.sqrt(sum(arm["user_ctr_sd"] ** 2 / arm["users"] for arm in (a, b)))
+        xs = np.linspace(welch["diff"] - 4 * se, welch["diff"] + 4 * se, 200) if se > 0 else np.array([welch["diff"]])
+        right.plot(xs, stats.norm.pdf(xs, welch["diff"], se if se > 0 else 1.0))
+        lo, hi = welch["ci_low"], welch["ci_high"]
+        right.set_title("lift (B - A), normal approximation")
+    right.axvline(0.0, color="black", linewidth=1)
+    for x in (lo, hi):
+        if x is not None and math.isfinite(x):
+            right.axvline(x, color="#c44e52", linestyle="--")
+    right.set_xlabel("lift in per-user CTR")
+    fig.suptitle(result["winner"]["message"], fontsize=9)
+    fig.tight_layout()
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, format="png", dpi=120)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the PNG the usual permissions
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    finally:
+        plt.close(fig)
+    return path

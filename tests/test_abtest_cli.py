@@ -1,0 +1,241 @@
+"""`recsys abtest` end to end on a tiny processed dataset with trained runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from recsys_cli.cli.app import app
+
+N_USERS, N_ITEMS = 120, 50
+
+
+def make_tiny_dataset(data_dir: Path, name: str = "tiny") -> Path:
+    """Two taste groups (odd/even items) with demographics and two random splits, per LAYOUT.md."""
+    rng = np.random.default_rng(0)
+    path = data_dir / "processed" / name
+    (path / "splits").mkdir(parents=True)
+    rows = []
+    for u in range(N_USERS):
+        for i in np.sort(rng.choice(N_ITEMS, size=22, replace=False)):
+            liked = i % 2 == u % 2
+            rating = float(rng.choice([4, 5]) if liked else rng.choice([1, 2, 3]))
+            rows.append((u + 1, int(i) + 1, rating, 1000 + len(rows)))
+    arr = np.array(rows)
+    pq.write_table(pa.table({
+        "user_id": pa.array(arr[:, 0].astype(np.int32)), "item_id": pa.array(arr[:, 1].astype(np.int32)),
+        "rating": pa.array(arr[:, 2].astype(np.float32)), "timestamp": pa.array(arr[:, 3].astype(np.int64)),
+    }), path / "ratings.parquet")
+    pq.write_table(pa.table({
+        "item_id": pa.array(np.arange(1, N_ITEMS + 1, dtype=np.int32)),
+        "title": [f"Item {i}" for i in range(1, N_ITEMS + 1)],
+        "year": pa.array(np.full(N_ITEMS, 2000, np.int16)),
+        "genres": [["Drama"] if i % 2 else ["Comedy"] for i in range(1, N_ITEMS + 1)],
+    }), path / "items.parquet")
+    occupations = ["student", "engineer", "artist"]
+    pq.write_table(pa.table({
+        "user_id": pa.array(np.arange(1, N_USERS + 1, dtype=np.int32)),
+        "gender": ["F" if u % 3 == 0 else "M" for u in range(N_USERS)],
+        "age": pa.array(np.array([15 + (u * 7) % 50 for u in range(N_USERS)], np.int16)),
+        "occupation": [occupations[u % 3] for u in range(N_USERS)],
+        "zip": ["00000"] * N_USERS,
+    }), path / "users.parquet")
+    splits = {}
+    for split, seed in (("random", 1), ("other", 2)):
+        part = np.zeros(len(rows), np.int8)
+        part[np.random.default_rng(seed).permutation(len(rows))[: len(rows) // 5]] = 2
+        pq.write_table(pa.table({"part": pa.array(part)}), path / "splits" / f"{split}.parquet")
+        splits[split] = {"kind": "random", "params": {"test": 0.2}, "seed": seed, "file": f"splits/{split}.parquet"}
+    meta = {"schema_version": 1, "name": name, "layout": "generic", "n_ratings": len(rows), "n_users": N_USERS,
+            "n_items": N_ITEMS, "rating_scale": [1.0, 5.0], "rating_step": 1.0, "fingerprint": "sha256:tiny-test",
+            "has_users": True, "has_tags": False, "splits": splits}
+    (path / "dataset.json").write_text(json.dumps(meta))
+    return path
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    from recsys_cli.training import train_run
+
+    root = tmp_path_factory.mktemp("abtest")
+    data, art = root / "data", root / "art"
+    make_tiny_dataset(data)
+    svd = {"factors": "8", "epochs": "25"}
+    for model, split, params, run in (("popularity", "random", {}, "pop"), ("svd", "random", svd, "svd"),
+                                      ("svd", "other", svd, "svd-other"), ("bias", None, {}, "bias-all")):
+        train_run(model, "tiny", split=split, params=params, run_name=run, data_dir=data, artifacts_dir=art)
+    return ["--data-dir", str(data), "--artifacts-dir", str(art)]
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(app, list(args))
+
+
+def test_abtest_json_shape_and_determinism(env):
+    args = ["abtest", "pop", "svd", "--dataset", "tiny", "--json", "--bootstrap", "300", *env]
+    first = invoke(*args)
+    assert first.exit_code == 0, first.output
+    out = json.loads(first.stdout)
+    assert {"settings", "click_model", "arms", "tests", "winner", "segments", "srm", "primary_test"} <= out.keys()
+    assert [a["arm"] for a in out["arms"]] == ["A", "B"]
+    assert [a["model"] for a in out["arms"]] == ["popularity", "svd"]
+    assert sum(a["users"] for a in out["arms"]) == out["settings"]["sampled_users"] == out["settings"]["eligible_users"]
+    for arm in out["arms"]:
+        assert arm["impressions"] == 10 * arm["users"]
+        assert 0 <= arm["clicks"] <= arm["impressions"]
+        assert arm["ctr"] == pytest.approx(arm["clicks"] / arm["impressions"])
+    for name in ("user_welch_t", "impression_z"):
+        test = out["tests"][name]
+        assert {"statistic", "p_value", "ci_low", "ci_high", "diff", "rel_lift"} <= test.keys()
+        assert test["ci_low"] <= test["diff"] <= test["ci_high"]
+    assert out["tests"]["user_welch_t"]["primary"] is True
+    assert out["tests"]["bootstrap"]["n_boot"] == 300
+    assert out["winner"]["winner"] in ("A", "B", None)
+    assert out["settings"]["traffic"] == 0.5 and out["settings"]["split"] == "random"
+    assert out["click_model"] == {"name": "threshold", "threshold": 4.0}
+    assert {s["segment"] for s in out["segments"]} == {"activity", "gender", "age", "occupation"}
+    assert all(0 <= s["p_holm"] <= 1 for s in out["segments"] if s["p_holm"] is not None)
+    assert "Holm" in out["segments_note"]
+    second = invoke(*args)
+    assert second.stdout == first.stdout
+
+
+def test_short_form_equals_run_subcommand_and_seed_matters(env):
+    common = ["--json", "--users", "60", "--click-model", "position", "--bootstrap", "0", "--no-segments", *env]
+    short = invoke("abtest", "pop", "svd", *common)
+    explicit = invoke("abtest", "run", "pop", "svd", *common)
+    assert short.exit_code == 0, short.output
+    assert short.stdout == explicit.stdout
+    out = json.loads(short.stdout)
+    assert out["settings"]["sampled_users"] == 60
+    assert out["click_model"]["name"] == "position" and out["click_model"]["eta"] == 1.0
+    assert "segments" not in out and "bootstrap" not in out["tests"]
+    other = json.loads(invoke("abtest", "pop", "svd", *common, "--seed", "7").stdout)
+    assert other["arms"] != out["arms"]
+    assert "click model: position(" in short.stderr
+
+
+def test_same_run_on_both_arms_is_an_aa_test(env):
+    res = invoke("abtest", "svd", "svd", "--json", "--bootstrap", "0", "--no-segments", *env)
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert out["winner"]["winner"] is None
+
+
+def test_table_report(env):
+    res = invoke("abtest", "pop", "svd", "--format", "table", "--bootstrap", "100", *env)
+    assert res.exit_code == 0, res.output
+    for text in ("Welch t (primary)", "two-proportion z", "randomisation unit", "verdict:", "Holm", "Segments"):
+        assert text in res.stdout
+
+
+def test_plan_json():
+    res = invoke("abtest", "plan", "--baseline-ctr", "0.10", "--mde", "0.01", "--json")
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert out["n_per_arm"] == 14751 and out["n_total"] == 29502
+    assert out["mde"] == pytest.approx(0.01) and out["alpha"] == 0.05 and out["power"] == 0.8
+    assert out["baseline_ctr"] == 0.10 and out["ratio"] == 1.0
+    mde = json.loads(invoke("abtest", "plan", "--baseline-ctr", "0.10", "--users", "14751", "--json").stdout)
+    assert mde["mde"] == pytest.approx(0.01, abs=1e-5) and mde["n_per_arm"] == 14751
+    rel = json.loads(invoke("abtest", "plan", "--baseline-ctr", "0.1", "--mde", "0.1", "--relative", "--ratio", "2",
+                            "--json").stdout)
+    assert rel["n_b"] == 2 * rel["n_a"] and rel["n_a"] < 14751
+
+
+def test_bandit_json(env):
+    res = invoke("abtest", "bandit", "pop", "svd", "--policy", "thompson", "--rounds", "12", "--batch", "30",
+                 "--json", *env)
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert {"arms", "best_arm", "policy", "equal_split", "allocation", "settings"} <= out.keys()
+    assert [a["run"] for a in out["arms"]] == ["pop", "svd"]
+    assert sum(a["users_served"] for a in out["arms"]) == 12 * 30
+    assert len(out["allocation"]) == 12
+    assert all(r["A"] + r["B"] == pytest.approx(1.0) for r in out["allocation"])
+    assert out["policy"]["regret"] >= -1e-9 or out["best_arm"]
+    best = max(out["arms"], key=lambda a: a["true_ctr"])
+    assert out["best_arm"] == best["arm"]
+
+
+def test_help_lists_forms():
+    res = invoke("abtest", "--help")
+    assert res.exit_code == 0
+    for text in ("RUN_A RUN_B", "plan", "bandit", "--traffic", "--click-model"):
+        assert text in res.stdout
+    assert "Usage:" in invoke("abtest").output
+    assert invoke("abtest", "plan", "--help").exit_code == 0
+
+
+def test_cli_salt_default_matches_library():
+    from recsys_cli.abtest.assignment import DEFAULT_SALT
+    from recsys_cli.cli import abtest_cmds
+
+    assert abtest_cmds.DEFAULT_SALT == DEFAULT_SALT
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["abtest", "nope", "svd"], 7, "unknown run 'nope'"),
+        (["abtest", "pop", "svd-other"], 2, "different splits"),
+        (["abtest", "pop", "svd", "--traffic", "1.5"], 2, "--traffic"),
+        (["abtest", "pop", "bias-all"], 2, "held-out"),
+        (["abtest", "pop", "svd", "--dataset", "ml-100k"], 2, "not 'ml-100k'"),
+        (["abtest", "pop", "svd", "--format", "csv"], 2, "table, json"),
+        (["abtest", "pop", "svd", "--click-model", "magic"], 2, "--click-model"),
+        (["abtest", "pop", "svd", "--alpha", "2"], 2, "--alpha"),
+        (["abtest", "bandit", "pop", "--policy", "thompson"], 2, "at least two"),
+        (["abtest", "bandit", "pop", "svd", "--policy", "greedy"], 2, "--policy"),
+    ],
+)
+def test_bad_input_exit_codes(env, args, code, message):
+    res = invoke(*args, *env)
+    assert res.exit_code == code, res.output
+    assert message in res.stderr
+    assert res.stderr.count("\n") == 1  # one clean line, no traceback
+
+
+def test_plan_bad_input():
+    res = invoke("abtest", "plan", "--baseline-ctr", "0.1", "--mde", "0.01", "--users", "100")
+    assert res.exit_code == 2 and "exactly one" in res.stderr
+    assert invoke("abtest", "plan", "--baseline-ctr", "1.5", "--mde", "0.01").exit_code == 2
+
+
+def test_missing_dataset_is_a_data_error(env, tmp_path):
+    res = invoke("abtest", "pop", "svd", "--data-dir", str(tmp_path), "--artifacts-dir", env[3])
+    assert res.exit_code == 3 and "not preprocessed" in res.stderr
+
+
+def test_plot_without_matplotlib(env, tmp_path):
+    try:
+        import matplotlib  # noqa: F401
+
+        pytest.skip("matplotlib is installed")
+    except ModuleNotFoundError:
+        pass
+    res = invoke("abtest", "pop", "svd", "--plot", str(tmp_path / "ab.png"), *env)
+    assert res.exit_code == 2
+    assert "pip install 'recsys-cli[plot]'" in res.stderr and res.stderr.count("\n") == 1
+    assert not (tmp_path / "ab.png").exists()
+
+
+def test_sample_ratio_mismatch_warns_loudly(env, monkeypatch):
+    import recsys_cli.abtest.experiment as experiment
+
+    def skewed(user_ids, salt, traffic):  # a broken assignment: 80% of users land in B
+        return (np.arange(len(user_ids)) % 5 != 0).astype(np.int8)
+
+    monkeypatch.setattr(experiment, "assign_arms", skewed)
+    res = invoke("abtest", "pop", "svd", "--json", "--bootstrap", "0", "--no-segments", *env)
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert out["srm"]["mismatch"] is True and out["srm"]["p_value"] < 1e-3
+    assert "SAMPLE RATIO MISMATCH" in res.stderr
+    assert out["warnings"] and "SAMPLE RATIO MISMATCH" in out["warnings"][0]
