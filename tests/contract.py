@@ -92,8 +92,10 @@ class ModelContract:
         batch = model.recommend(users, 5)
         for r, u in enumerate(users):
             single = model.recommend([u], 5)
-            np.testing.assert_array_equal(single.items[0], batch.items[r])
-            np.testing.assert_allclose(single.scores[0], batch.scores[r], rtol=1e-5)
+            np.testing.assert_allclose(single.scores[0], batch.scores[r], rtol=1e-5, atol=1e-6)
+            # Identical items, except where BLAS rounding reorders exact ties.
+            clear = single.scores[0] > single.scores[0][-1] + 1e-5
+            assert set(single.items[0][clear]) <= set(batch.items[r])
 
     def test_exclude_seen(self, model, data):
         interactions = data[0]

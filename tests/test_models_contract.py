@@ -67,3 +67,20 @@ class TestItemKNNSum(ModelContract):
 class TestUserKNN(ModelContract):
     model_name = "user-knn"
     params = {"k": 10, "similarity": "pearson", "prediction": "means"}
+
+
+class TestALS(ModelContract):
+    model_name = "als"
+    params = {"factors": 8, "iterations": 10, "reg": 0.05, "reg_bias": 0.05}
+
+
+class TestIALS(ModelContract):
+    model_name = "ials"
+    params = {"factors": 8, "iterations": 10, "reg": 0.1}
+    predicts_ratings = False
+
+
+class TestIALSCholesky(ModelContract):
+    model_name = "ials"
+    params = {"factors": 8, "iterations": 10, "reg": 0.1, "solver": "cholesky", "interactions": "threshold"}
+    predicts_ratings = False

@@ -233,7 +233,12 @@ def load_dataset(name: str, data_dir=None) -> Dataset:
     meta_path = path / "dataset.json"
     if not meta_path.exists():
         raw = path.parent.parent / "raw" / name
-        hint = f"recsys preprocess {name}" if raw.exists() else f"recsys download {name} && recsys preprocess {name}"
+        if raw.exists():
+            hint = f"recsys preprocess {name}"
+        elif name.startswith("ml-"):
+            hint = f"recsys download {name} && recsys preprocess {name}"
+        else:
+            hint = f"recsys generate {name} && recsys preprocess {name}, or recsys preprocess PATH --name {name}"
         raise DataError(f"dataset {name!r} is not preprocessed (no {meta_path}); run `{hint}`")
     try:
         meta = json.loads(meta_path.read_text())

@@ -16,6 +16,8 @@ MODELS: dict[str, str] = {
     "svd": "recsys_cli.models.mf:SVD",
     "svdpp": "recsys_cli.models.mf:SVDpp",
     "content": "recsys_cli.models.content:ContentModel",
+    "als": "recsys_cli.models.als:ALS",
+    "ials": "recsys_cli.models.als:IALS",
 }
 
 SURPRISE_PREFIX = "surprise:"

@@ -1,0 +1,180 @@
+"""`als` (explicit biased ALS) and `ials` (implicit-feedback ALS, Hu/Koren/Volinsky 2008).
+
+Python drives the iterations (progress, loss, NaN check); each half-step is one Numba
+kernel parallel over rows, float32 factors, no dense users x items structure.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from recsys_cli.data.dataset import Interactions, lookup
+from recsys_cli.errors import UsageError
+from recsys_cli.models.base import Recommender
+from recsys_cli.models.config import ModelConfig, choice, param
+
+
+@dataclass(frozen=True)
+class ALSConfig(ModelConfig):
+    # Chosen on ml-100k with:
+    #   recsys tune als --dataset ml-100k --grid factors=16,32,64 --grid reg=0.03,0.05,0.08,0.12 --cv 3 --metric rmse
+    factors: int = param(32, "latent factors", low=1)
+    iterations: int = param(15, "alternating passes (users then items)", low=1)
+    reg: float = param(0.08, "factor regularisation (times the rating count when scale_reg)", low=0.0)
+    reg_bias: float = param(0.08, "bias regularisation (times the rating count when scale_reg)", low=0.0)
+    scale_reg: bool = param(True, "weighted-lambda: scale regularisation by each row's rating count")
+    init_std: float = param(0.1, "standard deviation of the initial factors", low=0.0)
+
+
+class ALS(Recommender):
+    """r_ui = mu + b_u + b_i + x_u . y_i, each side solved in closed form in turn."""
+
+    name = "als"
+    Config = ALSConfig
+    supports_fold_in = True
+    epoch_based = False
+
+    def _fit(self, data: Interactions, *, seed: int, progress) -> None:
+        from recsys_cli.models._kernels.als import als_explicit_half_step
+
+        c = self.config
+        rng = np.random.default_rng(seed)
+        self.mu = np.float32(self.global_mean)
+        self.X = (rng.standard_normal((data.n_users, c.factors)) * c.init_std).astype(np.float32)
+        self.Y = (rng.standard_normal((data.n_items, c.factors)) * c.init_std).astype(np.float32)
+        self.bu = np.zeros(data.n_users, np.float32)
+        self.bi = np.zeros(data.n_items, np.float32)
+        ui, iu = data.csr(), data.csc()
+        progress.start(c.iterations, f"{self.name} iterations")
+        losses = []
+        for it in range(c.iterations):
+            als_explicit_half_step(ui.indptr, ui.indices, ui.data, self.X, self.Y, self.bu, self.bi, float(self.mu),
+                                   c.reg, c.reg_bias, c.scale_reg)
+            sse = als_explicit_half_step(iu.indptr, iu.indices, iu.data, self.Y, self.X, self.bi, self.bu,
+                                         float(self.mu), c.reg, c.reg_bias, c.scale_reg)
+            rmse = float(np.sqrt(sse / max(1, len(data))))
+            if not np.isfinite(rmse):
+                raise UsageError(f"als diverged at iteration {it + 1}; raise reg")
+            losses.append(rmse)
+            progress.advance(1, iteration=it + 1, train_rmse=rmse)
+        self.fit_info = {"train_rmse": losses}
+
+    def _score_users(self, users: np.ndarray) -> np.ndarray:
+        s = self.X[users] @ self.Y.T
+        s += (self.mu + self.bu[users])[:, None]
+        s += self.bi[None, :]
+        return s
+
+    def _predict_known(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        return (self.mu + self.bu[users] + self.bi[items] + np.einsum("ij,ij->i", self.X[users], self.Y[items])).astype(
+            np.float32
+        )
+
+    def _item_vectors(self) -> np.ndarray:
+        return self.Y
+
+    def fold_in(self, raw_items, ratings) -> np.ndarray:
+        from recsys_cli.models._kernels.als import als_fold_in
+
+        idx = lookup(self.item_ids, raw_items)
+        ok = idx >= 0
+        c = self.config
+        bx, x = als_fold_in(idx[ok], np.asarray(ratings, np.float32)[ok], self.Y, self.bi, float(self.mu), c.reg,
+                            c.reg_bias, c.scale_reg)
+        return (self.mu + bx + self.bi + self.Y @ x).astype(np.float32)
+
+    def _state(self) -> dict:
+        return {"mu": np.float32(self.mu), "bu": self.bu, "bi": self.bi, "X": self.X, "Y": self.Y}
+
+    def _load_state(self, state: dict) -> None:
+        self.mu = np.float32(state["mu"])
+        self.bu, self.bi, self.X, self.Y = state["bu"], state["bi"], state["X"], state["Y"]
+
+
+@dataclass(frozen=True)
+class IALSConfig(ModelConfig):
+    # Chosen on ml-100k (per-user 75/25 split, relevance any, nDCG@10, CV inside the train part) with:
+    #   recsys tune ials --dataset ml-100k --split user --relevance any --metric ndcg@10 --cv 3 \
+    #     --grid factors=32,64,96 --grid reg=15,25,35 --grid alpha=1,2 -p weight=log
+    factors: int = param(64, "latent factors", low=1)
+    iterations: int = param(15, "alternating passes", low=1)
+    reg: float = param(25.0, "L2 regularisation", low=0.0)
+    alpha: float = param(1.0, "confidence slope: c_ui = 1 + alpha * w_ui", low=0.0)
+    interactions: str = choice("all", "all", "threshold", doc="which ratings count: all, or rating >= min_rating")
+    min_rating: float = param(4.0, "with interactions=threshold, the smallest rating that counts")
+    weight: str = choice("log", "binary", "rating", "log", doc="w_ui: 1, the rating, or log(1 + rating)")
+    solver: str = choice("cg", "cg", "cholesky", doc="conjugate gradient (fast) or exact Cholesky")
+    cg_steps: int = param(3, "conjugate-gradient steps per row per half-step", low=1)
+    init_std: float = param(0.01, "standard deviation of the initial factors", low=0.0)
+
+
+class IALS(Recommender):
+    """Implicit ALS: minimise sum c_ui (p_ui - x_u.y_i)^2 + reg (|X|^2 + |Y|^2) over all pairs."""
+
+    name = "ials"
+    Config = IALSConfig
+    predicts_ratings = False
+    scores_are_ratings = False
+    supports_fold_in = True
+
+    def _confidence(self, data: Interactions) -> Interactions:
+        c = self.config
+        keep = np.ones(len(data), bool) if c.interactions == "all" else data.ratings >= c.min_rating
+        if not keep.any():
+            raise UsageError(f"no rating >= {c.min_rating} to use as an interaction")
+        sub = data.subset(keep)
+        r = sub.ratings
+        w = np.ones_like(r) if c.weight == "binary" else (r if c.weight == "rating" else np.log1p(r))
+        return sub.__class__(**{**sub.__dict__, "ratings": (c.alpha * w).astype(np.float32), "_cache": {}})
+
+    def _fit(self, data: Interactions, *, seed: int, progress) -> None:
+        from recsys_cli.models._kernels import als as K
+
+        c = self.config
+        conf = self._confidence(data)
+        rng = np.random.default_rng(seed)
+        self.X = (rng.standard_normal((data.n_users, c.factors)) * c.init_std).astype(np.float32)
+        self.Y = (rng.standard_normal((data.n_items, c.factors)) * c.init_std).astype(np.float32)
+        ui, iu = conf.csr(), conf.csc()
+        progress.start(c.iterations, f"{self.name} iterations")
+        for it in range(c.iterations):
+            for (indptr, indices, vals), A, B in (((ui.indptr, ui.indices, ui.data), self.X, self.Y),
+                                                   ((iu.indptr, iu.indices, iu.data), self.Y, self.X)):
+                gram = K.gram(B)
+                if c.solver == "cg":
+                    K.ials_half_step_cg(indptr, indices, vals, A, B, gram, c.reg, c.cg_steps)
+                else:
+                    K.ials_half_step_cholesky(indptr, indices, vals, A, B, gram, c.reg)
+            if not (np.isfinite(self.X).all() and np.isfinite(self.Y).all()):
+                raise UsageError(f"ials diverged at iteration {it + 1}")
+            progress.advance(1, iteration=it + 1)
+        self.YtY = K.gram(self.Y)
+
+    def _score_users(self, users: np.ndarray) -> np.ndarray:
+        return self.X[users] @ self.Y.T
+
+    def _predict_known(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        return np.einsum("ij,ij->i", self.X[users], self.Y[items]).astype(np.float32)
+
+    def _item_vectors(self) -> np.ndarray:
+        return self.Y
+
+    def fold_in(self, raw_items, ratings) -> np.ndarray:
+        from recsys_cli.models._kernels.als import ials_fold_in
+
+        c = self.config
+        idx = lookup(self.item_ids, raw_items)
+        r = np.asarray(ratings, np.float32)
+        keep = (idx >= 0) & ((r >= c.min_rating) if c.interactions == "threshold" else True)
+        r = r[keep]
+        w = np.ones_like(r) if c.weight == "binary" else (r if c.weight == "rating" else np.log1p(r))
+        x = ials_fold_in(idx[keep], (c.alpha * w).astype(np.float32), self.Y, self.YtY, c.reg)
+        return (self.Y @ x).astype(np.float32)
+
+    def _state(self) -> dict:
+        return {"X": self.X, "Y": self.Y, "YtY": self.YtY}
+
+    def _load_state(self, state: dict) -> None:
+        self.X, self.Y, self.YtY = state["X"], state["Y"], state["YtY"]
