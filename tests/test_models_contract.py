@@ -84,3 +84,8 @@ class TestIALSCholesky(ModelContract):
     model_name = "ials"
     params = {"factors": 8, "iterations": 10, "reg": 0.1, "solver": "cholesky", "interactions": "threshold"}
     predicts_ratings = False
+
+
+class TestHybridALS(ModelContract):
+    model_name = "hybrid-als"
+    params = {"factors": 8, "iterations": 10, "reg": 0.05, "reg_bias": 0.05}

@@ -18,6 +18,7 @@ MODELS: dict[str, str] = {
     "content": "recsys_cli.models.content:ContentModel",
     "als": "recsys_cli.models.als:ALS",
     "ials": "recsys_cli.models.als:IALS",
+    "hybrid-als": "recsys_cli.models.hybrid:HybridALS",
 }
 
 SURPRISE_PREFIX = "surprise:"
