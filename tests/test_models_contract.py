@@ -89,3 +89,12 @@ class TestIALSCholesky(ModelContract):
 class TestHybridALS(ModelContract):
     model_name = "hybrid-als"
     params = {"factors": 8, "iterations": 10, "reg": 0.05, "reg_bias": 0.05}
+
+
+class TestBlend(ModelContract):
+    model_name = "blend"
+    params = {
+        "models": "svd,item-knn,bias",
+        "params": '{"svd": {"factors": 8, "epochs": 60, "lr_all": 0.02, "reg_all": 0.02}, "item-knn": {"k": 10}}',
+        "val_fraction": 0.3,
+    }

@@ -354,7 +354,10 @@ def create_default_splits(processed_path: Path, raw_path: Path | None, meta: dic
     processed_path = Path(processed_path)
     cols = _read_ratings(processed_path, ["user_id", "item_id", "timestamp"])
     splits = meta.setdefault("splits", {})
+    n = len(cols["user_id"])
     for name, kind in (("random", "random"), ("user", "user"), ("temporal", "temporal"), ("kfold5", "kfold")):
+        if kind == "kfold" and n < 5:
+            continue  # too few ratings for five folds; `recsys split --kind kfold --k K` can still make one
         part, params, seed = compute_split(kind, cols, seed=DEFAULT_SEED)
         splits[name] = _info(kind, params, seed, part, _write_part(processed_path, name, part))
     if raw_path is not None and Path(raw_path).is_dir():

@@ -62,6 +62,7 @@ class _KNN(Recommender):
         self.neighbors, self.sims = nbr, sims
         self.row_means = csr_row_means(xy.indptr, xy.data).astype(np.float32)
         self._inverted = None
+        self._im = None
 
     def _mode_kwargs(self) -> dict:
         row_bias, col_bias = (self.bu, self.bi) if self.user_based else (self.bi, self.bu)

@@ -19,6 +19,7 @@ MODELS: dict[str, str] = {
     "als": "recsys_cli.models.als:ALS",
     "ials": "recsys_cli.models.als:IALS",
     "hybrid-als": "recsys_cli.models.hybrid:HybridALS",
+    "blend": "recsys_cli.models.blend:BlendModel",
 }
 
 SURPRISE_PREFIX = "surprise:"

@@ -1,0 +1,195 @@
+"""`recsys preprocess SOURCE` and `recsys info [DATASET]`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from recsys_cli.cli.common import DataDirOpt, FormatOpt, JsonOpt
+
+PREPROCESS_HELP = """Turn a downloaded MovieLens release, a MovieLens folder or a ratings file into DATA/processed/NAME/.
+
+SOURCE is a dataset name (its raw folder DATA/raw/NAME comes from `recsys download` or
+`recsys generate`), a folder in any MovieLens layout (ml-100k, ml-1m, ml-10m, or the CSV
+releases ml-20m ... ml-latest; needs --name), or a ratings CSV/TSV/Parquet file (needs --name,
+and --columns unless the columns are called userId/movieId/rating/timestamp or
+user_id/item_id/rating/timestamp).
+
+Writes ratings/items/users/tags Parquet files, dataset.json and the default splits.
+Re-running replaces the dataset, and with it any splits made from the old ratings.
+
+Examples:
+
+\b
+  recsys preprocess ml-100k
+  recsys preprocess ~/movielens/ml-10M100K --name ml-10m
+  recsys preprocess ratings.csv --name mine --columns user=uid,item=iid,rating=stars,timestamp=ts
+  recsys preprocess ml-latest-small --format json
+"""
+
+INFO_HELP = """Show what is downloaded and processed, or one dataset's summary.
+
+Without DATASET: one row per dataset under DATA/raw and DATA/processed (download date,
+md5, counts, splits). With DATASET: its dataset.json (counts, rating scale and histogram,
+genres, splits).
+
+Examples:
+
+\b
+  recsys info
+  recsys info ml-100k
+  recsys info ml-100k --format json
+"""
+
+ROLES = ("user", "item", "rating", "timestamp")
+
+
+def parse_columns(text: str | None) -> dict[str, str] | None:
+    """`user=COL,item=COL,rating=COL[,timestamp=COL]` -> {"user": COL, ...}."""
+    from recsys_cli.errors import UsageError
+
+    if not text:
+        return None
+    columns: dict[str, str] = {}
+    for part in text.split(","):
+        role, sep, col = part.partition("=")
+        role, col = role.strip().lower(), col.strip()
+        if not sep or not col or role not in ROLES:
+            raise UsageError(f"--columns expects user=COL,item=COL,rating=COL[,timestamp=COL], got {part!r}")
+        columns[role] = col
+    missing = [r for r in ROLES[:3] if r not in columns]
+    if missing:
+        raise UsageError(f"--columns is missing {', '.join(missing)}= (user, item and rating are required)")
+    return columns
+
+
+def _bar(count: int, largest: int, width: int = 30) -> str:
+    n = round(width * count / largest) if largest else 0
+    return "█" * n + ("▏" if count and n == 0 else "")
+
+
+def render_summary(meta: dict[str, Any], console) -> None:
+    """Print a dataset.json as a person-friendly summary: counts, histogram, genres, splits."""
+    from rich.table import Table
+
+    console.print(f"[bold]{meta['name']}[/bold]  layout {meta.get('layout')}  from {meta.get('source')}")
+    facts = Table(show_header=False, box=None, pad_edge=False)
+    facts.add_column(style="bold")
+    facts.add_column(justify="right")
+    lo, hi = meta.get("rating_scale", [None, None])
+    rows = [
+        ("ratings", f"{meta['n_ratings']:,}"),
+        ("users", f"{meta['n_users']:,}"),
+        ("items", f"{meta['n_items']:,} ({meta.get('n_rated_items', 0):,} rated)"),
+        ("density", f"{100 * meta.get('density', 0):.3f} %"),
+        ("rating scale", f"{lo:g} .. {hi:g} step {meta.get('rating_step', 1):g}"),
+        ("duplicates resolved", f"{meta.get('duplicates_resolved', 0):,}"),
+        ("demographics", "yes" if meta.get("has_users") else "no"),
+        ("tags", f"{meta.get('n_tags', 0):,}" if meta.get("has_tags") else "no"),
+        ("fingerprint", str(meta.get("fingerprint", ""))[:23] + "…"),
+        ("created", str(meta.get("created", ""))),
+    ]
+    for key, value in rows:
+        facts.add_row(key, value)
+    console.print(facts)
+
+    hist = meta.get("rating_histogram", {})
+    total, largest = sum(hist.values()) or 1, max(hist.values(), default=0)
+    chart = Table(title="ratings", title_justify="left", show_header=False, box=None)
+    for justify in ("right", "left", "right", "right"):
+        chart.add_column(justify=justify)
+    for value, count in hist.items():
+        chart.add_row(value, _bar(count, largest), f"{count:,}", f"{100 * count / total:.1f} %")
+    console.print(chart)
+
+    genres = list(meta.get("genres", {}).items())
+    if genres:
+        g_table = Table(title=f"top genres (of {len(genres)})", title_justify="left", show_header=False, box=None)
+        g_table.add_column()
+        g_table.add_column(justify="right")
+        for genre, n in sorted(genres, key=lambda kv: -kv[1])[:10]:
+            g_table.add_row(genre, f"{n:,} items")
+        console.print(g_table)
+
+    splits = meta.get("splits", {})
+    if splits:
+        s_table = Table(title="splits", title_justify="left")
+        for col in ("name", "kind", "parts"):
+            s_table.add_column(col)
+        for name, info in splits.items():
+            counts = info.get("counts", {})
+            parts = "  ".join(
+                f"{k} {v:,}" if isinstance(v, int) else f"{k} {'/'.join(f'{x:,}' for x in v)}" for k, v in counts.items()
+            )
+            s_table.add_row(name, str(info.get("kind", "")), parts)
+        console.print(s_table)
+    else:
+        console.print("splits: none (make one with `recsys split`)")
+
+
+def _show(meta: dict[str, Any], fmt: str) -> None:
+    from recsys_cli.output import console_out, emit
+
+    if fmt == "table":
+        render_summary(meta, console_out())
+    elif fmt == "csv":
+        flat = {k: v for k, v in meta.items() if not isinstance(v, (dict, list))}
+        emit([flat], "csv")
+    else:
+        emit(meta, fmt)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("preprocess", help=PREPROCESS_HELP)
+    def preprocess_cmd(
+        source: Annotated[str, typer.Argument(help="Dataset name (e.g. ml-100k), MovieLens folder, or ratings file.", show_default=False)],
+        name: Annotated[Optional[str], typer.Option("--name", help="Name of the processed dataset (required when SOURCE is a path).", show_default=False)] = None,
+        columns: Annotated[Optional[str], typer.Option("--columns", help="Ratings file columns: user=COL,item=COL,rating=COL[,timestamp=COL].", show_default=False)] = None,
+        data_dir: DataDirOpt = None,
+        fmt: FormatOpt = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        from recsys_cli.data.preprocess import preprocess
+        from recsys_cli.output import resolve_format
+        from recsys_cli.progress import make_progress
+
+        out_fmt = resolve_format(fmt, as_json)
+        meta = preprocess(source, name=name, data_dir=data_dir, columns=parse_columns(columns), progress=make_progress())
+        _show(meta, out_fmt)
+
+    @app.command("info", help=INFO_HELP)
+    def info_cmd(
+        dataset: Annotated[Optional[str], typer.Argument(help="A processed dataset to describe (default: list them all).", show_default=False)] = None,
+        data_dir: DataDirOpt = None,
+        fmt: FormatOpt = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        from recsys_cli.data.preprocess import list_datasets, read_meta
+        from recsys_cli.output import emit, resolve_format
+        from recsys_cli.settings import data_dir as root
+
+        out_fmt = resolve_format(fmt, as_json)
+        if dataset:
+            _show(read_meta(dataset, data_dir), out_fmt)
+            return
+        rows = list_datasets(data_dir)
+        if not rows:
+            typer.echo(f"nothing under {Path(root(data_dir))} yet; start with `recsys download ml-100k`", err=True)
+        if out_fmt == "table":  # the compact view for people; json/csv keep every field
+            rows = [
+                {
+                    "name": r["name"], "layout": r["layout"] or "",
+                    "downloaded": (r["downloaded_at"] or "yes")[:10] if r["downloaded"] else "no",
+                    "processed": "yes" if r["processed"] else "no",
+                    "ratings": f"{r['n_ratings']:,}" if r["processed"] else "",
+                    "users": f"{r['n_users']:,}" if r["processed"] else "",
+                    "items": f"{r['n_items']:,}" if r["processed"] else "",
+                    "splits": len(r["splits"]),
+                }
+                for r in rows
+            ]
+        elif out_fmt == "csv":
+            rows = [{**r, "splits": " ".join(r["splits"])} for r in rows]
+        emit(rows, out_fmt, title="datasets" if out_fmt == "table" else None)
