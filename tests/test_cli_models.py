@@ -1,0 +1,144 @@
+"""CLI contract of train / predict / recommend / similar / runs / evaluate: exact JSON shapes and exit codes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from recsys_cli.cli.app import app
+
+
+def run(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    data, arts = root / "data", root / "artifacts"
+    res = run("generate", "synth", "--users", "120", "--items", "80", "--ratings", "4000", "--data-dir", data)
+    assert res.exit_code == 0, res.output
+    res = run("preprocess", "synth", "--data-dir", data, "--format", "json")
+    assert res.exit_code == 0, res.output
+    res = run("train", "svd", "--dataset", "synth", "--split", "random", "--data-dir", data, "--artifacts-dir", arts,
+              "-p", "factors=8", "-p", "epochs=10", "--format", "json")
+    assert res.exit_code == 0, res.output
+    return {"data": data, "arts": arts, "train": json.loads(res.stdout)}
+
+
+def A(env):
+    return ("--artifacts-dir", env["arts"])
+
+
+def test_train_summary_shape(env):
+    summary = env["train"]
+    assert summary["run"] == "svd-synth-random"
+    assert {"run", "model", "dataset", "split", "seed", "train_ratings", "train_seconds", "path", "config"} <= set(summary)
+    assert summary["config"]["factors"] == 8 and summary["train_ratings"] == 3200
+
+
+def test_train_existing_run_needs_force(env):
+    res = run("train", "svd", "--dataset", "synth", "--split", "random", "--data-dir", env["data"], *A(env))
+    assert res.exit_code == 7
+    assert res.stderr.startswith("error: run 'svd-synth-random' already exists")
+
+
+@pytest.mark.parametrize(
+    "args, code, message",
+    [
+        (("train", "nosuch", "--dataset", "synth"), 2, "unknown model 'nosuch'"),
+        (("train", "svd", "--dataset", "synth", "-p", "factorz=3"), 2, "did you mean 'factors'"),
+        (("train", "svd", "--dataset", "synth", "-p", "factors=abc"), 2, "not a valid int"),
+        (("train", "svd", "--dataset", "synth", "-p", "novalue"), 2, "expects key=value"),
+        (("train", "svd", "--dataset", "missing"), 3, "dataset 'missing' is not preprocessed"),
+        (("train", "svd", "--dataset", "synth", "--split", "nosplit"), 3, "nosplit"),
+        (("predict", "nosuchrun", "--user", "1", "--item", "1"), 7, "unknown run 'nosuchrun'"),
+        (("recommend", "svd-synth-random"), 2, "exactly one of"),
+        (("recommend", "svd-synth-random", "--ratings", "1:x"), 2, "item:rating"),
+        (("evaluate", "--model", "svd"), 2, "--dataset"),
+    ],
+)
+def test_bad_input_exit_codes(env, args, code, message):
+    res = run(*args, "--data-dir", env["data"], *A(env)) if args[0] in ("train", "evaluate") else run(*args, *A(env))
+    assert res.exit_code == code, res.output
+    assert res.stderr.count("\n") == 1 and res.stderr.startswith("error: ")
+    assert message in res.stderr
+
+
+def test_predict_single_and_batch(env, tmp_path):
+    res = run("predict", "svd-synth-random", "--user", "1", "--item", "1", "--format", "json", *A(env))
+    assert res.exit_code == 0, res.output
+    one = json.loads(res.stdout)
+    assert set(one) == {"user_id", "item_id", "prediction", "fallback"}
+    assert 0.5 <= one["prediction"] <= 5.0 and one["fallback"] is None
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("user_id,item_id\n1,1\n999999,1\n1,999999\n999999,999999\n")
+    res = run("predict", "svd-synth-random", "--pairs-file", pairs, "--format", "jsonl", *A(env))
+    assert res.exit_code == 0, res.output
+    rows = [json.loads(line) for line in res.stdout.splitlines()]
+    assert [(r["user_id"], r["item_id"]) for r in rows] == [(1, 1), (999999, 1), (1, 999999), (999999, 999999)]
+    assert [r["fallback"] for r in rows] == [None, "item_bias", "user_bias", "global_mean"]
+    bad = tmp_path / "bad.csv"
+    bad.write_text("user,item\n1,1\n")
+    res = run("predict", "svd-synth-random", "--pairs-file", bad, *A(env))
+    assert res.exit_code == 3 and "header must contain user_id, item_id" in res.stderr
+
+
+def test_recommend_formats(env):
+    res = run("recommend", "svd-synth-random", "--user", "1,2", "-n", "4", "--format", "json", *A(env))
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.stdout)
+    assert [(r["user_id"], r["rank"]) for r in rows] == [(1, 1), (1, 2), (1, 3), (1, 4), (2, 1), (2, 2), (2, 3), (2, 4)]
+    assert set(rows[0]) == {"user_id", "rank", "item_id", "title", "score"}
+    res = run("recommend", "svd-synth-random", "--user", "1", "-n", "3", "--format", "csv", *A(env))
+    lines = res.stdout.splitlines()
+    assert lines[0] == "user_id,rank,item_id,title,score,fallback" and len(lines) == 4
+    res = run("recommend", "svd-synth-random", "--all-users", "-n", "2", "--format", "jsonl", *A(env))
+    assert len(res.stdout.splitlines()) == 2 * 120
+    res = run("recommend", "svd-synth-random", "--user", "424242", "-n", "3", "--format", "json", *A(env))
+    assert {r["fallback"] for r in json.loads(res.stdout)} == {"popularity"}
+    assert "popularity" in res.stderr
+
+
+def test_recommend_more_than_catalogue_says_so(env):
+    res = run("recommend", "svd-synth-random", "--user", "1", "-n", "500", "--format", "json", *A(env))
+    assert res.exit_code == 0
+    assert len(json.loads(res.stdout)) < 80
+    assert "fewer than 500 items" in res.stderr
+
+
+def test_similar_and_runs_and_evaluate(env):
+    res = run("similar", "svd-synth-random", "--item", "1", "-n", "3", "--format", "json", *A(env))
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.stdout)
+    assert [r["rank"] for r in rows] == [1, 2, 3]
+    assert set(rows[0]) == {"item_id", "rank", "similar_item_id", "title", "similarity"}
+    res = run("evaluate", "svd-synth-random", "--data-dir", env["data"], "--format", "json", *A(env))
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)[0]
+    assert {"model", "dataset", "protocol", "params", "metrics", "metrics_std", "fit_seconds", "predict_seconds"} <= set(out)
+    assert {"rmse", "mae", "ndcg@10", "precision@10", "recall@10", "map@10"} <= set(out["metrics"])
+    res = run("runs", "--format", "json", *A(env))
+    runs = {r["run"]: r for r in json.loads(res.stdout)}
+    assert runs["svd-synth-random"]["metrics"]["rmse"] == pytest.approx(out["metrics"]["rmse"])
+
+
+def test_evaluate_compares_models_on_identical_folds(env):
+    res = run("evaluate", "--model", "bias,svd", "--dataset", "synth", "--cv", "3", "-p", "svd.epochs=5",
+              "--data-dir", env["data"], "--format", "json", *A(env))
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert [r["model"] for r in out] == ["bias", "svd"]
+    assert out[1]["params"]["epochs"] == 5 and out[0]["protocol"] == {"kind": "cv", "folds": 3, "seed": 42}
+    assert len(out[0]["folds"]) == 3
+
+
+def test_every_command_has_help():
+    res = run("--help")
+    for cmd in ("download", "preprocess", "split", "generate", "info", "train", "predict", "recommend", "similar",
+                "runs", "evaluate", "tune", "abtest"):
+        assert cmd in res.stdout
+        sub = run(cmd, "--help")
+        assert sub.exit_code == 0 and "Example" in sub.stdout, cmd
