@@ -43,8 +43,12 @@ test: install
 lint: install
 	$(VENV)/bin/ruff check recsys_cli tests
 
+# The standard suite; bench-readme puts exactly what it prints into README.md (bench markers).
 bench: install-compare
-	$(RECSYS) benchmark --scale ml-100k --peers surprise,implicit
+	$(RECSYS) benchmark --scale ml-100k --peers surprise,implicit --format table
+
+bench-readme: install-compare
+	$(PY) -m recsys_cli.bench.readme --readme README.md --scale ml-100k --peers surprise,implicit
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -98,3 +98,9 @@ class TestBlend(ModelContract):
         "params": '{"svd": {"factors": 8, "epochs": 60, "lr_all": 0.02, "reg_all": 0.02}, "item-knn": {"k": 10}}',
         "val_fraction": 0.3,
     }
+
+
+class TestBPR(ModelContract):
+    model_name = "bpr"
+    params = {"factors": 8, "epochs": 40, "lr": 0.05, "reg": 0.01, "threads": 1}
+    predicts_ratings = False

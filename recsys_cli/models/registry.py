@@ -19,6 +19,7 @@ MODELS: dict[str, str] = {
     "als": "recsys_cli.models.als:ALS",
     "ials": "recsys_cli.models.als:IALS",
     "hybrid-als": "recsys_cli.models.hybrid:HybridALS",
+    "bpr": "recsys_cli.models.bpr:BPR",
     "blend": "recsys_cli.models.blend:BlendModel",
 }
 

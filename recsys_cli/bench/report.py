@@ -1,0 +1,122 @@
+"""Plain tables of a benchmark report: a header line (date, machine), the rows, the ratios, the notes."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any, TextIO
+
+TABLE_WIDTH = 120  # when stdout is not a terminal and COLUMNS is unset (files, the README)
+
+
+def _num(x: float | None, digits: int = 4) -> str:
+    if x is None:
+        return ""
+    if abs(x) >= 100:
+        return f"{x:,.0f}"
+    if abs(x) >= 10:
+        return f"{x:.1f}"
+    return f"{x:.{digits}f}"
+
+
+def _rate(x: float | None) -> str:
+    if x is None:
+        return ""
+    for size, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if x >= size:
+            return f"{x / size:.3g}{suffix}/s"
+    return f"{x:.3g}/s"
+
+
+_SHORT = {"precision@10": "p@10", "recall@10": "r@10"}
+
+
+def _quality(metrics: dict[str, Any]) -> str:
+    return " ".join(f"{_SHORT.get(k, k)} {v:.4f}" for k, v in metrics.items() if isinstance(v, float))
+
+
+def header_lines(report: dict[str, Any]) -> list[str]:
+    """Date and machine, then data and settings: the lines quoted above every table."""
+    m = report["machine"]
+    versions = ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v)
+    lines = [
+        f"{m['date']} · {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB RAM, {m['os']} · "
+        f"Python {m['python']} · {versions}"
+    ]
+    ds, st = report.get("dataset"), report.get("settings", {})
+    if ds:
+        counts = ", ".join(f"{ds[k]:,} {k}" for k in ("ratings", "users", "items") if ds.get(k) is not None)
+        lines.append(
+            f"scale {report['scale']}: {ds['name']} ({ds['source']}; {counts}) · threads {st.get('threads')} · "
+            f"repeat {st.get('repeat')} · memory: {st.get('memory')}"
+        )
+    return lines
+
+
+def _console(out: TextIO):
+    from rich.console import Console
+
+    tty = hasattr(out, "isatty") and out.isatty()
+    width = None if tty or os.environ.get("COLUMNS") else TABLE_WIDTH
+    return Console(file=out, width=width, highlight=False)
+
+
+def render_table(report: dict[str, Any], out: TextIO | None = None) -> None:
+    """The benchmark report as text: header lines, rows table, ratios table, notes."""
+    from rich.table import Table
+
+    console = _console(out or sys.stdout)
+    for line in header_lines(report):
+        console.print(line, markup=False, soft_wrap=True)
+    rows = Table(title=f"recsys benchmark · {report['scale']}")
+    for name, justify in (("model", "left"), ("impl", "left"), ("step", "left"), ("seconds", "right"),
+                          ("compile s", "right"), ("peak MB", "right"), ("throughput", "right"),
+                          ("disk MB", "right")):
+        rows.add_column(name, justify=justify, no_wrap=True)
+    rows.add_column("quality", overflow="fold")
+    skipped: list[str] = []
+    for r in report["rows"]:
+        model = r["model"] or ("(data)" if r["implementation"] == "recsys" else "-")
+        if r.get("skipped"):
+            what = " / ".join(x for x in (r["model"], r["implementation"], r["step"]) if x)
+            skipped.append(f"skipped ({what}): {r['skipped']}")
+        rows.add_row(
+            model, r["implementation"], r["step"] or "", _num(r["seconds"]), _num(r["compile_seconds"], 3),
+            _num(r["peak_rss_mb"], 1), _rate(r["throughput"]), _num(r["artifact_mb"], 3),
+            "skipped (see below)" if r.get("skipped") else _quality(r["metrics"]),
+        )
+    console.print(rows)
+    if report["ratios"]:
+        ratios = Table(title="ours / peer seconds (< 1: recsys is faster)")
+        for name, justify in (("model", "left"), ("peer", "left"), ("step", "left"), ("ratio", "right"),
+                              ("reading", "left")):
+            ratios.add_column(name, justify=justify)
+        for r in report["ratios"]:
+            x = r["ratio"]
+            if abs(x - 1) < 0.05:
+                reading = "about the same"
+            else:
+                reading = f"{1 / x:.1f}x faster" if x < 1 else f"{x:.1f}x slower"
+            ratios.add_row(r["model"], r["peer"], r["step"], f"{x:.3f}", reading)
+        console.print(ratios)
+    for line in skipped + [f"note: {note}" for note in report.get("notes", [])]:
+        console.print(line, markup=False, soft_wrap=True)
+
+
+def render_suite_table(report: dict[str, Any], out: TextIO | None = None) -> None:
+    """A suite report (e.g. polars500k): header line, one row per task beside the seed's numbers."""
+    from rich.table import Table
+
+    console = _console(out or sys.stdout)
+    for line in header_lines(report):
+        console.print(line, markup=False, soft_wrap=True)
+    table = Table(title=f"recsys benchmark --suite {report['suite']}")
+    for name, justify in (("task", "left"), ("seconds", "right"), ("seed's seconds", "right"),
+                          ("peak MB", "right"), ("detail", "left")):
+        table.add_column(name, justify=justify, overflow="fold")
+    for r in report["rows"]:
+        table.add_row(r["task"], _num(r["seconds"]), _num(r["seed_seconds"], 2), _num(r["peak_rss_mb"], 1),
+                      r["detail"])
+    console.print(table)
+    for note in report.get("notes", []):
+        console.print(f"note: {note}", markup=False, soft_wrap=True)
