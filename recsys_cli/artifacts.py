@@ -198,7 +198,7 @@ class ArtifactStore:
         table = pq.read_table(path)
         if "title" not in table.column_names:
             return {}
-        return dict(zip(table.column("item_id").to_pylist(), table.column("title").to_pylist()))
+        return dict(zip(table.column("item_id").to_pylist(), table.column("title").to_pylist(), strict=False))
 
     def update_metrics(self, run: str, metrics: dict[str, Any]) -> None:
         """Merge evaluation metrics into a run's manifest (atomic rewrite)."""

@@ -6,7 +6,15 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from recsys_cli.cli.common import ArtifactsDirOpt, DataDirOpt, FormatOpt, JsonOpt, ParamOpt, SeedOpt, parse_params
+from recsys_cli.cli.common import (
+    ArtifactsDirOpt,
+    DataDirOpt,
+    FormatOpt,
+    JsonOpt,
+    ParamOpt,
+    SeedOpt,
+    parse_params,
+)
 
 TABLE_METRICS = ("rmse", "mae", "precision@{k}", "recall@{k}", "ndcg@{k}", "map@{k}", "mrr@{k}", "hit_rate@{k}", "auc", "coverage@{k}", "novelty@{k}")
 
@@ -41,12 +49,12 @@ def table_rows(results: list[dict], ks: list[int]) -> tuple[list[dict], list[str
             if not any(key in res["metrics"] for res in results):
                 continue
             row = {"metric": key}
-            for name, res in zip(names, results):
+            for name, res in zip(names, results, strict=False):
                 if key in res["metrics"]:
                     std = res["metrics_std"].get(key, 0.0)
                     row[name] = f"{res['metrics'][key]:.4f}" + (f" ± {std:.4f}" if std else "")
             rows.append(row)
-    rows.append({"metric": "fit seconds", **{n: f"{r['fit_seconds']:.2f}" for n, r in zip(names, results) if r.get("fit_seconds") is not None}})
+    rows.append({"metric": "fit seconds", **{n: f"{r['fit_seconds']:.2f}" for n, r in zip(names, results, strict=False) if r.get("fit_seconds") is not None}})
     return rows, ["metric", *names]
 
 

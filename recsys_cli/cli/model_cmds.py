@@ -151,7 +151,7 @@ def register(app: typer.Typer) -> None:
         pred, labels = model.predict(users, items)
         rows = [
             {"user_id": u, "item_id": i, "prediction": round(float(p), 6), "fallback": fb}
-            for u, i, p, fb in zip(users, items, pred, labels)
+            for u, i, p, fb in zip(users, items, pred, labels, strict=False)
         ]
         emit(rows[0] if pairs_file is None and fmt == "json" else rows, fmt)
 
@@ -233,7 +233,7 @@ def register(app: typer.Typer) -> None:
         titles = store.titles(run)
         rows = [
             {"item_id": item, "rank": k + 1, "similar_item_id": int(j), "title": titles.get(int(j)), "similarity": round(float(s), 6)}
-            for k, (j, s) in enumerate(zip(items, sims))
+            for k, (j, s) in enumerate(zip(items, sims, strict=False))
         ]
         emit(rows, fmt, columns=["item_id", "rank", "similar_item_id", "title", "similarity"])
 

@@ -224,7 +224,7 @@ class Dataset:
 
     def titles(self) -> dict[int, str]:
         df = self.items_table
-        return dict(zip(df["item_id"].to_list(), df["title"].to_list()))
+        return dict(zip(df["item_id"].to_list(), df["title"].to_list(), strict=False))
 
 
 def load_dataset(name: str, data_dir=None) -> Dataset:

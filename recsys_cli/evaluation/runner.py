@@ -86,7 +86,7 @@ def compare_models(
                     + "  ".join(f"{k}={v:.4f}" for k, v in shown.items())
                 )
     results = []
-    for m, (name, params) in enumerate(specs):
+    for m, (name, _params) in enumerate(specs):
         fold_metrics = [{k: v for k, v in s.items() if k != "predict_seconds"} for s in per_model[m]]
         means, stds = mean_std(fold_metrics)
         results.append(

@@ -125,7 +125,7 @@ class BlendModel(Recommender):
 
     def _state(self) -> dict:
         out: dict = {"weights": self.weights}
-        for k, (name, model) in enumerate(self.members):
+        for k, (_name, model) in enumerate(self.members):
             for key, value in model.state().items():
                 out[f"m{k}.{key}"] = value
         return out

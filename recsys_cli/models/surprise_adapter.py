@@ -111,7 +111,7 @@ class SurpriseModel(Recommender):
         self.i_inner = np.where(i_has, np.cumsum(i_has) - 1, -1).astype(np.int64)
         iu, ii = self.u_inner[users], self.i_inner[items]
         ur, ir = defaultdict(list), defaultdict(list)
-        for a, b, r in zip(iu.tolist(), ii.tolist(), ratings.astype(float).tolist()):
+        for a, b, r in zip(iu.tolist(), ii.tolist(), ratings.astype(float).tolist(), strict=False):
             ur[a].append((b, r))
             ir[b].append((a, r))
         ts = Trainset(
@@ -199,7 +199,7 @@ class SurpriseModel(Recommender):
 
         np.random.seed(self.seed)
         out = np.empty(len(users), np.float32)
-        for k, (u, i) in enumerate(zip(users.tolist(), items.tolist())):
+        for k, (u, i) in enumerate(zip(users.tolist(), items.tolist(), strict=False)):
             try:
                 est = self._algo.estimate(int(self.u_inner[u]), int(self.i_inner[i]))
                 out[k] = est[0] if isinstance(est, tuple) else est

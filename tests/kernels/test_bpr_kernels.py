@@ -140,7 +140,7 @@ def test_bpr_learns_planted_clusters():
     liked = same & (rng.random((n_users, n_items)) < 0.5)
     train = liked & (rng.random((n_users, n_items)) < 0.8)
     test = liked & ~train
-    tr, te = sp.csr_matrix(train.astype(np.float32)), sp.csr_matrix(test.astype(np.float32))
+    tr = sp.csr_matrix(train.astype(np.float32))
     X, Y, b = params(1, n_users, n_items, k=K_FACTORS, scale=0.01)
     nnz_user = K.nnz_rows(tr.indptr)
     auc_by_epoch = []
