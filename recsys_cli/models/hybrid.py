@@ -14,22 +14,16 @@ import numpy as np
 
 from recsys_cli.data.dataset import Interactions
 from recsys_cli.errors import UsageError
-from recsys_cli.models.als import ALS
-from recsys_cli.models.config import ModelConfig, param
+from recsys_cli.models.als import ALS, ALSConfig
+from recsys_cli.models.config import param
 
 
 @dataclass(frozen=True)
-class HybridALSConfig(ModelConfig):
-    # Chosen on ml-100k with:
+class HybridALSConfig(ALSConfig):
+    # ALS's parameters plus the genre prior. Chosen on ml-100k with:
     #   recsys tune hybrid-als --dataset ml-100k --grid tau=0.1,1,5 --grid reg=0.05,0.08 --cv 3 --metric rmse
-    factors: int = param(32, "latent factors", low=1)
-    iterations: int = param(15, "alternating passes", low=1)
-    reg: float = param(0.08, "factor regularisation (times the rating count when scale_reg)", low=0.0)
-    reg_bias: float = param(0.08, "bias regularisation (times the rating count when scale_reg)", low=0.0)
-    scale_reg: bool = param(True, "weighted-lambda: scale regularisation by each row's rating count")
     tau: float = param(1.0, "pull of item vectors towards their genre projection", low=0.0)
     reg_w: float = param(1.0, "regularisation of the genre projection W", low=0.0)
-    init_std: float = param(0.1, "standard deviation of the initial factors", low=0.0)
 
 
 class HybridALS(ALS):

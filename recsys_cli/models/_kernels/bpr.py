@@ -129,8 +129,6 @@ def _prefetch_row(A, r):
     _prefetch(row, row.shape[0] - 1)
 
 
-
-
 @njit(cache=True, inline="always")
 def _narrow(indices, base, n, j, steps):
     """Up to `steps` halvings of a branch-free search for the last of indices[base:base+n] that is <= j.
@@ -271,8 +269,7 @@ def _bpr_chunk(indptr, indices, nnz_user, X, Y, item_bias, lr, reg, reg_bias, n,
             found, tries = left > 0 and indices[base] == j, 1
             while found and tries < MAX_NEGATIVE_TRIES:
                 retry, j = _draw(retry, indices, n_items, popular)
-                found = _contains(indices, indptr[u], end, j)
-                tries += 1
+                found, tries = _contains(indices, indptr[u], end, j), tries + 1
             if found:
                 skipped += 1
                 continue
@@ -400,11 +397,11 @@ def _auc_kernel(indptr, indices, X, Y, item_bias, sizes, seed):
             u = np.searchsorted(indptr, idx, side="right") - 1
             i = indices[idx]
             state, j = _below(state, n_items)
-            tries = 1
-            while _contains(indices, indptr[u], indptr[u + 1], j) and tries < MAX_NEGATIVE_TRIES:
+            found, tries = _contains(indices, indptr[u], indptr[u + 1], j), 1
+            while found and tries < MAX_NEGATIVE_TRIES:
                 state, j = _below(state, n_items)
-                tries += 1
-            if _contains(indices, indptr[u], indptr[u + 1], j):
+                found, tries = _contains(indices, indptr[u], indptr[u + 1], j), tries + 1
+            if found:
                 continue
             score = _score(X, u, Y, i, j) + item_bias[i] - item_bias[j]
             wins[c] += 1.0 if score > 0 else (0.5 if score == 0 else 0.0)
