@@ -38,7 +38,7 @@ demo: install
 	$(RECSYS) similar item-knn-ml-100k --item 1 -n 5 --format table
 	$(RECSYS) runs --format table
 
-test: install
+test: install-compare
 	$(PY) -m pytest -q
 
 lint: install

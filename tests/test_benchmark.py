@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import sys
 
@@ -132,6 +133,7 @@ def test_missing_peer_is_reported_as_skipped(data_dir, monkeypatch):
 
 
 @pytest.mark.skipif("ials" not in model_names(), reason="ials is not registered yet")
+@pytest.mark.skipif(importlib.util.find_spec("implicit") is None, reason="implicit (the compare extra) is not installed")
 def test_ranking_model_gets_ndcg_and_implicit_ratios(data_dir):
     res = bench(data_dir, "--models", "ials", "--peers", "implicit", "--steps", "fit,predict,evaluate",
                 "--no-isolate", "--json")

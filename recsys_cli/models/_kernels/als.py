@@ -11,9 +11,10 @@ on the thread count. Each row's solve is exact Cholesky in float64 or conjugate 
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 
 import numpy as np
-from numba import get_num_threads, njit, prange
+from numba import get_num_threads, njit, prange, set_parallel_chunksize
 
 # No 'nnan'/'ninf': a singular or diverging solve must still surface as a failed pivot or NaN.
 _FM = {"nsz", "arcp", "contract", "reassoc"}
@@ -28,6 +29,16 @@ def _check_factors(X: np.ndarray, Y: np.ndarray) -> None:
             raise ValueError(f"{name} must be a C-contiguous 2-D float32 array")
     if X.shape[1] != Y.shape[1]:
         raise ValueError(f"X and Y disagree on the factor count: {X.shape[1]} != {Y.shape[1]}")
+
+
+@contextmanager
+def _dynamic_schedule():
+    """Hand chunks to whichever thread is free, so a thread slowed by other processes holds nothing up."""
+    previous = set_parallel_chunksize(1)
+    try:
+        yield
+    finally:
+        set_parallel_chunksize(previous)
 
 
 def _row_chunks(indptr: np.ndarray, row_cost: float) -> np.ndarray:
@@ -158,8 +169,9 @@ def als_explicit_half_step(indptr, indices, ratings, X, Y, bx, by, mu: float, re
     """
     _check_factors(X, Y)
     bounds = _row_chunks(indptr, X.shape[1] / 2.0)
-    return float(_als_explicit_kernel(indptr, indices, ratings, X, Y, bx, by, np.float64(mu),
-                                      np.float64(reg), np.float64(reg_bias), bool(scale_reg_by_count), bounds))
+    with _dynamic_schedule():
+        return float(_als_explicit_kernel(indptr, indices, ratings, X, Y, bx, by, np.float64(mu), np.float64(reg),
+                                          np.float64(reg_bias), bool(scale_reg_by_count), bounds))
 
 
 def als_explicit_half_step_ref(indptr, indices, ratings, X, Y, bx, by, mu, reg, reg_bias,
@@ -282,7 +294,8 @@ def ials_half_step_cg(indptr, indices, conf, X, Y, YtY, reg: float, cg_steps: in
     """
     _check_factors(X, Y)
     bounds = _row_chunks(indptr, X.shape[1] / 4.0)
-    _ials_cg_kernel(indptr, indices, conf, X, Y, _regularised(YtY, reg), int(cg_steps), bounds)
+    with _dynamic_schedule():
+        _ials_cg_kernel(indptr, indices, conf, X, Y, _regularised(YtY, reg), int(cg_steps), bounds)
 
 
 def ials_half_step_cg_ref(indptr, indices, conf, X, Y, YtY, reg, cg_steps) -> None:
@@ -351,7 +364,8 @@ def ials_half_step_cholesky(indptr, indices, conf, X, Y, YtY, reg: float) -> Non
     """
     _check_factors(X, Y)
     bounds = _row_chunks(indptr, X.shape[1] ** 2 / 6.0)
-    _ials_cholesky_kernel(indptr, indices, conf, X, Y, YtY.astype(np.float64), np.float64(reg), bounds)
+    with _dynamic_schedule():
+        _ials_cholesky_kernel(indptr, indices, conf, X, Y, YtY.astype(np.float64), np.float64(reg), bounds)
 
 
 def ials_half_step_cholesky_ref(indptr, indices, conf, X, Y, YtY, reg) -> None:
@@ -410,7 +424,8 @@ def ials_loss(indptr, indices, conf, X, Y, reg: float) -> float:
     """
     _check_factors(X, Y)
     G = Y.astype(np.float64).T @ Y.astype(np.float64)
-    loss = _ials_loss_kernel(indptr, indices, conf, X, Y, G, _row_chunks(indptr, X.shape[1] / 2.0))
+    with _dynamic_schedule():
+        loss = _ials_loss_kernel(indptr, indices, conf, X, Y, G, _row_chunks(indptr, X.shape[1] / 2.0))
     norms = float(np.square(X, dtype=np.float64).sum() + np.square(Y, dtype=np.float64).sum())
     return float(loss) + reg * norms
 
