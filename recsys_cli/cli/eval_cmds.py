@@ -65,6 +65,7 @@ def register(app: typer.Typer) -> None:
         "Examples:\n\n"
         "  recsys evaluate svd-ml-100k-random\n\n"
         "  recsys evaluate --model bias,svd,item-knn,surprise:SVD --dataset ml-100k --cv 5\n\n"
+        "  recsys evaluate --model svd@surprise,surprise:SVD --dataset ml-100k --cv 5   (MODEL@PRESET)\n\n"
         "  recsys evaluate --model ials,bpr --dataset ml-100k --split user --relevance any --k 10 --k 20",
     )
     def evaluate(

@@ -239,20 +239,31 @@ def register(app: typer.Typer) -> None:
 
     @app.command(
         "runs",
-        help="List trained runs (newest first) with their metrics.\n\n"
-        "Examples:\n\n  recsys runs\n\n  recsys runs --model svd --format json",
+        help="List trained runs (newest first) with their metrics, or every ledger entry.\n\n"
+        "Examples:\n\n  recsys runs\n\n  recsys runs --model svd --sort rmse --format json\n\n"
+        "  recsys runs --ledger --kind evaluate --sort ndcg@10",
     )
     def runs(
-        model: Annotated[Optional[str], typer.Option("--model", help="Only runs of this model.")] = None,
-        dataset: Annotated[Optional[str], typer.Option("--dataset", "-d", help="Only runs on this dataset.")] = None,
+        model: Annotated[Optional[str], typer.Option("--model", help="Only this model.")] = None,
+        dataset: Annotated[Optional[str], typer.Option("--dataset", "-d", help="Only this dataset.")] = None,
+        sort: Annotated[Optional[str], typer.Option("--sort", help="Sort by a metric (ascending for rmse/mae, else descending); entries without it are left out.")] = None,
+        ledger: Annotated[bool, typer.Option("--ledger", help="List the run ledger (every train, evaluate, tune) instead of saved runs.")] = False,
+        kind: Annotated[Optional[str], typer.Option("--kind", help="With --ledger: train, evaluate, tune or tune-trial.")] = None,
+        limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="At most this many rows.")] = None,
         artifacts_dir: ArtifactsDirOpt = None,
         fmt: FormatOpt = None,
         as_json: JsonOpt = False,
     ) -> None:
         from recsys_cli.artifacts import ArtifactStore
+        from recsys_cli.evaluation import ledger as ledger_db
         from recsys_cli.output import emit, resolve_format
 
         fmt = resolve_format(fmt, as_json)
+        if ledger:
+            rows = ledger_db.query(root=artifacts_dir, kind=kind, model=model, dataset=dataset, sort=sort, limit=limit)
+            cols = ["id", "created", "kind", "run", "model", "dataset", "split", "metrics", "params", "command"]
+            emit(rows if fmt in ("json", "jsonl") else [{c: r.get(c) for c in cols} for r in rows], fmt, columns=cols)
+            return
         rows = []
         for m in ArtifactStore(artifacts_dir).list_runs():
             if (model and m.get("model") != model) or (dataset and m.get("dataset") != dataset):
@@ -268,4 +279,7 @@ def register(app: typer.Typer) -> None:
                     "metrics": m.get("metrics") or {},
                 }
             )
+        if sort:
+            rows = ledger_db.sort_by_metric(rows, sort)
+        rows = rows[:limit] if limit else rows
         emit(rows, fmt, columns=["run", "model", "dataset", "split", "created", "train_seconds", "metrics"])

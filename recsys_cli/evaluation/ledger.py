@@ -129,11 +129,20 @@ def query(
             if r.get(c):
                 r[c] = json.loads(r[c])
     if sort:
-        lower_better = sort.split("@")[0] in ("rmse", "mae", "popularity_bias")
-        have = [r for r in rows if isinstance(r.get("metrics"), dict) and r["metrics"].get(sort) is not None]
-        have.sort(key=lambda r: r["metrics"][sort], reverse=not lower_better)
-        rows = have
+        rows = sort_by_metric([r for r in rows if isinstance(r.get("metrics"), dict)], sort)
     return rows[:limit] if limit else rows
+
+
+def lower_is_better(metric: str) -> bool:
+    """Errors and popularity bias are minimised; every other metric is maximised."""
+    return metric.partition("@")[0] in ("rmse", "mae", "popularity_bias")
+
+
+def sort_by_metric(rows: list[dict[str, Any]], metric: str) -> list[dict[str, Any]]:
+    """Rows having `metric` in their "metrics", best first."""
+    have = [r for r in rows if r["metrics"].get(metric) is not None]
+    have.sort(key=lambda r: r["metrics"][metric], reverse=not lower_is_better(metric))
+    return have
 
 
 def _default(obj: Any):

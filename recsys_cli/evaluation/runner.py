@@ -50,6 +50,14 @@ def folds(ds: Dataset, *, cv: int | None, split: str | None, seed: int) -> tuple
     return protocol, gen_split()
 
 
+def _create(label: str, params: dict[str, Any]):
+    """A model from `NAME` or `NAME@PRESET` (e.g. svd@surprise for Surprise's SVD defaults)."""
+    from recsys_cli.models.registry import create_model
+
+    name, _, preset = label.partition("@")
+    return create_model(name, params, preset=preset or None)
+
+
 def compare_models(
     specs: list[tuple[str, dict[str, Any]]],
     dataset: str,
@@ -61,20 +69,22 @@ def compare_models(
     data_dir=None,
     progress=None,
 ) -> list[dict[str, Any]]:
-    """Train and score each (model name, params) on the same folds; one result per model."""
+    """Train and score each (model name, params) on the same folds; one result per model.
+
+    A name may carry a preset, `svd@surprise`, so a preset and its peer share one table.
+    """
     from recsys_cli.evaluation.metrics import mean_std
-    from recsys_cli.models.registry import create_model
     from recsys_cli.training import fit_model
 
     settings = settings or EvalSettings()
     ds = load_dataset(dataset, data_dir)
-    models = [(name, create_model(name, params)) for name, params in specs]  # validate params first
+    models = [(name, _create(name, params)) for name, params in specs]  # validate params first
     protocol, fold_iter = folds(ds, cv=cv, split=split, seed=seed)
     per_model: list[list[dict]] = [[] for _ in specs]
     fit_times: list[list[float]] = [[] for _ in specs]
     for f, (train, test) in enumerate(fold_iter):
         for m, (name, params) in enumerate(specs):
-            model = create_model(name, params)
+            model = _create(name, params)
             _, secs = fit_model(model, train, seed=seed)
             scores = score_model(model, train, test, settings)
             fit_times[m].append(secs)

@@ -25,7 +25,6 @@ from recsys_cli.errors import ConfigError, DataError, RecsysError, UsageError
 from recsys_cli.evaluation.protocols import EvalSettings
 from recsys_cli.evaluation.search_space import Distribution, grid_trials, random_trials
 
-LOWER_IS_BETTER = ("rmse", "mae", "popularity_bias")
 PLAIN_METRICS = ("rmse", "mae", "fcp", "auc")
 RATING_METRICS = ("rmse", "mae", "fcp")
 AT_K_METRICS = ("precision", "recall", "ndcg", "map", "map_capped", "mrr", "hit_rate",
@@ -46,7 +45,9 @@ def check_metric(metric: str) -> tuple[str, int | None]:
 
 
 def lower_is_better(metric: str) -> bool:
-    return metric.partition("@")[0] in LOWER_IS_BETTER
+    from recsys_cli.evaluation.ledger import lower_is_better as lower
+
+    return lower(metric)
 
 
 def metric_settings(metric: str, relevance: str = "threshold", threshold: float = 4.0) -> EvalSettings:

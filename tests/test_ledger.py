@@ -1,0 +1,47 @@
+"""Run ledger: records, queries, metric sorting, and two concurrent writers."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+
+from typer.testing import CliRunner
+
+from recsys_cli.cli.app import app
+from recsys_cli.evaluation import ledger
+
+
+def _writer(root: str, tag: str, n: int) -> None:
+    for k in range(n):
+        ledger.record("evaluate", root=root, model=tag, dataset="d", metrics={"rmse": 1.0 - k / 1000}, params={"k": k})
+
+
+def test_two_concurrent_writers_lose_nothing(tmp_path):
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_writer, args=(str(tmp_path), tag, 60)) for tag in ("a", "b")]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    rows = ledger.query(root=tmp_path)
+    assert len(rows) == 120
+    assert sorted(r["params"]["k"] for r in rows if r["model"] == "a") == list(range(60))
+    assert len({r["id"] for r in rows}) == 120
+
+
+def test_query_filters_and_sorts(tmp_path):
+    ledger.record("train", root=tmp_path, model="svd", dataset="x", run="r1")
+    ledger.record("evaluate", root=tmp_path, model="svd", dataset="x", metrics={"rmse": 0.95, "ndcg@10": 0.2})
+    ledger.record("evaluate", root=tmp_path, model="bias", dataset="x", metrics={"rmse": 0.90, "ndcg@10": 0.3})
+    ledger.record("evaluate", root=tmp_path, model="bias", dataset="y", metrics={"rmse": 0.99})
+    assert [r["metrics"]["rmse"] for r in ledger.query(root=tmp_path, sort="rmse")] == [0.90, 0.95, 0.99]
+    assert [r["metrics"]["ndcg@10"] for r in ledger.query(root=tmp_path, sort="ndcg@10")] == [0.3, 0.2]
+    assert [r["kind"] for r in ledger.query(root=tmp_path, model="svd")] == ["evaluate", "train"]
+    assert len(ledger.query(root=tmp_path, dataset="y")) == 1
+    res = CliRunner().invoke(app, ["runs", "--ledger", "--kind", "evaluate", "--sort", "rmse", "--limit", "2",
+                                   "--artifacts-dir", str(tmp_path), "--format", "json"])
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.stdout)
+    assert [(r["model"], r["dataset"]) for r in rows] == [("bias", "x"), ("svd", "x")]
+    assert rows[0]["versions"]["recsys"]
