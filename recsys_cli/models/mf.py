@@ -22,12 +22,15 @@ _SURPRISE = {"factors": 100, "epochs": 20, "lr_all": 0.005, "reg_all": 0.02, "in
 
 @dataclass(frozen=True)
 class SVDConfig(ModelConfig):
-    # Defaults chosen on ml-100k (5-fold CV over ratings, seed 42) with:
-    #   recsys tune svd --dataset ml-100k --random 30 --cv 3 --metric rmse
+    # Defaults chosen on ml-100k (best of 30 random trials, 3-fold CV on 80% of the ratings; RMSE 0.9136
+    # on the other 20%, never seen while tuning) with:
+    #   recsys tune svd --dataset ml-100k --random 30 --space 'lr_all=loguniform(0.002,0.02)' \
+    #     --space 'reg_all=loguniform(0.01,0.2)' --space 'factors=choice(50,100,200)' \
+    #     --space 'epochs=choice(20,40,80)' --cv 3 --metric rmse
     factors: int = param(100, "latent factors", low=1)
     epochs: int = param(40, "passes over the ratings", low=1)
-    lr_all: float = param(0.007, "learning rate of every parameter", low=0.0)
-    reg_all: float = param(0.06, "regularisation of every parameter", low=0.0)
+    lr_all: float = param(0.01, "learning rate of every parameter", low=0.0)
+    reg_all: float = param(0.1, "regularisation of every parameter", low=0.0)
     lr_bu: Optional[float] = param(None, "override lr_all for user biases")
     lr_bi: Optional[float] = param(None, "override lr_all for item biases")
     lr_pu: Optional[float] = param(None, "override lr_all for user factors")
