@@ -195,9 +195,10 @@ class ArtifactStore:
         import pyarrow.parquet as pq
 
         path = self.path(run) / "items.parquet"
-        table = pq.read_table(path)
-        if "title" not in table.column_names:
+        pf = pq.ParquetFile(path)  # not read_table: that imports pyarrow.dataset (slow start-up)
+        if "title" not in pf.schema_arrow.names:
             return {}
+        table = pf.read(columns=["item_id", "title"])
         return dict(zip(table.column("item_id").to_pylist(), table.column("title").to_pylist(), strict=False))
 
     def update_metrics(self, run: str, metrics: dict[str, Any]) -> None:

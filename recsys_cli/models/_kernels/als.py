@@ -14,13 +14,18 @@ import math
 from contextlib import contextmanager
 
 import numpy as np
-from numba import get_num_threads, njit, prange, set_parallel_chunksize
+from llvmlite import binding as llvm_binding
+from llvmlite import ir
+from numba import get_num_threads, njit, prange, set_parallel_chunksize, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 # No 'nnan'/'ninf': a singular or diverging solve must still surface as a failed pivot or NaN.
 _FM = {"nsz", "arcp", "contract", "reassoc"}
 _F1 = np.float32(1.0)
 _F0 = np.float32(0.0)
 _CG_EPS = 1e-20  # squared residual norm below which CG stops (float32 noise floor)
+_AHEAD = 8  # entries between prefetching a gathered row and using it
 
 
 def _check_factors(X: np.ndarray, Y: np.ndarray) -> None:
@@ -48,6 +53,38 @@ def _row_chunks(indptr: np.ndarray, row_cost: float) -> np.ndarray:
     work = indptr[1:].astype(np.float64) + row_cost * np.arange(1, n_rows + 1)
     cuts = np.searchsorted(work, work[-1] * np.arange(1, n_chunks) / n_chunks) if n_rows else []
     return np.concatenate(([0], cuts, [n_rows])).astype(np.int64)
+
+
+# ---------------------------------------------------------------- prefetch (also used by bpr.py)
+
+# The intrinsic is named by pointer type: opaque pointers (LLVM >= 15) take the short name.
+_PREFETCH = "llvm.prefetch.p0" if llvm_binding.llvm_version_info[0] >= 15 else "llvm.prefetch.p0i8"
+
+
+@intrinsic
+def _prefetch(typingctx, arr, idx):
+    """Ask the CPU to start loading arr[idx] (1-D array) into cache; never changes a result."""
+    if not isinstance(arr, types.Array) or arr.ndim != 1 or not isinstance(idx, types.Integer):
+        return None
+
+    def codegen(context, builder, sig, args):
+        ary = context.make_array(sig.args[0])(context, builder, args[0])
+        ptr = cgutils.get_item_pointer(context, builder, sig.args[0], ary, [args[1]], wraparound=False)
+        i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]),
+                                            _PREFETCH)
+        builder.call(fn, [builder.bitcast(ptr, i8p), i32(0), i32(3), i32(1)])  # read, keep in all caches, data
+        return context.get_dummy_value()
+
+    return types.void(arr, idx), codegen
+
+
+@njit(cache=True, inline="always")
+def _prefetch_row(A, r):
+    row = A[r]
+    for f in range(0, row.shape[0], 16):  # 16 float32 = one 64-byte cache line
+        _prefetch(row, f)
+    _prefetch(row, row.shape[0] - 1)
 
 
 # ---------------------------------------------------------------- dense helpers
@@ -235,6 +272,8 @@ def _ials_cg_kernel(indptr, indices, conf, X, Y, G, cg_steps, bounds):
                     s += G[a, b] * x[b]
                 r[a] = -s
             for nz in range(indptr[u], indptr[u + 1]):
+                if nz + _AHEAD < indptr[u + 1]:  # gathered rows: start the miss early
+                    _prefetch_row(Y, indices[nz + _AHEAD])
                 y = Y[indices[nz]]
                 ci = conf[nz]
                 d = _F0
@@ -256,6 +295,8 @@ def _ials_cg_kernel(indptr, indices, conf, X, Y, G, cg_steps, bounds):
                         s += G[a, b] * p[b]
                     ap[a] = s
                 for nz in range(indptr[u], indptr[u + 1]):
+                    if nz + _AHEAD < indptr[u + 1]:
+                        _prefetch_row(Y, indices[nz + _AHEAD])
                     y = Y[indices[nz]]
                     d = _F0
                     for f in range(k):

@@ -14,11 +14,9 @@ import math
 from contextlib import contextmanager
 
 import numpy as np
-from llvmlite import binding as llvm_binding
-from llvmlite import ir
-from numba import njit, prange, set_parallel_chunksize, types
-from numba.core import cgutils
-from numba.extending import intrinsic
+from numba import njit, prange, set_parallel_chunksize
+
+from recsys_cli.models._kernels.als import _prefetch, _prefetch_row
 
 MAX_NEGATIVE_TRIES = 64  # draws of a negative item before a sample is skipped as unsolvable
 AUC_CHUNKS = 16  # fixed chunking so the sampled AUC does not depend on the thread count
@@ -98,36 +96,6 @@ def _chunk_sizes(n_samples: int, n_chunks: int) -> list[int]:
 
 
 # ---------------------------------------------------------------- shared pieces
-
-# The intrinsic is named by pointer type: opaque pointers (LLVM >= 15) take the short name.
-_PREFETCH = "llvm.prefetch.p0" if llvm_binding.llvm_version_info[0] >= 15 else "llvm.prefetch.p0i8"
-
-
-@intrinsic
-def _prefetch(typingctx, arr, idx):
-    """Ask the CPU to start loading arr[idx] (1-D array) into cache; never changes a result."""
-    if not isinstance(arr, types.Array) or arr.ndim != 1 or not isinstance(idx, types.Integer):
-        return None
-
-    def codegen(context, builder, sig, args):
-        ary = context.make_array(sig.args[0])(context, builder, args[0])
-        ptr = cgutils.get_item_pointer(context, builder, sig.args[0], ary, [args[1]], wraparound=False)
-        i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
-        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]),
-                                            _PREFETCH)
-        builder.call(fn, [builder.bitcast(ptr, i8p), i32(0), i32(3), i32(1)])  # read, keep in all caches, data
-        return context.get_dummy_value()
-
-    return types.void(arr, idx), codegen
-
-
-@njit(cache=True, inline="always")
-def _prefetch_row(A, r):
-    row = A[r]
-    for f in range(0, row.shape[0], 16):  # 16 float32 = one 64-byte cache line
-        _prefetch(row, f)
-    _prefetch(row, row.shape[0] - 1)
-
 
 @njit(cache=True, inline="always")
 def _narrow(indices, base, n, j, steps):
