@@ -20,9 +20,12 @@ from recsys_cli.models.config import param
 
 @dataclass(frozen=True)
 class HybridALSConfig(ALSConfig):
-    # ALS's parameters plus the genre prior. Chosen on ml-100k with:
-    #   recsys tune hybrid-als --dataset ml-100k --grid tau=0.1,1,5 --grid reg=0.05,0.08 --cv 3 --metric rmse
-    tau: float = param(1.0, "pull of item vectors towards their genre projection", low=0.0)
+    # ALS's parameters plus the genre prior. Chosen on ml-100k (3-fold CV on 80% of the ratings;
+    # RMSE 0.911 on the other 20%) with:
+    #   recsys tune hybrid-als --dataset ml-100k --grid tau=0.1,1,5 --grid reg=0.05,0.08 -p factors=32 --cv 3 --metric rmse
+    factors: int = param(32, "latent factors", low=1)
+    reg: float = param(0.08, "factor regularisation (times the rating count when scale_reg)", low=0.0)
+    tau: float = param(5.0, "pull of item vectors towards their genre projection", low=0.0)
     reg_w: float = param(1.0, "regularisation of the genre projection W", low=0.0)
 
 

@@ -141,12 +141,15 @@ def _check_loss(sse: float, n: int, epoch: int) -> float:
 
 @dataclass(frozen=True)
 class SVDppConfig(SVDConfig):
-    # Defaults chosen on ml-100k with:
-    #   recsys tune svdpp --dataset ml-100k --random 20 --cv 3 --metric rmse
+    # Defaults chosen on ml-100k (best of 12 random trials, 3-fold CV on 80% of the ratings; RMSE 0.927 on the
+    # other 20%) with:
+    #   recsys tune svdpp --dataset ml-100k --random 12 --space 'lr_all=loguniform(0.002,0.01)' \
+    #     --space 'reg_all=loguniform(0.02,0.2)' --space 'factors=choice(20,50,100)' \
+    #     --space 'epochs=choice(30,60)' --cv 3 --metric rmse
     factors: int = param(50, "latent factors", low=1)
     epochs: int = param(30, "passes over the ratings", low=1)
-    lr_all: float = param(0.007, "learning rate of every parameter", low=0.0)
-    reg_all: float = param(0.05, "regularisation of every parameter", low=0.0)
+    lr_all: float = param(0.0068, "learning rate of every parameter", low=0.0)
+    reg_all: float = param(0.12, "regularisation of every parameter", low=0.0)
     lr_yj: Optional[float] = param(None, "override lr_all for implicit item factors")
     reg_yj: Optional[float] = param(None, "override reg_all for implicit item factors")
     exact: bool = param(False, "Surprise's per-rating updates of y (slow) instead of per-user batching")

@@ -98,36 +98,76 @@ def _chunk_sizes(n_samples: int, n_chunks: int) -> list[int]:
 # ---------------------------------------------------------------- shared pieces
 
 @njit(cache=True, inline="always")
-def _narrow(indices, base, n, j, steps):
-    """Up to `steps` halvings of a branch-free search for the last of indices[base:base+n] that is <= j.
-
-    No data-dependent branch: a binary search's coin-flip branches would each cost a misprediction.
-    """
-    for _ in range(steps):
-        if n <= 1:
-            break
+def _contains(indices, start, end, j):
+    """Whether j is in the sorted indices[start:end]: a binary search without data-dependent branches
+    (each coin-flip branch of a textbook binary search costs a misprediction)."""
+    base, n = start, end - start
+    while n > 1:
         half = n >> 1
         base += half * (indices[base + half] <= j)
         n -= half
-    return base, n
-
-
-@njit(cache=True, inline="always")
-def _contains(indices, start, end, j):
-    """Whether j is in the sorted indices[start:end]."""
-    base, n = _narrow(indices, start, end - start, j, 64)
     return n > 0 and indices[base] == j
 
 
 @njit(cache=True, inline="always")
-def _prefetch_range(indices, lo, hi):
-    """Prefetch a short range whole, or the first three levels of a long range's search tree."""
+def _prefetch_search(indices, lo, hi):
+    """Prefetch a short row whole, or the first three levels of a long row's binary search."""
     if hi - lo <= 128:
         for q in range(lo, hi, 16):
             _prefetch(indices, q)
     else:
         for q in range(1, 8):
             _prefetch(indices, lo + (q * (hi - lo) >> 3))
+
+
+# A blocked Bloom filter of the observed (row, column) pairs: one cache line (16 uint32 words)
+# per query, three bits per pair, about 8 bits per pair. "No" is certain; "maybe" (the ~5% of
+# draws that hit a liked item, plus ~4% false alarms) is settled by the binary search.
+
+
+@njit(cache=True, inline="always")
+def _seen_hash(u, j, n_items):
+    return _mix(np.uint64(u) * np.uint64(n_items) + np.uint64(j) + _U_GOLDEN)
+
+
+@njit(cache=True, inline="always")
+def _seen_word(seen, h, shift):
+    """(word index, bit) of one of the pair's three bits; the block comes from the high half of h."""
+    block = np.int64((h >> _U32) & np.uint64((seen.shape[0] >> 4) - 1))
+    bit = np.int64((h >> np.uint64(shift)) & np.uint64(511))
+    return (block << 4) + (bit >> 5), bit & 31
+
+
+@njit(cache=True, inline="always")
+def _maybe_seen(seen, h):
+    for shift in (0, 9, 18):
+        word, bit = _seen_word(seen, h, shift)
+        if (np.int64(seen[word]) >> bit) & 1 == 0:
+            return False
+    return True
+
+
+@njit(cache=True)
+def _fill_seen(indptr, indices, n_items, seen):
+    for u in range(indptr.shape[0] - 1):
+        for nz in range(indptr[u], indptr[u + 1]):
+            h = _seen_hash(u, indices[nz], n_items)
+            for shift in (0, 9, 18):
+                word, bit = _seen_word(seen, h, shift)
+                seen[word] |= np.uint32(1 << bit)
+
+
+def seen_filter(indptr, indices, n_items: int) -> np.ndarray:
+    """Filter of the observed pairs that lets `bpr_epoch` skip most negative checks: build once per fit.
+
+    Pass it as `bpr_epoch(..., seen=...)` with the same indptr/indices; ~8 bits per stored entry.
+    """
+    n_blocks = 1
+    while n_blocks * 64 < max(1, len(indices)):
+        n_blocks *= 2
+    seen = np.zeros(16 * n_blocks, np.uint32)
+    _fill_seen(indptr, indices, np.int64(n_items), seen)
+    return seen
 
 
 @njit(cache=True)
@@ -188,18 +228,18 @@ def _draw(state, indices, n_items, popular):
 
 @njit(cache=True)
 def _bpr_chunk(indptr, indices, nnz_user, X, Y, item_bias, lr, reg, reg_bias, n, pos, neg, retry, verify,
-               popular):
+               popular, seen):
     """n samples, software-pipelined so that cache misses overlap with the updates of earlier samples.
 
-    Sample t is drawn at step t - 3*_AHEAD; at t - 2*_AHEAD its rows and the top of its negative's
-    binary search are prefetched; at t - _AHEAD that search is narrowed and the next levels prefetched;
-    at step t the search finishes and the update is applied. Draws happen in sample order, as in the
-    reference.
+    Sample t is drawn at step t - 3*_AHEAD; at t - 2*_AHEAD its rows and its negative's filter line are
+    prefetched; at t - _AHEAD the filter is read and, on a "maybe", the row's search prefetched; at
+    step t the negative is settled and the update applied. Draws happen in sample order, as in the
+    reference, so the pipeline changes no result.
     """
     k = X.shape[1]
     nnz, n_items = indices.shape[0], Y.shape[0]
     ring_idx, ring_j = np.empty(_RING, np.int64), np.empty(_RING, np.int64)
-    ring_lo, ring_n = np.empty(_RING, np.int64), np.empty(_RING, np.int64)
+    ring_h, ring_maybe = np.empty(_RING, np.uint64), np.empty(_RING, np.bool_)
     correct = skipped = 0
     for t in range(-3 * _AHEAD, n):
         ahead = t + 3 * _AHEAD
@@ -219,25 +259,26 @@ def _bpr_chunk(indptr, indices, nnz_user, X, Y, item_bias, lr, reg, reg_bias, n,
             _prefetch(item_bias, i)
             _prefetch(item_bias, j)
             if verify:
-                ring_lo[slot], ring_n[slot] = indptr[u], indptr[u + 1] - indptr[u]
-                _prefetch_range(indices, indptr[u], indptr[u + 1])
+                h = _seen_hash(u, j, n_items)
+                ring_h[slot] = h
+                _prefetch(seen, _seen_word(seen, h, 0)[0])
         ahead = t + _AHEAD
         if verify and 0 <= ahead < n:
             slot = ahead % _RING
-            base, left = _narrow(indices, ring_lo[slot], ring_n[slot], ring_j[slot], 3)
-            ring_lo[slot], ring_n[slot] = base, left
-            _prefetch_range(indices, base, base + left)
+            ring_maybe[slot] = _maybe_seen(seen, ring_h[slot])
+            if ring_maybe[slot]:
+                u = nnz_user[ring_idx[slot]]
+                _prefetch_search(indices, indptr[u], indptr[u + 1])
         if t < 0:
             continue
         slot = t % _RING
         u, i, j = nnz_user[ring_idx[slot]], indices[ring_idx[slot]], ring_j[slot]
         if verify:
-            end = indptr[u + 1]
-            base, left = _narrow(indices, ring_lo[slot], ring_n[slot], j, 64)
-            found, tries = left > 0 and indices[base] == j, 1
+            start, end = indptr[u], indptr[u + 1]
+            found, tries = ring_maybe[slot] and _contains(indices, start, end, j), 1
             while found and tries < MAX_NEGATIVE_TRIES:
                 retry, j = _draw(retry, indices, n_items, popular)
-                found, tries = _contains(indices, indptr[u], end, j), tries + 1
+                found, tries = _contains(indices, start, end, j), tries + 1
             if found:
                 skipped += 1
                 continue
@@ -265,26 +306,26 @@ def _bpr_chunk(indptr, indices, nnz_user, X, Y, item_bias, lr, reg, reg_bias, n,
 
 
 @njit(parallel=True, cache=True)
-def _bpr_kernel(indptr, indices, nnz_user, X, Y, item_bias, lr, reg, reg_bias, sizes, seed, verify, popular):
+def _bpr_kernel(indptr, indices, nnz_user, X, Y, item_bias, lr, reg, reg_bias, sizes, seed, verify, popular, seen):
     n_chunks = sizes.shape[0]
     counts = np.zeros((n_chunks, 2), np.int64)
     for c in prange(n_chunks):
         counts[c, 0], counts[c, 1] = _bpr_chunk(
             indptr, indices, nnz_user, X, Y, item_bias, lr, reg, reg_bias, sizes[c],
-            _stream(seed, 3 * c), _stream(seed, 3 * c + 1), _stream(seed, 3 * c + 2), verify, popular)
+            _stream(seed, 3 * c), _stream(seed, 3 * c + 1), _stream(seed, 3 * c + 2), verify, popular, seen)
     return counts[:, 0].sum(), counts[:, 1].sum()
 
 
 @njit(cache=True)
-def _bpr_serial(indptr, indices, nnz_user, X, Y, item_bias, lr, reg, reg_bias, sizes, seed, verify, popular):
+def _bpr_serial(indptr, indices, nnz_user, X, Y, item_bias, lr, reg, reg_bias, sizes, seed, verify, popular, seen):
     """`_bpr_kernel` for one chunk, without a parallel launch."""
     return _bpr_chunk(indptr, indices, nnz_user, X, Y, item_bias, lr, reg, reg_bias, sizes[0],
-                      _stream(seed, 0), _stream(seed, 1), _stream(seed, 2), verify, popular)
+                      _stream(seed, 0), _stream(seed, 1), _stream(seed, 2), verify, popular, seen)
 
 
 def bpr_epoch(indptr, indices, nnz_user, X, Y, item_bias, lr: float, reg: float, reg_bias: float,
               n_samples: int, seed: int, verify_negatives: bool, n_threads: int,
-              popular_negatives: bool = False) -> tuple[int, int]:
+              popular_negatives: bool = False, seen: np.ndarray | None = None) -> tuple[int, int]:
     """One Hogwild BPR-SGD epoch of `n_samples` triples over `n_threads` chunks; returns (n_correct, n_skipped).
 
     Each triple is an observed (u, i) drawn uniformly over the stored entries and a negative j drawn
@@ -293,7 +334,8 @@ def bpr_epoch(indptr, indices, nnz_user, X, Y, item_bias, lr: float, reg: float,
     MAX_NEGATIVE_TRIES draws), else a sample with j == i is skipped. x_u, y_i, y_j and the item
     biases then take one ascent step on ln sigmoid(x_uij) with L2 shrinkage. n_correct counts
     triples with x_uij > 0 before their update: n_correct / (n_samples - n_skipped) estimates the
-    training AUC. `nnz_user` is `nnz_rows(indptr)`; each row's indices must be sorted.
+    training AUC. `nnz_user` is `nnz_rows(indptr)`; each row's indices must be sorted. `seen` is
+    `seen_filter(indptr, indices, n_items)`, built once per fit (it is built here when missing).
     """
     _check(X, Y, item_bias)
     if indices.shape[0] == 0 or Y.shape[0] < 2 or n_samples <= 0:
@@ -301,13 +343,17 @@ def bpr_epoch(indptr, indices, nnz_user, X, Y, item_bias, lr: float, reg: float,
     sizes = np.array(_chunk_sizes(int(n_samples), _epoch_chunks(n_threads)), np.int64)
     lr, reg, reg_bias = np.float32(lr), np.float32(reg), np.float32(reg_bias)
     verify, popular = bool(verify_negatives), bool(popular_negatives)
+    if not verify:
+        seen = np.zeros(16, np.uint32)
+    elif seen is None:
+        seen = seen_filter(indptr, indices, Y.shape[0])
     if sizes.shape[0] == 1:  # skip the parallel launch, which costs milliseconds on a busy machine
         correct, skipped = _bpr_serial(indptr, indices, nnz_user, X, Y, item_bias, lr, reg, reg_bias, sizes,
-                                          _seed64(seed), verify, popular)
+                                       _seed64(seed), verify, popular, seen)
     else:
         with _dynamic_schedule():
             correct, skipped = _bpr_kernel(indptr, indices, nnz_user, X, Y, item_bias, lr, reg, reg_bias, sizes,
-                                           _seed64(seed), verify, popular)
+                                           _seed64(seed), verify, popular, seen)
     return int(correct), int(skipped)
 
 
