@@ -67,7 +67,9 @@ def _fmt_cell(value: Any) -> str:
         return ""
     if isinstance(value, float):
         return f"{value:.4f}"
-    if isinstance(value, (list, dict)):
+    if isinstance(value, dict):
+        return "  ".join(f"{k}={_fmt_cell(v)}" for k, v in value.items())
+    if isinstance(value, list):
         return json.dumps(value, ensure_ascii=False)
     return str(value)
 
@@ -110,7 +112,9 @@ def emit(
         table.add_column(c, overflow="fold")
     for row in rows:
         table.add_row(*[_fmt_cell(row.get(c)) for c in cols])
-    Console(file=out).print(table)
+    # Piped tables (logs, README captures) get a wide page instead of rich's 80-column default.
+    width = None if getattr(out, "isatty", lambda: False)() else 120
+    Console(file=out, width=width).print(table)
 
 
 def _columns(rows: Sequence[Mapping[str, Any]]) -> list[str]:

@@ -114,7 +114,8 @@ def register(app: typer.Typer) -> None:
             progress.close()
         typer.echo(f"trained {model} in {summary['train_seconds']:.2f} s -> {summary['path']}", err=True)
         if fmt == "table":
-            emit([{k: summary[k] for k in ("run", "model", "dataset", "split", "train_ratings", "train_seconds", "path")}], fmt)
+            keys = ("run", "model", "dataset", "split", "train_ratings", "train_seconds", "path")
+            emit([{"field": k, "value": summary[k]} for k in keys], fmt, columns=["field", "value"])
         else:
             emit(summary, fmt)
 
@@ -279,7 +280,10 @@ def register(app: typer.Typer) -> None:
                     "metrics": m.get("metrics") or {},
                 }
             )
+        shown = ("rmse", "mae", "ndcg@10", "precision@10")
         if sort:
             rows = ledger_db.sort_by_metric(rows, sort)
         rows = rows[:limit] if limit else rows
+        if fmt == "table":  # the headline metrics; JSON keeps them all
+            rows = [{**r, "metrics": {k: v for k, v in r["metrics"].items() if k in shown}} for r in rows]
         emit(rows, fmt, columns=["run", "model", "dataset", "split", "created", "train_seconds", "metrics"])

@@ -133,6 +133,100 @@ class UserKNN(_KNN):
 
     name = "user-knn"
     user_based = True
+    supports_fold_in = True
+
+    def fold_in(self, raw_items, ratings) -> np.ndarray:
+        """Score every item for a new user: their neighbour list as fit would give it, training lists unchanged."""
+        from recsys_cli.models._kernels import knn_scores
+
+        items, r = self._new_user_ratings(raw_items, ratings)
+        c, mu = self.config, float(self.global_mean)
+        resid = r - mu - self.bi[items].astype(np.float64)
+        bu_new = np.float32(resid.sum() / (c.reg_u + len(items)) if len(items) else 0.0)
+        mean_new = np.float32(r.mean()) if len(r) else np.float32(mu)
+        nbr, sims = self._new_user_neighbors(items, r, bu_new)
+        # A compact problem: rows 0..m-1 are the new user's neighbours, row m the new user.
+        m = len(nbr)
+        neighbors = np.full((m + 1, max(1, m)), -1, np.int32)
+        neighbors[m, :m] = np.arange(m)
+        sim_rows = np.zeros(neighbors.shape, np.float32)
+        sim_rows[m, :m] = sims
+        take, lens = self._ranges(self.seen_indptr, nbr)
+        indptr = np.concatenate([[0], np.cumsum(lens), [lens.sum() + len(items)]]).astype(np.int64)
+        return knn_scores.user_knn_scores(
+            np.array([m]), neighbors, sim_rows, indptr, np.concatenate([self.seen_indices[take], items]),
+            np.concatenate([self.r_data[take], r.astype(np.float32)]), n_items=self.n_items, mu=mu, k=c.k,
+            min_k=c.min_k, mode=c.prediction, aggregate=c.rank_by,
+            row_means=np.append(self.row_means[nbr], mean_new).astype(np.float32),
+            row_bias=np.append(self.bu[nbr], bu_new).astype(np.float32), col_bias=self.bi,
+        )[0]
+
+    def _new_user_ratings(self, raw_items, ratings) -> tuple[np.ndarray, np.ndarray]:
+        """(item indices ascending, ratings float64) of the known items; a repeated item keeps its last rating."""
+        from recsys_cli.data.dataset import lookup
+        from recsys_cli.errors import UsageError
+
+        idx = lookup(self.item_ids, raw_items)
+        r = np.asarray(ratings, np.float64).reshape(-1)
+        if r.shape != idx.shape:
+            raise UsageError(f"{len(idx)} items but {len(r)} ratings")
+        ok = np.flatnonzero(idx >= 0)
+        items, last = np.unique(idx[ok][::-1], return_index=True)
+        return items.astype(np.int32), r[ok][::-1][last]
+
+    def _new_user_similarities(self, items: np.ndarray, r: np.ndarray, bu_new: float
+                               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(training users, similarity, support) of a new user with every user sharing >= min_support items.
+
+        The same sums and formulas as `topk_similarities` on the matrix with the new row appended.
+        """
+        c, mu = self.config, float(self.global_mean)
+        iptr, iidx, idata = self._item_major()
+        take, lens = self._ranges(iptr, items)
+        v = iidx[take].astype(np.int64)
+        ry = idata[take].astype(np.float64)
+        rx = np.repeat(np.asarray(r, np.float64), lens)
+        if c.similarity == "pearson_baseline":
+            bi = self.bi.astype(np.float64)[np.repeat(items, lens)]
+            rx = rx - (mu + float(bu_new) + bi)
+            ry = ry - (mu + self.bu.astype(np.float64)[v] + bi)
+        n = self.n_users
+        freq = np.bincount(v, minlength=n)
+        min_sup = max(2 if c.similarity == "pearson_baseline" else 1, c.min_support)
+        users = np.flatnonzero(freq >= min_sup)
+        f = freq[users].astype(np.float64)
+
+        def acc(w):
+            return np.bincount(v, weights=w, minlength=n)[users]
+
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if c.similarity == "msd":
+                s = 1.0 / (acc((rx - ry) * (rx - ry)) / f + 1.0)
+            elif c.similarity == "pearson":
+                a, b, cc, d, e = acc(rx * ry), acc(rx * rx), acc(ry * ry), acc(rx), acc(ry)
+                vx, vy = f * b - d * d, f * cc - e * e
+                s = np.where((vx > 0) & (vy > 0), (f * a - d * e) / np.sqrt(vx * vy), 0.0)
+            else:
+                a, den = acc(rx * ry), np.sqrt(acc(rx * rx) * acc(ry * ry))
+                s = np.where(den == 0, 0.0, a / den)
+                if c.similarity == "pearson_baseline":
+                    s = s * ((f - 1.0) / (f - 1.0 + c.shrinkage))
+        return users, s, freq[users]
+
+    def _new_user_neighbors(self, items: np.ndarray, r: np.ndarray, bu_new: float) -> tuple[np.ndarray, np.ndarray]:
+        """The new user's top neighbour list (users int64, sims float32), best first, ties to the lower index."""
+        users, s, _ = self._new_user_similarities(items, r, bu_new)
+        s32 = s.astype(np.float32)
+        k_max = min(self.config.k_max, max(1, self.n_users))  # fit's cap with the new row counted
+        order = np.lexsort((users, -s32))[:k_max]
+        return users[order], s32[order]
+
+    @staticmethod
+    def _ranges(indptr: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(positions of the given CSR rows' entries, concatenated in order; each row's length)."""
+        starts = np.asarray(indptr, np.int64)[rows]
+        lens = np.asarray(indptr, np.int64)[np.asarray(rows, np.int64) + 1] - starts
+        return np.arange(int(lens.sum()), dtype=np.int64) + np.repeat(starts - (np.cumsum(lens) - lens), lens), lens
 
 
 class ItemKNN(_KNN):

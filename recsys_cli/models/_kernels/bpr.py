@@ -126,8 +126,8 @@ def _prefetch_search(indices, lo, hi):
 
 
 @njit(cache=True, inline="always")
-def _seen_hash(u, j, n_items):
-    return _mix(np.uint64(u) * np.uint64(n_items) + np.uint64(j) + _U_GOLDEN)
+def _seen_hash(u, j):
+    return _mix(((np.uint64(u) << _U32) | np.uint64(j)) + _U_GOLDEN)
 
 
 @njit(cache=True, inline="always")
@@ -148,16 +148,16 @@ def _maybe_seen(seen, h):
 
 
 @njit(cache=True)
-def _fill_seen(indptr, indices, n_items, seen):
+def _fill_seen(indptr, indices, seen):
     for u in range(indptr.shape[0] - 1):
         for nz in range(indptr[u], indptr[u + 1]):
-            h = _seen_hash(u, indices[nz], n_items)
+            h = _seen_hash(u, indices[nz])
             for shift in (0, 9, 18):
                 word, bit = _seen_word(seen, h, shift)
                 seen[word] |= np.uint32(1 << bit)
 
 
-def seen_filter(indptr, indices, n_items: int) -> np.ndarray:
+def seen_filter(indptr, indices) -> np.ndarray:
     """Filter of the observed pairs that lets `bpr_epoch` skip most negative checks: build once per fit.
 
     Pass it as `bpr_epoch(..., seen=...)` with the same indptr/indices; ~8 bits per stored entry.
@@ -166,7 +166,7 @@ def seen_filter(indptr, indices, n_items: int) -> np.ndarray:
     while n_blocks * 64 < max(1, len(indices)):
         n_blocks *= 2
     seen = np.zeros(16 * n_blocks, np.uint32)
-    _fill_seen(indptr, indices, np.int64(n_items), seen)
+    _fill_seen(indptr, indices, seen)
     return seen
 
 
@@ -259,7 +259,7 @@ def _bpr_chunk(indptr, indices, nnz_user, X, Y, item_bias, lr, reg, reg_bias, n,
             _prefetch(item_bias, i)
             _prefetch(item_bias, j)
             if verify:
-                h = _seen_hash(u, j, n_items)
+                h = _seen_hash(u, j)
                 ring_h[slot] = h
                 _prefetch(seen, _seen_word(seen, h, 0)[0])
         ahead = t + _AHEAD
@@ -335,7 +335,7 @@ def bpr_epoch(indptr, indices, nnz_user, X, Y, item_bias, lr: float, reg: float,
     biases then take one ascent step on ln sigmoid(x_uij) with L2 shrinkage. n_correct counts
     triples with x_uij > 0 before their update: n_correct / (n_samples - n_skipped) estimates the
     training AUC. `nnz_user` is `nnz_rows(indptr)`; each row's indices must be sorted. `seen` is
-    `seen_filter(indptr, indices, n_items)`, built once per fit (it is built here when missing).
+    `seen_filter(indptr, indices)`, built once per fit (it is built here when missing).
     """
     _check(X, Y, item_bias)
     if indices.shape[0] == 0 or Y.shape[0] < 2 or n_samples <= 0:
@@ -346,7 +346,7 @@ def bpr_epoch(indptr, indices, nnz_user, X, Y, item_bias, lr: float, reg: float,
     if not verify:
         seen = np.zeros(16, np.uint32)
     elif seen is None:
-        seen = seen_filter(indptr, indices, Y.shape[0])
+        seen = seen_filter(indptr, indices)
     if sizes.shape[0] == 1:  # skip the parallel launch, which costs milliseconds on a busy machine
         correct, skipped = _bpr_serial(indptr, indices, nnz_user, X, Y, item_bias, lr, reg, reg_bias, sizes,
                                        _seed64(seed), verify, popular, seen)
