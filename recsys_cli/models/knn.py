@@ -167,7 +167,7 @@ class UserKNN(_KNN):
         from recsys_cli.errors import UsageError
 
         idx = lookup(self.item_ids, raw_items)
-        r = np.asarray(ratings, np.float64).reshape(-1)
+        r = np.asarray(ratings, np.float32).astype(np.float64).reshape(-1)  # stored ratings are float32
         if r.shape != idx.shape:
             raise UsageError(f"{len(idx)} items but {len(r)} ratings")
         ok = np.flatnonzero(idx >= 0)

@@ -154,3 +154,13 @@ def test_bpr_learns_planted_clusters():
     wins = [(scores[u, test[u]][:, None] > scores[u, ~same[u]][None, :]).mean()
             for u in range(n_users) if test[u].any()]
     assert np.mean(wins) > 0.95
+
+
+def test_seen_filter_holds_every_pair_and_few_others():
+    m = random_csr(seed=11, n_users=200, n_items=150, density=0.1)
+    seen = K.seen_filter(m.indptr, m.indices)
+    dense = m.toarray() > 0
+    assert seen.dtype == np.uint32 and seen.size % 16 == 0
+    maybe = np.array([[K._maybe_seen_pair(seen, u, j) for j in range(150)] for u in range(200)])
+    assert maybe[dense].all()  # no false "no": a liked item is never taken as a negative
+    assert maybe[~dense].mean() < 0.08

@@ -148,9 +148,18 @@ def _maybe_seen(seen, h):
 
 
 @njit(cache=True)
+def _maybe_seen_pair(seen, u, j):
+    """Whether the filter may hold (u, j): True for every stored pair, rarely for others."""
+    return _maybe_seen(seen, _seen_hash(u, j))
+
+
+@njit(cache=True)
 def _fill_seen(indptr, indices, seen):
     for u in range(indptr.shape[0] - 1):
-        for nz in range(indptr[u], indptr[u + 1]):
+        end = indptr[u + 1]
+        for nz in range(indptr[u], end):
+            if nz + _AHEAD < end:
+                _prefetch(seen, _seen_word(seen, _seen_hash(u, indices[nz + _AHEAD]), 0)[0])
             h = _seen_hash(u, indices[nz])
             for shift in (0, 9, 18):
                 word, bit = _seen_word(seen, h, shift)
