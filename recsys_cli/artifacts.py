@@ -19,6 +19,7 @@ import re
 import shutil
 import tempfile
 import time
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +62,9 @@ class ArtifactStore:
                 continue
             try:
                 manifest = json.loads(mf.read_text())
-            except (OSError, json.JSONDecodeError):
+            except (OSError, ValueError):  # unreadable, not UTF-8, or not JSON
+                continue
+            if not isinstance(manifest, dict):
                 continue
             manifest["run"] = child.name
             out.append(manifest)
@@ -120,7 +123,12 @@ class ArtifactStore:
                 # Swap: move the old run aside, move the new one in, then delete the old one.
                 old = Path(tempfile.mkdtemp(prefix=f".{run}.", suffix=".old", dir=self.root))
                 os.replace(final, old / "run")
-                os.replace(tmp, final)
+                try:
+                    os.replace(tmp, final)
+                except BaseException:
+                    os.replace(old / "run", final)  # put the previous run back
+                    shutil.rmtree(old, ignore_errors=True)
+                    raise
                 shutil.rmtree(old, ignore_errors=True)
             else:
                 os.replace(tmp, final)
@@ -184,7 +192,7 @@ class ArtifactStore:
         try:
             with np.load(self.path(run) / "arrays.npz", allow_pickle=False) as npz:
                 state = {k: npz[k] for k in npz.files}
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
             raise ArtifactError(f"run {run!r}: corrupt arrays.npz: {exc}") from None
         model = cls.from_state(config, state)
         model.fit_info = manifest.get("fit_info", {})

@@ -66,7 +66,12 @@ class TestItemKNNSum(ModelContract):
 
 class TestUserKNN(ModelContract):
     model_name = "user-knn"
-    params = {"k": 10, "similarity": "pearson", "prediction": "means"}
+    params = {"k": 10, "similarity": "pearson_baseline", "prediction": "means"}
+
+
+class TestUserKNNMsdSum(ModelContract):
+    model_name = "user-knn"
+    params = {"k": 10, "similarity": "msd", "rank_by": "sum"}
 
 
 class TestALS(ModelContract):

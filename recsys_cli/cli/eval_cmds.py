@@ -79,6 +79,7 @@ def register(app: typer.Typer) -> None:
         relevance: Annotated[str, typer.Option("--relevance", help="'threshold' (held-out rating >= --relevance-threshold) or 'any' held-out rating.")] = "threshold",
         relevance_threshold: Annotated[float, typer.Option("--relevance-threshold", help="Minimum held-out rating that counts as relevant.")] = 4.0,
         fcp: Annotated[bool, typer.Option("--fcp", help="Also compute the fraction of concordant pairs.")] = False,
+        only: Annotated[str, typer.Option("--metrics", help="Which metrics: all, rating (RMSE/MAE only; fast for slow peers such as surprise:KNN*) or ranking.")] = "all",
         seed: SeedOpt = 42,
         data_dir: DataDirOpt = None,
         artifacts_dir: ArtifactsDirOpt = None,
@@ -94,7 +95,10 @@ def register(app: typer.Typer) -> None:
 
         fmt = resolve_format(fmt, as_json)
         ks = sorted(set(k or [10]))
-        settings = EvalSettings(ks=tuple(ks), relevance=relevance, threshold=relevance_threshold, fcp=fcp)
+        if only not in ("all", "rating", "ranking"):
+            raise UsageError(f"--metrics must be all, rating or ranking, got {only!r}")
+        settings = EvalSettings(ks=tuple(ks), relevance=relevance, threshold=relevance_threshold, fcp=fcp,
+                                rating_metrics=only != "ranking", ranking_metrics=only != "rating")
         if run is not None:
             if model or cv or split:
                 raise UsageError("give a RUN, or --model with --dataset and --cv/--split, not both")
