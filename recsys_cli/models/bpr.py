@@ -53,6 +53,7 @@ class BPR(Recommender):
         ui = data.subset(keep).csr()
         indptr, indices = ui.indptr.astype(np.int64), ui.indices.astype(np.int32)
         nnz_user = K.nnz_rows(indptr)
+        seen = K.seen_filter(indptr, indices) if c.verify_negatives else None  # built once, not per epoch
         rng = np.random.default_rng(seed)
         self.X = (rng.standard_normal((data.n_users, c.factors)) * c.init_std / np.sqrt(c.factors) * 4).astype(np.float32)
         self.Y = (rng.standard_normal((data.n_items, c.factors)) * c.init_std / np.sqrt(c.factors) * 4).astype(np.float32)
@@ -63,7 +64,7 @@ class BPR(Recommender):
         for epoch in range(c.epochs):
             correct, skipped = K.bpr_epoch(indptr, indices, nnz_user, self.X, self.Y, self.item_bias, c.lr, c.reg,
                                            c.reg_bias, len(indices), seed * 1_000_003 + epoch, c.verify_negatives,
-                                           n_threads)
+                                           n_threads, seen=seen)
             auc = correct / max(1, len(indices) - skipped)
             if not (np.isfinite(self.X).all() and np.isfinite(self.Y).all()):
                 raise UsageError(f"bpr diverged at epoch {epoch + 1}; lower lr")

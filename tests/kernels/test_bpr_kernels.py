@@ -57,6 +57,17 @@ def test_single_thread_epoch_equals_sequential_reference_exactly(verify, popular
     np.testing.assert_array_equal(b1, b2)
 
 
+def test_prebuilt_seen_filter_gives_the_same_epoch():
+    m = random_csr(seed=12, density=0.85)  # dense rows: many re-drawn negatives
+    X1, Y1, b1 = params(13, *m.shape)
+    X2, Y2, b2 = X1.copy(), Y1.copy(), b1.copy()
+    args = (0.05, 0.01, 0.01, 800, 3, True, 1)
+    got = K.bpr_epoch(m.indptr, m.indices, K.nnz_rows(m.indptr), X1, Y1, b1, *args,
+                      seen=K.seen_filter(m.indptr, m.indices))
+    assert got == K.bpr_epoch_ref(m.indptr, m.indices, K.nnz_rows(m.indptr), X2, Y2, b2, *args)
+    np.testing.assert_array_equal(X1, X2)
+
+
 def test_epoch_is_reproducible_per_seed_and_changes_with_it():
     m = random_csr(seed=3)
     runs = []
@@ -99,6 +110,22 @@ def test_parallel_epoch_runs_every_sample():
                                         3000, 9, False, 4)
     assert skipped == replay_skipped > 0 and 0 < correct <= 3000 - skipped
     assert np.all(np.isfinite(X)) and np.all(np.isfinite(Y))
+
+
+def test_parallel_kernel_on_one_thread_replays_its_chunks_in_order():
+    m = random_csr(seed=14)
+    X1, Y1, b1 = params(15, *m.shape)
+    X2, Y2, b2 = X1.copy(), Y1.copy(), b1.copy()
+    args = (0.05, 0.01, 0.01, 900, 21, True, 3)  # n_threads=3: 12 chunks, each with its own streams
+    old = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        got = K.bpr_epoch(m.indptr, m.indices, K.nnz_rows(m.indptr), X1, Y1, b1, *args)
+    finally:
+        numba.set_num_threads(old)
+    assert got == K.bpr_epoch_ref(m.indptr, m.indices, K.nnz_rows(m.indptr), X2, Y2, b2, *args)
+    np.testing.assert_array_equal(X1, X2)
+    np.testing.assert_array_equal(Y1, Y2)
 
 
 def test_empty_input_does_nothing():

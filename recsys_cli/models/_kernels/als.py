@@ -4,8 +4,9 @@ Conventions: factors are C-contiguous float32 (rows, k) updated in place; rating
 (indptr int32/int64, indices int32, data float32). A half step updates every row of X with Y fixed;
 call it for users (CSR, X=user factors) and then for items (CSC arrays, roles swapped). For iALS the
 CSR data holds `conf = alpha * r` (confidence minus one) and every observed entry has preference 1.
-Rows are split into chunks of equal work; one chunk is one parallel task, so results do not depend
-on the thread count. Each row's solve is exact Cholesky in float64 or conjugate gradient in float32.
+Rows are split into chunks of equal work handed to threads dynamically; each row's result does not
+depend on the thread count. A row is solved exactly (Cholesky, float64) or by conjugate gradient
+(float32, with prefetching of the gathered rows, which is where the time goes on large data).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ _F1 = np.float32(1.0)
 _F0 = np.float32(0.0)
 _CG_EPS = 1e-20  # squared residual norm below which CG stops (float32 noise floor)
 _AHEAD = 8  # entries between prefetching a gathered row and using it
+_BLOCK = 64  # entries per Gram-matrix update in the exact solves
 
 
 def _check_factors(X: np.ndarray, Y: np.ndarray) -> None:
@@ -37,8 +39,18 @@ def _check_factors(X: np.ndarray, Y: np.ndarray) -> None:
 
 
 @contextmanager
-def _dynamic_schedule():
-    """Hand chunks to whichever thread is free, so a thread slowed by other processes holds nothing up."""
+def _dynamic_schedule(single_thread_blas: bool = False):
+    """Hand chunks to whichever thread is free, so a thread slowed by other processes holds nothing up.
+
+    With `single_thread_blas`, BLAS calls made inside the kernel's threads stay single-threaded
+    (nested BLAS threads would oversubscribe the cores).
+    """
+    if single_thread_blas:
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(1, "blas"), _dynamic_schedule():
+            yield
+        return
     previous = set_parallel_chunksize(1)
     try:
         yield
@@ -120,12 +132,20 @@ def _cholesky_solve(A, b, n):
 
 
 @njit(cache=True, fastmath=_FM)
-def _add_outer_lower(A, z, w, n):
-    """A[:n, :n] lower triangle += w * z z^T."""
-    for a in range(n):
-        za = w * z[a]
-        for b in range(a + 1):
-            A[a, b] += za * z[b]
+def _add_gram(A, W, Z, nb):
+    """A's lower triangle += W[:nb]^T Z[:nb]: one BLAS product for a full block, rank-1 updates for a few rows."""
+    K = Z.shape[1]
+    if nb >= 8:
+        G = np.dot(W[:nb].T, Z[:nb])
+        for a in range(K):
+            for b in range(a + 1):
+                A[a, b] += G[a, b]
+        return
+    for r in range(nb):
+        for a in range(K):
+            wa = W[r, a]
+            for b in range(a + 1):
+                A[a, b] += wa * Z[r, b]
 
 
 def gram(Y: np.ndarray) -> np.ndarray:
@@ -145,20 +165,25 @@ def gram_ref(Y: np.ndarray) -> np.ndarray:
 
 
 @njit(cache=True, fastmath=_FM)
-def _als_row(cols, vals, start, end, Y, by, mu, reg_x, reg_b, A, rhs, z):
-    """Ridge solve of [b, x] for one row into rhs[0], rhs[1:k+1]; False if singular."""
+def _als_row(cols, vals, start, end, Y, by, mu, reg_x, reg_b, A, rhs, Z):
+    """Ridge solve of [b, x] for one row into rhs[0], rhs[1:k+1]; False if singular. Z: (_BLOCK, k+1) scratch."""
     K = Y.shape[1] + 1
     A[:K, :K] = 0.0
     rhs[:K] = 0.0
-    z[0] = 1.0
+    nb = 0
     for nz in range(start, end):
         i = cols[nz]
         t = np.float64(vals[nz]) - mu - by[i]
+        Z[nb, 0] = 1.0
+        rhs[0] += t
         for f in range(K - 1):
-            z[f + 1] = Y[i, f]
-        _add_outer_lower(A, z, 1.0, K)
-        for f in range(K):
-            rhs[f] += t * z[f]
+            Z[nb, f + 1] = Y[i, f]
+            rhs[f + 1] += t * Y[i, f]
+        nb += 1
+        if nb == _BLOCK:
+            _add_gram(A, Z, Z, nb)
+            nb = 0
+    _add_gram(A, Z, Z, nb)
     A[0, 0] += reg_b
     for f in range(1, K):
         A[f, f] += reg_x
@@ -173,11 +198,11 @@ def _als_explicit_kernel(indptr, indices, ratings, X, Y, bx, by, mu, reg, reg_bi
     for c in prange(n_chunks):
         A = np.empty((K, K))
         rhs = np.empty(K)
-        z = np.empty(K)
+        Z = np.empty((_BLOCK, K))
         for u in range(bounds[c], bounds[c + 1]):
             start, end = indptr[u], indptr[u + 1]
             n = end - start if scale else 1
-            ok = _als_row(indices, ratings, start, end, Y, by, mu, reg * n, reg_bias * n, A, rhs, z)
+            ok = _als_row(indices, ratings, start, end, Y, by, mu, reg * n, reg_bias * n, A, rhs, Z)
             if not ok:
                 rhs[:K] = 0.0
             bx[u] = rhs[0]
@@ -206,7 +231,7 @@ def als_explicit_half_step(indptr, indices, ratings, X, Y, bx, by, mu: float, re
     """
     _check_factors(X, Y)
     bounds = _row_chunks(indptr, X.shape[1] / 2.0)
-    with _dynamic_schedule():
+    with _dynamic_schedule(single_thread_blas=True):
         return float(_als_explicit_kernel(indptr, indices, ratings, X, Y, bx, by, np.float64(mu), np.float64(reg),
                                           np.float64(reg_bias), bool(scale_reg_by_count), bounds))
 
@@ -236,10 +261,10 @@ def als_fold_in(item_indices, ratings, Y, by, mu: float, reg: float, reg_bias: f
                 scale_reg_by_count: bool = False) -> tuple[float, np.ndarray]:
     """Bias and float32 factors (bx, x) for one new user's ratings with the items' Y and by fixed."""
     K = Y.shape[1] + 1
-    A, rhs, z = np.empty((K, K)), np.empty(K), np.empty(K)
+    A, rhs, Z = np.empty((K, K)), np.empty(K), np.empty((_BLOCK, K))
     n = len(item_indices) if scale_reg_by_count else 1
     ok = _als_row(np.asarray(item_indices, np.int32), np.asarray(ratings, np.float32), 0, len(item_indices),
-                  Y, by, np.float64(mu), np.float64(reg * n), np.float64(reg_bias * n), A, rhs, z)
+                  Y, by, np.float64(mu), np.float64(reg * n), np.float64(reg_bias * n), A, rhs, Z)
     if not ok:
         rhs[:] = 0.0
     return float(rhs[0]), rhs[1:].astype(np.float32)
@@ -365,22 +390,27 @@ def ials_half_step_cg_ref(indptr, indices, conf, X, Y, YtY, reg, cg_steps) -> No
 
 
 @njit(cache=True, fastmath=_FM)
-def _ials_row(cols, conf, start, end, Y, G, reg, A, rhs, z):
-    """Exact iALS solve for one row into rhs[:k]; False if the system is singular."""
+def _ials_row(cols, conf, start, end, Y, G, reg, A, rhs, Z, W):
+    """Exact iALS solve for one row into rhs[:k]; False if singular. Z, W: (_BLOCK, k) scratch."""
     k = Y.shape[1]
     for a in range(k):
         for b in range(a + 1):
             A[a, b] = G[a, b]
         A[a, a] += reg
     rhs[:k] = 0.0
+    nb = 0
     for nz in range(start, end):
         i = cols[nz]
         ci = np.float64(conf[nz])
         for f in range(k):
-            z[f] = Y[i, f]
-        _add_outer_lower(A, z, ci, k)
-        for f in range(k):
-            rhs[f] += (1.0 + ci) * z[f]
+            Z[nb, f] = Y[i, f]
+            W[nb, f] = ci * Y[i, f]
+            rhs[f] += (1.0 + ci) * Y[i, f]
+        nb += 1
+        if nb == _BLOCK:
+            _add_gram(A, W, Z, nb)
+            nb = 0
+    _add_gram(A, W, Z, nb)
     return _cholesky_solve(A, rhs, k)
 
 
@@ -390,9 +420,10 @@ def _ials_cholesky_kernel(indptr, indices, conf, X, Y, G, reg, bounds):
     for c in prange(bounds.shape[0] - 1):
         A = np.empty((k, k))
         rhs = np.empty(k)
-        z = np.empty(k)
+        Z = np.empty((_BLOCK, k))
+        W = np.empty((_BLOCK, k))
         for u in range(bounds[c], bounds[c + 1]):
-            if not _ials_row(indices, conf, indptr[u], indptr[u + 1], Y, G, reg, A, rhs, z):
+            if not _ials_row(indices, conf, indptr[u], indptr[u + 1], Y, G, reg, A, rhs, Z, W):
                 rhs[:] = 0.0
             for f in range(k):
                 X[u, f] = rhs[f]
@@ -405,7 +436,7 @@ def ials_half_step_cholesky(indptr, indices, conf, X, Y, YtY, reg: float) -> Non
     """
     _check_factors(X, Y)
     bounds = _row_chunks(indptr, X.shape[1] ** 2 / 6.0)
-    with _dynamic_schedule():
+    with _dynamic_schedule(single_thread_blas=True):
         _ials_cholesky_kernel(indptr, indices, conf, X, Y, YtY.astype(np.float64), np.float64(reg), bounds)
 
 
@@ -418,9 +449,9 @@ def ials_half_step_cholesky_ref(indptr, indices, conf, X, Y, YtY, reg) -> None:
 def ials_fold_in(item_indices, conf, Y, YtY, reg: float) -> np.ndarray:
     """Float32 factors of one new user from their items and confidences (alpha * r), Y fixed."""
     k = Y.shape[1]
-    A, rhs, z = np.empty((k, k)), np.empty(k), np.empty(k)
+    A, rhs, Z, W = np.empty((k, k)), np.empty(k), np.empty((_BLOCK, k)), np.empty((_BLOCK, k))
     ok = _ials_row(np.asarray(item_indices, np.int32), np.asarray(conf, np.float32), 0, len(item_indices),
-                   Y, YtY.astype(np.float64), np.float64(reg), A, rhs, z)
+                   Y, YtY.astype(np.float64), np.float64(reg), A, rhs, Z, W)
     return rhs.astype(np.float32) if ok else np.zeros(k, np.float32)
 
 

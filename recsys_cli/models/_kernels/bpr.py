@@ -1,22 +1,23 @@
 """BPR kernels (Rendle et al. 2009): Hogwild parallel SGD epochs and a sampled AUC, with NumPy twins.
 
 Conventions: X (users, k), Y (items, k) and item_bias (items,) are C-contiguous float32 updated in
-place; the interactions are CSR (indptr, indices int32) with each row's indices sorted. Randomness
-comes from our own SplitMix64 streams, one per chunk, seeded from (seed, chunk): with n_threads=1
-an epoch is exactly reproducible and equals the sequential reference `bpr_epoch_ref`. With more
-threads the chunks race on shared rows (Hogwild), so results vary slightly from run to run.
-Arithmetic is plain float32 in a fixed order (no fastmath) so the reference can match bit for bit.
-"""
+place; the interactions are CSR (indptr, indices int32) with each row's indices sorted. An epoch is
+split into chunks (one for n_threads=1, else 4 per thread, handed out dynamically); each chunk draws
+from its own SplitMix64 streams seeded from (seed, chunk), so with n_threads=1 an epoch is exactly
+reproducible and equals the sequential reference `bpr_epoch_ref` bit for bit (plain float32 in a
+fixed order, no fastmath). With more threads the chunks race on shared rows (Hogwild), so results
+vary slightly from run to run. Speed comes from a software pipeline with prefetching (the per-sample
+work is dominated by cache misses) and a Bloom filter (`seen_filter`) that answers most "is this
+negative a liked item?" questions with one cache line instead of a binary search."""
 
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
 
 import numpy as np
-from numba import njit, prange, set_parallel_chunksize
+from numba import njit, prange
 
-from recsys_cli.models._kernels.als import _prefetch, _prefetch_row
+from recsys_cli.models._kernels.als import _dynamic_schedule, _prefetch, _prefetch_row
 
 MAX_NEGATIVE_TRIES = 64  # draws of a negative item before a sample is skipped as unsolvable
 AUC_CHUNKS = 16  # fixed chunking so the sampled AUC does not depend on the thread count
@@ -81,16 +82,6 @@ def _epoch_chunks(n_threads: int) -> int:
     return 1 if n_threads == 1 else _CHUNKS_PER_THREAD * n_threads
 
 
-@contextmanager
-def _dynamic_schedule():
-    """Let prange hand out one iteration (chunk) at a time to whichever thread is free."""
-    previous = set_parallel_chunksize(1)
-    try:
-        yield
-    finally:
-        set_parallel_chunksize(previous)
-
-
 def _chunk_sizes(n_samples: int, n_chunks: int) -> list[int]:
     return [n_samples // n_chunks + (1 if c < n_samples % n_chunks else 0) for c in range(n_chunks)]
 
@@ -120,9 +111,9 @@ def _prefetch_search(indices, lo, hi):
             _prefetch(indices, lo + (q * (hi - lo) >> 3))
 
 
-# A blocked Bloom filter of the observed (row, column) pairs: one cache line (16 uint32 words)
-# per query, three bits per pair, about 8 bits per pair. "No" is certain; "maybe" (the ~5% of
-# draws that hit a liked item, plus ~4% false alarms) is settled by the binary search.
+# A blocked Bloom filter of the observed (row, column) pairs: one cache line (16 uint32 words) per
+# query, three bits per pair, 8-16 bits of filter per pair. "No" is certain; "maybe" (the draws that
+# hit a liked item, plus a few percent of false alarms) is settled by the binary search.
 
 
 @njit(cache=True, inline="always")
@@ -142,7 +133,7 @@ def _seen_word(seen, h, shift):
 def _maybe_seen(seen, h):
     for shift in (0, 9, 18):
         word, bit = _seen_word(seen, h, shift)
-        if (np.int64(seen[word]) >> bit) & 1 == 0:
+        if ((np.int64(seen[word]) >> bit) & 1) == 0:
             return False
     return True
 
@@ -254,13 +245,17 @@ def _bpr_chunk(indptr, indices, nnz_user, X, Y, item_bias, lr, reg, reg_bias, n,
         ahead = t + 3 * _AHEAD
         if ahead < n:
             pos, idx = _below(pos, nnz)
-            neg, j = _draw(neg, indices, n_items, popular)
+            neg, j = _below(neg, nnz if popular else n_items)  # a popular negative: the item of an entry
             ring_idx[ahead % _RING], ring_j[ahead % _RING] = idx, j
             _prefetch(nnz_user, idx)
             _prefetch(indices, idx)
+            if popular:
+                _prefetch(indices, j)
         ahead = t + 2 * _AHEAD
         if 0 <= ahead < n:
             slot = ahead % _RING
+            if popular:
+                ring_j[slot] = indices[ring_j[slot]]
             u, i, j = nnz_user[ring_idx[slot]], indices[ring_idx[slot]], ring_j[slot]
             _prefetch_row(X, u)
             _prefetch_row(Y, i)
