@@ -80,7 +80,8 @@ class _Plan:
     def add_ours(self, label: str, name: str, preset: str | None, split: str) -> None:
         if label not in self.labels:
             self.labels.add(label)
-            self.add(kind="recsys", model=label, name=name, preset=preset, split=split)
+            self.add(kind="recsys", model=label, name=name, preset=preset, split=split,
+                     params=self.base.get("model_params", {}).get(name))
 
 
 def plan(models: list[str], explicit: bool, peers: list[str], steps: list[str], base: dict[str, Any]) -> _Plan:
@@ -115,7 +116,7 @@ def plan(models: list[str], explicit: bool, peers: list[str], steps: list[str], 
                 p.skip(label, peer, missing[peer])
                 continue
             p.add_ours(label, name, preset, split)
-            config = create_model(name, None, preset).config
+            config = create_model(name, base.get("model_params", {}).get(name), preset).config
             params, spec = peer_params(peer, algorithm, name, config), peer_input(algorithm, config)
             p.add(kind="peer", model=label, peer=peer, algorithm=algorithm, params=params, input=spec, split=split)
             p.pairs.append((label, peer, algorithm))
@@ -176,8 +177,12 @@ def run_benchmark(
     seed: int = settings.DEFAULT_SEED,
     isolate: bool = True,
     progress=None,
+    params: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """Benchmark models (and peers) at a scale; returns the report dict (machine, scale, rows, ratios ...)."""
+    """Benchmark models (and peers) at a scale; returns the report dict (machine, scale, rows, ratios ...).
+
+    `params` overrides hyperparameters per model ({"ials": {"factors": 64}}); peers get the translated values.
+    """
     from recsys_cli.bench.machine import PeakRSS, machine_info
 
     progress = progress or NullProgress()
@@ -197,6 +202,7 @@ def run_benchmark(
 
     data = prepare(parsed, data_dir=data_dir, seed=seed, progress=progress)
     base = {
+        "model_params": params or {},
         "scale": parsed.label, "steps": step_list, "repeat": repeat, "threads": n_threads, "seed": seed,
         "generate": generate_kwargs(parsed),
         "dataset": {"name": data.name, "data_dir": str(data.data_dir), "source": data.source,

@@ -124,7 +124,7 @@ def run_recsys_unit(task: dict[str, Any]) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
 
     def new():
-        return create_model(task["name"], None, task.get("preset"))
+        return create_model(task["name"], task.get("params"), task.get("preset"))
 
     def fit():
         train._cache.clear()  # building the CSR views is part of our fit: do not reuse the last run's

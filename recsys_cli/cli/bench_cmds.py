@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from recsys_cli.cli.common import DataDirOpt, FormatOpt, JsonOpt, SeedOpt
+from recsys_cli.cli.common import DataDirOpt, FormatOpt, JsonOpt, SeedOpt, parse_params
 
 HELP = """Benchmark every step of the chain: seconds, Numba compile time, peak memory, artifact size,
 throughput and quality, for our models and (--peers) scikit-surprise / implicit on the same
@@ -61,6 +61,9 @@ def register(app: typer.Typer) -> None:
             "--out", help="Also write the JSON report to this file.", show_default=False)] = None,
         isolate: Annotated[bool, typer.Option(
             "--isolate/--no-isolate", help="Run each model in a fresh process (honest compile time and memory).")] = True,
+        param: Annotated[Optional[list[str]], typer.Option(
+            "--param", "-p", help="MODEL.key=value overrides for one model (repeatable), e.g. -p bpr.epochs=10.",
+            show_default=False)] = None,
         seed: SeedOpt = 42,
         data_dir: DataDirOpt = None,
         fmt: FormatOpt = None,
@@ -95,9 +98,15 @@ def register(app: typer.Typer) -> None:
 
             progress = make_progress()
             try:
+                per_model: dict[str, dict[str, str]] = {}
+                for key, value in parse_params(param).items():
+                    name, dot, sub = key.rpartition(".")
+                    if not dot:
+                        raise UsageError(f"--param {key}: write MODEL.key=value, e.g. ials.factors=64")
+                    per_model.setdefault(name.replace("_", "-"), {})[sub] = value
                 report = run_benchmark(scale=scale or "ml-100k", models=models, peers=peers, steps=steps,
                                        repeat=repeat, threads=threads, data_dir=data_dir, seed=seed,
-                                       isolate=isolate, progress=progress)
+                                       isolate=isolate, progress=progress, params=per_model)
             finally:
                 progress.close()
         if out is not None:
