@@ -51,7 +51,11 @@ Examples:
 
   recsys train svd --dataset ml-100k --split random
 
-  recsys recommend svd-ml-100k --user 1 -n 10 --format json
+  recsys evaluate --model bias,svd,surprise:SVD --dataset ml-100k --cv 5
+
+  recsys recommend svd-ml-100k-random --user 1 -n 10 --format json
+
+  recsys abtest popularity-ml-100k-random svd-ml-100k-random
 
 {EXIT_CODES_HELP}
 """
