@@ -120,25 +120,34 @@ class IALS(Recommender):
     scores_are_ratings = False
     supports_fold_in = True
 
-    def _confidence(self, data: Interactions) -> Interactions:
+    def _weights(self, r: np.ndarray) -> np.ndarray:
         c = self.config
-        keep = np.ones(len(data), bool) if c.interactions == "all" else data.ratings >= c.min_rating
-        if not keep.any():
-            raise UsageError(f"no rating >= {c.min_rating} to use as an interaction")
-        sub = data.subset(keep)
-        r = sub.ratings
         w = np.ones_like(r) if c.weight == "binary" else (r if c.weight == "rating" else np.log1p(r))
-        return sub.__class__(**{**sub.__dict__, "ratings": (c.alpha * w).astype(np.float32), "_cache": {}})
+        return (c.alpha * w).astype(np.float32)
+
+    def _confidence(self, data: Interactions):
+        """(users x items, items x users) CSR of alpha * w_ui over the interactions."""
+        c = self.config
+        if c.interactions == "all":  # reuse the CSR views built for the base; only the values change
+            ui, iu = data.csr().copy(), data.csc().copy()
+        else:
+            keep = data.ratings >= c.min_rating
+            if not keep.any():
+                raise UsageError(f"no rating >= {c.min_rating} to use as an interaction")
+            sub = data.subset(keep)
+            ui, iu = sub.csr(), sub.csc()
+        ui.data = self._weights(ui.data)
+        iu.data = self._weights(iu.data)
+        return ui, iu
 
     def _fit(self, data: Interactions, *, seed: int, progress) -> None:
         from recsys_cli.models._kernels import als as K
 
         c = self.config
-        conf = self._confidence(data)
         rng = np.random.default_rng(seed)
         self.X = (rng.standard_normal((data.n_users, c.factors)) * c.init_std).astype(np.float32)
         self.Y = (rng.standard_normal((data.n_items, c.factors)) * c.init_std).astype(np.float32)
-        ui, iu = conf.csr(), conf.csc()
+        ui, iu = self._confidence(data)
         progress.start(c.iterations, f"{self.name} iterations")
         for it in range(c.iterations):
             for (indptr, indices, vals), A, B in (((ui.indptr, ui.indices, ui.data), self.X, self.Y),
@@ -169,9 +178,7 @@ class IALS(Recommender):
         idx = lookup(self.item_ids, raw_items)
         r = np.asarray(ratings, np.float32)
         keep = (idx >= 0) & ((r >= c.min_rating) if c.interactions == "threshold" else True)
-        r = r[keep]
-        w = np.ones_like(r) if c.weight == "binary" else (r if c.weight == "rating" else np.log1p(r))
-        x = ials_fold_in(idx[keep], (c.alpha * w).astype(np.float32), self.Y, self.YtY, c.reg)
+        x = ials_fold_in(idx[keep], self._weights(r[keep]), self.Y, self.YtY, c.reg)
         return (self.Y @ x).astype(np.float32)
 
     def _state(self) -> dict:

@@ -47,10 +47,13 @@ class BPR(Recommender):
         from recsys_cli.models._kernels import bpr as K
 
         c = self.config
-        keep = np.ones(len(data), bool) if c.interactions == "all" else data.ratings >= c.min_rating
-        if not keep.any():
-            raise UsageError(f"no rating >= {c.min_rating} to use as an interaction")
-        ui = data.subset(keep).csr()
+        if c.interactions == "all":
+            ui = data.csr()  # already built by the base
+        else:
+            keep = data.ratings >= c.min_rating
+            if not keep.any():
+                raise UsageError(f"no rating >= {c.min_rating} to use as an interaction")
+            ui = data.subset(keep).csr()
         indptr, indices = ui.indptr.astype(np.int64), ui.indices.astype(np.int32)
         nnz_user = K.nnz_rows(indptr)
         seen = K.seen_filter(indptr, indices) if c.verify_negatives else None  # built once, not per epoch
