@@ -87,7 +87,7 @@ class SVD(Recommender):
         progress.start(c.epochs, f"{self.name} epochs")
         losses = []
         for epoch in range(c.epochs):
-            order = rng.permutation(len(ratings)).astype(np.int64)
+            order = rng.permutation(len(ratings)).astype(np.int64, copy=False)
             sse = kernel(users, items, ratings, order, self.mu, self.bu, self.bi, self.P, self.Q,
                          *lrs, *regs, c.biased)
             rmse = _check_loss(sse, len(ratings), epoch)

@@ -1,9 +1,10 @@
 """SGD kernels for biased matrix factorisation (SVD) and SVD++, each with a NumPy reference twin.
 
 Conventions: parameter arrays are float32 and updated in place; indices are int32 (any
-integer dtype works); arithmetic inside one step is float64. An epoch kernel runs one pass
-and returns the epoch's sum of squared errors (float64), each error taken with the
-parameters as they were just before that rating's update, as in Surprise's SGD loop.
+integer dtype works). SVD steps use float32 arithmetic (explicit SIMD rows, see `simd`),
+SVD++ steps float64. An epoch kernel runs one pass and returns the epoch's sum of squared
+errors (float64), each error taken with the parameters as they were just before that
+rating's update, as in Surprise's SGD loop.
 The caller owns the epoch loop, the shuffling (`order`) and the NaN check on the result.
 """
 
@@ -14,66 +15,105 @@ import math
 import numpy as np
 from numba import get_num_threads, njit, prange
 
+from recsys_cli.models._kernels.simd import prefetch_row, row_dot, row_update
+
 # No 'nnan'/'ninf': a diverging run must still surface NaN/inf in the returned loss.
 _FM = {"nsz", "arcp", "contract", "reassoc"}
 
 
 # ---------------------------------------------------------------- SVD (biased MF)
 
-
-@njit(cache=True, fastmath=_FM)
-def _svd_range(users, items, ratings, order, start, stop, mu, bu, bi, P, Q,
-               lr_bu, lr_bi, lr_pu, lr_qi, reg_bu, reg_bi, reg_pu, reg_qi, use_bias):
-    sse = 0.0
-    for t in range(start, stop):
-        idx = order[t]
-        u = users[idx]
-        i = items[idx]
-        dot = 0.0
-        for f in range(P.shape[1]):
-            dot += np.float64(P[u, f]) * np.float64(Q[i, f])
-        if use_bias:
-            err = np.float64(ratings[idx]) - (mu + np.float64(bu[u]) + np.float64(bi[i]) + dot)
-            b = np.float64(bu[u])
-            bu[u] = b + lr_bu * (err - reg_bu * b)
-            b = np.float64(bi[i])
-            bi[i] = b + lr_bi * (err - reg_bi * b)
-        else:
-            err = np.float64(ratings[idx]) - dot
-        sse += err * err
-        for f in range(P.shape[1]):
-            puf = np.float64(P[u, f])
-            qif = np.float64(Q[i, f])
-            P[u, f] = puf + lr_pu * (err * qif - reg_pu * puf)
-            Q[i, f] = qif + lr_qi * (err * puf - reg_qi * qif)
-    return sse
+# No 'reassoc' here: the scalar error term is evaluated in the written order, and the row
+# work (the bulk) is explicit SIMD from `simd`.
+_FM_SCALAR = {"nsz", "arcp", "contract"}
 
 
 @njit(cache=True)
-def svd_epoch(users, items, ratings, order, mu, bu, bi, P, Q, lr_bu, lr_bi, lr_pu, lr_qi,
-              reg_bu, reg_bi, reg_pu, reg_qi, use_bias):
-    """One sequential SGD epoch of (biased) MF over ratings in `order`; returns the epoch SSE.
+def _gather(users, items, ratings, order, n_users, n_items):
+    """(users, items, ratings)[order] as int32, int32, float32; IndexError on any index out of range."""
+    n = order.shape[0]
+    uu = np.empty(n, np.int32)
+    ii = np.empty(n, np.int32)
+    rr = np.empty(n, np.float32)
+    for t in range(n):
+        idx = order[t]
+        if idx < 0 or idx >= ratings.shape[0]:
+            raise IndexError("order holds a position outside the ratings")
+        u = users[idx]
+        i = items[idx]
+        if u < 0 or u >= n_users or i < 0 or i >= n_items:
+            raise IndexError("a user or item index is outside P or Q")
+        uu[t] = u
+        ii[t] = i
+        rr[t] = ratings[idx]
+    return uu, ii, rr
 
-    Same update as Surprise's SVD. With use_bias=False, mu/bu/bi are ignored and left as is.
+
+@njit(cache=True, fastmath=_FM_SCALAR)
+def _svd_steps(uu, ii, rr, mu, bu, bi, P, Q, lr_bu, lr_bi, lr_pu, lr_qi, reg_bu, reg_bi, reg_pu, reg_qi, use_bias):
+    """SGD over gathered ratings in order, all float32 (scalars too); returns the SSE (float64).
+
+    Indices must be valid (`_gather` checks them): the SIMD row code does no bounds checks.
     """
-    return _svd_range(users, items, ratings, order, 0, order.shape[0], np.float64(mu), bu, bi, P, Q,
-                      np.float64(lr_bu), np.float64(lr_bi), np.float64(lr_pu), np.float64(lr_qi),
-                      np.float64(reg_bu), np.float64(reg_bi), np.float64(reg_pu), np.float64(reg_qi),
-                      use_bias)
+    # Surprise's updates p += lr*(err*q - reg*p), b += lr*(err - reg*b), as decay + step.
+    one = np.float32(1.0)
+    a_pu, a_qi, a_bu, a_bi = one - lr_pu * reg_pu, one - lr_qi * reg_qi, one - lr_bu * reg_bu, one - lr_bi * reg_bi
+    n = uu.shape[0]
+    sse = 0.0
+    ahead = 4  # prefetch the rows this many ratings ahead
+    for t in range(n):
+        if t + ahead < n:
+            prefetch_row(P, uu[t + ahead])
+            prefetch_row(Q, ii[t + ahead])
+        u = uu[t]
+        i = ii[t]
+        if use_bias:
+            b_u = bu[u]
+            b_i = bi[i]
+            err = (((rr[t] - mu) - b_u) - b_i) - row_dot(P, u, Q, i)
+            bu[u] = a_bu * b_u + lr_bu * err
+            bi[i] = a_bi * b_i + lr_bi * err
+        else:
+            err = rr[t] - row_dot(P, u, Q, i)
+        sse += np.float64(err) * np.float64(err)
+        row_update(P, u, Q, i, a_pu, lr_pu * err, a_qi, lr_qi * err)
+    return sse
 
 
 @njit(cache=True, parallel=True)
-def _svd_epoch_chunks(users, items, ratings, order, mu, bu, bi, P, Q, lr_bu, lr_bi, lr_pu, lr_qi,
-                      reg_bu, reg_bi, reg_pu, reg_qi, use_bias, n_chunks):
-    n = order.shape[0]
+def _svd_chunks(uu, ii, rr, mu, bu, bi, P, Q, lr_bu, lr_bi, lr_pu, lr_qi, reg_bu, reg_bi, reg_pu, reg_qi,
+                use_bias, n_chunks):
+    n = uu.shape[0]
     sse = 0.0
     for c in prange(n_chunks):
-        sse += _svd_range(users, items, ratings, order, c * n // n_chunks, (c + 1) * n // n_chunks,
-                          np.float64(mu), bu, bi, P, Q,
-                          np.float64(lr_bu), np.float64(lr_bi), np.float64(lr_pu), np.float64(lr_qi),
-                          np.float64(reg_bu), np.float64(reg_bi), np.float64(reg_pu), np.float64(reg_qi),
-                          use_bias)
+        lo, hi = c * n // n_chunks, (c + 1) * n // n_chunks
+        sse += _svd_steps(uu[lo:hi], ii[lo:hi], rr[lo:hi], mu, bu, bi, P, Q, lr_bu, lr_bi, lr_pu, lr_qi,
+                          reg_bu, reg_bi, reg_pu, reg_qi, use_bias)
     return sse
+
+
+def _svd_args(users, items, ratings, order, mu, bu, bi, P, Q, rates, use_bias) -> tuple:
+    """Check the parameter arrays, gather the ratings in visiting order, cast scalars to float32."""
+    for name, a, ndim in (("bu", bu, 1), ("bi", bi, 1), ("P", P, 2), ("Q", Q, 2)):
+        if not (isinstance(a, np.ndarray) and a.dtype == np.float32 and a.ndim == ndim
+                and a.flags.c_contiguous and a.flags.writeable):
+            raise TypeError(f"{name} must be a writeable C-contiguous float32 array with {ndim} dimension(s)")
+    if P.shape[1] != Q.shape[1] or bu.shape[0] != P.shape[0] or bi.shape[0] != Q.shape[0]:
+        raise ValueError(f"shapes do not match: bu {bu.shape}, bi {bi.shape}, P {P.shape}, Q {Q.shape}")
+    # Gathered once, the ratings are then read sequentially instead of chased through `order`.
+    gathered = _gather(users, items, ratings, order, P.shape[0], Q.shape[0])
+    return (*gathered, np.float32(mu), bu, bi, P, Q, *(np.float32(x) for x in rates), bool(use_bias))
+
+
+def svd_epoch(users, items, ratings, order, mu, bu, bi, P, Q, lr_bu, lr_bi, lr_pu, lr_qi,
+              reg_bu, reg_bi, reg_pu, reg_qi, use_bias) -> float:
+    """One sequential SGD epoch of (biased) MF over ratings in `order`; returns the epoch SSE.
+
+    Same update as Surprise's SVD, in float32 arithmetic. bu, bi, P, Q must be writeable
+    C-contiguous float32 arrays. With use_bias=False, mu/bu/bi are ignored and left as is.
+    """
+    rates = (lr_bu, lr_bi, lr_pu, lr_qi, reg_bu, reg_bi, reg_pu, reg_qi)
+    return float(_svd_steps(*_svd_args(users, items, ratings, order, mu, bu, bi, P, Q, rates, use_bias)))
 
 
 def svd_epoch_parallel(users, items, ratings, order, mu, bu, bi, P, Q, lr_bu, lr_bi, lr_pu, lr_qi,
@@ -83,9 +123,10 @@ def svd_epoch_parallel(users, items, ratings, order, mu, bu, bi, P, Q, lr_bu, lr
     Nondeterministic with more than one thread (threads race on shared rows); with
     numba.set_num_threads(1) it gives the same result as `svd_epoch`.
     """
+    rates = (lr_bu, lr_bi, lr_pu, lr_qi, reg_bu, reg_bi, reg_pu, reg_qi)
+    args = _svd_args(users, items, ratings, order, mu, bu, bi, P, Q, rates, use_bias)
     # get_num_threads() is read here, not inside the kernel, so the kernel stays cacheable.
-    return float(_svd_epoch_chunks(users, items, ratings, order, mu, bu, bi, P, Q, lr_bu, lr_bi, lr_pu,
-                                   lr_qi, reg_bu, reg_bi, reg_pu, reg_qi, use_bias, get_num_threads()))
+    return float(_svd_chunks(*args, get_num_threads()))
 
 
 def svd_epoch_ref(users, items, ratings, order, mu, bu, bi, P, Q, lr_bu, lr_bi, lr_pu, lr_qi,
