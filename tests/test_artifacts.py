@@ -265,7 +265,7 @@ def test_killed_force_train_leaves_previous_run(tmp_path):
 
     env = {**os.environ, "RECSYS_NO_PROGRESS": "1"}
     cmd = [sys.executable, "-m", "recsys_cli", "train", "svd", "--dataset", "synth-kill", "--name", "svd-kill",
-           "-p", "epochs=400", "--force", "--data-dir", str(data), "--artifacts-dir", str(arts)]
+           "-p", "epochs=200000", "--force", "--data-dir", str(data), "--artifacts-dir", str(arts)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
     try:
         lines: queue.Queue = queue.Queue()
