@@ -97,13 +97,7 @@ COMMAND_MODULES = [
 ]
 
 for _name in COMMAND_MODULES:
-    try:
-        _module = importlib.import_module(f"recsys_cli.cli.{_name}")
-    except ModuleNotFoundError as _exc:  # during development a group may not exist yet
-        if _exc.name != f"recsys_cli.cli.{_name}":
-            raise
-        continue
-    _module.register(app)
+    importlib.import_module(f"recsys_cli.cli.{_name}").register(app)
 
 
 def main() -> None:

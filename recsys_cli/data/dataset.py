@@ -121,6 +121,7 @@ class Dataset:
         self.name = name
         self.path = path
         self.meta = meta
+        self._split_codes: dict[str, tuple[np.ndarray, dict]] = {}  # train and test masks share one read
 
     @property
     def fingerprint(self) -> str:
@@ -205,7 +206,9 @@ class Dataset:
         from recsys_cli.data.splits import load_split
 
         base, _, fold = split.partition(":")
-        codes, info = load_split(self.path, base)
+        if base not in self._split_codes:
+            self._split_codes[base] = load_split(self.path, base)
+        codes, info = self._split_codes[base]
         n = len(self._ratings_arrays["rating"])
         if len(codes) != n:
             raise DataError(f"split {base!r} does not match the ratings ({len(codes)} != {n} rows); re-create it")

@@ -75,9 +75,11 @@ def score_model(model, train: Interactions, test: Interactions, settings: EvalSe
     if settings.ranking_metrics and len(test):
         users_all = np.unique(test.users)
         indptr, indices = relevant_csr(test, users_all, settings)
-        has_rel = np.diff(indptr) > 0
+        counts_rel = np.diff(indptr)
+        has_rel = counts_rel > 0
         users = users_all[has_rel]
-        indptr, indices = relevant_csr(test, users, settings)
+        # dropping the empty rows leaves `indices` as it is; only the row pointers shrink
+        indptr = np.concatenate([[0], np.cumsum(counts_rel[has_rel])]).astype(np.int64)
         kmax = max(settings.ks)
         recs_raw = model.recommend(test.user_ids[users], kmax).items
         recs = np.where(recs_raw >= 0, np.searchsorted(train.item_ids, np.maximum(recs_raw, 0)), -1).astype(np.int32)

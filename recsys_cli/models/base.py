@@ -227,8 +227,7 @@ class Recommender:
         scores = np.full((len(u), n), np.nan, np.float32)
         labels: list[str | None] = [None] * len(u)
         known = np.flatnonzero(u >= 0)
-        if batch_size is None:
-            batch_size = max(1, min(4096, (64 << 20) // (4 * max(1, self.n_items))))
+        batch_size = batch_size or self._batch_rows()
         for start in range(0, len(known), batch_size):
             rows = known[start : start + batch_size]
             s = self._score_users(u[rows]).astype(np.float32, copy=True)
@@ -247,6 +246,10 @@ class Recommender:
                 labels[r] = FB_POPULARITY
         raw_items = np.where(items >= 0, self.item_ids[np.maximum(items, 0)], -1)
         return RecList(users=raw_users, items=raw_items, scores=scores, fallback=labels)
+
+    def _batch_rows(self) -> int:
+        """Users scored at once: about 64 MB of float32 scores, at most 4096 rows."""
+        return max(1, min(4096, (64 << 20) // (4 * max(1, self.n_items))))
 
     def _popularity_scores(self) -> np.ndarray:
         s = np.empty(self.n_items, np.float32)
@@ -273,7 +276,7 @@ class Recommender:
     def recommend_indices(self, users: np.ndarray, n: int, *, exclude_seen: bool = True) -> np.ndarray:
         """Top-n item *indices* for known user indices (evaluation fast path)."""
         out = np.full((len(users), n), -1, np.int32)
-        batch = max(1, min(4096, (64 << 20) // (4 * max(1, self.n_items))))
+        batch = self._batch_rows()
         for start in range(0, len(users), batch):
             rows = users[start : start + batch]
             s = self._score_users(rows).astype(np.float32, copy=True)

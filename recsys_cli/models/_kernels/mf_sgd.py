@@ -168,6 +168,30 @@ def _implicit_sum(u, indptr, indices, Y, z):
     return scale
 
 
+@njit(cache=True, fastmath=_FM, inline="always")
+def _svdpp_rating(u, i, r, mu, bu, bi, P, Q, z, q_old, lr_bu, lr_bi, lr_pu, lr_qi, reg_bu, reg_bi, reg_pu, reg_qi):
+    """One SVD++ step on biases, P[u] and Q[i] with the implicit term z fixed; returns the error.
+
+    Leaves Q[i] as it was before the step in q_old (both SVD++ kernels update Y from it).
+    """
+    k = P.shape[1]
+    dot = 0.0
+    for f in range(k):
+        dot += np.float64(Q[i, f]) * (np.float64(P[u, f]) + z[f])
+    err = np.float64(r) - (np.float64(mu) + np.float64(bu[u]) + np.float64(bi[i]) + dot)
+    b = np.float64(bu[u])
+    bu[u] = b + lr_bu * (err - reg_bu * b)
+    b = np.float64(bi[i])
+    bi[i] = b + lr_bi * (err - reg_bi * b)
+    for f in range(k):
+        puf = np.float64(P[u, f])
+        qif = np.float64(Q[i, f])
+        q_old[f] = qif
+        P[u, f] = puf + lr_pu * (err * qif - reg_pu * puf)
+        Q[i, f] = qif + lr_qi * (err * (puf + z[f]) - reg_qi * qif)
+    return err
+
+
 @njit(cache=True, fastmath=_FM)
 def svdpp_epoch(users, items, ratings, order, indptr, indices, mu, bu, bi, P, Q, Y,
                 lr_bu, lr_bi, lr_pu, lr_qi, lr_yj, reg_bu, reg_bi, reg_pu, reg_qi, reg_yj):
@@ -179,32 +203,22 @@ def svdpp_epoch(users, items, ratings, order, indptr, indices, mu, bu, bi, P, Q,
     """
     k = P.shape[1]
     z = np.zeros(k)
-    mu64 = np.float64(mu)
+    q_old = np.empty(k)
     sse = 0.0
     for t in range(order.shape[0]):
         idx = order[t]
         u = users[idx]
         i = items[idx]
         scale = _implicit_sum(u, indptr, indices, Y, z)
-        dot = 0.0
-        for f in range(k):
-            dot += np.float64(Q[i, f]) * (np.float64(P[u, f]) + z[f])
-        err = np.float64(ratings[idx]) - (mu64 + np.float64(bu[u]) + np.float64(bi[i]) + dot)
+        err = _svdpp_rating(u, i, ratings[idx], mu, bu, bi, P, Q, z, q_old,
+                            lr_bu, lr_bi, lr_pu, lr_qi, reg_bu, reg_bi, reg_pu, reg_qi)
         sse += err * err
-        b = np.float64(bu[u])
-        bu[u] = b + lr_bu * (err - reg_bu * b)
-        b = np.float64(bi[i])
-        bi[i] = b + lr_bi * (err - reg_bi * b)
-        for f in range(k):
-            puf = np.float64(P[u, f])
-            qif = np.float64(Q[i, f])
-            P[u, f] = puf + lr_pu * (err * qif - reg_pu * puf)
-            Q[i, f] = qif + lr_qi * (err * (puf + z[f]) - reg_qi * qif)
-            g = err * qif * scale
-            for s in range(indptr[u], indptr[u + 1]):
-                j = indices[s]
+        # Y uses the item vector from before this rating's update (z was fixed during it).
+        for s in range(indptr[u], indptr[u + 1]):
+            j = indices[s]
+            for f in range(k):
                 y = np.float64(Y[j, f])
-                Y[j, f] = y + lr_yj * (g - reg_yj * y)
+                Y[j, f] = y + lr_yj * (err * q_old[f] * scale - reg_yj * y)
     return sse
 
 
@@ -248,7 +262,7 @@ def svdpp_epoch_grouped(user_order, r_indptr, r_items, r_ratings, r_order, indpt
     k = P.shape[1]
     z = np.zeros(k)
     acc = np.zeros(k)
-    mu64 = np.float64(mu)
+    q_old = np.empty(k)
     sse = 0.0
     for t in range(user_order.shape[0]):
         u = user_order[t]
@@ -259,22 +273,11 @@ def svdpp_epoch_grouped(user_order, r_indptr, r_items, r_ratings, r_order, indpt
         acc[:] = 0.0
         for s in range(lo, hi):
             pos = r_order[s]
-            i = r_items[pos]
-            dot = 0.0
-            for f in range(k):
-                dot += np.float64(Q[i, f]) * (np.float64(P[u, f]) + z[f])
-            err = np.float64(r_ratings[pos]) - (mu64 + np.float64(bu[u]) + np.float64(bi[i]) + dot)
+            err = _svdpp_rating(u, r_items[pos], r_ratings[pos], mu, bu, bi, P, Q, z, q_old,
+                                lr_bu, lr_bi, lr_pu, lr_qi, reg_bu, reg_bi, reg_pu, reg_qi)
             sse += err * err
-            b = np.float64(bu[u])
-            bu[u] = b + lr_bu * (err - reg_bu * b)
-            b = np.float64(bi[i])
-            bi[i] = b + lr_bi * (err - reg_bi * b)
             for f in range(k):
-                puf = np.float64(P[u, f])
-                qif = np.float64(Q[i, f])
-                P[u, f] = puf + lr_pu * (err * qif - reg_pu * puf)
-                Q[i, f] = qif + lr_qi * (err * (puf + z[f]) - reg_qi * qif)
-                acc[f] += err * qif
+                acc[f] += err * q_old[f]
         decay = (1.0 - lr_yj * reg_yj) ** (hi - lo)
         for s in range(indptr[u], indptr[u + 1]):
             j = indices[s]
