@@ -45,3 +45,17 @@ def test_query_filters_and_sorts(tmp_path):
     rows = json.loads(res.stdout)
     assert [(r["model"], r["dataset"]) for r in rows] == [("bias", "x"), ("svd", "x")]
     assert rows[0]["versions"]["recsys"]
+
+
+def test_many_processes_creating_the_ledger_at_once(tmp_path):
+    # First use of a new ledger (WAL switch + schema) by several processes at the same moment.
+    ctx = mp.get_context("spawn")
+    for round_ in range(3):
+        root = tmp_path / f"r{round_}"
+        procs = [ctx.Process(target=_writer, args=(str(root), f"p{k}", 3)) for k in range(6)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(60)
+            assert p.exitcode == 0
+        assert len(ledger.query(root=root)) == 18

@@ -66,6 +66,11 @@ def measure(run: Callable[[], Any], *, repeat: int, warmup: Callable[[], Any] | 
     return Measured(statistics.median(times), compile_seconds, peak, result)
 
 
+def _sig(seconds: float) -> float:
+    """Six significant digits: sub-millisecond steps keep their precision (throughput = work / seconds)."""
+    return float(f"{seconds:.6g}")
+
+
 def make_row(
     model: str | None,
     implementation: str,
@@ -83,9 +88,9 @@ def make_row(
     row: dict[str, Any] = dict.fromkeys(ROW_KEYS)
     row.update(model=model, implementation=implementation, step=step, scale=scale, metrics=metrics or {})
     if measured is not None:
-        row["seconds"] = round(measured.seconds, 6)
+        row["seconds"] = _sig(measured.seconds)
         if compile_time and measured.compile_seconds is not None:
-            row["compile_seconds"] = round(measured.compile_seconds, 6)
+            row["compile_seconds"] = _sig(measured.compile_seconds)
         if measured.peak_rss_mb is not None:
             row["peak_rss_mb"] = round(measured.peak_rss_mb, 1)
         if work is not None and measured.seconds > 0:
