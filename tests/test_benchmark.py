@@ -144,7 +144,12 @@ def test_ranking_model_gets_ndcg_and_implicit_ratios(data_dir):
         metrics = rows[("ials", impl, "evaluate")]["metrics"]
         assert 0 < metrics["ndcg@10"] <= 1 and "rmse" not in metrics
     assert "pair-score" in rows[("ials", "implicit", "predict")]["skipped"]
-    assert {(r["step"]) for r in rep["ratios"]} == {"fit", "evaluate"}
+    assert {(r["step"]) for r in rep["ratios"]} == {"fit", "iteration", "evaluate"}
+    ours, theirs = rows[("ials", "recsys", "fit")]["metrics"], rows[("ials", "implicit", "fit")]["metrics"]
+    assert 0 < ours["s_per_iter"] < rows[("ials", "recsys", "fit")]["seconds"]  # one of several iterations
+    assert 0 < theirs["s_per_iter"] < rows[("ials", "implicit", "fit")]["seconds"]
+    (it,) = [r for r in rep["ratios"] if r["step"] == "iteration"]
+    assert it["ratio"] == pytest.approx(ours["s_per_iter"] / theirs["s_per_iter"], rel=1e-3)
 
 
 def test_isolated_run_in_fresh_processes(data_dir):

@@ -20,15 +20,17 @@ def test_item_step_matches_reference():
     X = rng.normal(size=(n_users, k)).astype(np.float32)
     bu = rng.normal(size=n_users).astype(np.float32)
     M = rng.normal(size=(n_items, k)).astype(np.float32)
+    MB = rng.normal(size=n_items).astype(np.float32)
     for scale in (True, False):
         V1, V2 = np.zeros((n_items, k), np.float32), np.zeros((n_items, k), np.float32)
         b1, b2 = np.zeros(n_items, np.float32), np.zeros(n_items, np.float32)
-        hybrid_item_step(indptr, users.astype(np.int32), ratings, X, bu, 3.0, V1, b1, M, 0.1, 0.05, 2.0, scale)
-        hybrid_item_step_ref(indptr, users.astype(np.int32), ratings, X, bu, 3.0, V2, b2, M, 0.1, 0.05, 2.0, scale)
+        hybrid_item_step(indptr, users.astype(np.int32), ratings, X, bu, 3.0, V1, b1, M, MB, 0.1, 0.05, 2.0, 0.5, scale)
+        hybrid_item_step_ref(indptr, users.astype(np.int32), ratings, X, bu, 3.0, V2, b2, M, MB, 0.1, 0.05, 2.0, 0.5, scale)
         np.testing.assert_allclose(V1, V2, rtol=1e-4, atol=1e-5)
         np.testing.assert_allclose(b1, b2, rtol=1e-4, atol=1e-5)
     # the unrated item sits at its prior, shrunk by tau / (tau + reg) without count scaling
     np.testing.assert_allclose(V1[5], M[5] * 2.0 / (2.0 + 0.1), rtol=1e-5)
+    np.testing.assert_allclose(b1[5], MB[5] * 0.5 / (0.5 + 0.05), rtol=1e-5)  # and its bias at the genre bias
 
 
 def planted(seed=1):

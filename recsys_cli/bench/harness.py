@@ -13,7 +13,7 @@ from typing import Any
 
 from recsys_cli import settings
 from recsys_cli.bench.datasets import generate_kwargs, parse_scale, prepare
-from recsys_cli.bench.measure import DATA_STEPS, MODEL_STEPS, STEPS, THROUGHPUT_UNITS, make_row
+from recsys_cli.bench.measure import DATA_STEPS, MODEL_STEPS, PER_ITERATION, STEPS, THROUGHPUT_UNITS, make_row
 from recsys_cli.bench.peers import (
     AT_PEER_DEFAULTS,
     COUNTERPARTS,
@@ -162,6 +162,11 @@ def compute_ratios(rows: list[dict[str, Any]], pairs: list[tuple[str, str, str]]
             else:
                 ratio = ours["seconds"] / theirs["seconds"]
             out.append({"model": label, "peer": f"{peer}:{algorithm}", "step": step, "ratio": round(ratio, 4)})
+            if step == "fit":  # and per iteration/epoch, where both sides report it (iterative models)
+                a, b = ours["metrics"].get(PER_ITERATION), theirs["metrics"].get(PER_ITERATION)
+                if a and b:
+                    out.append({"model": label, "peer": f"{peer}:{algorithm}", "step": "iteration",
+                                "ratio": round(a / b, 4)})
     return out
 
 
@@ -238,7 +243,8 @@ def _notes(rows: list[dict[str, Any]], source: str, scale, isolate: bool, peers:
         "warm-up for our Numba code" + (" in a fresh process (JIT or cache load)" if isolate else "")
     ]
     if peers:
-        notes.append("ratio = ours / peer seconds for the same work: < 1 means recsys is faster")
+        notes.append("ratio = ours / peer seconds for the same work: < 1 means recsys is faster; step "
+                     "'iteration' compares the median seconds of one training iteration/epoch (s/iter)")
     if source == "synthetic":
         shape = f"shaped like {scale.release}, not the real release" if scale.release else "MovieLens-shaped"
         notes.append(f"data: synthetic ratings from `recsys generate`, {shape}")

@@ -34,6 +34,7 @@ THROUGHPUT_UNITS = {
     "predict": "predictions/s", "recommend": "users/s", "evaluate": "ratings/s or users/s",
 }
 TOP_N = 10
+PER_ITERATION = "s_per_iter"  # fit-row metric: median seconds of one iteration/epoch (iterative models)
 
 
 @dataclass

@@ -28,7 +28,15 @@ import numpy as np
 
 from recsys_cli.bench.datasets import load_splits, tiny
 from recsys_cli.bench.machine import dir_size_mb
-from recsys_cli.bench.measure import TOP_N, make_row, measure, ranking_quality, ranking_setup, rating_quality
+from recsys_cli.bench.measure import (
+    PER_ITERATION,
+    TOP_N,
+    make_row,
+    measure,
+    ranking_quality,
+    ranking_setup,
+    rating_quality,
+)
 
 PEERS = ("surprise", "implicit")
 PACKAGES = {"surprise": "scikit-surprise", "implicit": "implicit"}
@@ -244,9 +252,12 @@ def _implicit_unit(task: dict[str, Any]) -> list[dict[str, Any]]:
     filter_items = cold if len(cold) else None
     rows: list[dict[str, Any]] = []
 
+    laps: list[float] = []
+
     def fit(matrix):
         model = cls(**task["params"], random_state=seed, num_threads=task["threads"])
-        model.fit(matrix, show_progress=False)
+        laps.clear()
+        model.fit(matrix, show_progress=False, callback=lambda _it, seconds, *_: laps.append(seconds))
         return model
 
     def top_n(users: np.ndarray) -> np.ndarray:
@@ -263,7 +274,8 @@ def _implicit_unit(task: dict[str, Any]) -> list[dict[str, Any]]:
             size = dir_size_mb(folder)
         finally:
             shutil.rmtree(folder, ignore_errors=True)
-        rows.append(make_row(label, "implicit", "fit", scale, m, work=len(train), compile_time=False, artifact_mb=size))
+        rows.append(make_row(label, "implicit", "fit", scale, m, work=len(train), compile_time=False, artifact_mb=size,
+                             metrics={PER_ITERATION: round(float(np.median(laps)), 6)} if laps else None))
     if "predict" in steps:
         rows.append(make_row(label, "implicit", "predict", scale,
                              skipped="implicit has no rating or pair-score prediction API"))

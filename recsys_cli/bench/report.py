@@ -28,7 +28,7 @@ def _rate(x: float | None) -> str:
     return f"{x:.3g}/s"
 
 
-_SHORT = {"precision@10": "p@10", "recall@10": "r@10"}
+_SHORT = {"precision@10": "p@10", "recall@10": "r@10", "s_per_iter": "s/iter"}
 
 
 def _quality(metrics: dict[str, Any]) -> str:

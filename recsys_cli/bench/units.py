@@ -16,6 +16,7 @@ import numpy as np
 from recsys_cli.bench.datasets import load_splits, synthetic_sizes, tiny
 from recsys_cli.bench.machine import dir_size_mb
 from recsys_cli.bench.measure import (
+    PER_ITERATION,
     TOP_N,
     make_row,
     measure,
@@ -143,7 +144,9 @@ def run_recsys_unit(task: dict[str, Any]) -> list[dict[str, Any]]:
                 size = dir_size_mb(path)
             finally:
                 shutil.rmtree(folder, ignore_errors=True)
-            rows.append(make_row(label, "recsys", "fit", scale, m, work=len(train), artifact_mb=size))
+            per_iter = model.fit_info.get("seconds_per_iteration")
+            rows.append(make_row(label, "recsys", "fit", scale, m, work=len(train), artifact_mb=size,
+                                 metrics={PER_ITERATION: per_iter} if per_iter else None))
         u_raw, i_raw = test.user_ids[test.users], test.item_ids[test.items]
         if "predict" in steps:
             m = measure(lambda: model.predict(u_raw, i_raw)[0], repeat=repeat,

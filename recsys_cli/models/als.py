@@ -26,18 +26,22 @@ class ALSConfig(ModelConfig):
     reg_bias: float = param(0.08, "bias regularisation (times the rating count when scale_reg)", low=0.0)
     scale_reg: bool = param(True, "weighted-lambda: scale regularisation by each row's rating count")
     init_std: float = param(0.1, "standard deviation of the initial factors", low=0.0)
+    solver: str = choice("cg", "cg", "cholesky",
+                         doc="conjugate gradient warm-started at the last solution (fast) or exact Cholesky")
+    cg_steps: int = param(3, "with solver=cg, conjugate-gradient steps per row per half-step", low=1)
 
 
 class ALS(Recommender):
     """r_ui = mu + b_u + b_i + x_u . y_i, each side solved in closed form in turn."""
 
+    iterative = True
     name = "als"
     Config = ALSConfig
     supports_fold_in = True
     epoch_based = False
 
     def _fit(self, data: Interactions, *, seed: int, progress) -> None:
-        from recsys_cli.models._kernels.als import als_explicit_half_step
+        from recsys_cli.models._kernels.als import als_explicit_half_step, als_explicit_half_step_cg
 
         c = self.config
         rng = np.random.default_rng(seed)
@@ -49,11 +53,17 @@ class ALS(Recommender):
         ui, iu = data.csr(), data.csc()
         progress.start(c.iterations, f"{self.name} iterations")
         losses = []
+        mu, regs = float(self.mu), (c.reg, c.reg_bias, c.scale_reg)
         for it in range(c.iterations):
-            als_explicit_half_step(ui.indptr, ui.indices, ui.data, self.X, self.Y, self.bu, self.bi, float(self.mu),
-                                   c.reg, c.reg_bias, c.scale_reg)
-            sse = als_explicit_half_step(iu.indptr, iu.indices, iu.data, self.Y, self.X, self.bi, self.bu,
-                                         float(self.mu), c.reg, c.reg_bias, c.scale_reg)
+            if c.solver == "cg":
+                als_explicit_half_step_cg(ui.indptr, ui.indices, ui.data, self.X, self.Y, self.bu, self.bi, mu,
+                                          *regs, c.cg_steps, want_sse=False)
+                sse = als_explicit_half_step_cg(iu.indptr, iu.indices, iu.data, self.Y, self.X, self.bi, self.bu, mu,
+                                                *regs, c.cg_steps)
+            else:
+                als_explicit_half_step(ui.indptr, ui.indices, ui.data, self.X, self.Y, self.bu, self.bi, mu, *regs)
+                sse = als_explicit_half_step(iu.indptr, iu.indices, iu.data, self.Y, self.X, self.bi, self.bu, mu,
+                                             *regs)
             rmse = float(np.sqrt(sse / max(1, len(data))))
             if not np.isfinite(rmse):
                 raise UsageError(f"als diverged at iteration {it + 1}; raise reg")
@@ -114,6 +124,7 @@ class IALSConfig(ModelConfig):
 class IALS(Recommender):
     """Implicit ALS: minimise sum c_ui (p_ui - x_u.y_i)^2 + reg (|X|^2 + |Y|^2) over all pairs."""
 
+    iterative = True
     name = "ials"
     Config = IALSConfig
     predicts_ratings = False
@@ -141,7 +152,7 @@ class IALS(Recommender):
         return ui, iu
 
     def _fit(self, data: Interactions, *, seed: int, progress) -> None:
-        from recsys_cli.models._kernels import als as K
+        from recsys_cli.models._kernels import ials as K
 
         c = self.config
         rng = np.random.default_rng(seed)
@@ -172,7 +183,7 @@ class IALS(Recommender):
         return self.Y
 
     def fold_in(self, raw_items, ratings) -> np.ndarray:
-        from recsys_cli.models._kernels.als import ials_fold_in
+        from recsys_cli.models._kernels.ials import ials_fold_in
 
         c = self.config
         idx = lookup(self.item_ids, raw_items)

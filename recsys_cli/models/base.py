@@ -9,6 +9,7 @@ did, and the common part of the saved state.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -81,6 +82,30 @@ def topk(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     return idx, vals
 
 
+class _LapTimer:
+    """Wraps a progress reporter and times the span before each `advance` (one iteration or epoch)."""
+
+    def __init__(self, progress) -> None:
+        self._progress = progress
+        self._last: float | None = None
+        self.seconds: list[float] = []
+
+    def start(self, *args, **kwargs):
+        self._last = time.perf_counter()
+        return self._progress.start(*args, **kwargs)
+
+    def advance(self, *args, **kwargs):
+        now = time.perf_counter()
+        if self._last is not None:
+            self.seconds.append(now - self._last)
+        result = self._progress.advance(*args, **kwargs)
+        self._last = time.perf_counter()  # the reporter's own time is not the model's
+        return result
+
+    def __getattr__(self, name: str):
+        return getattr(self._progress, name)
+
+
 class Recommender:
     """Base class of every model; see the module docstring for what subclasses provide."""
 
@@ -91,6 +116,7 @@ class Recommender:
     supports_fold_in: ClassVar[bool] = False
     scores_cold_items: ClassVar[bool] = False  # True: items without ratings get meaningful scores
     epoch_based: ClassVar[bool] = False
+    iterative: ClassVar[bool] = False  # True: each progress.advance in _fit is one iteration/epoch, and is timed
 
     def __init__(self, config: ModelConfig | None = None, **params: Any) -> None:
         self.config = config if config is not None else self.Config.from_dict(params)
@@ -101,9 +127,11 @@ class Recommender:
     def fit(self, data: Interactions, *, seed: int = 42, progress=None) -> Recommender:
         if len(data) == 0:
             raise UsageError("cannot train on an empty set of ratings")
-        progress = progress or NullProgress()
+        laps = _LapTimer(progress or NullProgress())
         self._fit_common(data)
-        self._fit(data, seed=seed, progress=progress)
+        self._fit(data, seed=seed, progress=laps)
+        if self.iterative and laps.seconds:  # median wall seconds of one iteration/epoch (benchmarks compare it)
+            self.fit_info["seconds_per_iteration"] = round(float(np.median(laps.seconds)), 6)
         self.fitted = True
         return self
 

@@ -37,6 +37,7 @@ class BPRConfig(ModelConfig):
 
 
 class BPR(Recommender):
+    iterative = True
     name = "bpr"
     Config = BPRConfig
     predicts_ratings = False

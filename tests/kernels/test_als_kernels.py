@@ -8,6 +8,7 @@ import pytest
 import scipy.sparse as sp
 
 from recsys_cli.models._kernels import als as K
+from recsys_cli.models._kernels import ials as KI
 
 N_USERS, N_ITEMS, RANK = 25, 18, 6
 
@@ -37,9 +38,9 @@ def arrays(m):
 
 def test_gram_matches_reference_and_is_symmetric():
     Y = factors(1, 40)
-    G = K.gram(Y)
+    G = KI.gram(Y)
     assert G.dtype == np.float32 and G.flags.c_contiguous
-    np.testing.assert_allclose(G, K.gram_ref(Y), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(G, KI.gram_ref(Y), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(G, G.T, rtol=1e-6)
 
 
@@ -91,6 +92,55 @@ def test_explicit_singular_row_gets_zeros_instead_of_garbage():
     full = int(np.argmax(np.diff(m.indptr)))
     assert np.diff(m.indptr)[full] > RANK + 1
     assert np.all(np.isfinite(X)) and np.abs(X[full]).sum() > 0  # well-determined rows are still solved
+
+
+@pytest.mark.parametrize("scale", [False, True])
+@pytest.mark.parametrize("steps", [1, 3])
+def test_explicit_cg_half_step_matches_reference(scale, steps):
+    m = random_csr(seed=11)
+    Y, by = factors(2, N_ITEMS), np.random.default_rng(3).normal(0, 0.2, N_ITEMS).astype(np.float32)
+    X1, X2 = factors(4, N_USERS), factors(4, N_USERS)
+    b1 = np.random.default_rng(6).normal(0, 0.1, N_USERS).astype(np.float32)
+    b2 = b1.copy()
+    sse1 = K.als_explicit_half_step_cg(*arrays(m), X1, Y, b1, by, 3.4, 0.1, 0.05, scale, steps)
+    sse2 = K.als_explicit_half_step_cg_ref(*arrays(m), X2, Y, b2, by, 3.4, 0.1, 0.05, scale, steps)
+    np.testing.assert_allclose(X1, X2, rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(b1, b2, rtol=1e-3, atol=1e-4)
+    assert sse1 == pytest.approx(sse2, rel=1e-4)
+    assert K.als_explicit_half_step_cg(*arrays(m), X1, Y, b1, by, 3.4, 0.1, 0.05, scale, steps, want_sse=False) == 0.0
+
+
+def test_explicit_cg_with_enough_steps_reaches_the_exact_solution():
+    m = random_csr(seed=12)
+    Y, by = factors(2, N_ITEMS), np.zeros(N_ITEMS, np.float32)
+    X_cg, X_exact = np.zeros((N_USERS, RANK), np.float32), np.zeros((N_USERS, RANK), np.float32)
+    b_cg, b_exact = np.zeros(N_USERS, np.float32), np.zeros(N_USERS, np.float32)
+    K.als_explicit_half_step(*arrays(m), X_exact, Y, b_exact, by, 3.0, 0.2, 0.1, True)
+    for _ in range(4):  # CG on a (k+1)-unknown system is exact after k+1 steps; repeat for float32 round-off
+        K.als_explicit_half_step_cg(*arrays(m), X_cg, Y, b_cg, by, 3.0, 0.2, 0.1, True, RANK + 1)
+    np.testing.assert_allclose(X_cg, X_exact, atol=2e-4)
+    np.testing.assert_allclose(b_cg, b_exact, atol=2e-4)
+
+
+def test_explicit_cg_als_objective_never_increases():
+    m = random_csr(seed=8, density=0.5)
+    mt = m.T.tocsr()
+    mt.sort_indices()
+    mu, reg, reg_bias = float(m.data.mean()), 0.2, 0.1
+    X, Y = factors(9, N_USERS, scale=0.1), factors(10, N_ITEMS, scale=0.1)
+    bx, by = np.zeros(N_USERS, np.float32), np.zeros(N_ITEMS, np.float32)
+
+    def objective(sse):
+        return sse + reg * (np.square(X).sum() + np.square(Y).sum()) + reg_bias * (np.square(bx).sum() + np.square(by).sum())
+
+    previous = np.inf
+    for _ in range(8):  # each CG step from a warm start lowers a convex quadratic: the objective cannot rise
+        for step in (lambda: K.als_explicit_half_step_cg(*arrays(m), X, Y, bx, by, mu, reg, reg_bias, False, 2),
+                     lambda: K.als_explicit_half_step_cg(*arrays(mt), Y, X, by, bx, mu, reg, reg_bias, False, 2)):
+            value = objective(step())
+            assert value <= previous * (1 + 1e-5)
+            previous = value
+    assert np.sqrt(previous / m.nnz) < 0.8 * m.data.std()
 
 
 def test_explicit_als_objective_never_increases():
@@ -155,18 +205,18 @@ def row_objective(indptr, indices, conf, X, Y, reg):
 def test_cg_half_step_matches_reference(steps):
     indptr, indices, conf, X, Y = ials_setup()
     X2 = X.copy()
-    K.ials_half_step_cg(indptr, indices, conf, X, Y, K.gram(Y), 0.1, steps)
-    K.ials_half_step_cg_ref(indptr, indices, conf, X2, Y, K.gram(Y), 0.1, steps)
+    KI.ials_half_step_cg(indptr, indices, conf, X, Y, KI.gram(Y), 0.1, steps)
+    KI.ials_half_step_cg_ref(indptr, indices, conf, X2, Y, KI.gram(Y), 0.1, steps)
     np.testing.assert_allclose(X, X2, rtol=1e-3, atol=1e-5)
 
 
 def test_cholesky_half_step_matches_reference_and_many_cg_steps_converge_to_it():
     indptr, indices, conf, X0, Y = ials_setup(seed=1)
     Xc, Xr, Xg = X0.copy(), X0.copy(), X0.copy()
-    K.ials_half_step_cholesky(indptr, indices, conf, Xc, Y, K.gram(Y), 0.1)
-    K.ials_half_step_cholesky_ref(indptr, indices, conf, Xr, Y, K.gram(Y), 0.1)
+    KI.ials_half_step_cholesky(indptr, indices, conf, Xc, Y, KI.gram(Y), 0.1)
+    KI.ials_half_step_cholesky_ref(indptr, indices, conf, Xr, Y, KI.gram(Y), 0.1)
     np.testing.assert_allclose(Xc, Xr, rtol=1e-4, atol=1e-5)
-    K.ials_half_step_cg(indptr, indices, conf, Xg, Y, K.gram(Y), 0.1, 4 * RANK)
+    KI.ials_half_step_cg(indptr, indices, conf, Xg, Y, KI.gram(Y), 0.1, 4 * RANK)
     np.testing.assert_allclose(Xg, Xc, rtol=1e-3, atol=1e-4)
     assert np.abs(Xc - X0).max() > 0.1  # the solve really moved away from the start
 
@@ -174,7 +224,7 @@ def test_cholesky_half_step_matches_reference_and_many_cg_steps_converge_to_it()
 def test_one_cg_step_from_a_warm_start_lowers_every_row_objective():
     indptr, indices, conf, X, Y = ials_setup(seed=2)
     before = row_objective(indptr, indices, conf, X, Y, 0.1)
-    K.ials_half_step_cg(indptr, indices, conf, X, Y, K.gram(Y), 0.1, 1)
+    KI.ials_half_step_cg(indptr, indices, conf, X, Y, KI.gram(Y), 0.1, 1)
     after = row_objective(indptr, indices, conf, X, Y, 0.1)
     assert np.all(after < before)
 
@@ -187,7 +237,7 @@ def test_cg_does_not_depend_on_thread_count_and_accepts_int64_indptr():
         for threads in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
             numba.set_num_threads(threads)
             Xt = X.copy()
-            K.ials_half_step_cg(indptr.astype(np.int64), indices, conf, Xt, Y, K.gram(Y), 0.1, 3)
+            KI.ials_half_step_cg(indptr.astype(np.int64), indices, conf, Xt, Y, KI.gram(Y), 0.1, 3)
             results.append(Xt)
     finally:
         numba.set_num_threads(old)
@@ -196,26 +246,26 @@ def test_cg_does_not_depend_on_thread_count_and_accepts_int64_indptr():
 
 def test_ials_loss_matches_dense_reference():
     indptr, indices, conf, X, Y = ials_setup(seed=4)
-    assert K.ials_loss(indptr, indices, conf, X, Y, 0.1) == pytest.approx(
-        K.ials_loss_ref(indptr, indices, conf, X, Y, 0.1), rel=1e-5)
+    assert KI.ials_loss(indptr, indices, conf, X, Y, 0.1) == pytest.approx(
+        KI.ials_loss_ref(indptr, indices, conf, X, Y, 0.1), rel=1e-5)
 
 
 def test_ials_fold_in_equals_the_exact_solve_for_that_user():
     indptr, indices, conf, X, Y = ials_setup(seed=5)
-    K.ials_half_step_cholesky(indptr, indices, conf, X, Y, K.gram(Y), 0.1)
+    KI.ials_half_step_cholesky(indptr, indices, conf, X, Y, KI.gram(Y), 0.1)
     for u in (0, 3, 4):  # a typical row, an empty row, a one-item row
         sl = slice(indptr[u], indptr[u + 1])
-        x = K.ials_fold_in(indices[sl], conf[sl], Y, K.gram(Y), 0.1)
+        x = KI.ials_fold_in(indices[sl], conf[sl], Y, KI.gram(Y), 0.1)
         assert x.dtype == np.float32
         np.testing.assert_allclose(x, X[u], rtol=1e-6, atol=1e-7)
-        np.testing.assert_allclose(x, K.ials_fold_in_ref(indices[sl], conf[sl], Y, K.gram(Y), 0.1), rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(x, KI.ials_fold_in_ref(indices[sl], conf[sl], Y, KI.gram(Y), 0.1), rtol=1e-4, atol=1e-6)
     assert np.all(X[3] == 0)
 
 
 def test_wrong_factor_dtype_is_refused():
     indptr, indices, conf, X, Y = ials_setup()
     with pytest.raises(ValueError, match="float32"):
-        K.ials_half_step_cg(indptr, indices, conf, X.astype(np.float64), Y, K.gram(Y), 0.1, 3)
+        KI.ials_half_step_cg(indptr, indices, conf, X.astype(np.float64), Y, KI.gram(Y), 0.1, 3)
 
 
 @pytest.mark.parametrize("solver", ["cg", "cholesky"])
@@ -234,9 +284,9 @@ def test_ials_ranks_held_out_in_cluster_items_above_other_clusters(solver):
     for _ in range(8):
         for (ip, ix, c), A, B in (((m.indptr, m.indices, m.data), X, Y), ((mt.indptr, mt.indices, mt.data), Y, X)):
             if solver == "cg":
-                K.ials_half_step_cg(ip, ix, c, A, B, K.gram(B), 0.1, 3)
+                KI.ials_half_step_cg(ip, ix, c, A, B, KI.gram(B), 0.1, 3)
             else:
-                K.ials_half_step_cholesky(ip, ix, c, A, B, K.gram(B), 0.1)
+                KI.ials_half_step_cholesky(ip, ix, c, A, B, KI.gram(B), 0.1)
     scores = X @ Y.T
     wins = [(scores[u, held_out[u]][:, None] > scores[u, ~same[u]][None, :]).mean()
             for u in range(n_users) if held_out[u].any()]

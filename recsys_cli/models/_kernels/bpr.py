@@ -17,7 +17,9 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from recsys_cli.models._kernels.als import _dynamic_schedule, _prefetch, _prefetch_row
+from recsys_cli.models._kernels.linalg import dynamic_schedule as _dynamic_schedule
+from recsys_cli.models._kernels.linalg import prefetch as _prefetch
+from recsys_cli.models._kernels.linalg import prefetch_row as _prefetch_row
 
 MAX_NEGATIVE_TRIES = 64  # draws of a negative item before a sample is skipped as unsolvable
 AUC_CHUNKS = 16  # fixed chunking so the sampled AUC does not depend on the thread count
