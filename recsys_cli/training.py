@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from recsys_cli.artifacts import ArtifactStore, check_run_name
+
+if TYPE_CHECKING:
+    from recsys_cli.tracking import MlflowOptions
 
 
 def default_run_name(model: str, dataset: str, split: str | None) -> str:
@@ -37,8 +40,12 @@ def train_run(
     artifacts_dir=None,
     force: bool = False,
     progress=None,
+    mlflow: MlflowOptions | None = None,
 ) -> dict[str, Any]:
-    """Train and persist; fails before training if the run exists and force is False."""
+    """Train and persist; fails before training if the run exists and force is False.
+
+    mlflow: also log the run (params, timings, tags, its folder) to MLflow; a logging failure only warns.
+    """
     from recsys_cli.data.dataset import load_dataset
     from recsys_cli.errors import ArtifactError
     from recsys_cli.models.registry import create_model
@@ -71,11 +78,16 @@ def train_run(
     )
     from recsys_cli.evaluation import ledger
 
-    ledger.record(
-        "train", root=artifacts_dir, run=run, model=model_name, params=model.config.to_dict(), seed=seed,
+    entry = dict(
+        run=run, model=model_name, params=model.config.to_dict(), seed=seed,
         dataset=dataset_name, fingerprint=ds.fingerprint, split=split,
         timings={"train_seconds": round(seconds, 4)},
     )
+    ledger.record("train", root=artifacts_dir, **entry)
+    if mlflow is not None:
+        from recsys_cli.tracking import log_run
+
+        log_run(mlflow, "train", run_path=path, **entry)
     return {
         "run": run,
         "model": model_name,

@@ -27,6 +27,22 @@ ParamOpt = Annotated[
     typer.Option("--param", "-p", help="Hyperparameter as key=value (repeatable), e.g. -p factors=64."),
 ]
 
+MlflowOpt = Annotated[
+    bool,
+    typer.Option(
+        "--mlflow",
+        help="Also log to MLflow (needs the mlflow extra: pip install 'recsys-cli[mlflow]'): to $MLFLOW_TRACKING_URI, "
+        "else a local store in <artifacts-dir>/mlruns. Metric names use _at_ for @ (ndcg@10 -> ndcg_at_10).",
+    ),
+]
+MlflowExperimentOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--mlflow-experiment", metavar="NAME",
+        help="MLflow experiment for --mlflow (default: $RECSYS_MLFLOW_EXPERIMENT or recsys).", show_default=False,
+    ),
+]
+
 
 def parse_params(items: list[str] | None) -> dict[str, str]:
     """Parse repeated key=value options into a dict of raw strings (the config coerces types)."""

@@ -11,6 +11,8 @@ from recsys_cli.cli.common import (
     DataDirOpt,
     FormatOpt,
     JsonOpt,
+    MlflowExperimentOpt,
+    MlflowOpt,
     ParamOpt,
     SeedOpt,
     parse_params,
@@ -66,7 +68,8 @@ def register(app: typer.Typer) -> None:
         "  recsys evaluate svd-ml-100k-random\n\n"
         "  recsys evaluate --model bias,svd,item-knn,surprise:SVD --dataset ml-100k --cv 5\n\n"
         "  recsys evaluate --model svd@surprise,surprise:SVD --dataset ml-100k --cv 5   (MODEL@PRESET)\n\n"
-        "  recsys evaluate --model ials,bpr --dataset ml-100k --split user --relevance any --k 10 --k 20",
+        "  recsys evaluate --model ials,bpr --dataset ml-100k --split user --relevance any --k 10 --k 20\n\n"
+        "  recsys evaluate --model bias,svd --dataset ml-100k --cv 5 --mlflow   (one MLflow run per model)",
     )
     def evaluate(
         run: Annotated[Optional[str], typer.Argument(help="A trained run to score on its split's test part.")] = None,
@@ -83,6 +86,8 @@ def register(app: typer.Typer) -> None:
         seed: SeedOpt = 42,
         data_dir: DataDirOpt = None,
         artifacts_dir: ArtifactsDirOpt = None,
+        mlflow: MlflowOpt = False,
+        mlflow_experiment: MlflowExperimentOpt = None,
         fmt: FormatOpt = None,
         as_json: JsonOpt = False,
     ) -> None:
@@ -92,8 +97,10 @@ def register(app: typer.Typer) -> None:
         from recsys_cli.evaluation.runner import compare_models, evaluate_run
         from recsys_cli.output import emit, resolve_format
         from recsys_cli.progress import make_progress
+        from recsys_cli.tracking import log_run, mlflow_options
 
         fmt = resolve_format(fmt, as_json)
+        tracking = mlflow_options(mlflow, mlflow_experiment, artifacts_dir)
         ks = sorted(set(k or [10]))
         if only not in ("all", "rating", "ranking"):
             raise UsageError(f"--metrics must be all, rating or ranking, got {only!r}")
@@ -116,12 +123,17 @@ def register(app: typer.Typer) -> None:
             finally:
                 progress.close()
         for res in results:
-            ledger.record(
-                "evaluate", root=artifacts_dir, run=res.get("run"), model=res["model"], params=res["params"],
+            entry = dict(
+                run=res.get("run"), model=res["model"], params=res["params"],
                 seed=res.get("seed"), dataset=res["dataset"], fingerprint=res.get("fingerprint"),
                 split=res["protocol"].get("split"), protocol=res["protocol"], metrics=res["metrics"],
                 timings={"fit_seconds": res.get("fit_seconds"), "predict_seconds": res.get("predict_seconds")},
             )
+            ledger.record("evaluate", root=artifacts_dir, **entry)
+            if tracking is not None:
+                folds = len(res.get("folds") or [])
+                stds = {f"{k}_std": v for k, v in res.get("metrics_std", {}).items()} if folds > 1 else {}
+                log_run(tracking, "evaluate", **{**entry, "metrics": {**res["metrics"], **stds}}, details=res)
         typer.echo(f"protocol: {results[0]['protocol']}; {settings.describe()}", err=True)
         if fmt == "table":
             rows, cols = table_rows(results, ks)

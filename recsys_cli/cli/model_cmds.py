@@ -13,6 +13,8 @@ from recsys_cli.cli.common import (
     ForceOpt,
     FormatOpt,
     JsonOpt,
+    MlflowExperimentOpt,
+    MlflowOpt,
     ParamOpt,
     SeedOpt,
     parse_params,
@@ -79,7 +81,8 @@ def register(app: typer.Typer) -> None:
         "Examples:\n\n"
         "  recsys train svd --dataset ml-100k --split random\n\n"
         "  recsys train item-knn --dataset ml-100k -p k=40 -p similarity=pearson_baseline\n\n"
-        "  recsys train svd --dataset ml-100k --preset surprise --name svd-surprise",
+        "  recsys train svd --dataset ml-100k --preset surprise --name svd-surprise\n\n"
+        "  recsys train svd --dataset ml-100k --split random --mlflow --mlflow-experiment movielens",
     )
     def train(
         model: Annotated[str, typer.Argument(help="Model name: bias, popularity, user-knn, item-knn, svd, svdpp, ... or surprise:<Algorithm>.")],
@@ -93,22 +96,26 @@ def register(app: typer.Typer) -> None:
         force: ForceOpt = False,
         data_dir: DataDirOpt = None,
         artifacts_dir: ArtifactsDirOpt = None,
+        mlflow: MlflowOpt = False,
+        mlflow_experiment: MlflowExperimentOpt = None,
         fmt: FormatOpt = None,
         as_json: JsonOpt = False,
     ) -> None:
         from recsys_cli.models.registry import load_params_file
         from recsys_cli.output import emit, resolve_format
         from recsys_cli.progress import make_progress
+        from recsys_cli.tracking import mlflow_options
         from recsys_cli.training import train_run
 
         fmt = resolve_format(fmt, as_json)
+        tracking = mlflow_options(mlflow, mlflow_experiment, artifacts_dir)
         params = load_params_file(config) if config else {}
         params.update(parse_params(param))
         progress = make_progress()
         try:
             summary = train_run(
                 model, dataset, split=split, params=params, preset=preset, seed=seed, run_name=name,
-                data_dir=data_dir, artifacts_dir=artifacts_dir, force=force, progress=progress,
+                data_dir=data_dir, artifacts_dir=artifacts_dir, force=force, progress=progress, mlflow=tracking,
             )
         finally:
             progress.close()

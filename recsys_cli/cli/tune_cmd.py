@@ -12,6 +12,8 @@ from recsys_cli.cli.common import (
     ForceOpt,
     FormatOpt,
     JsonOpt,
+    MlflowExperimentOpt,
+    MlflowOpt,
     ParamOpt,
     SeedOpt,
     parse_params,
@@ -33,7 +35,9 @@ output). --no-holdout tunes on every rating: the CV score is then optimistic.
 3/4 and all of its epochs, stops at the first count that does not improve the metric, and
 uses the best count (recorded as the trial's epochs) for the CV.
 
-Every trial is recorded in the ledger (kind tune-trial), the search as kind tune.
+Every trial is recorded in the ledger (kind tune-trial), the search as kind tune. With
+--mlflow the search is also logged to MLflow: a parent run (best config, held-out metrics,
+cv_<metric>) with one nested run per trial.
 
 Examples:
 
@@ -152,6 +156,8 @@ def register(app: typer.Typer) -> None:
         seed: SeedOpt = 42,
         data_dir: DataDirOpt = None,
         artifacts_dir: ArtifactsDirOpt = None,
+        mlflow: MlflowOpt = False,
+        mlflow_experiment: MlflowExperimentOpt = None,
         fmt: FormatOpt = None,
         as_json: JsonOpt = False,
     ) -> None:
@@ -160,8 +166,10 @@ def register(app: typer.Typer) -> None:
         from recsys_cli.evaluation.search_space import parse_grid, parse_space
         from recsys_cli.models.registry import get_model_class
         from recsys_cli.output import emit, resolve_format
+        from recsys_cli.tracking import mlflow_options
 
         fmt = resolve_format(fmt, as_json)
+        tracking = mlflow_options(mlflow, mlflow_experiment, artifacts_dir)
         cls = get_model_class(model)
         metric = metric or ("rmse" if cls.predicts_ratings else "ndcg@10")
         tuning.check_metric(metric)
@@ -188,7 +196,7 @@ def register(app: typer.Typer) -> None:
                 model, dataset, trials, metric=metric, cv=cv, split=split, holdout=not no_holdout,
                 relevance=relevance, threshold=relevance_threshold, jobs=jobs, early_stopping=early_stopping,
                 seed=seed, search="random" if random else "grid", data_dir=data_dir, artifacts_dir=artifacts_dir,
-                on_trial=display,
+                on_trial=display, mlflow=tracking,
             )
         finally:
             display.close()
@@ -203,7 +211,7 @@ def register(app: typer.Typer) -> None:
             try:
                 result["run"] = train_run(model, dataset, split=split, params=result["best_params"], seed=seed,
                                           run_name=name, data_dir=data_dir, artifacts_dir=artifacts_dir,
-                                          force=force, progress=progress)
+                                          force=force, progress=progress, mlflow=tracking)
             finally:
                 progress.close()
             typer.echo(f"saved run {name!r} at {result['run']['path']}", err=True)

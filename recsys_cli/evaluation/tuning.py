@@ -16,7 +16,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -24,6 +24,9 @@ from recsys_cli.data.dataset import Interactions
 from recsys_cli.errors import ConfigError, DataError, RecsysError, UsageError
 from recsys_cli.evaluation.protocols import EvalSettings
 from recsys_cli.evaluation.search_space import Distribution, grid_trials, random_trials
+
+if TYPE_CHECKING:
+    from recsys_cli.tracking import MlflowOptions
 
 PLAIN_METRICS = ("rmse", "mae", "fcp", "auc")
 RATING_METRICS = ("rmse", "mae", "fcp")
@@ -286,9 +289,12 @@ def tune(
     data_dir=None,
     artifacts_dir=None,
     on_trial: Callable[[dict[str, Any]], None] | None = None,
+    mlflow: MlflowOptions | None = None,
 ) -> dict[str, Any]:
     """Run `trials` (from plan_trials) by K-fold CV on the tuning portion, record each in the
-    ledger, refit the best on the tuning portion and score it on the held-out part."""
+    ledger, refit the best on the tuning portion and score it on the held-out part.
+
+    mlflow: when the search is done, also log it to MLflow (a parent run, one nested run per trial)."""
     from recsys_cli.data.dataset import load_dataset
     from recsys_cli.data.splits import kfold
     from recsys_cli.evaluation import ledger
@@ -351,4 +357,13 @@ def tune(
         protocol={**protocol, "n_trials": len(trials), "best_cv_score": best["score"], "best_cv_std": best["std"]},
         metrics=out["holdout"]["metrics"] if out["holdout"] else {metric: best["score"]},
     )
+    if mlflow is not None:
+        from recsys_cli.tracking import log_tune
+
+        log_tune(
+            mlflow, model=model, metric=metric, params=out["best_config"], best_trial=best["trial"], seed=seed,
+            dataset=dataset, fingerprint=ds.fingerprint, split=split, protocol={**protocol, "n_trials": len(trials)},
+            metrics=out["holdout"]["metrics"] if out["holdout"] else None,
+            trials=[{**r, "params": create_model(model, r["params"]).config.to_dict()} for r in results],
+        )
     return out
