@@ -38,6 +38,7 @@ class Interactions:
     dataset: str = ""
     fingerprint: str = ""
     split: str | None = None
+    tags_path: str | None = None  # the dataset's tags.parquet; read only by item_tags()
     _cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -58,14 +59,9 @@ class Interactions:
     def csr(self):
         """users x items scipy CSR of ratings (rows sorted by item index), cached."""
         if "csr" not in self._cache:
-            import scipy.sparse as sp
+            from recsys_cli.data.csr import build_csr
 
-            m = sp.csr_matrix(
-                (self.ratings, (self.users, self.items)), shape=(self.n_users, self.n_items), dtype=np.float32
-            )
-            m.sum_duplicates()
-            m.sort_indices()
-            self._cache["csr"] = m
+            self._cache["csr"] = build_csr(self.users, self.items, self.ratings, (self.n_users, self.n_items))
         return self._cache["csr"]
 
     def csc(self):
@@ -75,6 +71,24 @@ class Interactions:
             m.sort_indices()
             self._cache["csc"] = m
         return self._cache["csc"]
+
+    def item_tags(self) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """Tag applications on catalogue items: (item index int32, raw user id int64, tag str); None without tags."""
+        if self.tags_path is None:
+            return None
+        if "tags" not in self._cache:  # read on first use only, so models without tags never pay for it
+            import pyarrow.parquet as pq
+
+            try:
+                table = pq.read_table(self.tags_path, columns=["user_id", "item_id", "tag"])
+            except (OSError, ValueError) as exc:
+                raise DataError(f"cannot read tags {self.tags_path}: {exc}") from exc
+            items = lookup(self.item_ids, table.column("item_id").to_numpy())
+            ok = items >= 0
+            users = table.column("user_id").to_numpy().astype(np.int64)
+            tags = table.column("tag").to_numpy(zero_copy_only=False)
+            self._cache["tags"] = (items[ok], users[ok], tags[ok])
+        return self._cache["tags"]
 
     def user_counts(self) -> np.ndarray:
         return np.bincount(self.users, minlength=self.n_users).astype(np.int32)
@@ -197,6 +211,7 @@ class Dataset:
             genre_names=genre_names,
             dataset=self.name,
             fingerprint=self.fingerprint,
+            tags_path=str(self.path / "tags.parquet") if self.meta.get("has_tags") else None,
         )
         if split is None:
             return full
