@@ -8,7 +8,7 @@ plain-loop reference twin named `<name>_ref`.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 
 def _as_arrays(users, items, ratings, n_users: int, n_items: int):
@@ -21,20 +21,66 @@ def _as_arrays(users, items, ratings, n_users: int, n_items: int):
     return u, i, r
 
 
+_CHUNKS = 8  # fixed partial sums per pass: the result does not depend on the thread count
+
+
+@njit(parallel=True, cache=True)
+def _baseline_als_kernel(u, i, r, mu, n_users, n_items, reg_u, reg_i, n_epochs):
+    n = r.shape[0]
+    cnt_u = np.zeros(n_users)
+    cnt_i = np.zeros(n_items)
+    for t in range(n):
+        cnt_u[u[t]] += 1.0
+        cnt_i[i[t]] += 1.0
+    bu = np.zeros(n_users)
+    bi = np.zeros(n_items)
+    part_i = np.empty((_CHUNKS, n_items))
+    part_u = np.empty((_CHUNKS, n_users))
+    for _ in range(n_epochs):
+        for c in prange(_CHUNKS):
+            acc = part_i[c]
+            acc[:] = 0.0
+            for t in range(c * n // _CHUNKS, (c + 1) * n // _CHUNKS):
+                acc[i[t]] += np.float64(r[t]) - mu - bu[u[t]]
+        for j in prange(n_items):
+            s = 0.0
+            for c in range(_CHUNKS):
+                s += part_i[c, j]
+            bi[j] = s / (reg_i + cnt_i[j])
+        for c in prange(_CHUNKS):
+            acc = part_u[c]
+            acc[:] = 0.0
+            for t in range(c * n // _CHUNKS, (c + 1) * n // _CHUNKS):
+                acc[u[t]] += np.float64(r[t]) - mu - bi[i[t]]
+        for v in prange(n_users):
+            s = 0.0
+            for c in range(_CHUNKS):
+                s += part_u[c, v]
+            bu[v] = s / (reg_u + cnt_u[v])
+    return bu.astype(np.float32), bi.astype(np.float32)
+
+
 def baseline_als(users: np.ndarray, items: np.ndarray, ratings: np.ndarray, n_users: int,
                  n_items: int, mu: float, reg_u: float = 15.0, reg_i: float = 10.0,
                  n_epochs: int = 10) -> tuple[np.ndarray, np.ndarray]:
-    """Surprise's ALS baseline: each epoch sets b_i from the current b_u, then b_u from the new b_i."""
-    u, i, r = _as_arrays(users, items, ratings, n_users, n_items)
-    resid = r - float(mu)
-    cnt_u = np.bincount(u, minlength=n_users).astype(np.float64)
-    cnt_i = np.bincount(i, minlength=n_items).astype(np.float64)
-    bu = np.zeros(n_users, np.float64)
-    bi = np.zeros(n_items, np.float64)
-    for _ in range(int(n_epochs)):
-        bi = np.bincount(i, weights=resid - bu[u], minlength=n_items) / (reg_i + cnt_i)
-        bu = np.bincount(u, weights=resid - bi[i], minlength=n_users) / (reg_u + cnt_u)
-    return bu.astype(np.float32), bi.astype(np.float32)
+    """Surprise's ALS baseline: each epoch sets b_i from the current b_u, then b_u from the new b_i.
+
+    One fused Numba pass per half-epoch over the ratings (parallel partial sums), no temporaries:
+    this runs under every model's fit (the fallback baselines), so it must stay cheap at 25M ratings.
+    """
+    u = np.asarray(users)
+    i = np.asarray(items)
+    r = np.asarray(ratings)
+    u = u if u.dtype in (np.int32, np.int64) else u.astype(np.int64)
+    i = i if i.dtype in (np.int32, np.int64) else i.astype(np.int64)
+    r = r if r.dtype in (np.float32, np.float64) else r.astype(np.float64)
+    if not (u.shape == i.shape == r.shape):
+        raise ValueError("users, items and ratings must have the same length")
+    for name, idx, n in (("user", u, n_users), ("item", i, n_items)):
+        if idx.size and (idx.min() < 0 or idx.max() >= n):
+            raise ValueError(f"{name} indices must lie in [0, {n})")
+    return _baseline_als_kernel(u, i, r, np.float64(mu), int(n_users), int(n_items), np.float64(reg_u),
+                                np.float64(reg_i), int(n_epochs))
 
 
 def baseline_als_ref(users, items, ratings, n_users: int, n_items: int, mu: float,
