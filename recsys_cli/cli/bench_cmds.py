@@ -33,6 +33,7 @@ Examples:
   recsys benchmark --scale 1m --models svd,item-knn --steps fit,recommend --repeat 5 --threads 2
   recsys benchmark --scale 500k --models bias,svd --json --out bench.json
   recsys benchmark --suite polars500k
+  recsys benchmark --suite pipeline --scale 32m   (generate, preprocess, split, train ials, evaluate)
 """
 
 
@@ -41,7 +42,7 @@ def register(app: typer.Typer) -> None:
     def benchmark(
         scale: Annotated[Optional[str], typer.Option(
             "--scale", help="ml-100k | 100k | 1m | 10m | 25m | 32m | N ratings (e.g. 500000 or 500k). Default ml-100k "
-            "(the suite: 500k).", show_default=False)] = None,
+            "(polars500k: 500k; pipeline: 32m).", show_default=False)] = None,
         models: Annotated[Optional[str], typer.Option(
             "--models", "-m", help="Comma-separated models (default: svd,ials,bpr,item-knn, those registered).",
             show_default=False)] = None,
@@ -55,7 +56,8 @@ def register(app: typer.Typer) -> None:
             "--threads", help="Compute threads for us and implicit (default: $RECSYS_THREADS or every core).",
             show_default=False)] = None,
         suite: Annotated[Optional[str], typer.Option(
-            "--suite", help="Run a named suite instead: polars500k (the seed's big-data demo redone).",
+            "--suite", help="Run a named suite instead: polars500k (the seed's big-data demo redone) or pipeline "
+            "(each command of the user journey in its own process, timed end to end; one run, no repeats).",
             show_default=False)] = None,
         out: Annotated[Optional[Path], typer.Option(
             "--out", help="Also write the JSON report to this file.", show_default=False)] = None,
@@ -87,12 +89,19 @@ def register(app: typer.Typer) -> None:
             from recsys_cli.bench.datasets import parse_scale
             from recsys_cli.bench.suites import SUITE_RATINGS, SUITES, run_suite
 
-            if suite not in SUITES:
-                raise UsageError(f"unknown suite {suite!r}; choose from {', '.join(SUITES)}")
-            n = SUITE_RATINGS if scale is None else parse_scale(scale).n_ratings
-            if n is None:
-                raise UsageError("--suite takes --scale as a number of ratings (e.g. 500k)")
-            report = run_suite(suite, n_ratings=n, repeat=repeat, threads=threads, seed=seed)
+            if suite == "pipeline":
+                from recsys_cli.bench.pipeline import run_pipeline
+                from recsys_cli.output import console_err
+
+                report = run_pipeline(scale or "32m", threads=threads, seed=seed, data_dir=data_dir,
+                                      log=lambda msg: console_err().print(msg, markup=False, highlight=False))
+            else:
+                if suite not in SUITES:
+                    raise UsageError(f"unknown suite {suite!r}; choose from {', '.join(SUITES)}, pipeline")
+                n = SUITE_RATINGS if scale is None else parse_scale(scale).n_ratings
+                if n is None:
+                    raise UsageError("--suite polars500k takes --scale as a number of ratings (e.g. 500k)")
+                report = run_suite(suite, n_ratings=n, repeat=repeat, threads=threads, seed=seed)
         else:
             from recsys_cli.bench.harness import run_benchmark
 
