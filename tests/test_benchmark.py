@@ -245,6 +245,19 @@ def test_readme_section_replaced(tmp_path):
     assert path.read_text() == text  # idempotent
 
 
+def test_readme_named_section_leaves_the_default_one_alone(tmp_path):
+    path = tmp_path / "README.md"
+    first, last = readme.markers("pipeline")
+    assert (first, last) == ("<!-- bench:pipeline:start -->", "<!-- bench:pipeline:end -->")
+    path.write_text(f"{readme.START}\nstandard\n{readme.END}\n{first}\nold\n{last}\n")
+    body = readme.section("out\n", ["--suite", "pipeline"], "bench-readme-scale")
+    readme.update_readme(path, body, "pipeline")
+    assert path.read_text() == (f"{readme.START}\nstandard\n{readme.END}\n{first}\nPrinted by `recsys benchmark "
+                                f"--suite pipeline` (`make bench-readme-scale`):\n\n```text\nout\n```\n{last}\n")
+    with pytest.raises(DataError, match="no <!-- bench:other:start -->"):
+        readme.update_readme(path, body, "other")
+
+
 def test_readme_without_markers_is_an_error(tmp_path, capsys):
     path = tmp_path / "README.md"
     path.write_text(f"# x\n{readme.START}\nno end marker\n")

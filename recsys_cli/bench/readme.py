@@ -1,10 +1,11 @@
 """Regenerate the README's benchmark section from a real `recsys benchmark` run (`make bench-readme`).
 
-    python -m recsys_cli.bench.readme [--readme README.md] [benchmark options ...]
+    python -m recsys_cli.bench.readme [--readme README.md] [--section NAME] [benchmark options ...]
 
 Runs `recsys benchmark <options> --format table` with NO_COLOR=1 and COLUMNS=120 (plain text,
 no ANSI codes), and puts exactly what it printed - date and machine line included - in a
-code block between the `<!-- bench:start -->` and `<!-- bench:end -->` markers of the README.
+code block between the `<!-- bench:start -->` and `<!-- bench:end -->` markers of the README
+(with --section NAME: `<!-- bench:NAME:start -->` and `<!-- bench:NAME:end -->`).
 Without options it runs the standard suite: `--scale ml-100k --peers surprise,implicit`.
 The README is rewritten atomically; missing markers are an error and leave it untouched.
 """
@@ -21,36 +22,43 @@ from pathlib import Path
 from recsys_cli.errors import DataError, RecsysError
 
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
+
+
+def markers(name: str | None = None) -> tuple[str, str]:
+    """The start and end markers of the default section or of a named one."""
+    return (START, END) if not name else (f"<!-- bench:{name}:start -->", f"<!-- bench:{name}:end -->")
+
 STANDARD = ["--scale", "ml-100k", "--peers", "surprise,implicit"]
 WIDTH = 120
 
 
-def replace_section(text: str, body: str) -> str:
+def replace_section(text: str, body: str, name: str | None = None) -> str:
     """`text` with everything between the bench markers replaced by `body` (markers kept)."""
-    start, end = text.find(START), text.find(END)
+    first, last = markers(name)
+    start, end = text.find(first), text.find(last)
     if start < 0 or end < 0:
-        missing = " and ".join(m for m, i in ((START, start), (END, end)) if i < 0)
+        missing = " and ".join(m for m, i in ((first, start), (last, end)) if i < 0)
         raise DataError(f"README has no {missing} marker; add both where the benchmark section goes")
-    if end < start or text.count(START) != 1 or text.count(END) != 1:
-        raise DataError(f"README must hold exactly one {START} followed by one {END}")
-    return text[: start + len(START)] + "\n" + body.strip("\n") + "\n" + text[end:]
+    if end < start or text.count(first) != 1 or text.count(last) != 1:
+        raise DataError(f"README must hold exactly one {first} followed by one {last}")
+    return text[: start + len(first)] + "\n" + body.strip("\n") + "\n" + text[end:]
 
 
-def section(output: str, args: list[str]) -> str:
+def section(output: str, args: list[str], target: str = "bench-readme") -> str:
     """The Markdown put between the markers: the command, then its output in a text block."""
     command = shlex.join(["recsys", "benchmark", *args])
     text = "\n".join(line.rstrip() for line in output.rstrip().splitlines())  # rich pads centred titles
-    return f"Printed by `{command}` (`make bench-readme`):\n\n```text\n{text}\n```"
+    return f"Printed by `{command}` (`make {target}`):\n\n```text\n{text}\n```"
 
 
-def update_readme(path: str | os.PathLike, body: str) -> None:
-    """Replace the README's bench section with `body`, atomically."""
+def update_readme(path: str | os.PathLike, body: str, name: str | None = None) -> None:
+    """Replace the README's bench section (default or named) with `body`, atomically."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise DataError(f"{path} does not exist") from None
-    new = replace_section(text, body)
+    new = replace_section(text, body, name)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
@@ -80,13 +88,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m recsys_cli.bench.readme", description=__doc__.split("\n\n")[0],
                                      allow_abbrev=False)
     parser.add_argument("--readme", default="README.md", help="the README to update (default README.md)")
+    parser.add_argument("--section", default=None, help="a named section (bench:NAME markers) instead of the default")
+    parser.add_argument("--target", default="bench-readme", help="the make target named in the section")
     ours, rest = parser.parse_known_args(argv)
     args = rest or STANDARD
     try:
         if not Path(ours.readme).is_file():
             raise DataError(f"{ours.readme} does not exist")
-        replace_section(Path(ours.readme).read_text(encoding="utf-8"), "")  # fail on markers before the long run
-        update_readme(ours.readme, section(capture_benchmark(args), args))
+        # fail on markers before the long run
+        replace_section(Path(ours.readme).read_text(encoding="utf-8"), "", ours.section)
+        update_readme(ours.readme, section(capture_benchmark(args), args, ours.target), ours.section)
     except RecsysError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -54,8 +54,28 @@ class RecList:
                 yield row
 
 
+PARALLEL_ROWS = 32  # batches with at least this many rows use the Numba kernels (one user: NumPy, no JIT load)
+
+
+def _writable(scores: np.ndarray) -> np.ndarray:
+    """The scores themselves when they are a fresh float32 array the caller may mask, else a copy."""
+    f = scores.flags
+    if scores.dtype == np.float32 and f.writeable and f.c_contiguous and f.owndata:
+        return scores
+    return np.array(scores, dtype=np.float32, order="C")
+
+
+def select_top(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """`topk` for any batch: the parallel Numba heap for many rows, NumPy for a few (same result)."""
+    if scores.shape[0] >= PARALLEL_ROWS:
+        from recsys_cli.models._kernels.topk import topk_numba
+
+        return topk_numba(scores, n)
+    return topk(scores, n)
+
+
 def topk(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Row-wise top-n (indices, values), best first; ties go to the lower index; -inf excluded."""
+    """Row-wise top-n (indices, values), best first; ties go to the lower index; -inf and NaN excluded."""
     b, m = scores.shape
     n_eff = min(n, m)
     if n_eff <= 0:
@@ -73,7 +93,7 @@ def topk(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
         out_idx = np.lexsort((np.broadcast_to(np.arange(m), scores.shape), -scores), axis=1)
     vals = np.take_along_axis(scores, out_idx, axis=1).astype(np.float32)
     idx = out_idx.astype(np.int32)
-    bad = ~np.isfinite(vals) & (vals < 0)
+    bad = ~(vals > -np.inf)  # -inf (masked) and NaN; they sort last, so they only fill the tail
     idx[bad] = -1
     vals[bad] = np.nan
     if n_eff < n:
@@ -161,7 +181,11 @@ class Recommender:
 
     # ----- scoring hooks for subclasses ----------------------------------------------------
     def _score_users(self, users: np.ndarray) -> np.ndarray:
-        """Dense float32 scores (len(users), n_items) for known user indices."""
+        """Dense float32 scores (len(users), n_items) for known user indices.
+
+        An array the model owns (e.g. a stored matrix) must be returned read-only or as a view:
+        a fresh writeable array is masked in place by the caller, without a copy.
+        """
         raise NotImplementedError
 
     def _predict_known(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
@@ -258,9 +282,9 @@ class Recommender:
         batch_size = batch_size or self._batch_rows()
         for start in range(0, len(known), batch_size):
             rows = known[start : start + batch_size]
-            s = self._score_users(u[rows]).astype(np.float32, copy=True)
+            s = _writable(self._score_users(u[rows]))
             self._mask_scores(s, u[rows], exclude_seen, cand_mask)
-            idx, val = topk(s, n)
+            idx, val = select_top(s, n)
             items[rows], scores[rows] = idx, val
         unknown = np.flatnonzero(u < 0)
         if len(unknown):
@@ -295,7 +319,11 @@ class Recommender:
     def _mask_scores(self, s: np.ndarray, users: np.ndarray, exclude_seen: bool, cand_mask) -> None:
         if not self.scores_cold_items:
             s[:, self.item_counts == 0] = -np.inf
-        if exclude_seen:
+        if exclude_seen and len(users) >= PARALLEL_ROWS:
+            from recsys_cli.models._kernels.topk import mask_seen
+
+            mask_seen(s, np.asarray(users, np.int64), self.seen_indptr, self.seen_indices)
+        elif exclude_seen:
             for r, user in enumerate(users):
                 s[r, self.seen_indices[self.seen_indptr[user] : self.seen_indptr[user + 1]]] = -np.inf
         if cand_mask is not None:
@@ -307,9 +335,9 @@ class Recommender:
         batch = self._batch_rows()
         for start in range(0, len(users), batch):
             rows = users[start : start + batch]
-            s = self._score_users(rows).astype(np.float32, copy=True)
+            s = _writable(self._score_users(rows))
             self._mask_scores(s, rows, exclude_seen, None)
-            out[start : start + batch] = topk(s, n)[0]
+            out[start : start + batch] = select_top(s, n)[0]
         return out
 
     def similar_items(self, raw_item: int, n: int = 10) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,110 @@
+"""Row-wise top-n selection for large score batches (Numba, parallel over rows), with a NumPy twin.
+
+Semantics shared with `recsys_cli.models.base.topk` (the NumPy path used for small batches, so
+that a one-user `recsys recommend` never imports Numba): best first, ties go to the lower item
+index, -inf and NaN are never returned (their slots hold index -1 and score NaN). Each row keeps a
+size-n min-heap of its best (score, index) pairs; a later index never displaces an equal score,
+which gives the tie rule for free. One pass over the row, one comparison for most entries.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+
+@njit(cache=True, inline="always")
+def _worse(va, ia, vb, ib):
+    """True if (va, ia) ranks below (vb, ib)."""
+    return va < vb or (va == vb and ia > ib)
+
+
+@njit(cache=True)
+def _sift_down(hv, hi, pos, size):
+    while True:
+        left = 2 * pos + 1
+        if left >= size:
+            return
+        worst = left
+        right = left + 1
+        if right < size and _worse(hv[right], hi[right], hv[left], hi[left]):
+            worst = right
+        if _worse(hv[worst], hi[worst], hv[pos], hi[pos]):
+            hv[pos], hv[worst] = hv[worst], hv[pos]
+            hi[pos], hi[worst] = hi[worst], hi[pos]
+            pos = worst
+        else:
+            return
+
+
+@njit(parallel=True, cache=True)
+def _topk_kernel(scores, n, out_idx, out_val):
+    b, m = scores.shape
+    for r in prange(b):
+        hv = np.empty(n, np.float32)
+        hi = np.empty(n, np.int64)
+        size = 0
+        row = scores[r]
+        for j in range(m):
+            v = row[j]
+            if not v > -np.inf:  # -inf and NaN are never recommended
+                continue
+            if size < n:
+                # sift up: the heap's root is its worst entry
+                pos = size
+                hv[pos] = v
+                hi[pos] = j
+                size += 1
+                while pos > 0:
+                    parent = (pos - 1) // 2
+                    if _worse(hv[pos], hi[pos], hv[parent], hi[parent]):
+                        hv[pos], hv[parent] = hv[parent], hv[pos]
+                        hi[pos], hi[parent] = hi[parent], hi[pos]
+                        pos = parent
+                    else:
+                        break
+            elif v > hv[0]:  # equal scores never displace: the earlier (lower) index wins the tie
+                hv[0] = v
+                hi[0] = j
+                _sift_down(hv, hi, 0, size)
+        # pop worst-first into the tail: the output comes out best first
+        for k in range(size - 1, -1, -1):
+            out_val[r, k] = hv[0]
+            out_idx[r, k] = hi[0]
+            size -= 1
+            hv[0] = hv[size]
+            hi[0] = hi[size]
+            _sift_down(hv, hi, 0, size)
+
+
+def topk_numba(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row-wise top-n (int32 indices, float32 values) of a float32 (b, m) batch; see the module docstring."""
+    scores = np.ascontiguousarray(scores, dtype=np.float32)
+    b = scores.shape[0]
+    idx = np.full((b, n), -1, np.int32)
+    val = np.full((b, n), np.nan, np.float32)
+    if n > 0 and scores.shape[1] > 0:
+        _topk_kernel(scores, min(n, scores.shape[1]), idx, val)
+    return idx, val
+
+
+def topk_numba_ref(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Reference twin of `topk_numba`: a full stable sort of every row."""
+    b, m = scores.shape
+    idx = np.full((b, n), -1, np.int32)
+    val = np.full((b, n), np.nan, np.float32)
+    for r in range(b):
+        ok = np.flatnonzero(scores[r] > -np.inf)
+        order = ok[np.lexsort((ok, -scores[r, ok].astype(np.float64)))][:n]
+        idx[r, : len(order)] = order
+        val[r, : len(order)] = scores[r, order]
+    return idx, val
+
+
+@njit(parallel=True, cache=True)
+def mask_seen(scores, users, indptr, indices):
+    """scores[r, items user r has seen] = -inf for every row r (users: index of each row's user)."""
+    for r in prange(users.shape[0]):
+        u = users[r]
+        for p in range(indptr[u], indptr[u + 1]):
+            scores[r, indices[p]] = -np.inf
