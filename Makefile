@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-dev
 STAMP_COMPARE := $(VENV)/.installed-compare
 export RECSYS_NO_PROGRESS ?= 1
 
-.PHONY: install install-compare demo test lint bench bench-readme clean
+.PHONY: install install-compare demo test lint bench bench-readme bench-readme-scale clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,15 @@ bench: install-compare
 
 bench-readme: install-compare
 	$(PY) -m recsys_cli.bench.readme --readme README.md --scale ml-100k --peers surprise,implicit
+
+# The scale figures (about 20 minutes, ~10 GB of scratch data under data/): ml-25m-shaped fits
+# against implicit per iteration/epoch, and the whole ml-32m-shaped pipeline.
+SCALE_25M := --scale 25m --models als,ials,bpr --peers implicit --steps fit,evaluate --repeat 1 \
+	-p als.iterations=5 -p ials.iterations=5 -p bpr.epochs=5 -p bpr.factors=64
+bench-readme-scale: install-compare
+	$(PY) -m recsys_cli.bench.readme --readme README.md --section scale25m --target bench-readme-scale $(SCALE_25M)
+	$(PY) -m recsys_cli.bench.readme --readme README.md --section pipeline32m --target bench-readme-scale \
+		--suite pipeline --scale 32m
 
 clean:
 	rm -rf $(VENV) .pytest_cache

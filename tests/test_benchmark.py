@@ -59,8 +59,10 @@ def test_report_shape(report):
     assert report["scale"] == SCALE
     assert report["dataset"]["source"] == "synthetic" and report["dataset"]["ratings"] == 3000
     for row in report["rows"]:
-        assert set(row) == set(ROW_KEYS), row
+        assert set(row) == set(ROW_KEYS) | ({"skipped"} if "skipped" in row else set()), row
         assert row["scale"] == SCALE
+    skipped = [(r["implementation"], r["step"]) for r in report["rows"] if "skipped" in r]
+    assert skipped == [("surprise", "latency"), ("surprise", "latency")]  # no peer has a command line
 
 
 def test_rows_for_every_step(report):
@@ -70,12 +72,14 @@ def test_rows_for_every_step(report):
     expected = [("bias", "recsys"), ("svd", "recsys"), ("svd@surprise", "recsys"), ("bias", "surprise"),
                 ("svd@surprise", "surprise")]
     for model, impl in expected:
-        for step in MODEL_STEPS:
+        for step in MODEL_STEPS[:-1]:
             row = rows[(model, impl, step)]
             assert row["seconds"] > 0 and row["throughput"] > 0 and row["peak_rss_mb"] > 0
             # our Numba code reports its warm-up (compile) time; the peers are compiled ahead of time
             assert (row["compile_seconds"] is not None) == (impl == "recsys")
         assert rows[(model, impl, "fit")]["artifact_mb"] > 0
+        latency = rows[(model, impl, "latency")]
+        assert (latency["seconds"] > 0) if impl == "recsys" else latency["skipped"] == "surprise has no command line"
     n_test = 600  # random 80/20 holdout of 3,000 ratings
     predict = rows[("svd", "recsys", "predict")]
     assert predict["throughput"] * predict["seconds"] == pytest.approx(n_test, rel=1e-3)
@@ -95,7 +99,7 @@ def test_quality_matches_the_peer(report):
 def test_ratios_per_step(report):
     got = {(r["model"], r["peer"], r["step"]): r["ratio"] for r in report["ratios"]}
     assert set(got) == {(m, p, s) for m, p in (("bias", "surprise:BaselineOnly"), ("svd@surprise", "surprise:SVD"))
-                        for s in MODEL_STEPS}
+                        for s in MODEL_STEPS if s != "latency"}
     rows = by_key(report)
     fit = got[("bias", "surprise:BaselineOnly", "fit")]
     assert fit == pytest.approx(rows[("bias", "recsys", "fit")]["seconds"] / rows[("bias", "surprise", "fit")]["seconds"],
@@ -132,6 +136,18 @@ def test_missing_peer_is_reported_as_skipped(data_dir, monkeypatch):
     assert by_key(rep)[("bias", "recsys", "fit")]["seconds"] > 0
 
 
+@pytest.mark.skipif(importlib.util.find_spec("implicit") is None, reason="implicit (the compare extra) is not installed")
+def test_bpr_and_implicit_bpr_get_the_same_train_auc_estimator(data_dir):
+    res = bench(data_dir, "--models", "bpr", "--peers", "implicit", "--steps", "fit", "-p", "bpr.epochs=20",
+                "-p", "bpr.factors=16", "--no-isolate", "--json")
+    assert res.exit_code == 0, res.stderr
+    rows = by_key(json.loads(res.stdout))
+    for impl in ("recsys", "implicit"):
+        metrics = rows[("bpr", impl, "fit")]["metrics"]
+        assert 0.6 < metrics["train_auc"] <= 1.0, (impl, metrics)  # trained factors rank liked items well above 0.5
+        assert metrics["s_per_iter"] > 0
+
+
 @pytest.mark.skipif("ials" not in model_names(), reason="ials is not registered yet")
 @pytest.mark.skipif(importlib.util.find_spec("implicit") is None, reason="implicit (the compare extra) is not installed")
 def test_ranking_model_gets_ndcg_and_implicit_ratios(data_dir):
@@ -159,6 +175,17 @@ def test_isolated_run_in_fresh_processes(data_dir):
     assert rep["settings"]["isolated"] is True
     assert [(r["model"], r["step"]) for r in rep["rows"]] == [(None, "split"), ("bias", "fit"), ("bias", "recommend")]
     assert all(r["peak_rss_mb"] > 20 for r in rep["rows"])
+
+
+def test_latency_step_times_fresh_cli_processes(data_dir):
+    res = bench(data_dir, "--models", "bias", "--peers", "surprise", "--steps", "latency", "--no-isolate", "--json")
+    assert res.exit_code == 0, res.stderr
+    rows = by_key(json.loads(res.stdout))
+    ours = rows[("bias", "recsys", "latency")]
+    assert 0 < ours["seconds"] < 60 and ours["throughput"] is None
+    assert 0 < ours["metrics"]["cli_help_s"] < 60
+    assert rows[("bias", "surprise", "latency")]["skipped"] == "surprise has no command line"
+    assert ("bias", "recsys", "fit") not in rows  # fit ran (to have a run to load) but was not asked for
 
 
 def test_table_output(data_dir):

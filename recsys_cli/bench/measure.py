@@ -6,7 +6,9 @@ is `compile_seconds`: JIT compilation, or loading the on-disk cache, in a fresh 
 (see machine.PeakRSS). The previous run's result is released before the next one starts so it
 does not count against it. Throughput units by step: generate/preprocess/split/fit ratings/s,
 predict predictions/s, recommend users/s (top-10, seen items excluded), evaluate test ratings/s
-(rating models) or test users/s (ranking models).
+(rating models) or test users/s (ranking models). The latency step times what a user waits for
+in a fresh process: `recsys recommend RUN --user U -n 10` (seconds) and `recsys --help` (metric
+cli_help_s).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import numpy as np
 
 from recsys_cli.bench.machine import PeakRSS
 
-STEPS = ("generate", "preprocess", "split", "fit", "predict", "recommend", "evaluate")
+STEPS = ("generate", "preprocess", "split", "fit", "predict", "recommend", "evaluate", "latency")
 DATA_STEPS = STEPS[:3]
 MODEL_STEPS = STEPS[3:]
 ROW_KEYS = (
@@ -32,6 +34,7 @@ ROW_KEYS = (
 THROUGHPUT_UNITS = {
     "generate": "ratings/s", "preprocess": "ratings/s", "split": "ratings/s", "fit": "ratings/s",
     "predict": "predictions/s", "recommend": "users/s", "evaluate": "ratings/s or users/s",
+    "latency": "none (seconds: `recsys recommend RUN --user U -n 10` in a fresh process)",
 }
 TOP_N = 10
 PER_ITERATION = "s_per_iter"  # fit-row metric: median seconds of one iteration/epoch (iterative models)
@@ -121,6 +124,19 @@ def ranking_setup(train, test) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     users = users[train.user_counts()[users] > 0].astype(np.int32)
     indptr, indices = relevant_csr(test, users, EvalSettings(relevance="any"))
     return users, indptr, indices
+
+
+AUC_SAMPLES = 200_000
+
+
+def train_auc(train, X: np.ndarray, Y: np.ndarray, item_bias: np.ndarray | None, seed: int) -> float:
+    """Sampled training AUC of factor scores X @ Y.T (+ item_bias): the same estimator for us and implicit."""
+    from recsys_cli.models._kernels.bpr import bpr_auc
+
+    csr = train.csr()
+    bias = np.zeros(Y.shape[0], np.float32) if item_bias is None else np.asarray(item_bias, np.float32)
+    return round(float(bpr_auc(csr.indptr, csr.indices, np.ascontiguousarray(X, np.float32),
+                               np.ascontiguousarray(Y, np.float32), bias, AUC_SAMPLES, seed)), 6)
 
 
 def ranking_quality(recs: np.ndarray, rel_indptr: np.ndarray, rel_indices: np.ndarray, n_items: int) -> dict[str, float]:

@@ -36,6 +36,7 @@ from recsys_cli.bench.measure import (
     ranking_quality,
     ranking_setup,
     rating_quality,
+    train_auc,
 )
 
 PEERS = ("surprise", "implicit")
@@ -126,6 +127,11 @@ def peer_input(algorithm: str, config: Any) -> dict[str, Any]:
         "min_rating": float(_get(config, ("min_rating",), 4.0)),
         "weight": _get(config, ("weight",), "rating") if algorithm == "ALS" else "binary",
     }
+
+
+def _numpy(a) -> np.ndarray:
+    """implicit's factors as a NumPy array (its GPU models hold their own matrix type)."""
+    return a.to_numpy() if hasattr(a, "to_numpy") else np.asarray(a)
 
 
 def implicit_matrix(data, spec: dict[str, Any]):
@@ -230,6 +236,8 @@ def _surprise_unit(task: dict[str, Any]) -> list[dict[str, Any]]:
                         warmup=lambda: rating_quality(predict(100), test.ratings[:100]))
             rows.append(make_row(label, "surprise", "evaluate", scale, m, work=len(testset), compile_time=False,
                                  metrics=m.result))
+        if "latency" in steps:
+            rows.append(make_row(label, "surprise", "latency", scale, skipped="surprise has no command line"))
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     return rows
@@ -274,11 +282,17 @@ def _implicit_unit(task: dict[str, Any]) -> list[dict[str, Any]]:
             size = dir_size_mb(folder)
         finally:
             shutil.rmtree(folder, ignore_errors=True)
+        fit_metrics = {PER_ITERATION: round(float(np.median(laps)), 6)} if laps else {}
+        if task["algorithm"] == "BPR":  # implicit folds the item bias into the factors (user column of ones)
+            fit_metrics["train_auc"] = train_auc(train, _numpy(model.user_factors), _numpy(model.item_factors),
+                                                 None, seed)
         rows.append(make_row(label, "implicit", "fit", scale, m, work=len(train), compile_time=False, artifact_mb=size,
-                             metrics={PER_ITERATION: round(float(np.median(laps)), 6)} if laps else None))
+                             metrics=fit_metrics))
     if "predict" in steps:
         rows.append(make_row(label, "implicit", "predict", scale,
                              skipped="implicit has no rating or pair-score prediction API"))
+    if "latency" in steps:
+        rows.append(make_row(label, "implicit", "latency", scale, skipped="implicit has no command line"))
     if "recommend" in steps:
         users = np.flatnonzero(train.user_counts() > 0).astype(np.int32)
         m = measure(lambda: top_n(users), repeat=repeat, warmup=lambda: top_n(users[:10]))

@@ -23,6 +23,7 @@ from recsys_cli.bench.measure import (
     ranking_quality,
     ranking_setup,
     rating_quality,
+    train_auc,
 )
 
 WARMUP_RATINGS = 2000
@@ -111,6 +112,38 @@ def _split_row(task: dict[str, Any]) -> dict[str, Any]:
     return make_row(None, "recsys", "split", task["scale"], m, work=len(users), compile_time=False)
 
 
+def _cli_seconds(args: list[str], env: dict[str, str], repeat: int) -> float:
+    """Median wall seconds of `recsys ARGS` in a fresh process (after one untimed run warms the file cache)."""
+    import statistics
+    import subprocess
+    import sys
+    import time
+
+    def once() -> float:
+        start = time.perf_counter()
+        done = subprocess.run([sys.executable, "-m", "recsys_cli", *args], env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"`recsys {' '.join(args)}` failed: {done.stderr.strip()[-300:]}")
+        return time.perf_counter() - start
+
+    once()
+    return statistics.median(once() for _ in range(repeat))
+
+
+def latency_row(label: str, scale: str, artifacts: Path, user: int, repeat: int) -> dict[str, Any]:
+    """What a user waits for: `recsys recommend RUN --user U -n 10` and `recsys --help`, each a fresh process."""
+    import os
+
+    env = {**os.environ, "RECSYS_ARTIFACTS_DIR": str(artifacts), "RECSYS_NO_PROGRESS": "1"}
+    seconds = _cli_seconds(["recommend", "bench", "--user", str(user), "-n", str(TOP_N), "--format", "json"],
+                           env, repeat)
+    help_seconds = _cli_seconds(["--help"], env, repeat)
+    row = make_row(label, "recsys", "latency", scale, metrics={"cli_help_s": round(help_seconds, 4)})
+    row["seconds"] = round(seconds, 4)
+    return row
+
+
 def run_recsys_unit(task: dict[str, Any]) -> list[dict[str, Any]]:
     """fit / predict / recommend / evaluate for one of our models (fit always runs; timed if asked)."""
     from recsys_cli.artifacts import ArtifactStore
@@ -134,7 +167,7 @@ def run_recsys_unit(task: dict[str, Any]) -> list[dict[str, Any]]:
     with compute_threads(task["threads"]):
         m = measure(fit, repeat=repeat if "fit" in steps else 1, warmup=lambda: new().fit(small, seed=seed))
         model = m.result
-        if "fit" in steps:
+        if "fit" in steps or "latency" in steps:
             folder = Path(tempfile.mkdtemp(prefix=".bench-artifact-", dir=ds["data_dir"]))
             try:
                 path = ArtifactStore(folder).save(
@@ -142,11 +175,18 @@ def run_recsys_unit(task: dict[str, Any]) -> list[dict[str, Any]]:
                     seed=seed, train_seconds=m.seconds, titles=splits.titles,
                 )
                 size = dir_size_mb(path)
+                if "latency" in steps:
+                    user = int(train.user_ids[np.flatnonzero(train.user_counts() > 0)[0]])
+                    latency = latency_row(label, scale, folder, user, repeat)
             finally:
                 shutil.rmtree(folder, ignore_errors=True)
+        if "fit" in steps:
             per_iter = model.fit_info.get("seconds_per_iteration")
+            fit_metrics = {PER_ITERATION: per_iter} if per_iter else {}
+            if task["name"] == "bpr":  # compared with implicit's BPR by one estimator on both
+                fit_metrics["train_auc"] = train_auc(train, model.X, model.Y, model.item_bias, seed)
             rows.append(make_row(label, "recsys", "fit", scale, m, work=len(train), artifact_mb=size,
-                                 metrics={PER_ITERATION: per_iter} if per_iter else None))
+                                 metrics=fit_metrics))
         u_raw, i_raw = test.user_ids[test.users], test.item_ids[test.items]
         if "predict" in steps:
             m = measure(lambda: model.predict(u_raw, i_raw)[0], repeat=repeat,
@@ -176,4 +216,6 @@ def run_recsys_unit(task: dict[str, Any]) -> list[dict[str, Any]]:
                 m = measure(evaluate, repeat=repeat, warmup=lambda: evaluate(min(20, len(eval_users))))
                 work = len(eval_users)
             rows.append(make_row(label, "recsys", "evaluate", scale, m, work=work, metrics=m.result))
+    if "latency" in steps:
+        rows.append(latency)
     return rows

@@ -17,6 +17,8 @@ def batch(seed: int, b: int = 50, m: int = 40) -> np.ndarray:
     s[4, :-2] = -np.inf  # a row with fewer candidates than n
     s[4, -2:] = (1.0, 4.0)
     s[5, 7] = np.nan
+    s[7, 16] = np.nan  # NaN first in a block (after the heap fills) must not hide the block's other entries
+    s[7, 17:32] = 9.0
     s[6, :] = 2.5  # all tied: the lowest indices win
     return s
 
@@ -36,6 +38,7 @@ def test_numba_heap_matches_both_references(n, seed):
     assert list(idx[4, :2]) == [39, 38][:n] and (idx[4, 2:] == -1).all()
     assert list(idx[6, : min(n, 40)]) == list(range(min(n, 40)))
     assert 7 not in idx[5]
+    assert list(idx[7, : min(n, 15)]) == list(range(17, 17 + min(n, 15)))
 
 
 def test_hand_computed_row():

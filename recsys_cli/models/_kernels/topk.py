@@ -37,7 +37,36 @@ def _sift_down(hv, hi, pos, size):
             return
 
 
-@njit(parallel=True, cache=True)
+_BLOCK = 16  # entries whose maximum is checked against the heap's worst before looking at each one
+_FM = {"nsz", "arcp", "contract", "reassoc"}  # no nnan/ninf: masked scores are -inf and must stay so
+
+
+@njit(cache=True, inline="always")
+def _offer(hv, hi, size, n, v, j):
+    """Offer (v, j) to the heap holding `size` entries; returns the new size."""
+    if not v > -np.inf:  # -inf and NaN are never recommended
+        return size
+    if size < n:
+        pos = size  # sift up: the heap's root is its worst entry
+        hv[pos] = v
+        hi[pos] = j
+        while pos > 0:
+            parent = (pos - 1) // 2
+            if _worse(hv[pos], hi[pos], hv[parent], hi[parent]):
+                hv[pos], hv[parent] = hv[parent], hv[pos]
+                hi[pos], hi[parent] = hi[parent], hi[pos]
+                pos = parent
+            else:
+                break
+        return size + 1
+    if v > hv[0]:  # equal scores never displace: the earlier (lower) index wins the tie
+        hv[0] = v
+        hi[0] = j
+        _sift_down(hv, hi, 0, size)
+    return size
+
+
+@njit(parallel=True, cache=True, fastmath=_FM)
 def _topk_kernel(scores, n, out_idx, out_val):
     b, m = scores.shape
     for r in prange(b):
@@ -45,28 +74,19 @@ def _topk_kernel(scores, n, out_idx, out_val):
         hi = np.empty(n, np.int64)
         size = 0
         row = scores[r]
-        for j in range(m):
-            v = row[j]
-            if not v > -np.inf:  # -inf and NaN are never recommended
-                continue
-            if size < n:
-                # sift up: the heap's root is its worst entry
-                pos = size
-                hv[pos] = v
-                hi[pos] = j
-                size += 1
-                while pos > 0:
-                    parent = (pos - 1) // 2
-                    if _worse(hv[pos], hi[pos], hv[parent], hi[parent]):
-                        hv[pos], hv[parent] = hv[parent], hv[pos]
-                        hi[pos], hi[parent] = hi[parent], hi[pos]
-                        pos = parent
-                    else:
-                        break
-            elif v > hv[0]:  # equal scores never displace: the earlier (lower) index wins the tie
-                hv[0] = v
-                hi[0] = j
-                _sift_down(hv, hi, 0, size)
+        j0 = 0
+        while j0 < m:
+            j1 = min(j0 + _BLOCK, m)
+            if size == n:  # full heap: skip the whole block when nothing in it beats the worst kept
+                bm = -np.inf  # NaN never raises it (comparisons with NaN are false)
+                for j in range(j0, j1):
+                    bm = row[j] if row[j] > bm else bm
+                if not bm > hv[0]:
+                    j0 = j1
+                    continue
+            for j in range(j0, j1):
+                size = _offer(hv, hi, size, n, row[j], j)
+            j0 = j1
         # pop worst-first into the tail: the output comes out best first
         for k in range(size - 1, -1, -1):
             out_val[r, k] = hv[0]
