@@ -156,3 +156,23 @@ def test_similar_toy_story(env):
     sims = [r["similarity"] for r in rows]
     assert sims == sorted(sims, reverse=True)
     assert np.all(np.isfinite(sims))
+
+
+def test_hybrid_als_scores_withheld_movies_better_than_the_user_bias_fallback(env):
+    """Every rating of a random 10% of the movies withheld: genre-derived predictions beat mu + b_u."""
+    from recsys_cli.data.dataset import load_dataset
+    from recsys_cli.models.registry import create_model
+
+    data = load_dataset("ml-100k", env["data"]).interactions()
+    cold = np.random.default_rng(0).choice(data.n_items, data.n_items // 10, replace=False)
+    is_cold = np.isin(data.items, cold)
+    train, test = data.subset(~is_cold), data.subset(is_cold)
+    users, items = test.user_ids[test.users], test.item_ids[test.items]
+    hybrid = create_model("hybrid-als").fit(train, seed=0)
+    pred, labels = hybrid.predict(users, items)
+    assert labels.count("genre") > 0.9 * len(labels)  # the rest: movies listed without any genre
+    fallback, fb_labels = create_model("bias").fit(train, seed=0).predict(users, items)
+    assert set(fb_labels) == {"user_bias"}
+    rmse = float(np.sqrt(np.mean((pred - test.ratings) ** 2)))
+    fb_rmse = float(np.sqrt(np.mean((fallback - test.ratings) ** 2)))
+    assert rmse < fb_rmse - 0.01, (rmse, fb_rmse)  # measured: 1.001 against 1.021
