@@ -16,6 +16,7 @@ from numba import njit, prange
 
 from recsys_cli.errors import DataError
 from recsys_cli.evaluation.ranking_metrics import _empty_csr, canonical_csr, ranking_metrics
+from recsys_cli.models._kernels.splitmix import GOLDEN, MASK64, U_GOLDEN, next64, next64_py
 
 __all__ = [
     "auc_from_scores",
@@ -237,15 +238,6 @@ def auc_from_scores(
 
 
 @njit(cache=True)
-def _splitmix64(state: np.uint64) -> tuple[np.uint64, np.uint64]:
-    state = state + np.uint64(0x9E3779B97F4A7C15)
-    z = state
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return state, z ^ (z >> np.uint64(31))
-
-
-@njit(cache=True)
 def sample_negatives(
     rel_indptr: np.ndarray,
     rel_indices: np.ndarray,
@@ -283,9 +275,9 @@ def sample_negatives(
         n_allowed = n_items - m
         if n_allowed <= 0:
             continue
-        state = np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15) + np.uint64(u)
+        state = np.uint64(seed) * U_GOLDEN + np.uint64(u)
         for j in range(n_neg):
-            state, z = _splitmix64(state)
+            state, z = next64(state)
             rank = np.int64(z % np.uint64(n_allowed))
             out[u, j] = rank + np.searchsorted(below, rank, side="right")
     return out
@@ -301,7 +293,6 @@ def sample_negatives_ref(
     seed: int,
 ) -> np.ndarray:
     """Reference twin of :func:`sample_negatives`: same generator, explicit list of allowed items."""
-    mask = (1 << 64) - 1
     n_users = len(rel_indptr) - 1
     out = np.full((n_users, n_neg), -1, dtype=np.int32)
     for u in range(n_users):
@@ -310,12 +301,9 @@ def sample_negatives_ref(
         allowed = [i for i in range(n_items) if i not in forbidden]
         if not allowed:
             continue
-        state = (seed * 0x9E3779B97F4A7C15 + u) & mask
+        state = (seed * GOLDEN + u) & MASK64
         for j in range(n_neg):
-            state = (state + 0x9E3779B97F4A7C15) & mask
-            z = ((state ^ (state >> 30)) * 0xBF58476D1CE4E5B9) & mask
-            z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
-            z ^= z >> 31
+            state, z = next64_py(state)
             out[u, j] = allowed[z % len(allowed)]
     return out
 

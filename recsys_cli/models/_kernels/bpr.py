@@ -20,61 +20,18 @@ from numba import njit, prange
 from recsys_cli.models._kernels.linalg import dynamic_schedule as _dynamic_schedule
 from recsys_cli.models._kernels.linalg import prefetch as _prefetch
 from recsys_cli.models._kernels.linalg import prefetch_row as _prefetch_row
+from recsys_cli.models._kernels.seen import maybe_seen, seen_filter, seen_hash, seen_word
+from recsys_cli.models._kernels.splitmix import MASK64 as _MASK64
+from recsys_cli.models._kernels.splitmix import StreamRef as _StreamRef
+from recsys_cli.models._kernels.splitmix import below as _below
+from recsys_cli.models._kernels.splitmix import seed64 as _seed64
+from recsys_cli.models._kernels.splitmix import stream as _stream
 
 MAX_NEGATIVE_TRIES = 64  # draws of a negative item before a sample is skipped as unsolvable
 AUC_CHUNKS = 16  # fixed chunking so the sampled AUC does not depend on the thread count
 _AHEAD = 8  # samples between pipeline stages: draw -> prefetch rows -> update
 _RING = 4 * _AHEAD
 _CHUNKS_PER_THREAD = 4
-_MASK64 = (1 << 64) - 1
-_GOLDEN = 0x9E3779B97F4A7C15
-_MIX1 = 0xBF58476D1CE4E5B9
-_MIX2 = 0x94D049BB133111EB
-_U_GOLDEN, _U_MIX1, _U_MIX2 = np.uint64(_GOLDEN), np.uint64(_MIX1), np.uint64(_MIX2)
-_U27, _U30, _U31, _U32 = np.uint64(27), np.uint64(30), np.uint64(31), np.uint64(32)
-
-
-# ---------------------------------------------------------------- random numbers (SplitMix64)
-
-
-@njit(cache=True, inline="always")
-def _mix(z):
-    z = (z ^ (z >> _U30)) * _U_MIX1
-    z = (z ^ (z >> _U27)) * _U_MIX2
-    return z ^ (z >> _U31)
-
-
-@njit(cache=True, inline="always")
-def _stream(seed, chunk):
-    return _mix(seed + _U_GOLDEN * np.uint64(chunk + 1))
-
-
-@njit(cache=True, inline="always")
-def _below(state, n):
-    """Advance the stream; return (state, uniform int in [0, n)) for 0 < n < 2**32."""
-    state = state + _U_GOLDEN
-    return state, np.int64(((_mix(state) >> _U32) * np.uint64(n)) >> _U32)
-
-
-def _mix_py(z: int) -> int:
-    z = ((z ^ (z >> 30)) * _MIX1) & _MASK64
-    z = ((z ^ (z >> 27)) * _MIX2) & _MASK64
-    return z ^ (z >> 31)
-
-
-class _StreamRef:
-    """Pure-Python twin of the kernel's SplitMix64 stream."""
-
-    def __init__(self, seed: int, chunk: int) -> None:
-        self.state = _mix_py((seed + _GOLDEN * (chunk + 1)) & _MASK64)
-
-    def below(self, n: int) -> int:
-        self.state = (self.state + _GOLDEN) & _MASK64
-        return ((_mix_py(self.state) >> 32) * n) >> 32
-
-
-def _seed64(seed: int) -> np.uint64:
-    return np.uint64(int(seed) & _MASK64)
 
 
 def _epoch_chunks(n_threads: int) -> int:
@@ -116,60 +73,6 @@ def _prefetch_search(indices, lo, hi):
 # A blocked Bloom filter of the observed (row, column) pairs: one cache line (16 uint32 words) per
 # query, three bits per pair, 8-16 bits of filter per pair. "No" is certain; "maybe" (the draws that
 # hit a liked item, plus a few percent of false alarms) is settled by the binary search.
-
-
-@njit(cache=True, inline="always")
-def _seen_hash(u, j):
-    return _mix(((np.uint64(u) << _U32) | np.uint64(j)) + _U_GOLDEN)
-
-
-@njit(cache=True, inline="always")
-def _seen_word(seen, h, shift):
-    """(word index, bit) of one of the pair's three bits; the block comes from the high half of h."""
-    block = np.int64((h >> _U32) & np.uint64((seen.shape[0] >> 4) - 1))
-    bit = np.int64((h >> np.uint64(shift)) & np.uint64(511))
-    return (block << 4) + (bit >> 5), bit & 31
-
-
-@njit(cache=True, inline="always")
-def _maybe_seen(seen, h):
-    for shift in (0, 9, 18):
-        word, bit = _seen_word(seen, h, shift)
-        if ((np.int64(seen[word]) >> bit) & 1) == 0:
-            return False
-    return True
-
-
-@njit(cache=True)
-def _maybe_seen_pair(seen, u, j):
-    """Whether the filter may hold (u, j): True for every stored pair, rarely for others."""
-    return _maybe_seen(seen, _seen_hash(u, j))
-
-
-@njit(cache=True)
-def _fill_seen(indptr, indices, seen):
-    for u in range(indptr.shape[0] - 1):
-        end = indptr[u + 1]
-        for nz in range(indptr[u], end):
-            if nz + _AHEAD < end:
-                _prefetch(seen, _seen_word(seen, _seen_hash(u, indices[nz + _AHEAD]), 0)[0])
-            h = _seen_hash(u, indices[nz])
-            for shift in (0, 9, 18):
-                word, bit = _seen_word(seen, h, shift)
-                seen[word] |= np.uint32(1 << bit)
-
-
-def seen_filter(indptr, indices) -> np.ndarray:
-    """Filter of the observed pairs that lets `bpr_epoch` skip most negative checks: build once per fit.
-
-    Pass it as `bpr_epoch(..., seen=...)` with the same indptr/indices; ~8 bits per stored entry.
-    """
-    n_blocks = 1
-    while n_blocks * 64 < max(1, len(indices)):
-        n_blocks *= 2
-    seen = np.zeros(16 * n_blocks, np.uint32)
-    _fill_seen(indptr, indices, seen)
-    return seen
 
 
 @njit(cache=True)
@@ -265,13 +168,13 @@ def _bpr_chunk(indptr, indices, nnz_user, X, Y, item_bias, lr, reg, reg_bias, n,
             _prefetch(item_bias, i)
             _prefetch(item_bias, j)
             if verify:
-                h = _seen_hash(u, j)
+                h = seen_hash(u, j)
                 ring_h[slot] = h
-                _prefetch(seen, _seen_word(seen, h, 0)[0])
+                _prefetch(seen, seen_word(seen, h, 0)[0])
         ahead = t + _AHEAD
         if verify and 0 <= ahead < n:
             slot = ahead % _RING
-            ring_maybe[slot] = _maybe_seen(seen, ring_h[slot])
+            ring_maybe[slot] = maybe_seen(seen, ring_h[slot])
             if ring_maybe[slot]:
                 u = nnz_user[ring_idx[slot]]
                 _prefetch_search(indices, indptr[u], indptr[u + 1])
