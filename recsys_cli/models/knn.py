@@ -13,8 +13,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from recsys_cli.data.dataset import Interactions
-from recsys_cli.models.base import Recommender
+from recsys_cli.models.base import PARALLEL_ROWS, Recommender
 from recsys_cli.models.config import ModelConfig, choice, param
+
+SMALL_LISTS = 2_000_000  # neighbour-list entries up to which few users are scored in NumPy (<100 MB of temporaries)
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,8 @@ class _KNN(Recommender):
                     row_means=self.row_means, row_bias=row_bias, col_bias=col_bias)
 
     def _score(self, users: np.ndarray, aggregate: str) -> np.ndarray:
+        if len(users) < PARALLEL_ROWS and self.neighbors.size <= SMALL_LISTS:
+            return self._score_numpy(users, aggregate)  # one-user recommend: no Numba to load
         from recsys_cli.models._kernels import knn_scores
 
         if self.user_based:
@@ -83,6 +87,14 @@ class _KNN(Recommender):
             users, self.neighbors, self.sims, self.seen_indptr, self.seen_indices, self.r_data,
             aggregate=aggregate, inverted=self._inverted, **self._mode_kwargs(),
         )
+
+    def _score_numpy(self, users: np.ndarray, aggregate: str) -> np.ndarray:
+        from recsys_cli.models._kernels import knn_numpy
+
+        args = (users, self.neighbors, self.sims, self.seen_indptr, self.seen_indices, self.r_data)
+        if self.user_based:
+            return knn_numpy.user_knn_scores_np(*args, n_items=self.n_items, aggregate=aggregate, **self._mode_kwargs())
+        return knn_numpy.item_knn_scores_np(*args, aggregate=aggregate, **self._mode_kwargs())
 
     def _score_users(self, users: np.ndarray) -> np.ndarray:
         return self._score(np.asarray(users, np.int64), self.config.rank_by)
