@@ -15,7 +15,8 @@ from recsys_cli.data.dataset import load_dataset
 from recsys_cli.data.preprocess import preprocess
 from recsys_cli.errors import ConfigError
 from recsys_cli.models._kernels.baseline import baseline_als
-from recsys_cli.models.content import ContentModel, pair_ratios, pair_ratios_ref, tag_tfidf
+from recsys_cli.models._kernels.content import pair_ratios, pair_ratios_ref
+from recsys_cli.models.content import ContentModel, tag_tfidf
 from recsys_cli.models.registry import create_model
 
 # Movies 1-4 comedies, 5-8 horror, 9-10 documentaries, 11 never rated and without genres.

@@ -23,7 +23,7 @@ Both sums are dot products with per-user profiles A_u = sum_j (r_uj - b_uj) f_j 
 B_u = sum_j f_j. F is a sparse CSR (items x features); the profiles are computed on demand
 for each batch of users from the stored training residuals (R_batch @ F), so neither an
 item x item nor a users x features matrix is ever stored (single pairs go through the Numba
-kernel `pair_ratios`). Items with no ratings still have genres and tags, which makes this
+kernel `_kernels.content.pair_ratios`, loaded only there). Items with no ratings still have genres and tags, which makes this
 model (and `hybrid-als`) a cold-start fallback for new movies. `fit_info` and the state (`n_tag_features`, `tag_names`) say whether tags were used.
 """
 
@@ -32,11 +32,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit, prange
 
 from recsys_cli.data.dataset import Interactions, lookup
 from recsys_cli.errors import ArtifactError, UsageError
-from recsys_cli.models.base import Recommender
+from recsys_cli.models.base import PARALLEL_ROWS, Recommender
 from recsys_cli.models.config import ModelConfig, param
 
 
@@ -127,32 +126,6 @@ def item_features(genres: np.ndarray | None, tags, tag_weight: float):
     return out
 
 
-@njit(cache=True, parallel=True)
-def pair_ratios(A, B, rows, items, f_indptr, f_indices, f_data, shrink):
-    """(A[rows] . F[items]) / (B[rows] . F[items] + shrink) per pair, F given as CSR arrays; float64."""
-    out = np.empty(len(rows), np.float64)
-    for p in prange(len(rows)):
-        r, i = rows[p], items[p]
-        num = 0.0
-        den = 0.0
-        for k in range(f_indptr[i], f_indptr[i + 1]):
-            c, w = f_indices[k], np.float64(f_data[k])
-            num += A[r, c] * w
-            den += B[r, c] * w
-        out[p] = num / (den + shrink)
-    return out
-
-
-def pair_ratios_ref(A, B, rows, items, f_indptr, f_indices, f_data, shrink):
-    """Plain-NumPy twin of `pair_ratios` (dense feature rows, one einsum)."""
-    F = np.zeros((len(f_indptr) - 1, A.shape[1]), np.float64)
-    for i in range(F.shape[0]):
-        F[i, f_indices[f_indptr[i] : f_indptr[i + 1]]] = f_data[f_indptr[i] : f_indptr[i + 1]]
-    num = np.einsum("ij,ij->i", A[rows].astype(np.float64), F[items])
-    den = np.einsum("ij,ij->i", B[rows].astype(np.float64), F[items])
-    return num / (den + shrink)
-
-
 class ContentModel(Recommender):
     name = "content"
     Config = ContentConfig
@@ -231,31 +204,77 @@ class ContentModel(Recommender):
         return self._R, self._W
 
     def _profiles(self, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Dense float32 (len(users), n_features) profiles A and B of known user indices."""
+        """Dense float64 (len(users), n_features) profiles A and B of known user indices."""
         R, W = self._rating_matrices()
-        A = (R[users] @ self.F).toarray()
-        B = (W[users] @ self.F).toarray()
-        return A.astype(np.float32, copy=False), B.astype(np.float32, copy=False)
+        A = (R[users].astype(np.float64) @ self.F).toarray()
+        B = (W[users].astype(np.float64) @ self.F).toarray()
+        return A, B
 
     def _profile_batch(self) -> int:
         return max(1, min(4096, (32 << 20) // (8 * max(1, self.F.shape[1]))))
 
     def _predict_from(self, base_u: np.ndarray, A: np.ndarray, B: np.ndarray) -> np.ndarray:
         # Work in items x users (the layout sparse @ dense returns), transpose once at the end.
-        out = np.asarray(self.F @ np.ascontiguousarray(A.T), np.float32)
-        den = np.asarray(self.F @ np.ascontiguousarray(B.T), np.float32)
-        den += np.float32(self.config.shrink)
+        # float64 until the end, like the few-user path, so both give the same float32 scores.
+        out = np.asarray(self.F @ np.ascontiguousarray(A.T, np.float64))
+        den = np.asarray(self.F @ np.ascontiguousarray(B.T, np.float64))
+        den += self.config.shrink
         out /= den
         out += self.bi[:, None]
-        out += np.asarray(base_u, np.float32)[None, :]
-        return np.ascontiguousarray(out.T)
+        out += np.asarray(base_u, np.float64)[None, :]
+        return np.ascontiguousarray(out.T, np.float32)
 
     def _score_users(self, users: np.ndarray) -> np.ndarray:
+        if len(users) < PARALLEL_ROWS:
+            return self._score_few(users)
         A, B = self._profiles(users)
         return self._predict_from(self.global_mean + self.bu[users], A, B)
 
+    def _score_few(self, users: np.ndarray) -> np.ndarray:
+        """`_score_users` for a few users from the CSR arrays in NumPy: no scipy import (one-user recommend)."""
+        indptr, indices, data, (n_items, n_feat) = self._feature_arrays()
+        data64 = data.astype(np.float64)
+        row_of = np.repeat(np.arange(n_items), np.diff(indptr))
+        out = np.empty((len(users), n_items), np.float32)
+        for b, u in enumerate(np.asarray(users, np.int64)):
+            lo, hi = int(self.seen_indptr[u]), int(self.seen_indptr[u + 1])
+            items = self.seen_indices[lo:hi]
+            lengths = indptr[items + 1] - indptr[items]
+            entries = np.repeat(indptr[items] - np.cumsum(np.r_[0, lengths[:-1]]), lengths) + np.arange(lengths.sum())
+            resid = np.repeat(self.resid[lo:hi].astype(np.float64), lengths)
+            weight = np.repeat(self.seen_weight[lo:hi] if len(self.seen_weight) else np.ones(hi - lo), lengths)
+            A = np.bincount(indices[entries], weights=resid * data64[entries], minlength=n_feat)
+            B = np.bincount(indices[entries], weights=weight * data64[entries], minlength=n_feat)
+            num = np.bincount(row_of, weights=data64 * A[indices], minlength=n_items)
+            den = np.bincount(row_of, weights=data64 * B[indices], minlength=n_items)
+            out[b] = num / (den + self.config.shrink) + self.bi + np.float64(self.global_mean + self.bu[u])
+        return out
+
+    def _feature_arrays(self):
+        """F as CSR arrays (indptr, indices, data, shape) without building the scipy matrix."""
+        if getattr(self, "_F_parts", None) is not None:
+            return self._F_parts
+        F = self.F
+        return F.indptr, F.indices, F.data, F.shape
+
+    @property
+    def F(self):
+        """Item features, a scipy CSR (items x features), built on first use after a load."""
+        if getattr(self, "_F", None) is None and getattr(self, "_F_parts", None) is not None:
+            import scipy.sparse as sp
+
+            indptr, indices, data, shape = self._F_parts
+            self._F = sp.csr_matrix((data, indices, indptr), shape=shape)
+        return self._F
+
+    @F.setter
+    def F(self, value) -> None:
+        self._F, self._F_parts = value, None
+
     def _pair_terms(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """num / den of each (user, item) pair, profiles built per batch of distinct users."""
+        from recsys_cli.models._kernels import content as K
+
         out = np.zeros(len(users), np.float64)
         uniq, inv = np.unique(users, return_inverse=True)
         order = np.argsort(inv, kind="stable")
@@ -267,8 +286,8 @@ class ContentModel(Recommender):
             A, B = self._profiles(uniq[start : start + step])
             rows = (inv[sel] - start).astype(np.int64)
             F = self.F
-            out[sel] = pair_ratios(A, B, rows, items[sel].astype(np.int64), F.indptr, F.indices, F.data,
-                                   float(self.config.shrink))
+            out[sel] = K.pair_ratios(A, B, rows, items[sel].astype(np.int64), F.indptr, F.indices, F.data,
+                                     float(self.config.shrink))
         return out
 
     def _predict_known(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
@@ -278,7 +297,7 @@ class ContentModel(Recommender):
     def _cold_item_scores(self, items: np.ndarray, users: np.ndarray):
         """Items without ratings but with genres or tags, for known users: feature-based prediction."""
         ok = (items >= 0) & (users >= 0)
-        ok[ok] &= np.diff(self.F.indptr)[items[ok]] > 0
+        ok[ok] &= np.diff(self._feature_arrays()[0])[items[ok]] > 0
         vals = np.zeros(len(items), np.float32)
         if ok.any():
             u, i = users[ok], items[ok]
@@ -320,13 +339,10 @@ class ContentModel(Recommender):
         }
 
     def _load_state(self, state: dict) -> None:
-        import scipy.sparse as sp
-
         shape = tuple(int(x) for x in np.asarray(state["F_shape"]))
-        self.F = sp.csr_matrix(
-            (np.asarray(state["F_data"], np.float32), np.asarray(state["F_indices"]), np.asarray(state["F_indptr"])),
-            shape=shape,
-        )
+        self._F = None
+        self._F_parts = (np.asarray(state["F_indptr"]), np.asarray(state["F_indices"]),
+                         np.asarray(state["F_data"], np.float32), shape)
         self.n_genre_features = np.int32(state["n_genre_features"])
         self.tag_names = np.asarray(state["tag_names"])
         self.bu, self.bi = np.asarray(state["bu"]), np.asarray(state["bi"])
