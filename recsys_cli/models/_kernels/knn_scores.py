@@ -66,32 +66,40 @@ def _item_scores_kernel(users, inv_ptr, inv_item, inv_rank, inv_sim, k_max, indp
         den = np.zeros(n_items, np.float64)
         cnt = np.zeros(n_items, np.int32)
         ptr = np.empty(n_items, np.int64)
+        ends = np.empty(n_items, np.int64)
+        res = np.empty(n_items, np.float64)
         for b in range(ch, B, n_chunks):
             u = users[b]
             if u >= 0:
                 start = indptr[u]
                 deg = indptr[u + 1] - start
-                for t in range(deg):
-                    ptr[t] = inv_ptr[indices[start + t]]
+                for t in range(deg):  # per rated item: its inverted list and its residual, computed once
+                    j = indices[start + t]
+                    ptr[t] = inv_ptr[j]
+                    ends[t] = inv_ptr[j + 1]
+                    res[t] = np.float64(data[start + t]) - _offset(mode, j, u, mu, means, rb, cb)
                 # Rank-major sweep: each item i meets the rated j in its own list in list order,
                 # so capping at k keeps exactly the first k rated neighbours (as knn_predict does).
+                live = deg  # rated items whose inverted list is not exhausted sit in ptr/ends/res[:live]
                 for r in range(k_max):
-                    left = False
-                    for t in range(deg):
-                        j = indices[start + t]
-                        end = inv_ptr[j + 1]
-                        pp = ptr[t]
+                    t = 0
+                    while t < live:
+                        pp, end, rt = ptr[t], ends[t], res[t]
                         while pp < end and inv_rank[pp] == r:
                             i = inv_item[pp]
                             if cnt[i] < k:
                                 s = np.float64(inv_sim[pp])
-                                num[i] += s * (np.float64(data[start + t]) - _offset(mode, j, u, mu, means, rb, cb))
+                                num[i] += s * rt
                                 den[i] += s
                                 cnt[i] += 1
                             pp += 1
-                        ptr[t] = pp
-                        left = left or pp < end
-                    if not left:
+                        if pp < end:
+                            ptr[t] = pp
+                            t += 1
+                        else:  # exhausted: swap the last live list into this slot (order within a rank is free)
+                            live -= 1
+                            ptr[t], ends[t], res[t] = ptr[live], ends[live], res[live]
+                    if live == 0:
                         break
             for i in range(n_items):
                 out[b, i] = _finish(mode, agg_sum, i, u, num[i], den[i], cnt[i], min_k, mu, means, rb, cb)[0]
