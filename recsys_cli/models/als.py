@@ -34,6 +34,7 @@ class ALSConfig(ModelConfig):
 class ALS(Recommender):
     """r_ui = mu + b_u + b_i + x_u . y_i, each side solved in closed form in turn."""
 
+    blas_scores = True
     iterative = True
     name = "als"
     Config = ALSConfig
@@ -124,6 +125,7 @@ class IALSConfig(ModelConfig):
 class IALS(Recommender):
     """Implicit ALS: minimise sum c_ui (p_ui - x_u.y_i)^2 + reg (|X|^2 + |Y|^2) over all pairs."""
 
+    blas_scores = True
     iterative = True
     name = "ials"
     Config = IALSConfig

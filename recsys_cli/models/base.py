@@ -137,6 +137,7 @@ class Recommender:
     scores_cold_items: ClassVar[bool] = False  # True: items without ratings get meaningful scores
     epoch_based: ClassVar[bool] = False
     iterative: ClassVar[bool] = False  # True: each progress.advance in _fit is one iteration/epoch, and is timed
+    blas_scores: ClassVar[bool] = False  # True: _score_users is thread-safe NumPy/BLAS work (no Numba, no caches)
 
     def __init__(self, config: ModelConfig | None = None, **params: Any) -> None:
         self.config = config if config is not None else self.Config.from_dict(params)
@@ -279,10 +280,8 @@ class Recommender:
         scores = np.full((len(u), n), np.nan, np.float32)
         labels: list[str | None] = [None] * len(u)
         known = np.flatnonzero(u >= 0)
-        batch_size = batch_size or self._batch_rows()
-        for start in range(0, len(known), batch_size):
-            rows = known[start : start + batch_size]
-            s = _writable(self._score_users(u[rows]))
+        for lo, hi, s in self._scored_batches(u[known], batch_size or self._batch_rows()):
+            rows = known[lo:hi]
             self._mask_scores(s, u[rows], exclude_seen, cand_mask)
             idx, val = select_top(s, n)
             items[rows], scores[rows] = idx, val
@@ -332,13 +331,37 @@ class Recommender:
     def recommend_indices(self, users: np.ndarray, n: int, *, exclude_seen: bool = True) -> np.ndarray:
         """Top-n item *indices* for known user indices (evaluation fast path)."""
         out = np.full((len(users), n), -1, np.int32)
-        batch = self._batch_rows()
-        for start in range(0, len(users), batch):
-            rows = users[start : start + batch]
-            s = _writable(self._score_users(rows))
-            self._mask_scores(s, rows, exclude_seen, None)
-            out[start : start + batch] = select_top(s, n)[0]
+        for lo, hi, s in self._scored_batches(users, self._batch_rows()):
+            self._mask_scores(s, users[lo:hi], exclude_seen, None)
+            out[lo:hi] = select_top(s, n)[0]
         return out
+
+    def _scored_batches(self, users: np.ndarray, batch_size: int):
+        """Yield (lo, hi, writable float32 scores of users[lo:hi]) batch by batch.
+
+        Models whose scores are one BLAS product (`blas_scores`) score a large batch as one part
+        per thread at once, each product on single-threaded BLAS: the products then use every
+        core even where BLAS is capped at one thread (around Numba kernels), and never
+        oversubscribe where it is not.
+        """
+        from recsys_cli import settings
+
+        threads = settings.threads() if self.blas_scores else 1
+        for start in range(0, len(users), batch_size):
+            stop = min(start + batch_size, len(users))
+            if threads < 2 or stop - start < PARALLEL_ROWS * threads:
+                yield start, stop, _writable(self._score_users(users[start:stop]))
+                continue
+            from concurrent.futures import ThreadPoolExecutor
+
+            from threadpoolctl import threadpool_limits
+
+            cuts = np.linspace(start, stop, threads + 1).astype(np.int64)
+            with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(threads) as pool:
+                slices = [users[a:b] for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
+                parts = list(pool.map(lambda rows: _writable(self._score_users(rows)), slices))
+            for k, part in enumerate(parts):
+                yield int(cuts[k]), int(cuts[k + 1]), part
 
     def similar_items(self, raw_item: int, n: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """Nearest items (raw ids, similarity) by the model's item similarity."""

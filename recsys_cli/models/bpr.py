@@ -37,6 +37,7 @@ class BPRConfig(ModelConfig):
 
 
 class BPR(Recommender):
+    blas_scores = True
     iterative = True
     name = "bpr"
     Config = BPRConfig

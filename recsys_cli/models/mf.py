@@ -58,6 +58,7 @@ class SVDConfig(ModelConfig):
 class SVD(Recommender):
     """r_ui = mu + b_u + b_i + p_u . q_i, fitted by SGD over shuffled ratings (Funk / Surprise SVD)."""
 
+    blas_scores = True
     iterative = True
     name = "svd"
     Config = SVDConfig

@@ -65,3 +65,28 @@ def test_mask_seen_matches_a_python_loop():
         expected[r, indices[indptr[u]:indptr[u + 1]]] = -np.inf
     mask_seen(s, users, indptr, indices)
     np.testing.assert_array_equal(s, expected)
+
+
+@pytest.mark.parametrize("name", ["ials", "svd"])
+def test_batch_scored_in_thread_parts_equals_one_part(name, monkeypatch):
+    from recsys_cli.data.dataset import Interactions
+    from recsys_cli.models.registry import create_model
+
+    rng = np.random.default_rng(0)
+    n_users, n_items = 300, 80
+    mask = rng.random((n_users, n_items)) < 0.2
+    users, items = np.nonzero(mask)
+    data = Interactions(users=users.astype(np.int32), items=items.astype(np.int32),
+                        ratings=rng.integers(1, 6, len(users)).astype(np.float32),
+                        user_ids=np.arange(1, n_users + 1), item_ids=np.arange(1, n_items + 1), rating_scale=(1.0, 5.0))
+    model = create_model(name, {"factors": 8}).fit(data, seed=0)
+    assert type(model).blas_scores
+    monkeypatch.setenv("RECSYS_THREADS", "3")  # three parts per batch (rows >= 3 * PARALLEL_ROWS)
+    split = model.recommend(data.user_ids, 10)
+    np.testing.assert_array_equal(model.recommend_indices(np.arange(n_users), 10),
+                                  np.searchsorted(data.item_ids, split.items))
+    monkeypatch.setattr(type(model), "blas_scores", False)  # one part per batch
+    whole = model.recommend(data.user_ids, 10)
+    np.testing.assert_array_equal(split.items, whole.items)
+    # BLAS may round the last bit differently for another matrix shape or thread count
+    np.testing.assert_allclose(split.scores, whole.scores, rtol=1e-6)
