@@ -347,21 +347,25 @@ class Recommender:
         from recsys_cli import settings
 
         threads = settings.threads() if self.blas_scores else 1
-        for start in range(0, len(users), batch_size):
-            stop = min(start + batch_size, len(users))
-            if threads < 2 or stop - start < PARALLEL_ROWS * threads:
+        if threads < 2 or len(users) < PARALLEL_ROWS * threads:
+            for start in range(0, len(users), batch_size):
+                stop = min(start + batch_size, len(users))
                 yield start, stop, _writable(self._score_users(users[start:stop]))
-                continue
-            from concurrent.futures import ThreadPoolExecutor
+            return
+        from concurrent.futures import ThreadPoolExecutor
 
-            from threadpoolctl import threadpool_limits
+        from threadpoolctl import threadpool_limits
 
-            cuts = np.linspace(start, stop, threads + 1).astype(np.int64)
-            with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(threads) as pool:
+        # One executor and one BLAS limit for the whole call: threadpoolctl inspects the loaded
+        # libraries on every entry, which would cost milliseconds per batch.
+        with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(threads) as pool:
+            for start in range(0, len(users), batch_size):
+                stop = min(start + batch_size, len(users))
+                cuts = np.linspace(start, stop, threads + 1).astype(np.int64)
                 slices = [users[a:b] for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
                 parts = list(pool.map(lambda rows: _writable(self._score_users(rows)), slices))
-            for k, part in enumerate(parts):
-                yield int(cuts[k]), int(cuts[k + 1]), part
+                for k, part in enumerate(parts):
+                    yield int(cuts[k]), int(cuts[k + 1]), part
 
     def similar_items(self, raw_item: int, n: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """Nearest items (raw ids, similarity) by the model's item similarity."""
