@@ -56,7 +56,7 @@ class TestContent(ModelContract):
 
 class TestItemKNN(ModelContract):
     model_name = "item-knn"
-    params = {"k": 10}
+    params = {"k": 10, "rank_by": "mean"}  # scores are predicted ratings: the rating-score contract applies
 
 
 class TestItemKNNSum(ModelContract):
@@ -66,7 +66,7 @@ class TestItemKNNSum(ModelContract):
 
 class TestUserKNN(ModelContract):
     model_name = "user-knn"
-    params = {"k": 10, "similarity": "pearson_baseline", "prediction": "means"}
+    params = {"k": 10, "similarity": "pearson_baseline", "prediction": "means", "rank_by": "mean"}
 
 
 class TestUserKNNMsdSum(ModelContract):

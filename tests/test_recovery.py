@@ -235,7 +235,7 @@ def test_constant_ratings_have_no_pearson_neighbours():
     # Pearson similarity of a user who gives every item the same rating is 0 (no variance), as in
     # Surprise: such a user, folded in or trained, falls back to their mean for every item.
     data, _ = checkerboard()
-    params = {"k": 10, "similarity": "pearson", "prediction": "means"}
+    params = {"k": 10, "similarity": "pearson", "prediction": "means", "rank_by": "mean"}  # scores = ratings
     model = create_model("user-knn", params).fit(data, seed=1)
     items = np.arange(15, 20)
     got = model.fold_in(data.item_ids[items], np.full(5, 5.0))

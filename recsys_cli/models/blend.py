@@ -59,7 +59,11 @@ class BlendModel(Recommender):
             raise ConfigError(f"blend: params for models not in the blend: {', '.join(sorted(unknown))}")
         members = []
         for n in names:
-            model = create_model(n, overrides.get(n, {}))
+            params = dict(overrides.get(n, {}))
+            model = create_model(n, params)
+            if not model.scores_are_ratings and hasattr(model.config, "rank_by") and "rank_by" not in params:
+                # kNN ranks by summed evidence by default; a blend needs its predicted ratings
+                model = create_model(n, {**params, "rank_by": "mean"})
             if not model.predicts_ratings or not model.scores_are_ratings:
                 raise ConfigError(f"blend: {n} does not predict ratings, so it cannot be blended")
             members.append((n, model))

@@ -32,7 +32,12 @@ class KNNConfig(ModelConfig):
     shrinkage: float = param(100.0, "shrinkage of pearson_baseline similarities", low=0.0)
     reg_u: float = param(15.0, "baseline regularisation of user biases", low=0.0)
     reg_i: float = param(10.0, "baseline regularisation of item biases", low=0.0)
-    rank_by: str = choice("mean", "mean", "sum", doc="top-N by predicted rating (mean) or by summed neighbour evidence (sum)")
+    # rank_by only orders `recommend`; predictions (RMSE) are the same either way. Chosen on ml-100k, per-user
+    # 75/25 split, relevance any (nDCG@10 item-knn 0.193 / user-knn 0.205 with sum against 0.068 / 0.002 with
+    # mean, which puts movies with one glowing neighbour rating first):
+    #   recsys evaluate --model item-knn,user-knn --dataset ml-100k --split user --relevance any --metrics ranking \
+    #     -p rank_by=sum   (and -p rank_by=mean)
+    rank_by: str = choice("sum", "mean", "sum", doc="top-N by predicted rating (mean) or by summed neighbour evidence (sum)")
 
 
 class _KNN(Recommender):
