@@ -49,6 +49,24 @@ def dumps(obj: Any, indent: int | None = 2) -> str:
     return json.dumps(_clean(obj), indent=indent, ensure_ascii=False)
 
 
+def write_text_atomic(path, text: str) -> None:
+    """Write `text` to `path` through a temporary file beside it and one os.replace (never half a file)."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def console_err():
     from rich.console import Console
 

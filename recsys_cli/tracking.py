@@ -115,16 +115,16 @@ def _plain(value: Any) -> Any:
 def _base_tags(kind: str, model: str, dataset: str | None, fingerprint: str | None, split: str | None,
                run: str | None = None) -> dict[str, str]:
     from recsys_cli import __version__
-    from recsys_cli.evaluation.ledger import _git_sha, _versions
+    from recsys_cli.evaluation.ledger import git_sha, package_versions
 
     tags = {"recsys.command": kind, "recsys.model": model, "recsys.version": __version__}
     for key, value in (("dataset", dataset), ("fingerprint", fingerprint), ("split", split), ("run", run)):
         if value is not None:
             tags[f"recsys.{key}"] = str(value)
-    tags.update({f"recsys.versions.{k}": str(v) for k, v in _versions().items() if v})
+    tags.update({f"recsys.versions.{k}": str(v) for k, v in package_versions().items() if v})
     if sys.argv and "recsys" in os.path.basename(sys.argv[0]):
         tags["recsys.command_line"] = " ".join(["recsys", *sys.argv[1:]])[:5000]
-    sha = _git_sha()
+    sha = git_sha()
     if sha:
         tags["mlflow.source.git.commit"] = sha
     return tags

@@ -182,8 +182,8 @@ def test_latency_step_times_fresh_cli_processes(data_dir):
     assert res.exit_code == 0, res.stderr
     rows = by_key(json.loads(res.stdout))
     ours = rows[("bias", "recsys", "latency")]
-    assert 0 < ours["seconds"] < 60 and ours["throughput"] is None
-    assert 0 < ours["metrics"]["cli_help_s"] < 60
+    assert ours["seconds"] > 0 and ours["throughput"] is None  # measured (no speed threshold in tests)
+    assert ours["metrics"]["cli_help_s"] > 0
     assert rows[("bias", "surprise", "latency")]["skipped"] == "surprise has no command line"
     assert ("bias", "recsys", "fit") not in rows  # fit ran (to have a run to load) but was not asked for
 

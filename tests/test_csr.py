@@ -43,3 +43,11 @@ def test_duplicates_are_summed_like_scipy():
 def test_empty_input():
     a = build_csr(np.array([], np.int32), np.array([], np.int32), np.array([], np.float32), (3, 2))
     assert a.nnz == 0 and a.shape == (3, 2) and list(a.indptr) == [0, 0, 0, 0]
+
+
+def test_row_entries_lists_each_rows_positions_in_order():
+    from recsys_cli.data.dataset import row_entries
+
+    indptr = np.array([0, 2, 2, 5, 6])
+    assert row_entries(indptr, np.array([2, 0, 1, 3])).tolist() == [2, 3, 4, 0, 1, 5]
+    assert row_entries(indptr, np.array([], np.int64)).tolist() == []

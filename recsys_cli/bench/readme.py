@@ -16,10 +16,10 @@ import os
 import shlex
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 from recsys_cli.errors import DataError, RecsysError
+from recsys_cli.output import write_text_atomic
 
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 
@@ -58,15 +58,7 @@ def update_readme(path: str | os.PathLike, body: str, name: str | None = None) -
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise DataError(f"{path} does not exist") from None
-    new = replace_section(text, body, name)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(new)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomic(path, replace_section(text, body, name))
 
 
 def capture_benchmark(args: list[str]) -> str:

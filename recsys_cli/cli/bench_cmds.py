@@ -74,7 +74,7 @@ def register(app: typer.Typer) -> None:
         import sys
 
         from recsys_cli.errors import UsageError
-        from recsys_cli.output import dumps, resolve_format
+        from recsys_cli.output import dumps, resolve_format, write_text_atomic
         from recsys_cli.progress import make_progress
 
         fmt = resolve_format(fmt, as_json)
@@ -119,7 +119,7 @@ def register(app: typer.Typer) -> None:
             finally:
                 progress.close()
         if out is not None:
-            _write_json(out, dumps(report) + "\n")
+            write_text_atomic(out, dumps(report) + "\n")
         if fmt == "json":
             sys.stdout.write(dumps(report) + "\n")
         elif suite is not None:
@@ -130,19 +130,3 @@ def register(app: typer.Typer) -> None:
             from recsys_cli.bench.report import render_table
 
             render_table(report)
-
-
-def _write_json(path: Path, text: str) -> None:
-    """Write atomically: a temporary file beside the target, then one os.replace."""
-    import os
-    import tempfile
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

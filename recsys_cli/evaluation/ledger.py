@@ -67,7 +67,7 @@ def _connect(path: Path) -> sqlite3.Connection:
             delay = min(delay * 2, 0.5)
 
 
-def _versions() -> dict[str, str]:
+def package_versions() -> dict[str, str]:
     out = {"recsys": __version__, "python": platform.python_version()}
     for mod in ("numpy", "numba", "polars", "scipy"):
         m = sys.modules.get(mod)
@@ -76,7 +76,7 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _git_sha() -> str | None:
+def git_sha() -> str | None:
     try:
         res = subprocess.run(
             ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=2,
@@ -93,8 +93,8 @@ def record(kind: str, *, root=None, **fields: Any) -> int:
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "kind": kind,
         "command": " ".join(["recsys", *sys.argv[1:]]) if sys.argv and "recsys" in os.path.basename(sys.argv[0]) else None,
-        "versions": _versions(),
-        "git_sha": _git_sha(),
+        "versions": package_versions(),
+        "git_sha": git_sha(),
     }
     row.update(fields)
     cols = [c for c in row if row[c] is not None]

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from recsys_cli.data.dataset import Interactions, lookup
+from recsys_cli.data.dataset import Interactions, lookup, row_entries
 from recsys_cli.errors import ArtifactError, UsageError
 from recsys_cli.models.base import PARALLEL_ROWS, Recommender
 from recsys_cli.models.config import ModelConfig, param
@@ -240,7 +240,7 @@ class ContentModel(Recommender):
             lo, hi = int(self.seen_indptr[u]), int(self.seen_indptr[u + 1])
             items = self.seen_indices[lo:hi]
             lengths = indptr[items + 1] - indptr[items]
-            entries = np.repeat(indptr[items] - np.cumsum(np.r_[0, lengths[:-1]]), lengths) + np.arange(lengths.sum())
+            entries = row_entries(indptr, items)
             resid = np.repeat(self.resid[lo:hi].astype(np.float64), lengths)
             weight = np.repeat(self.seen_weight[lo:hi] if len(self.seen_weight) else np.ones(hi - lo), lengths)
             A = np.bincount(indices[entries], weights=resid * data64[entries], minlength=n_feat)

@@ -25,11 +25,26 @@ _CHUNKS = 8  # fixed partial sums per pass: the result does not depend on the th
 
 
 @njit(parallel=True, cache=True)
-def _baseline_als_kernel(u, i, r, mu, n_users, n_items, reg_u, reg_i, n_epochs):
+def _half_epoch(rows, other, r, mu, other_bias, count, reg, part, out):
+    """out[x] = sum over x's ratings of (r - mu - other_bias[other]) / (reg + count[x]), in _CHUNKS partial sums."""
     n = r.shape[0]
+    for c in prange(_CHUNKS):
+        acc = part[c]
+        acc[:] = 0.0
+        for t in range(c * n // _CHUNKS, (c + 1) * n // _CHUNKS):
+            acc[rows[t]] += np.float64(r[t]) - mu - other_bias[other[t]]
+    for x in prange(out.shape[0]):
+        s = 0.0
+        for c in range(_CHUNKS):
+            s += part[c, x]
+        out[x] = s / (reg + count[x])
+
+
+@njit(cache=True)
+def _baseline_als_kernel(u, i, r, mu, n_users, n_items, reg_u, reg_i, n_epochs):
     cnt_u = np.zeros(n_users)
     cnt_i = np.zeros(n_items)
-    for t in range(n):
+    for t in range(r.shape[0]):
         cnt_u[u[t]] += 1.0
         cnt_i[i[t]] += 1.0
     bu = np.zeros(n_users)
@@ -37,26 +52,8 @@ def _baseline_als_kernel(u, i, r, mu, n_users, n_items, reg_u, reg_i, n_epochs):
     part_i = np.empty((_CHUNKS, n_items))
     part_u = np.empty((_CHUNKS, n_users))
     for _ in range(n_epochs):
-        for c in prange(_CHUNKS):
-            acc = part_i[c]
-            acc[:] = 0.0
-            for t in range(c * n // _CHUNKS, (c + 1) * n // _CHUNKS):
-                acc[i[t]] += np.float64(r[t]) - mu - bu[u[t]]
-        for j in prange(n_items):
-            s = 0.0
-            for c in range(_CHUNKS):
-                s += part_i[c, j]
-            bi[j] = s / (reg_i + cnt_i[j])
-        for c in prange(_CHUNKS):
-            acc = part_u[c]
-            acc[:] = 0.0
-            for t in range(c * n // _CHUNKS, (c + 1) * n // _CHUNKS):
-                acc[u[t]] += np.float64(r[t]) - mu - bi[i[t]]
-        for v in prange(n_users):
-            s = 0.0
-            for c in range(_CHUNKS):
-                s += part_u[c, v]
-            bu[v] = s / (reg_u + cnt_u[v])
+        _half_epoch(i, u, r, mu, bu, cnt_i, reg_i, part_i, bi)
+        _half_epoch(u, i, r, mu, bi, cnt_u, reg_u, part_u, bu)
     return bu.astype(np.float32), bi.astype(np.float32)
 
 

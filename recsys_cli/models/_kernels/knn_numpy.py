@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from recsys_cli.data.dataset import row_entries
+
 MODES = ("basic", "means", "baseline")
 
 
@@ -73,7 +75,7 @@ def user_knn_scores_np(users, neighbors, sims, indptr, indices, data, *, n_items
         keep = _positive_prefix(nbr, s)
         nbr, s = nbr[keep].astype(np.int64), s[keep]
         counts = (np.asarray(indptr)[nbr + 1] - np.asarray(indptr)[nbr]).astype(np.int64)
-        rows = np.concatenate([np.arange(indptr[v], indptr[v + 1]) for v in nbr]) if len(nbr) else np.zeros(0, int)
+        rows = row_entries(indptr, nbr)
         items = np.asarray(indices, np.int64)[rows]  # rank-major: neighbour by neighbour, in list order
         vals = np.asarray(data, np.float64)[rows]
         who = np.repeat(nbr, counts)
