@@ -21,8 +21,11 @@ from recsys_cli.models._kernels.knn_scores import (
     invert_neighbors,
     item_knn_scores,
     item_knn_scores_ref,
+    sum_operand,
     user_knn_scores,
     user_knn_scores_ref,
+    weighted_row_sums,
+    weighted_row_sums_ref,
 )
 
 N_USERS, N_ITEMS = 40, 30
@@ -345,10 +348,10 @@ def test_item_scores_equal_predictions_and_reference(continuous, mode, k, min_k)
 def test_invert_neighbors_layout():
     nb = np.array([[1, 2], [0, -1], [1, 0]], np.int32)
     s = np.array([[0.5, 0.2], [0.9, 0.0], [0.3, -0.1]], np.float32)
-    indptr, item, rank, sim = invert_neighbors(nb, s)
-    # j=0: (i=1, rank 0, .9); j=1: (i=0, rank 0, .5), (i=2, rank 0, .3); j=2: (i=0, rank 1, .2)
+    indptr, item, sim = invert_neighbors(nb, s)
+    # j=0: (i=1, .9); j=1: (i=0, .5), (i=2, .3); j=2: (i=0, .2)
     assert indptr.tolist() == [0, 1, 3, 4]
-    assert item.tolist() == [1, 0, 2, 0] and rank.tolist() == [0, 0, 0, 1]
+    assert item.tolist() == [1, 0, 2, 0]
     np.testing.assert_allclose(sim, [0.9, 0.5, 0.3, 0.2])
 
 
@@ -364,3 +367,60 @@ def test_scores_refuse_out_of_range_indices(continuous):
     nb_i, s_i, _, arrays_i = _our_model(d, False, "cosine", 5)
     with pytest.raises(ValueError, match="user index"):
         item_knn_scores([N_USERS], nb_i, s_i, d.ui.indptr, d.ui.indices, d.ui.data, **arrays_i)
+
+
+def _random_csr(rng, n_rows, n_cols, density):
+    m = sp.random(n_rows, n_cols, density=density, format="csr", random_state=rng, dtype=np.float32)
+    m.data = (m.data * 4 - 2).astype(np.float32)  # signed values
+    m.sort_indices()
+    return m.indptr.astype(np.int64), m.indices.astype(np.int32), m.data
+
+
+@pytest.mark.parametrize("dense,min_k", [(True, 1), (False, 1), (False, 2)])  # dense cannot count: min_k 1
+def test_weighted_row_sums_match_reference(dense, min_k):
+    rng = np.random.default_rng(4)
+    csr = _random_csr(rng, 50, 70, 0.2)
+    operand = sum_operand(*csr, 70, min_k=min_k) if dense else csr
+    assert isinstance(operand, np.ndarray) == dense
+    ptr = np.array([0, 3, 3, 9, 20], np.int64)  # the second batch row sums nothing
+    rows = rng.integers(0, 50, 20)
+    w = rng.normal(size=20).astype(np.float32)
+    got = weighted_row_sums(ptr, rows, w, operand, 70, min_k=min_k)
+    want = weighted_row_sums_ref(ptr, rows, w, csr, 70, min_k=min_k)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    assert not got[1].any() and got[3].any()
+    # by hand: row 0 of the batch is w0*M[r0] + w1*M[r1] + w2*M[r2]
+    M = sp.csr_matrix((csr[2], csr[1], csr[0]), shape=(50, 70)).toarray().astype(np.float64)
+    hand = w[:3].astype(np.float64) @ M[rows[:3]]
+    if min_k == 2:
+        hand[(M[rows[:3]] != 0).sum(axis=0) < 2] = 0.0
+    np.testing.assert_allclose(got[0], hand, rtol=1e-5, atol=1e-6)
+
+
+def test_sum_operand_is_dense_only_when_small_full_and_uncounted():
+    rng = np.random.default_rng(5)
+    full = _random_csr(rng, 40, 40, 0.3)
+    sparse = _random_csr(rng, 40, 40, 0.01)
+    assert isinstance(sum_operand(*full, 40), np.ndarray)
+    np.testing.assert_array_equal(sum_operand(*full, 40),
+                                  sp.csr_matrix((full[2], full[1], full[0]), shape=(40, 40)).toarray())
+    assert isinstance(sum_operand(*full, 40, min_k=2), tuple)  # counting needs the stored entries
+    assert isinstance(sum_operand(*sparse, 40), tuple)  # under 1/32 full
+    with pytest.raises(ValueError, match="cannot count"):
+        weighted_row_sums(np.array([0, 1]), np.array([0]), np.ones(1), sum_operand(*full, 40), 40, min_k=2)
+
+
+@pytest.mark.parametrize("user_based", [True, False])
+def test_sum_ignores_k_and_counts_every_stored_neighbour(continuous, user_based):
+    d = continuous
+    nb, s, _, arrays = _our_model(d, user_based, "pearson_baseline", 12)
+    ui = (d.ui.indptr, d.ui.indices, d.ui.data)
+    users = np.arange(N_USERS)
+    fn = user_knn_scores if user_based else item_knn_scores
+    extra = {"n_items": N_ITEMS} if user_based else {}
+    small_k = fn(users, nb, s, *ui, k=2, aggregate="sum", mode="baseline", **extra, **arrays)
+    big_k = fn(users, nb, s, *ui, k=1000, aggregate="sum", mode="baseline", **extra, **arrays)
+    np.testing.assert_array_equal(small_k, big_k)
+    capped_mean = fn(users, nb, s, *ui, k=2, aggregate="mean", mode="baseline", **extra, **arrays)
+    assert not np.allclose(capped_mean, fn(users, nb, s, *ui, k=1000, aggregate="mean", mode="baseline",
+                                           **extra, **arrays))

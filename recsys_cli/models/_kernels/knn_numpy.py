@@ -2,8 +2,9 @@
 
 `recsys recommend RUN --user U` scores one user; loading Numba and its cached parallel kernels
 costs more than the work, so the model uses these for small batches (and `knn_scores` for
-large ones). Semantics are `knn_scores`'s exactly: the first k positive-similarity neighbours
-(in list order) that rated the target, Surprise's offsets per mode, and its fallbacks.
+large ones). Semantics are `knn_scores`'s exactly: for aggregate='mean' the first k
+positive-similarity neighbours (in list order) that rated the target, Surprise's offsets per
+mode, and its fallbacks; for 'sum' every stored positive-similarity neighbour that rated it.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ def item_knn_scores_np(users, neighbors, sims, indptr, indices, data, *, mu: flo
     """NumPy twin of `knn_scores.item_knn_scores` for known users (rows: items, cols: users)."""
     m = MODES.index(mode)
     nbr = np.asarray(neighbors)
+    k = nbr.shape[1] if aggregate == "sum" else k
     S = np.asarray(sims, np.float64)
     n_items = nbr.shape[0]
     valid = _positive_prefix(nbr, S)
@@ -69,6 +71,7 @@ def user_knn_scores_np(users, neighbors, sims, indptr, indices, data, *, n_items
     """NumPy twin of `knn_scores.user_knn_scores` for known users (rows: users, cols: items)."""
     m = MODES.index(mode)
     nbr_all = np.asarray(neighbors)
+    k = nbr_all.shape[1] if aggregate == "sum" else k
     out = np.empty((len(users), n_items), np.float32)
     for b, u in enumerate(np.asarray(users, np.int64)):
         nbr, s = nbr_all[u], np.asarray(sims[u], np.float64)
