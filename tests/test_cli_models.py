@@ -142,3 +142,21 @@ def test_every_command_has_help():
         assert cmd in res.stdout
         sub = run(cmd, "--help")
         assert sub.exit_code == 0 and "Example" in sub.stdout, cmd
+
+
+def test_one_command_app_matches_the_full_app():
+    """`recsys CMD ...` builds only CMD (cli.app.only); its help and errors must be the full app's."""
+    from recsys_cli.cli.app import only
+
+    runner = CliRunner()
+    names = [c.name for c in app.registered_commands] + [g.name for g in app.registered_groups]
+    assert set(names) == {"download", "preprocess", "info", "split", "generate", "train", "predict", "recommend",
+                          "similar", "runs", "evaluate", "tune", "abtest", "benchmark"}
+    for name in names:
+        one = only(name)
+        assert one is not app and len(one.registered_commands) + len(one.registered_groups) == 1
+        full, fast = runner.invoke(app, [name, "--help"]), runner.invoke(one, [name, "--help"])
+        assert (fast.exit_code, fast.stdout) == (full.exit_code, full.stdout), name
+    bad = ["recommend", "no-such-run", "--user", "1", "--artifacts-dir", "/nonexistent"]
+    assert (runner.invoke(only("recommend"), bad).exit_code, runner.invoke(app, bad).exit_code) == (7, 7)
+    assert only("no-such-command") is app

@@ -163,8 +163,8 @@ def _row_sums_dense(ptr, rows, w, M, n_chunks):
                     for c in range(n):  # contiguous: vectorised
                         part[c] += (w0 * M[r0, c] + w1 * M[r1, c]) + (w2 * M[r2, c] + w3 * M[r3, c])
                     t += 4
-                for t in range(t, hi):
-                    r0, w0 = rows[t], w[t]
+                for tail in range(t, hi):
+                    r0, w0 = rows[tail], w[tail]
                     for c in range(n):
                         part[c] += w0 * M[r0, c]
                 for c in range(n):
