@@ -71,8 +71,8 @@ class SVD(Recommender):
         self.mu = np.float32(self.global_mean if c.biased else 0.0)
         self.bu = np.zeros(data.n_users, np.float32)
         self.bi = np.zeros(data.n_items, np.float32)
-        self.P = rng.normal(c.init_mean, c.init_std, (data.n_users, k)).astype(np.float32)
-        self.Q = rng.normal(c.init_mean, c.init_std, (data.n_items, k)).astype(np.float32)
+        self.P = _normal32(rng, c.init_mean, c.init_std, (data.n_users, k))
+        self.Q = _normal32(rng, c.init_mean, c.init_std, (data.n_items, k))
 
     def _fit(self, data: Interactions, *, seed: int, progress) -> None:
         from recsys_cli.models._kernels import mf_sgd
@@ -80,19 +80,18 @@ class SVD(Recommender):
         c = self.config
         rng = np.random.default_rng(seed)
         self._init_params(data, rng)
-        users = data.users.astype(np.int32)
-        items = data.items.astype(np.int32)
-        ratings = data.ratings.astype(np.float32)
-        kernel = mf_sgd.svd_epoch_parallel if c.threads > 1 else mf_sgd.svd_epoch
+        # Checked and copied once; each epoch reshuffles the copy in place (seeded, so fits repeat).
+        shuffled = mf_sgd.ShuffledRatings(data.users, data.items, data.ratings, data.n_users, data.n_items,
+                                          seed=int(rng.integers(2**63)))
         lrs = [c.rate(n) for n in ("bu", "bi", "pu", "qi")]
         regs = [c.reg(n) for n in ("bu", "bi", "pu", "qi")]
         progress.start(c.epochs, f"{self.name} epochs")
         losses = []
         for epoch in range(c.epochs):
-            order = rng.permutation(len(ratings)).astype(np.int64, copy=False)
-            sse = kernel(users, items, ratings, order, self.mu, self.bu, self.bi, self.P, self.Q,
-                         *lrs, *regs, c.biased)
-            rmse = _check_loss(sse, len(ratings), epoch)
+            shuffled.shuffle(epoch)
+            sse = mf_sgd.svd_epoch_shuffled(shuffled, self.mu, self.bu, self.bi, self.P, self.Q, *lrs, *regs,
+                                            c.biased, threads=c.threads)
+            rmse = _check_loss(sse, len(data), epoch)
             losses.append(rmse)
             progress.advance(1, epoch=epoch + 1, train_rmse=rmse)
         self.fit_info = {"train_rmse": losses}
@@ -132,6 +131,14 @@ class SVD(Recommender):
     def _load_state(self, state: dict) -> None:
         self.mu = np.float32(state["mu"])
         self.bu, self.bi, self.P, self.Q = state["bu"], state["bi"], state["P"], state["Q"]
+
+
+def _normal32(rng: np.random.Generator, mean: float, std: float, shape: tuple[int, int]) -> np.ndarray:
+    """float32 draws from N(mean, std^2), straight from NumPy's float32 sampler (no float64 pass)."""
+    out = rng.standard_normal(shape, dtype=np.float32)
+    out *= np.float32(std)
+    out += np.float32(mean)
+    return out
 
 
 def _check_loss(sse: float, n: int, epoch: int) -> float:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from recsys_cli.models._kernels import mf_sgd as K
-from recsys_cli.models._kernels import simd
+from recsys_cli.models._kernels import shuffle, simd, splitmix
 
 LR = (0.01, 0.012, 0.009, 0.011)  # lr_bu, lr_bi, lr_pu, lr_qi: distinct so a swapped argument shows
 REG = (0.02, 0.03, 0.04, 0.05)
@@ -173,6 +173,75 @@ def test_svd_parallel_with_one_thread_equals_sequential():
     finally:
         numba.set_num_threads(before)
     assert_params_close(seq, par, ["bu", "bi", "P", "Q"], atol=1e-7)
+
+
+# ---------------------------------------------------------------- per-fit shuffling
+
+
+def order_of(n, seed, epochs):
+    """The visiting order `ShuffledRatings` holds after shuffling for `epochs` epochs."""
+    pos = np.arange(n, dtype=np.int32)
+    for epoch in range(epochs):
+        shuffle.shuffle_together(pos, pos.copy(), np.zeros(n, np.float32), splitmix.seed64(seed), epoch)
+    return pos
+
+
+@pytest.mark.parametrize("use_bias", [True, False])
+def test_svd_epoch_shuffled_equals_svd_epoch_in_the_same_order(use_bias):
+    users, items, ratings, _, mu, params = small_data(10)
+    data = K.ShuffledRatings(users, items, ratings, 30, 20, seed=77)
+    np.testing.assert_array_equal(data.users, users)  # unshuffled until the first epoch
+    fast, plain, ref = copy(params), copy(params), copy(params)
+    for epoch in range(3):
+        data.shuffle(epoch)
+        order = order_of(len(users), 77, epoch + 1)
+        np.testing.assert_array_equal(data.users, users[order])
+        np.testing.assert_array_equal(data.ratings, ratings[order])
+        a = K.svd_epoch_shuffled(data, mu, *svd_args(fast, use_bias))
+        b = K.svd_epoch(users, items, ratings, order, mu, *svd_args(plain, use_bias))
+        c = K.svd_epoch_ref(users, items, ratings, order, mu, *svd_args(ref, use_bias))
+        assert a == b and a == pytest.approx(c, rel=1e-6)
+    assert_params_close(fast, plain, ["bu", "bi", "P", "Q"], atol=0)
+    assert_params_close(fast, ref, ["bu", "bi", "P", "Q"])
+    assert not np.allclose(fast["Q"], params["Q"])
+
+
+def test_svd_epoch_shuffled_hogwild_with_one_thread_equals_sequential():
+    users, items, ratings, _, mu, params = small_data(11)
+    seq, par = copy(params), copy(params)
+    data_seq = K.ShuffledRatings(users, items, ratings, 30, 20, seed=5)
+    data_par = K.ShuffledRatings(users, items, ratings, 30, 20, seed=5)
+    before = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        for epoch in range(3):
+            data_seq.shuffle(epoch)
+            data_par.shuffle(epoch)
+            a = K.svd_epoch_shuffled(data_seq, mu, *svd_args(seq))
+            b = K.svd_epoch_shuffled(data_par, mu, *svd_args(par), threads=2)
+            assert a == pytest.approx(b, rel=1e-12)
+    finally:
+        numba.set_num_threads(before)
+    assert_params_close(seq, par, ["bu", "bi", "P", "Q"], atol=1e-7)
+
+
+def test_shuffled_ratings_checks_indices_once_and_shapes_every_epoch():
+    users, items, ratings, _, mu, params = small_data(12)
+    bad = users.copy()
+    bad[250] = 30  # one past the last user row
+    with pytest.raises(IndexError, match="outside P or Q"):
+        K.ShuffledRatings(bad, items, ratings, 30, 20, seed=0)
+    with pytest.raises(IndexError, match="outside P or Q"):
+        K.ShuffledRatings(users, items - 1, ratings, 30, 20, seed=0)  # item -1
+    data = K.ShuffledRatings(users, items, ratings, 30, 20, seed=0)
+    d = copy(params)
+    with pytest.raises(ValueError, match="must have 30 and 20 rows"):
+        K.svd_epoch_shuffled(data, mu, d["bu"][:29].copy(), d["bi"], d["P"][:29].copy(), d["Q"], *LR, *REG, True)
+    with pytest.raises(TypeError, match="P must be"):
+        K.svd_epoch_shuffled(data, mu, d["bu"], d["bi"], d["P"].astype(np.float64), d["Q"], *LR, *REG, True)
+    for name in ("bu", "bi", "P", "Q"):
+        np.testing.assert_array_equal(d[name], params[name])
+    assert data.users.dtype == np.int32 and data.items.dtype == np.int32 and data.ratings.dtype == np.float32
 
 
 def test_svdpp_epoch_matches_reference():

@@ -5,7 +5,8 @@ integer dtype works). SVD steps use float32 arithmetic (explicit SIMD rows, see 
 SVD++ steps float64. An epoch kernel runs one pass and returns the epoch's sum of squared
 errors (float64), each error taken with the parameters as they were just before that
 rating's update, as in Surprise's SGD loop.
-The caller owns the epoch loop, the shuffling (`order`) and the NaN check on the result.
+The caller owns the epoch loop, the shuffling (`order`, or `ShuffledRatings` for a whole
+fit) and the NaN check on the result.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ import math
 import numpy as np
 from numba import get_num_threads, njit, prange
 
+from recsys_cli.models._kernels.shuffle import shuffle_rows, shuffle_together
 from recsys_cli.models._kernels.simd import prefetch_row, row_dot, row_update
+from recsys_cli.models._kernels.splitmix import seed64
 
 # No 'nnan'/'ninf': a diverging run must still surface NaN/inf in the returned loss.
 _FM = {"nsz", "arcp", "contract", "reassoc"}
@@ -92,14 +95,18 @@ def _svd_chunks(uu, ii, rr, mu, bu, bi, P, Q, lr_bu, lr_bi, lr_pu, lr_qi, reg_bu
     return sse
 
 
-def _svd_args(users, items, ratings, order, mu, bu, bi, P, Q, rates, use_bias) -> tuple:
-    """Check the parameter arrays, gather the ratings in visiting order, cast scalars to float32."""
+def _check_params(bu, bi, P, Q) -> None:
     for name, a, ndim in (("bu", bu, 1), ("bi", bi, 1), ("P", P, 2), ("Q", Q, 2)):
         if not (isinstance(a, np.ndarray) and a.dtype == np.float32 and a.ndim == ndim
                 and a.flags.c_contiguous and a.flags.writeable):
             raise TypeError(f"{name} must be a writeable C-contiguous float32 array with {ndim} dimension(s)")
     if P.shape[1] != Q.shape[1] or bu.shape[0] != P.shape[0] or bi.shape[0] != Q.shape[0]:
         raise ValueError(f"shapes do not match: bu {bu.shape}, bi {bi.shape}, P {P.shape}, Q {Q.shape}")
+
+
+def _svd_args(users, items, ratings, order, mu, bu, bi, P, Q, rates, use_bias) -> tuple:
+    """Check the parameter arrays, gather the ratings in visiting order, cast scalars to float32."""
+    _check_params(bu, bi, P, Q)
     # Gathered once, the ratings are then read sequentially instead of chased through `order`.
     gathered = _gather(users, items, ratings, order, P.shape[0], Q.shape[0])
     return (*gathered, np.float32(mu), bu, bi, P, Q, *(np.float32(x) for x in rates), bool(use_bias))
@@ -127,6 +134,43 @@ def svd_epoch_parallel(users, items, ratings, order, mu, bu, bi, P, Q, lr_bu, lr
     args = _svd_args(users, items, ratings, order, mu, bu, bi, P, Q, rates, use_bias)
     # get_num_threads() is read here, not inside the kernel, so the kernel stays cacheable.
     return float(_svd_chunks(*args, get_num_threads()))
+
+
+class ShuffledRatings:
+    """One fit's ratings, index-checked and copied once, then reshuffled in place before each SGD epoch.
+
+    `users`/`items`/`ratings` (int32, int32, float32) hold the ratings in the current visiting
+    order; `shuffle(epoch)` draws the next order from `seed`, so a fit is reproducible by seed.
+    """
+
+    def __init__(self, users, items, ratings, n_users: int, n_items: int, seed: int) -> None:
+        n = len(ratings)
+        if n >= 2**32:
+            raise ValueError("ShuffledRatings takes fewer than 2**32 ratings")
+        self.n_users, self.n_items, self.seed = int(n_users), int(n_items), seed64(seed)
+        self.users, self.items, self.ratings = _gather(users, items, ratings, np.arange(n), self.n_users,
+                                                       self.n_items)
+
+    def shuffle(self, epoch: int) -> None:
+        """Put the ratings in the visiting order of `epoch` (a fresh permutation of the current one)."""
+        shuffle_together(self.users, self.items, self.ratings, self.seed, epoch)
+
+
+def svd_epoch_shuffled(data: ShuffledRatings, mu, bu, bi, P, Q, lr_bu, lr_bi, lr_pu, lr_qi,
+                       reg_bu, reg_bi, reg_pu, reg_qi, use_bias, threads: int = 1) -> float:
+    """`svd_epoch` over `data` in its current order, without re-checking indices; Hogwild if threads > 1.
+
+    P and Q must have data.n_users and data.n_items rows. With threads > 1 the ratings are cut
+    into one chunk per Numba thread, as in `svd_epoch_parallel`.
+    """
+    _check_params(bu, bi, P, Q)
+    if P.shape[0] != data.n_users or Q.shape[0] != data.n_items:
+        raise ValueError(f"P {P.shape} and Q {Q.shape} must have {data.n_users} and {data.n_items} rows")
+    rates = tuple(np.float32(x) for x in (lr_bu, lr_bi, lr_pu, lr_qi, reg_bu, reg_bi, reg_pu, reg_qi))
+    args = (data.users, data.items, data.ratings, np.float32(mu), bu, bi, P, Q, *rates, bool(use_bias))
+    if threads > 1:
+        return float(_svd_chunks(*args, get_num_threads()))
+    return float(_svd_steps(*args))
 
 
 def svd_epoch_ref(users, items, ratings, order, mu, bu, bi, P, Q, lr_bu, lr_bi, lr_pu, lr_qi,
@@ -316,9 +360,7 @@ def svdpp_epoch_grouped_ref(user_order, r_indptr, r_items, r_ratings, r_order, i
 
 def shuffle_within_rows(indptr: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Positions that shuffle each CSR row in place of itself: the `r_order` of `svdpp_epoch_grouped`."""
-    lengths = np.diff(indptr)
-    rows = np.repeat(np.arange(lengths.shape[0]), lengths)
-    return np.lexsort((rng.random(rows.shape[0]), rows)).astype(np.int64)
+    return shuffle_rows(np.asarray(indptr, np.int64), seed64(rng.integers(2**63)))
 
 
 # ---------------------------------------------------------------- scoring
