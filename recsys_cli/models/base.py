@@ -58,7 +58,11 @@ PARALLEL_ROWS = 32  # batches with at least this many rows use the Numba kernels
 
 
 def _writable(scores: np.ndarray) -> np.ndarray:
-    """The scores themselves when they are a fresh float32 array the caller may mask, else a copy."""
+    """The scores themselves when they are a fresh float32 array the caller may mask, else a copy.
+
+    Arrays a Numba kernel returns do not own their data and are copied (Numba also returns
+    views of its inputs that way): score kernels on hot paths fill an `out` made by NumPy.
+    """
     f = scores.flags
     if scores.dtype == np.float32 and f.writeable and f.c_contiguous and f.owndata:
         return scores

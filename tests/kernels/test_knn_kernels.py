@@ -18,6 +18,7 @@ from recsys_cli.models._kernels.knn import (
     topk_similarities_ref,
 )
 from recsys_cli.models._kernels.knn_scores import (
+    _user_rows,
     invert_neighbors,
     item_knn_scores,
     item_knn_scores_ref,
@@ -388,6 +389,8 @@ def test_weighted_row_sums_match_reference(dense, min_k):
     got = weighted_row_sums(ptr, rows, w, operand, 70, min_k=min_k)
     want = weighted_row_sums_ref(ptr, rows, w, csr, 70, min_k=min_k)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    assert got.flags.owndata  # NumPy's own array: recommend masks it in place instead of copying
+    np.testing.assert_array_equal(weighted_row_sums(ptr, rows.astype(np.int32), w, operand, 70, min_k=min_k), got)
     assert not got[1].any() and got[3].any()
     # by hand: row 0 of the batch is w0*M[r0] + w1*M[r1] + w2*M[r2]
     M = sp.csr_matrix((csr[2], csr[1], csr[0]), shape=(50, 70)).toarray().astype(np.float64)
@@ -395,6 +398,17 @@ def test_weighted_row_sums_match_reference(dense, min_k):
     if min_k == 2:
         hand[(M[rows[:3]] != 0).sum(axis=0) < 2] = 0.0
     np.testing.assert_allclose(got[0], hand, rtol=1e-5, atol=1e-6)
+
+
+def test_user_rows_take_each_list_up_to_its_first_padding_or_non_positive_similarity():
+    neighbors = np.array([[2, 0, 1, -1], [0, 2, 3, 1], [1, -1, 0, 3], [3, 1, 0, 2]], np.int32)
+    sims = np.array([[0.9, 0.5, 0.1, 0.0], [0.8, -0.2, 0.7, 0.1], [0.3, 0.0, 0.9, 0.9], [0.0, 0.5, 0.5, 0.5]],
+                    np.float32)
+    ptr, rows, w = _user_rows(np.array([0, 1, -1, 2, 3, 0]), neighbors, sims)
+    # user 1 stops at its negative similarity, the unknown user (-1) and user 3 (sim 0 first) get nothing
+    assert ptr.tolist() == [0, 3, 4, 4, 5, 5, 8]
+    assert rows.tolist() == [2, 0, 1, 0, 1, 2, 0, 1]
+    np.testing.assert_array_equal(w, np.float32([0.9, 0.5, 0.1, 0.8, 0.3, 0.9, 0.5, 0.1]))
 
 
 def test_sum_operand_is_dense_only_when_small_full_and_uncounted():

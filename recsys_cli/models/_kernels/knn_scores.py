@@ -145,10 +145,9 @@ def invert_neighbors(neighbors: np.ndarray, sims: np.ndarray) -> tuple[np.ndarra
 
 
 @njit(cache=True, parallel=True, fastmath={"contract"})
-def _row_sums_dense(ptr, rows, w, M, n_chunks):
+def _row_sums_dense(ptr, rows, w, M, n_chunks, out):
     B = ptr.shape[0] - 1
     n = M.shape[1]
-    out = np.empty((B, n), np.float32)
     for ch in prange(n_chunks):
         acc = np.zeros(n, np.float64)
         part = np.zeros(n, np.float32)  # float32 runs (8 lanes) of at most BLOCK rows, added into float64
@@ -174,13 +173,11 @@ def _row_sums_dense(ptr, rows, w, M, n_chunks):
             for c in range(n):
                 out[b, c] = acc[c]
                 acc[c] = 0.0
-    return out
 
 
 @njit(cache=True, parallel=True)
-def _row_sums_sparse(ptr, rows, w, m_ptr, m_idx, m_val, n_cols, min_k, n_chunks):
+def _row_sums_sparse(ptr, rows, w, m_ptr, m_idx, m_val, n_cols, min_k, n_chunks, out):
     B = ptr.shape[0] - 1
-    out = np.empty((B, n_cols), np.float32)
     for ch in prange(n_chunks):
         acc = np.zeros(n_cols, np.float64)
         cnt = np.zeros(n_cols, np.int32)
@@ -196,7 +193,6 @@ def _row_sums_sparse(ptr, rows, w, m_ptr, m_idx, m_val, n_cols, min_k, n_chunks)
                 out[b, c] = acc[c] if cnt[c] >= min_k else 0.0
                 acc[c] = 0.0
                 cnt[c] = 0
-    return out
 
 
 def sum_operand(indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, n_cols: int, *,
@@ -223,15 +219,23 @@ def weighted_row_sums(ptr: np.ndarray, rows: np.ndarray, w: np.ndarray, operand,
     With a CSR operand, a column fed by fewer than min_k stored entries is 0; a dense operand
     (from `sum_operand`) counts nothing, so it is only built for min_k <= 1.
     """
-    ptr, rows, w = np.asarray(ptr, np.int64), np.asarray(rows, np.int64), np.asarray(w, np.float32)
+    ptr, w = np.asarray(ptr, np.int64), np.asarray(w, np.float32)
+    rows = np.asarray(rows)
+    if rows.dtype != np.int32:
+        rows = rows.astype(np.int64, copy=False)
     B = len(ptr) - 1
+    # Allocated here, not in the kernel: a NumPy-owned array the caller may mask in place
+    # (base._writable copies arrays a Numba kernel returns, since it cannot tell them from views).
+    out = np.empty((B, int(n_cols)), np.float32)
     with _threads(n_threads) as nt:
         chunks = max(1, min(B, 4 * nt))
         if isinstance(operand, np.ndarray):
             if min_k > 1:
                 raise ValueError("a dense operand cannot count neighbours: build it with sum_operand(min_k=...)")
-            return _row_sums_dense(ptr, rows, w, operand, chunks)
-        return _row_sums_sparse(ptr, rows, w, *operand, int(n_cols), int(min_k), chunks)
+            _row_sums_dense(ptr, rows, w, operand, chunks, out)
+        else:
+            _row_sums_sparse(ptr, rows, w, *operand, int(n_cols), int(min_k), chunks, out)
+    return out
 
 
 def weighted_row_sums_ref(ptr, rows, w, operand, n_cols: int, *, min_k: int = 1) -> np.ndarray:
@@ -255,13 +259,34 @@ def weighted_row_sums_ref(ptr, rows, w, operand, n_cols: int, *, min_k: int = 1)
 
 
 def _user_rows(users: np.ndarray, neighbors: np.ndarray, sims: np.ndarray):
-    """(ptr, rows, w) of the batch for user-knn sums: each user's positive-similarity neighbours."""
-    known = users >= 0
-    nb = np.asarray(neighbors)[np.where(known, users, 0)]
-    s = np.asarray(sims, np.float32)[np.where(known, users, 0)]
-    keep = np.logical_and.accumulate((nb >= 0) & (s > 0), axis=1) & known[:, None]
-    ptr = np.concatenate([[0], np.cumsum(keep.sum(axis=1))]).astype(np.int64)
-    return ptr, nb[keep], s[keep]
+    """(ptr, rows, w) of the batch for user-knn sums: each user's positive-similarity neighbours.
+
+    A neighbour list is read up to its first padding (-1) or non-positive similarity, as the
+    lists are sorted by similarity; an unknown user (-1) gets an empty span.
+    """
+    return _user_rows_kernel(np.asarray(users, np.int64), np.asarray(neighbors, np.int32),
+                             np.asarray(sims, np.float32))
+
+
+@njit(cache=True)
+def _user_rows_kernel(users, nb, sims):
+    B, width = users.shape[0], nb.shape[1]
+    ptr = np.zeros(B + 1, np.int64)
+    for b in range(B):
+        n = 0
+        u = users[b]
+        if u >= 0:
+            while n < width and nb[u, n] >= 0 and sims[u, n] > 0:
+                n += 1
+        ptr[b + 1] = ptr[b] + n
+    rows = np.empty(ptr[B], np.int32)
+    w = np.empty(ptr[B], np.float32)
+    for b in range(B):
+        u, t = users[b], ptr[b]
+        for j in range(ptr[b + 1] - t):
+            rows[t + j] = nb[u, j]
+            w[t + j] = sims[u, j]
+    return ptr, rows, w
 
 
 def _item_rows(users, indptr, indices, data, mode, mu, means, rb, cb):
