@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from recsys_cli.data.dataset import Interactions
+from recsys_cli.data.dataset import Interactions, row_entries
 from recsys_cli.models.base import PARALLEL_ROWS, Recommender
 from recsys_cli.models.config import ModelConfig, choice, param
 
@@ -188,7 +188,7 @@ class UserKNN(_KNN):
         neighbors[m, :m] = np.arange(m)
         sim_rows = np.zeros(neighbors.shape, np.float32)
         sim_rows[m, :m] = sims
-        take, lens = self._ranges(self.seen_indptr, nbr)
+        take, lens = _row_span(self.seen_indptr, nbr)
         indptr = np.concatenate([[0], np.cumsum(lens), [lens.sum() + len(items)]]).astype(np.int64)
         return knn_scores.user_knn_scores(
             np.array([m]), neighbors, sim_rows, indptr, np.concatenate([self.seen_indices[take], items]),
@@ -219,7 +219,7 @@ class UserKNN(_KNN):
         """
         c, mu = self.config, float(self.global_mean)
         iptr, iidx, idata = self._item_major()
-        take, lens = self._ranges(iptr, items)
+        take, lens = _row_span(iptr, items)
         v = iidx[take].astype(np.int64)
         ry = idata[take].astype(np.float64)
         rx = np.repeat(np.asarray(r, np.float64), lens)
@@ -258,13 +258,6 @@ class UserKNN(_KNN):
         order = np.lexsort((users, -s32))[:k_max]
         return users[order], s32[order]
 
-    @staticmethod
-    def _ranges(indptr: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(positions of the given CSR rows' entries, concatenated in order; each row's length)."""
-        starts = np.asarray(indptr, np.int64)[rows]
-        lens = np.asarray(indptr, np.int64)[np.asarray(rows, np.int64) + 1] - starts
-        return np.arange(int(lens.sum()), dtype=np.int64) + np.repeat(starts - (np.cumsum(lens) - lens), lens), lens
-
 
 class ItemKNN(_KNN):
     """Neighbours are items the user rated."""
@@ -291,3 +284,9 @@ class ItemKNN(_KNN):
             r, aggregate=self.config.rank_by, inverted=self._inverted_lists(),
             operand=self._sum_operand() if self.config.rank_by == "sum" else None, **kw,
         )[0]
+
+
+def _row_span(indptr: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(positions of the given CSR rows' entries, concatenated in order; each row's length)."""
+    rows = np.asarray(rows, np.int64)
+    return row_entries(indptr, rows), np.asarray(indptr, np.int64)[rows + 1] - np.asarray(indptr, np.int64)[rows]
