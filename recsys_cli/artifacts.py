@@ -86,9 +86,7 @@ class ArtifactStore:
         force: bool = False,
     ) -> Path:
         """Write a trained model as a run; ArtifactError if it exists and not force."""
-        final = self.path(run)
-        if final.exists() and not force:
-            raise ArtifactError(f"run {run!r} already exists at {final}; use --force to replace it")
+        final = self.check_writable(run, force=force)
         self.root.mkdir(parents=True, exist_ok=True)
         manifest = {
             "format_version": FORMAT_VERSION,
@@ -218,11 +216,21 @@ class ArtifactStore:
         tmp.write_text(json.dumps(manifest, indent=2, default=_json_default) + "\n")
         os.replace(tmp, mf)
 
-    def delete(self, run: str) -> None:
-        folder = self.path(run)
-        if not folder.exists():
-            raise ArtifactError(f"unknown run {run!r}")
-        shutil.rmtree(folder)
+    def check_writable(self, run: str, *, force: bool) -> Path:
+        """The run's folder, if `save` may write it: new, or an existing run and force.
+
+        ArtifactError otherwise; never replaces what is not a run (the MLflow store, the
+        ledger, a user's folder), even with force. Commands call it before training.
+        """
+        final = self.path(run)
+        if not (final.exists() or final.is_symlink()):
+            return final
+        if final.is_symlink() or not final.is_dir() or not (final / "manifest.json").is_file():
+            raise ArtifactError(f"{final} exists and is not a recsys run; pick another run name "
+                                f"(--force only replaces runs)")
+        if not force:
+            raise ArtifactError(f"run {run!r} already exists at {final}; use --force to replace it")
+        return final
 
 
 def _json_default(obj: Any):

@@ -47,14 +47,12 @@ def train_run(
     mlflow: also log the run (params, timings, tags, its folder) to MLflow; a logging failure only warns.
     """
     from recsys_cli.data.dataset import load_dataset
-    from recsys_cli.errors import ArtifactError
     from recsys_cli.models.registry import create_model
 
     model = create_model(model_name, params, preset)
     run = check_run_name(run_name or default_run_name(model_name, dataset_name, split))
     store = ArtifactStore(artifacts_dir)
-    if store.path(run).exists() and not force:
-        raise ArtifactError(f"run {run!r} already exists at {store.path(run)}; use --force to replace it")
+    store.check_writable(run, force=force)  # before the work, not after it
     ds = load_dataset(dataset_name, data_dir)
     data = ds.interactions(split, "train")
     if progress is not None:

@@ -104,6 +104,25 @@ def test_existing_run_is_replaced_only_with_force(models, tmp_path):
     assert hidden(tmp_path) == []
 
 
+@pytest.mark.parametrize("name", ["mlruns", "ledger.sqlite", "notes"])
+def test_force_never_replaces_what_is_not_a_run(models, tmp_path, name):
+    # The MLflow store and the ledger live in the artifacts folder too; so may a user's files.
+    if name == "ledger.sqlite":
+        (tmp_path / name).write_bytes(b"SQLite format 3\x00")
+    else:
+        (tmp_path / name / "0").mkdir(parents=True)
+        (tmp_path / name / "0" / "meta.yaml").write_text("name: Default\n")
+    def tree():
+        return {str(p.relative_to(tmp_path)): p.read_bytes() for p in sorted(tmp_path.rglob("*")) if p.is_file()}
+
+    before = tree()
+    store = ArtifactStore(tmp_path)
+    for force in (False, True):
+        with pytest.raises(ArtifactError, match=rf"{name} exists and is not a recsys run; pick another run name"):
+            store.save(name, models[0], force=force, **SAVE)
+    assert tree() == before
+
+
 def _fail_savez(real):
     def savez(file, *args, **kwds):
         file.write(b"PK\x03\x04 half an archive")

@@ -45,6 +45,20 @@ def test_train_existing_run_needs_force(env):
     assert res.stderr.startswith("error: run 'svd-synth-random' already exists")
 
 
+@pytest.mark.parametrize("command", ["train", "tune"])
+def test_force_does_not_replace_the_mlflow_store(env, command):
+    store = env["arts"] / "mlruns" / "0"
+    store.mkdir(parents=True, exist_ok=True)
+    (store / "meta.yaml").write_text("name: Default\n")
+    extra = ("--grid", "reg_u=15", "--train-best") if command == "tune" else ()
+    res = run(command, "bias", "--dataset", "synth", "--split", "random", "--data-dir", env["data"], *A(env), *extra,
+              "--name", "mlruns", "--force")
+    assert res.exit_code == 7
+    assert res.stderr == (f"error: {env['arts'] / 'mlruns'} exists and is not a recsys run; pick another run name "
+                          "(--force only replaces runs)\n")
+    assert (store / "meta.yaml").read_text() == "name: Default\n"
+
+
 @pytest.mark.parametrize(
     "args, code, message",
     [

@@ -161,7 +161,7 @@ def register(app: typer.Typer) -> None:
         fmt: FormatOpt = None,
         as_json: JsonOpt = False,
     ) -> None:
-        from recsys_cli.errors import ArtifactError, UsageError
+        from recsys_cli.errors import UsageError
         from recsys_cli.evaluation import tuning
         from recsys_cli.evaluation.search_space import parse_grid, parse_space
         from recsys_cli.models.registry import get_model_class
@@ -188,8 +188,7 @@ def register(app: typer.Typer) -> None:
 
             name = check_run_name(name or default_run_name(model, dataset, split))
             store = ArtifactStore(artifacts_dir)
-            if store.path(name).exists() and not force:
-                raise ArtifactError(f"run {name!r} already exists at {store.path(name)}; use --force to replace it")
+            store.check_writable(name, force=force)
         display = TrialDisplay(len(trials), metric, tuning.lower_is_better(metric))
         try:
             result = tuning.tune(
