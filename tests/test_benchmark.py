@@ -15,6 +15,7 @@ from recsys_cli.bench.datasets import parse_scale, prepare, synthetic_sizes
 from recsys_cli.bench.harness import compute_ratios
 from recsys_cli.bench.machine import PeakRSS
 from recsys_cli.bench.measure import DATA_STEPS, MODEL_STEPS, ROW_KEYS, make_row
+from recsys_cli.bench.report import ratio_reading
 from recsys_cli.cli.app import app
 from recsys_cli.errors import DataError, UsageError
 from recsys_cli.models.registry import model_names
@@ -113,12 +114,19 @@ def test_compute_ratios_uses_throughput_when_work_differs():
         return r
 
     rows = [row("recsys", "fit", 2.0, None), row("surprise", "fit", 8.0, None),
-            row("recsys", "recommend", 1.0, 1000.0), row("surprise", "recommend", 0.5, 10.0)]
+            row("recsys", "recommend", 1.0, 59400.0), row("surprise", "recommend", 0.5, 8.16)]
     ratios = compute_ratios(rows, [("svd", "surprise", "SVD")])
     assert ratios == [
         {"model": "svd", "peer": "surprise:SVD", "step": "fit", "ratio": 0.25},
-        {"model": "svd", "peer": "surprise:SVD", "step": "recommend", "ratio": 0.01},
+        # 8.16 / 59400 to 4 significant digits (rounding to 4 decimals printed 10000x faster)
+        {"model": "svd", "peer": "surprise:SVD", "step": "recommend", "ratio": 0.0001374},
     ]
+
+
+@pytest.mark.parametrize("ratio, reading", [(0.0001374, "7,278x faster"), (0.19, "5.3x faster"), (0.97, "about the same"),
+                                            (1.263, "1.3x slower"), (250.0, "250x slower")])
+def test_ratio_reading(ratio, reading):
+    assert ratio_reading(ratio) == reading
 
 
 def test_missing_peer_is_reported_as_skipped(data_dir, monkeypatch):

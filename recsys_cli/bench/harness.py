@@ -161,13 +161,18 @@ def compute_ratios(rows: list[dict[str, Any]], pairs: list[tuple[str, str, str]]
                 ratio = theirs["throughput"] / ours["throughput"]
             else:
                 ratio = ours["seconds"] / theirs["seconds"]
-            out.append({"model": label, "peer": f"{peer}:{algorithm}", "step": step, "ratio": round(ratio, 4)})
+            out.append({"model": label, "peer": f"{peer}:{algorithm}", "step": step, "ratio": _sig4(ratio)})
             if step == "fit":  # and per iteration/epoch, where both sides report it (iterative models)
                 a, b = ours["metrics"].get(PER_ITERATION), theirs["metrics"].get(PER_ITERATION)
                 if a and b:
                     out.append({"model": label, "peer": f"{peer}:{algorithm}", "step": "iteration",
-                                "ratio": round(a / b, 4)})
+                                "ratio": _sig4(a / b)})
     return out
+
+
+def _sig4(x: float) -> float:
+    """x to 4 significant digits: a 7000x speed-up stays 0.0001372, not 0.0001 (or 0.0)."""
+    return float(f"{x:.4g}")
 
 
 def run_benchmark(

@@ -92,12 +92,7 @@ def render_table(report: dict[str, Any], out: TextIO | None = None) -> None:
                               ("reading", "left")):
             ratios.add_column(name, justify=justify)
         for r in report["ratios"]:
-            x = r["ratio"]
-            if abs(x - 1) < 0.05:
-                reading = "about the same"
-            else:
-                reading = f"{1 / x:.1f}x faster" if x < 1 else f"{x:.1f}x slower"
-            ratios.add_row(r["model"], r["peer"], r["step"], f"{x:.3f}", reading)
+            ratios.add_row(r["model"], r["peer"], r["step"], f"{r['ratio']:.3g}", ratio_reading(r["ratio"]))
         console.print(ratios)
     for line in skipped + [f"note: {note}" for note in report.get("notes", [])]:
         console.print(line, markup=False, soft_wrap=True)
@@ -121,3 +116,12 @@ def render_suite_table(report: dict[str, Any], out: TextIO | None = None) -> Non
     console.print(table)
     for note in report.get("notes", []):
         console.print(f"note: {note}", markup=False, soft_wrap=True)
+
+
+def ratio_reading(x: float) -> str:
+    """'3.2x faster', '1,250x faster', '1.3x slower' or 'about the same' for a ratio ours/peer."""
+    if abs(x - 1) < 0.05:
+        return "about the same"
+    factor = 1 / x if x < 1 else x
+    text = f"{factor:.1f}" if factor < 100 else f"{factor:,.0f}"
+    return f"{text}x {'faster' if x < 1 else 'slower'}"
