@@ -11,7 +11,8 @@ The SQLite ledger stays the record of truth; this bridge copies the same facts t
   mlflow.source.git.commit;
 - artifacts: train logs the whole run folder (manifest.json, arrays.npz, vocabularies);
   evaluate logs its full result (per-fold metrics too) as evaluate.json;
-- tune: one parent run (best config, held-out metrics, cv_<metric>) with one nested run per trial.
+- tune: one parent run (best config, held-out metrics, cv_<metric>) with one nested run per trial,
+  each logged as soon as it finishes (`TuneLog`).
 
 Tracking URI: $MLFLOW_TRACKING_URI, else a local file store in <artifacts-dir>/mlruns (MLflow 3
 refuses file stores unless MLFLOW_ALLOW_FILE_STORE=true; that variable is set only while this
@@ -26,7 +27,7 @@ import os
 import re
 import sys
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -214,53 +215,97 @@ def log_run(
     return run_id
 
 
-def log_tune(
-    options: MlflowOptions,
-    *,
-    model: str,
-    metric: str,
-    params: Mapping[str, Any],
-    trials: list[Mapping[str, Any]],
-    best_trial: int,
-    seed: int | None = None,
-    dataset: str | None = None,
-    fingerprint: str | None = None,
-    split: str | None = None,
-    protocol: Mapping[str, Any] | None = None,
-    metrics: Mapping[str, Any] | None = None,
-) -> str | None:
-    """Log a search as one parent run (best config, held-out `metrics`, cv_<metric>) with a nested
-    run per trial (its params, <metric>, <metric>_std, fit_seconds, seconds); returns the parent id.
+class TuneLog:
+    """A search logged to MLflow while it runs (a context manager; see `tuning.tune`).
 
-    Each trial is a mapping with trial (0-based), params, score, std, fit_seconds, seconds, error.
+    The parent run opens on entry; `trial` logs each finished trial at once as a nested run
+    (its params, <metric>, <metric>_std, fit_seconds, seconds; recsys.error if it failed), so
+    a long search shows its progress and an interrupted one keeps its finished trials (the
+    parent then ends FAILED). `finish` gives the parent the best config, the held-out
+    `metrics` and cv_<metric>. An MLflow failure warns once and stops the logging, never the
+    search: the ledger has every trial anyway. With options None (no --mlflow) it logs nothing.
     """
-    best = next((t for t in trials if t["trial"] == best_trial), None)
-    cv = {f"cv_{metric}": best["score"], f"cv_{metric}_std": best["std"]} if best else {}
-    name = f"tune {model}"
-    try:
-        with _session(options) as mlflow:
+
+    def __init__(self, options: MlflowOptions | None, *, model: str, metric: str, seed: int | None = None,
+                 dataset: str | None = None, fingerprint: str | None = None, split: str | None = None,
+                 protocol: Mapping[str, Any] | None = None) -> None:
+        self.options, self.model, self.metric, self.seed, self.split = options, model, metric, seed, split
+        self.protocol = protocol
+        self.tags = _base_tags("tune", model, dataset, fingerprint, split)
+        self.name = f"tune {model}"
+        self.run_id: str | None = None
+        self.n_trials = 0
+        self._stack = ExitStack()
+        self._mlflow = None
+
+    def __enter__(self) -> TuneLog:
+        if self.options is None:
+            return self
+        try:
+            mlflow = self._stack.enter_context(_session(self.options))
             nested = mlflow.active_run() is not None
-            with mlflow.start_run(run_name=name, nested=nested) as parent:
-                tags = _base_tags("tune", model, dataset, fingerprint, split)
-                mlflow.set_tags({**tags, "recsys.best_trial": str(best_trial + 1)})
-                mlflow.log_params(_run_params(model, params, seed, split, protocol))
-                values = {**metric_values(metrics), **metric_values(cv)}
+            parent = self._stack.enter_context(mlflow.start_run(run_name=self.name, nested=nested))
+            self._mlflow, self.run_id = mlflow, parent.info.run_id
+            mlflow.set_tags(self.tags)
+        except Exception as exc:  # noqa: BLE001 - any MLflow failure is a warning, not a failed search
+            self._stop(exc)
+        return self
+
+    def trial(self, t: Mapping[str, Any]) -> None:
+        """Log one finished trial: trial (0-based), params (the full config), score, std, fit_seconds, seconds, error."""
+        if self._mlflow is None:
+            return
+        mlflow = self._mlflow
+        try:
+            with mlflow.start_run(run_name=f"trial {t['trial'] + 1}", nested=True):
+                child = {**self.tags, "recsys.command": "tune-trial", "recsys.trial": str(t["trial"] + 1)}
+                if t.get("error"):
+                    child["recsys.error"] = str(t["error"])[:5000]
+                mlflow.set_tags(child)
+                mlflow.log_params(_run_params(self.model, t["params"], self.seed, self.split, None))
+                values = metric_values({self.metric: t.get("score"), f"{self.metric}_std": t.get("std"),
+                                        "fit_seconds": t.get("fit_seconds"), "seconds": t.get("seconds")})
                 if values:
                     mlflow.log_metrics(values)
-                for t in sorted(trials, key=lambda t: t["trial"]):
-                    with mlflow.start_run(run_name=f"trial {t['trial'] + 1}", nested=True):
-                        child = {**tags, "recsys.command": "tune-trial", "recsys.trial": str(t["trial"] + 1)}
-                        if t.get("error"):
-                            child["recsys.error"] = str(t["error"])[:5000]
-                        mlflow.set_tags(child)
-                        mlflow.log_params(_run_params(model, t["params"], seed, split, None))
-                        values = metric_values({metric: t.get("score"), f"{metric}_std": t.get("std"),
-                                                "fit_seconds": t.get("fit_seconds"), "seconds": t.get("seconds")})
-                        if values:
-                            mlflow.log_metrics(values)
-                run_id = parent.info.run_id
-    except Exception as exc:  # noqa: BLE001
+            self.n_trials += 1
+        except Exception as exc:  # noqa: BLE001
+            self._stop(exc)
+
+    def finish(self, *, params: Mapping[str, Any], best_trial: int, best_score: float | None,
+               best_std: float | None, metrics: Mapping[str, Any] | None = None) -> None:
+        """The parent's record: the best config, cv_<metric>(_std) of the best trial, held-out metrics."""
+        if self._mlflow is None:
+            return
+        mlflow = self._mlflow
+        try:
+            mlflow.set_tags({"recsys.best_trial": str(best_trial + 1)})
+            mlflow.log_params(_run_params(self.model, params, self.seed, self.split, self.protocol))
+            cv = {f"cv_{self.metric}": best_score, f"cv_{self.metric}_std": best_std}
+            values = {**metric_values(metrics), **metric_values(cv)}
+            if values:
+                mlflow.log_metrics(values)
+        except Exception as exc:  # noqa: BLE001
+            self._stop(exc)
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if self._mlflow is None:
+            return False
+        self._mlflow = None
+        try:
+            self._stack.__exit__(exc_type, exc, tb)  # ends the parent: FINISHED, or FAILED on an exception
+        except Exception as err:  # noqa: BLE001
+            if err is not exc:
+                _warn(err)
+            return False
+        if exc_type is None:
+            _note(self.options, self.name, self.run_id, f" with {self.n_trials} nested trial run(s)")
+        return False
+
+    def _stop(self, exc: BaseException) -> None:
+        """Warn once, end whatever run is open (FAILED) and log nothing more."""
         _warn(exc)
-        return None
-    _note(options, name, run_id, f" with {len(trials)} nested trial run(s)")
-    return run_id
+        self._mlflow = None
+        try:
+            self._stack.__exit__(type(exc), exc, exc.__traceback__)
+        except Exception:  # noqa: BLE001, S110 - already warned; the store is unusable
+            pass

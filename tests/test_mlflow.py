@@ -224,6 +224,29 @@ def test_tune_logs_a_parent_and_one_nested_run_per_trial(data, tmp_path, fake):
     assert len(ledger.query(root=tmp_path, kind="tune-trial")) == 2
 
 
+def test_tune_logs_each_trial_as_it_finishes_and_keeps_them_if_the_search_stops(data, tmp_path, fake, monkeypatch):
+    real_record, seen = ledger.record, []
+
+    def record(kind, **kwargs):
+        if kind == "tune-trial":
+            # When the ledger gets trial n, MLflow already has the parent and trials 1..n-1.
+            seen.append([(r["name"], r["status"]) for r in fake.runs])
+            if len(seen) == 3:
+                raise RuntimeError("disk full")
+        return real_record(kind, **kwargs)
+
+    monkeypatch.setattr(ledger, "record", record)
+    res = run("tune", "bias", "-d", "synth", "--grid", "reg_u=1,5,10", "--cv", "2", "--data-dir", data,
+              "--artifacts-dir", tmp_path, "--format", "json", "--mlflow")
+    assert isinstance(res.exception, RuntimeError) and str(res.exception) == "disk full"  # main() prints it
+    assert seen == [[("tune bias", "RUNNING")],
+                    [("tune bias", "RUNNING"), ("trial 1", "FINISHED")],
+                    [("tune bias", "RUNNING"), ("trial 1", "FINISHED"), ("trial 2", "FINISHED")]]
+    assert [(r["name"], r["status"]) for r in fake.runs] == [("tune bias", "FAILED"), ("trial 1", "FINISHED"),
+                                                             ("trial 2", "FINISHED")]
+    assert "warning" not in res.stderr and "mlflow: logged" not in res.stderr
+
+
 # ------------------------------------------------------------------------------ mlflow missing
 @pytest.mark.parametrize("args", [
     ["train", "bias", "--dataset", "synth", "--split", "random"],

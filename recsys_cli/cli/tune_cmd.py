@@ -36,8 +36,8 @@ output). --no-holdout tunes on every rating: the CV score is then optimistic.
 uses the best count (recorded as the trial's epochs) for the CV.
 
 Every trial is recorded in the ledger (kind tune-trial), the search as kind tune. With
---mlflow the search is also logged to MLflow: a parent run (best config, held-out metrics,
-cv_<metric>) with one nested run per trial.
+--mlflow the search is also logged to MLflow as it runs: a parent run (best config, held-out
+metrics, cv_<metric>) with one nested run per trial, logged as each trial finishes.
 
 Examples:
 

@@ -294,12 +294,14 @@ def tune(
     """Run `trials` (from plan_trials) by K-fold CV on the tuning portion, record each in the
     ledger, refit the best on the tuning portion and score it on the held-out part.
 
-    mlflow: when the search is done, also log it to MLflow (a parent run, one nested run per trial)."""
+    mlflow: also log the search to MLflow as it runs (a parent run, one nested run per trial as
+    each finishes; `tracking.TuneLog`)."""
     from recsys_cli.data.dataset import load_dataset
     from recsys_cli.data.splits import kfold
     from recsys_cli.evaluation import ledger
     from recsys_cli.evaluation.protocols import score_model
     from recsys_cli.models.registry import create_model, get_model_class
+    from recsys_cli.tracking import TuneLog
     from recsys_cli.training import fit_model
 
     check_metric(metric)
@@ -320,50 +322,48 @@ def tune(
     protocol = {"kind": "tune", "search": search, "cv": cv, "metric": metric, "seed": seed,
                 "holdout": holdout_desc, "relevance": settings.describe(), "early_stopping": early_stopping}
 
-    def record_trial(res: dict[str, Any]) -> None:
+    with TuneLog(mlflow, model=model, metric=metric, seed=seed, dataset=dataset, fingerprint=ds.fingerprint,
+                 split=split, protocol={**protocol, "n_trials": len(trials)}) as log:
+
+        def record_trial(res: dict[str, Any]) -> None:
+            config = create_model(model, res["params"]).config.to_dict()
+            ledger.record(
+                "tune-trial", root=artifacts_dir, model=model, params=config, seed=seed, dataset=dataset,
+                fingerprint=ds.fingerprint, split=split,
+                protocol={**protocol, "trial": res["trial"], "error": res["error"]},
+                metrics={} if res["error"] else {metric: res["score"], f"{metric}_std": res["std"]},
+                timings={"fit_seconds": res["fit_seconds"], "seconds": round(res["seconds"], 4)},
+            )
+            log.trial({**res, "params": config})
+            if on_trial:
+                on_trial(res)
+
+        results = run_trials(ctx, trials, jobs=jobs, on_trial=record_trial)
+        best = best_trial(results, metric)
+        out: dict[str, Any] = {
+            "model": model, "dataset": dataset, "metric": metric,
+            "direction": "minimize" if lower_is_better(metric) else "maximize",
+            "search": search, "cv": cv, "seed": seed, "split": split,
+            "n_tune_ratings": len(tune_part), "best_trial": best["trial"],
+            "best_params": best["params"], "best_score": best["score"], "best_std": best["std"],
+            "trials": [{k: r[k] for k in ("trial", "params", "score", "std", "fit_seconds", "fold_scores", "error")}
+                       | ({"early_stopping": r["early_stopping"]} if "early_stopping" in r else {}) for r in results],
+            "holdout": None,
+        }
+        best_model = create_model(model, best["params"])
+        out["best_config"] = best_model.config.to_dict()
+        if test_part is not None:
+            ks = tuple(sorted({settings.ks[0], 10}))
+            full = EvalSettings(ks=ks, relevance=relevance, threshold=threshold, fcp=metric == "fcp")
+            _, secs = fit_model(best_model, tune_part, seed=seed)
+            scores = {k: v for k, v in score_model(best_model, tune_part, test_part, full).items() if k != "predict_seconds"}
+            out["holdout"] = {**holdout_desc, "score": scores.get(metric), "metrics": scores, "fit_seconds": secs}
         ledger.record(
-            "tune-trial", root=artifacts_dir, model=model, params=create_model(model, res["params"]).config.to_dict(),
-            seed=seed, dataset=dataset,
-            fingerprint=ds.fingerprint, split=split, protocol={**protocol, "trial": res["trial"], "error": res["error"]},
-            metrics={} if res["error"] else {metric: res["score"], f"{metric}_std": res["std"]},
-            timings={"fit_seconds": res["fit_seconds"], "seconds": round(res["seconds"], 4)},
+            "tune", root=artifacts_dir, model=model, params=out["best_config"], seed=seed, dataset=dataset,
+            fingerprint=ds.fingerprint, split=split,
+            protocol={**protocol, "n_trials": len(trials), "best_cv_score": best["score"], "best_cv_std": best["std"]},
+            metrics=out["holdout"]["metrics"] if out["holdout"] else {metric: best["score"]},
         )
-        if on_trial:
-            on_trial(res)
-
-    results = run_trials(ctx, trials, jobs=jobs, on_trial=record_trial)
-    best = best_trial(results, metric)
-    out: dict[str, Any] = {
-        "model": model, "dataset": dataset, "metric": metric,
-        "direction": "minimize" if lower_is_better(metric) else "maximize",
-        "search": search, "cv": cv, "seed": seed, "split": split,
-        "n_tune_ratings": len(tune_part), "best_trial": best["trial"],
-        "best_params": best["params"], "best_score": best["score"], "best_std": best["std"],
-        "trials": [{k: r[k] for k in ("trial", "params", "score", "std", "fit_seconds", "fold_scores", "error")}
-                   | ({"early_stopping": r["early_stopping"]} if "early_stopping" in r else {}) for r in results],
-        "holdout": None,
-    }
-    best_model = create_model(model, best["params"])
-    out["best_config"] = best_model.config.to_dict()
-    if test_part is not None:
-        ks = tuple(sorted({settings.ks[0], 10}))
-        full = EvalSettings(ks=ks, relevance=relevance, threshold=threshold, fcp=metric == "fcp")
-        _, secs = fit_model(best_model, tune_part, seed=seed)
-        scores = {k: v for k, v in score_model(best_model, tune_part, test_part, full).items() if k != "predict_seconds"}
-        out["holdout"] = {**holdout_desc, "score": scores.get(metric), "metrics": scores, "fit_seconds": secs}
-    ledger.record(
-        "tune", root=artifacts_dir, model=model, params=out["best_config"], seed=seed, dataset=dataset,
-        fingerprint=ds.fingerprint, split=split,
-        protocol={**protocol, "n_trials": len(trials), "best_cv_score": best["score"], "best_cv_std": best["std"]},
-        metrics=out["holdout"]["metrics"] if out["holdout"] else {metric: best["score"]},
-    )
-    if mlflow is not None:
-        from recsys_cli.tracking import log_tune
-
-        log_tune(
-            mlflow, model=model, metric=metric, params=out["best_config"], best_trial=best["trial"], seed=seed,
-            dataset=dataset, fingerprint=ds.fingerprint, split=split, protocol={**protocol, "n_trials": len(trials)},
-            metrics=out["holdout"]["metrics"] if out["holdout"] else None,
-            trials=[{**r, "params": create_model(model, r["params"]).config.to_dict()} for r in results],
-        )
+        log.finish(params=out["best_config"], best_trial=out["best_trial"], best_score=best["score"],
+                   best_std=best["std"], metrics=out["holdout"]["metrics"] if out["holdout"] else None)
     return out
