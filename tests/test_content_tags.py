@@ -159,6 +159,46 @@ def test_item_tags_are_loaded_on_demand_and_mapped(dataset):
     assert replace(data, tags_path=None).item_tags() is None
 
 
+def _rows(data, pairs):
+    """Row positions of the given raw (user, item) ratings."""
+    u, i = data.user_index([p[0] for p in pairs]), data.item_index([p[1] for p in pairs])
+    return [int(np.flatnonzero((data.users == a) & (data.items == b))[0]) for a, b in zip(u, i, strict=True)]
+
+
+def _tagged(data):
+    items, users, tags = data.item_tags()
+    return sorted(zip(users.tolist(), data.item_ids[items].tolist(), tags.tolist(), strict=True))
+
+
+def test_tags_on_held_out_ratings_are_hidden(data, dataset):
+    everything = _tagged(data)
+    # Hold out user 2's rating of movie 1 and user 4's of movie 5 (both tagged by them) by mask ...
+    mask = np.ones(len(data), dtype=bool)
+    mask[_rows(data, [(2, 1), (4, 5)])] = False
+    train = data.subset(mask)
+    assert _tagged(train) == [t for t in everything if (t[0], t[1]) not in {(2, 1), (4, 5)}]
+    assert train.hidden_tags == 2
+    # ... then user 5's rating of movie 9 by an index array, one step further: hidden too.
+    keep = np.flatnonzero(np.arange(len(train)) != _rows(train, [(5, 9)])[0])
+    smaller = train.subset(keep)
+    assert _tagged(smaller) == [t for t in everything if (t[0], t[1]) not in {(2, 1), (4, 5), (5, 9)}]
+    assert smaller.hidden_tags == 3
+    # Tags on items the user never rated stay (user 3 tagged movies 1 and 11 without rating them).
+    assert (3, 1, "mind-bending") in _tagged(smaller) and (3, 11, "mind-bending") in _tagged(smaller)
+    model = fit(smaller)
+    assert model.fit_info["tags"] == "used (3 on held-out ratings hidden)"
+    assert fit(data).fit_info["tags"] == "used"
+    # A named split does the same: every hidden tag is on a rating of the test part.
+    n_hidden = 0
+    for split in ("random", "user"):
+        test = dataset.interactions(split, "test")
+        held = set(zip(test.user_ids[test.users].tolist(), test.item_ids[test.items].tolist(), strict=True))
+        train = dataset.interactions(split, "train")
+        assert _tagged(train) == [t for t in everything if (t[0], t[1]) not in held]
+        n_hidden += train.hidden_tags
+    assert n_hidden > 0  # the splits do hold out some tagged ratings
+
+
 # ----- (2) a planted item with shared tags and no genre overlap -----------------------------
 def test_shared_tags_lift_an_item_without_genre_overlap(data):
     on, off = fit(data), fit(data, use_tags=False)

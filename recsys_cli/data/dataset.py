@@ -40,6 +40,9 @@ class Interactions:
     split: str | None = None
     tags_path: str | None = None  # the dataset's tags.parquet; read only by item_tags()
     _cache: dict = field(default_factory=dict, repr=False, compare=False)
+    # (users, items, selection) of each subset step that led here, kept only when there are
+    # tags: item_tags() hides tags on the (user, item) pairs those steps left out.
+    _left_out: tuple = field(default=(), repr=False, compare=False)
 
     @property
     def n_users(self) -> int:
@@ -73,7 +76,12 @@ class Interactions:
         return self._cache["csc"]
 
     def item_tags(self) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-        """Tag applications on catalogue items: (item index int32, raw user id int64, tag str); None without tags."""
+        """Tag applications on catalogue items: (item index int32, raw user id int64, tag str); None without tags.
+
+        A tag a user put on an item whose rating is held out of this set (the test part of its
+        split, a CV fold) is hidden: it would tell the model which items that user rated.
+        `hidden_tags` in the cache counts them.
+        """
         if self.tags_path is None:
             return None
         if "tags" not in self._cache:  # read on first use only, so models without tags never pay for it
@@ -84,11 +92,37 @@ class Interactions:
             except (OSError, ValueError) as exc:
                 raise DataError(f"cannot read tags {self.tags_path}: {exc}") from exc
             items = lookup(self.item_ids, table.column("item_id").to_numpy())
-            ok = items >= 0
             users = table.column("user_id").to_numpy().astype(np.int64)
+            ok = items >= 0
+            hidden = self._held_out(lookup(self.user_ids, users), items) & ok
+            keep = ok & ~hidden
             tags = table.column("tag").to_numpy(zero_copy_only=False)
-            self._cache["tags"] = (items[ok], users[ok], tags[ok])
+            self._cache["tags"] = (items[keep], users[keep], tags[keep])
+            self._cache["hidden_tags"] = int(hidden.sum())
         return self._cache["tags"]
+
+    @property
+    def hidden_tags(self) -> int:
+        """How many tag applications `item_tags` hid (tags on held-out ratings); 0 before it is called."""
+        return self._cache.get("hidden_tags", 0)
+
+    def _held_out(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Which (user index, item index) pairs are ratings the subset steps to this set left out."""
+        out = np.zeros(len(users), dtype=bool)
+        if not self._left_out:
+            return out
+        n = np.int64(self.n_items)
+        parts = []
+        for u, i, selection in self._left_out:
+            dropped = np.ones(len(u), dtype=bool)
+            dropped[selection] = False  # a boolean mask or an index array alike
+            parts.append(u[dropped].astype(np.int64) * n + i[dropped])
+        left = np.unique(np.concatenate(parts))
+        known = (users >= 0) & (items >= 0)
+        keys = users[known].astype(np.int64) * n + items[known]
+        pos = np.minimum(np.searchsorted(left, keys), max(len(left) - 1, 0))
+        out[known] = (left[pos] == keys) if len(left) else False
+        return out
 
     def user_counts(self) -> np.ndarray:
         return np.bincount(self.users, minlength=self.n_users).astype(np.int32)
@@ -99,6 +133,9 @@ class Interactions:
     def subset(self, mask_or_index: np.ndarray, split: str | None = None) -> Interactions:
         """Rows selected by a boolean mask or index array; vocabularies unchanged."""
         ts = self.timestamps[mask_or_index] if self.timestamps is not None else None
+        left_out = self._left_out
+        if self.tags_path is not None:  # remember what was left out, for item_tags (no copies made here)
+            left_out = (*left_out, (self.users, self.items, np.asarray(mask_or_index)))
         return replace(
             self,
             users=self.users[mask_or_index],
@@ -107,6 +144,7 @@ class Interactions:
             timestamps=ts,
             split=split if split is not None else self.split,
             _cache={},
+            _left_out=left_out,
         )
 
     def user_index(self, raw_ids) -> np.ndarray:

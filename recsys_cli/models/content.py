@@ -12,8 +12,10 @@ so the item-item similarity is the cosine sim(i, j) = f_i . f_j >= 0.
   `max_tags` with the highest df (ties by name). The block is L2-normalised, scaled by
   `tag_weight` and the joined row normalised again, so for an item with both blocks the
   tag block's norm is tag_weight / (1 + tag_weight^2)^0.5. Items without tags keep exactly
-  the genre-only vector. Tags are item side information like genres: every application in
-  tags.parquet on a catalogue item is used, whatever the split.
+  the genre-only vector. Tags are item side information like genres, with one exception: a
+  tag a user put on an item whose rating is held out (the test part of the split, a CV
+  fold) is hidden, since it says which items that user rated (`Interactions.item_tags`;
+  fit_info says how many). Tags of items a user never rated are kept.
 
 A user's prediction is their baseline plus the similarity-weighted mean of their residuals:
 
@@ -187,7 +189,8 @@ class ContentModel(Recommender):
         block, names = tag_tfidf(*apps, data.n_items, min_tag_count=c.min_tag_count, max_tags=c.max_tags)
         if not names:
             return None, [], f"no tag on >= {c.min_tag_count} items: genres only"
-        return block, names, "used"
+        hidden = getattr(data, "hidden_tags", 0)
+        return block, names, "used" + (f" ({hidden:,} on held-out ratings hidden)" if hidden else "")
 
     # ----- profiles and scoring -----------------------------------------------------------
     def _rating_matrices(self):
