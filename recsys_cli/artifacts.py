@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from recsys_cli import __version__
-from recsys_cli.errors import ArtifactError, UsageError
+from recsys_cli.errors import ArtifactError, ConfigError, UsageError
 from recsys_cli.settings import artifacts_dir
 
 FORMAT_VERSION = 1
@@ -186,7 +186,11 @@ class ArtifactStore:
                 "(fingerprint mismatch); retrain it"
             )
         cls = get_model_class(manifest["model"])
-        config = cls.Config.from_dict(manifest.get("config", {}))
+        try:
+            config = cls.Config.from_dict(manifest.get("config", {}))
+        except ConfigError as exc:  # saved by a version with other parameters (or edited by hand)
+            raise ArtifactError(f"run {run!r} has a config this version of recsys cannot use ({exc}); "
+                                f"retrain it") from None
         try:
             with np.load(self.path(run) / "arrays.npz", allow_pickle=False) as npz:
                 state = {k: npz[k] for k in npz.files}

@@ -206,6 +206,18 @@ def test_format_version_and_fingerprint_mismatch(models, tmp_path):
         store.load("run")
 
 
+def test_config_this_version_cannot_use_is_an_artifact_error(models, tmp_path):
+    store = ArtifactStore(tmp_path)
+    store.save("run", models[0], **SAVE)
+    mf = tmp_path / "run" / "manifest.json"
+    manifest = json.loads(mf.read_text())
+    manifest["config"]["shuffle_mode"] = "blocks"  # a parameter of another version
+    mf.write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactError, match=r"^run 'run' has a config this version of recsys cannot use "
+                                            r"\(unknown parameter 'shuffle_mode'; valid parameters: .*\); retrain it$"):
+        store.load("run")
+
+
 def test_missing_arrays_is_an_artifact_error(models, tmp_path):
     store = ArtifactStore(tmp_path)
     store.save("run", models[0], **SAVE)
