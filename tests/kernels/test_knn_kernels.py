@@ -20,6 +20,7 @@ from recsys_cli.models._kernels.knn import (
 from recsys_cli.models._kernels.knn_scores import (
     _user_rows,
     invert_neighbors,
+    invert_neighbors_ref,
     item_knn_scores,
     item_knn_scores_ref,
     sum_operand,
@@ -354,6 +355,23 @@ def test_invert_neighbors_layout():
     assert indptr.tolist() == [0, 1, 3, 4]
     assert item.tolist() == [1, 0, 2, 0]
     np.testing.assert_allclose(sim, [0.9, 0.5, 0.3, 0.2])
+    assert indptr.dtype == np.int64 and item.dtype == np.int32 and sim.dtype == np.float32
+
+
+def test_invert_neighbors_matches_reference_on_random_lists():
+    rng = np.random.default_rng(8)
+    n, width = 300, 25
+    nb = np.array([rng.permutation(n)[:width] for _ in range(n)], np.int32)
+    s = np.sort(rng.normal(0.2, 0.3, (n, width)).astype(np.float32), axis=1)[:, ::-1].copy()
+    nb[rng.random((n, width)) < 0.1] = -1  # padding, wherever it falls
+    got, want = invert_neighbors(nb, s), invert_neighbors_ref(nb, s)
+    for a, b in zip(got, want, strict=True):
+        np.testing.assert_array_equal(a, b)
+        assert a.dtype == b.dtype
+    with pytest.raises(IndexError, match="outside the item range"):
+        invert_neighbors(np.array([[0, 2], [1, 0]], np.int32), np.ones((2, 2), np.float32))
+    with pytest.raises(ValueError, match="same 2-D shape"):
+        invert_neighbors(nb, s[:, :3])
 
 
 def test_scores_refuse_out_of_range_indices(continuous):

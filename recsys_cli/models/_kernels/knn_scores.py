@@ -131,13 +131,46 @@ def invert_neighbors(neighbors: np.ndarray, sims: np.ndarray) -> tuple[np.ndarra
     Returns (indptr int64 (n+1), item int32, sim float32), sorted by j then i.
     Build it once per fitted item-knn model and pass it to `item_knn_scores(inverted=...)`.
     """
+    neighbors, sims = np.asarray(neighbors), np.asarray(sims, np.float32)
+    if neighbors.shape != sims.shape or neighbors.ndim != 2:
+        raise ValueError(f"neighbors {neighbors.shape} and sims {sims.shape} must be the same 2-D shape")
+    if neighbors.size and neighbors.max() >= neighbors.shape[0]:
+        raise IndexError("a neighbour index is outside the item range")
+    return _invert_kernel(np.ascontiguousarray(neighbors, np.int32), np.ascontiguousarray(sims))
+
+
+@njit(cache=True)
+def _invert_kernel(nb, sims):
+    # A counting sort by neighbour j; scanning items (then ranks) in order keeps each list sorted by i.
+    n, width = nb.shape
+    indptr = np.zeros(n + 1, np.int64)
+    for i in range(n):
+        for r in range(width):
+            j = nb[i, r]
+            if j >= 0 and sims[i, r] > 0:
+                indptr[j + 1] += 1
+    for j in range(n):
+        indptr[j + 1] += indptr[j]
+    fill = indptr[:-1].copy()
+    item = np.empty(indptr[n], np.int32)
+    sim = np.empty(indptr[n], np.float32)
+    for i in range(n):
+        for r in range(width):
+            j = nb[i, r]
+            if j >= 0 and sims[i, r] > 0:
+                item[fill[j]] = i
+                sim[fill[j]] = sims[i, r]
+                fill[j] += 1
+    return indptr, item, sim
+
+
+def invert_neighbors_ref(neighbors: np.ndarray, sims: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Plain-NumPy twin of `invert_neighbors` (a stable argsort)."""
     neighbors = np.asarray(neighbors)
-    mask = (neighbors >= 0) & (np.asarray(sims) > 0)
-    item, rank = np.nonzero(mask)  # ordered by item, then rank
+    item, rank = np.nonzero((neighbors >= 0) & (np.asarray(sims) > 0))  # ordered by item, then rank
     j = neighbors[item, rank]
     order = np.argsort(j, kind="stable")
-    counts = np.bincount(j, minlength=neighbors.shape[0])
-    indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(j, minlength=neighbors.shape[0]))]).astype(np.int64)
     return indptr, item[order].astype(np.int32), np.asarray(sims, np.float32)[item[order], rank[order]]
 
 
