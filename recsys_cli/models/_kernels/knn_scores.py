@@ -211,6 +211,19 @@ def _row_sums_dense(ptr, rows, w, M, n_chunks, out):
 @njit(cache=True, parallel=True)
 def _row_sums_sparse(ptr, rows, w, m_ptr, m_idx, m_val, n_cols, min_k, n_chunks, out):
     B = ptr.shape[0] - 1
+    if min_k <= 1:  # nothing to count: a column no entry fed is 0 anyway (one scattered add per entry, not two)
+        for ch in prange(n_chunks):
+            acc = np.zeros(n_cols, np.float64)
+            for b in range(ch, B, n_chunks):
+                for t in range(ptr[b], ptr[b + 1]):
+                    r = rows[t]
+                    wt = np.float64(w[t])
+                    for q in range(m_ptr[r], m_ptr[r + 1]):
+                        acc[m_idx[q]] += wt * np.float64(m_val[q])
+                for c in range(n_cols):
+                    out[b, c] = acc[c]
+                    acc[c] = 0.0
+        return
     for ch in prange(n_chunks):
         acc = np.zeros(n_cols, np.float64)
         cnt = np.zeros(n_cols, np.int32)
