@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 from typer.core import TyperGroup
 
-from recsys_cli.cli.common import ArtifactsDirOpt, DataDirOpt, FormatOpt, JsonOpt, SeedOpt
+from recsys_cli.cli.common import ArtifactsDirOpt, DataDirOpt, FormatOpt, JsonOpt, SeedOpt, command_group
 
 DEFAULT_SALT = "recsys-abtest"  # same as recsys_cli.abtest.assignment.DEFAULT_SALT (kept import-free here)
 SUBCOMMANDS_USAGE = "RUN_A RUN_B --dataset NAME [OPTIONS] | plan [OPTIONS] | bandit RUN_A RUN_B [RUN_C ...] [OPTIONS]"
@@ -55,14 +55,7 @@ class AbtestGroup(TyperGroup):
         self.format_commands(ctx, formatter)
 
 
-abtest_app = typer.Typer(
-    cls=AbtestGroup,
-    help=HELP,
-    no_args_is_help=True,
-    add_completion=False,
-    rich_markup_mode=None,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
+abtest_app = command_group(AbtestGroup, HELP)
 
 DatasetOpt = Annotated[Optional[str], typer.Option("--dataset", "-d", help="Dataset of the runs (default: the runs' own; must match).")]
 KOpt = Annotated[int, typer.Option("--k", "-k", help="Items shown per user (top-K, seen items excluded).")]

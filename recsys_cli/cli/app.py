@@ -61,15 +61,9 @@ Examples:
 """
 
 def _new_app(help_text: str | None = HELP) -> typer.Typer:
-    return typer.Typer(
-        cls=RecsysGroup,
-        help=help_text,
-        no_args_is_help=True,
-        add_completion=False,
-        pretty_exceptions_enable=False,
-        rich_markup_mode=None,
-        context_settings={"help_option_names": ["-h", "--help"]},
-    )
+    from recsys_cli.cli.common import command_group
+
+    return command_group(RecsysGroup, help_text)
 
 
 app = _new_app()

@@ -7,6 +7,20 @@ from typing import Annotated, Optional
 
 import typer
 
+
+def command_group(cls, help_text: str | None) -> typer.Typer:
+    """A Typer group as every recsys group is set up: -h/--help, plain help text, no completion."""
+    return typer.Typer(
+        cls=cls,
+        help=help_text,
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+        rich_markup_mode=None,
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
+
+
 FormatOpt = Annotated[
     Optional[str],
     typer.Option("--format", "-f", help="Output format: json, jsonl, table or csv (default: table on a terminal, json when piped)."),

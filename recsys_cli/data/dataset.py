@@ -117,11 +117,8 @@ class Interactions:
             dropped = np.ones(len(u), dtype=bool)
             dropped[selection] = False  # a boolean mask or an index array alike
             parts.append(u[dropped].astype(np.int64) * n + i[dropped])
-        left = np.unique(np.concatenate(parts))
         known = (users >= 0) & (items >= 0)
-        keys = users[known].astype(np.int64) * n + items[known]
-        pos = np.minimum(np.searchsorted(left, keys), max(len(left) - 1, 0))
-        out[known] = (left[pos] == keys) if len(left) else False
+        out[known] = lookup(np.unique(np.concatenate(parts)), users[known].astype(np.int64) * n + items[known]) >= 0
         return out
 
     def user_counts(self) -> np.ndarray:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numba
 import numpy as np
 import pytest
@@ -9,6 +11,7 @@ import pytest
 from recsys_cli.models._kernels import mf_sgd as K
 from recsys_cli.models._kernels import shuffle, simd, splitmix
 
+HOGWILD = functools.partial(K.svd_epoch, threads=2)  # lock-free, one chunk per Numba thread
 LR = (0.01, 0.012, 0.009, 0.011)  # lr_bu, lr_bi, lr_pu, lr_qi: distinct so a swapped argument shows
 REG = (0.02, 0.03, 0.04, 0.05)
 
@@ -140,7 +143,7 @@ def test_svd_epoch_matches_reference(use_bias, k):
         np.testing.assert_array_equal(fast["bu"], params["bu"])
 
 
-@pytest.mark.parametrize("epoch", [K.svd_epoch, K.svd_epoch_parallel], ids=["sequential", "hogwild"])
+@pytest.mark.parametrize("epoch", [K.svd_epoch, HOGWILD], ids=["sequential", "hogwild"])
 def test_svd_epoch_rejects_bad_inputs(epoch):
     users, items, ratings, order, mu, params = small_data()
     d = copy(params)
@@ -168,7 +171,7 @@ def test_svd_parallel_with_one_thread_equals_sequential():
     try:
         for _ in range(3):
             a = K.svd_epoch(users, items, ratings, order, mu, *svd_args(seq))
-            b = K.svd_epoch_parallel(users, items, ratings, order, mu, *svd_args(par))
+            b = K.svd_epoch(users, items, ratings, order, mu, *svd_args(par), threads=2)
             assert a == pytest.approx(b, rel=1e-12)
     finally:
         numba.set_num_threads(before)
@@ -392,7 +395,7 @@ def planted_split():
     return users[~test], items[~test], r[~test], users[test], items[test], r[test]
 
 
-@pytest.mark.parametrize("epoch", [K.svd_epoch, K.svd_epoch_parallel], ids=["sequential", "hogwild"])
+@pytest.mark.parametrize("epoch", [K.svd_epoch, HOGWILD], ids=["sequential", "hogwild"])
 def test_svd_learns_planted_low_rank_data(planted_split, epoch):
     tu, ti, tr, vu, vi, vr = planted_split
     mu, bu, bi, P, Q, train_rmse = train_svd(tu, ti, tr, 150, 100, 10, 40, 0.02, 0.02, 0, epoch)

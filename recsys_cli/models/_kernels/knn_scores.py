@@ -211,22 +211,12 @@ def _row_sums_dense(ptr, rows, w, M, n_chunks, out):
 @njit(cache=True, parallel=True)
 def _row_sums_sparse(ptr, rows, w, m_ptr, m_idx, m_val, n_cols, min_k, n_chunks, out):
     B = ptr.shape[0] - 1
-    if min_k <= 1:  # nothing to count: a column no entry fed is 0 anyway (one scattered add per entry, not two)
-        for ch in prange(n_chunks):
-            acc = np.zeros(n_cols, np.float64)
-            for b in range(ch, B, n_chunks):
-                for t in range(ptr[b], ptr[b + 1]):
-                    r = rows[t]
-                    wt = np.float64(w[t])
-                    for q in range(m_ptr[r], m_ptr[r + 1]):
-                        acc[m_idx[q]] += wt * np.float64(m_val[q])
-                for c in range(n_cols):
-                    out[b, c] = acc[c]
-                    acc[c] = 0.0
-        return
+    # With min_k <= 1 nothing is counted (a column no entry fed is 0 anyway): one scattered
+    # add per entry instead of two. The branch is loop-invariant; LLVM hoists it.
+    counting = min_k > 1
     for ch in prange(n_chunks):
         acc = np.zeros(n_cols, np.float64)
-        cnt = np.zeros(n_cols, np.int32)
+        cnt = np.zeros(n_cols if counting else 0, np.int32)
         for b in range(ch, B, n_chunks):
             for t in range(ptr[b], ptr[b + 1]):
                 r = rows[t]
@@ -234,11 +224,13 @@ def _row_sums_sparse(ptr, rows, w, m_ptr, m_idx, m_val, n_cols, min_k, n_chunks,
                 for q in range(m_ptr[r], m_ptr[r + 1]):
                     c = m_idx[q]
                     acc[c] += wt * np.float64(m_val[q])
-                    cnt[c] += 1
+                    if counting:
+                        cnt[c] += 1
             for c in range(n_cols):
-                out[b, c] = acc[c] if cnt[c] >= min_k else 0.0
+                out[b, c] = acc[c] if not counting or cnt[c] >= min_k else 0.0
                 acc[c] = 0.0
-                cnt[c] = 0
+                if counting:
+                    cnt[c] = 0
 
 
 def sum_operand(indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, n_cols: int, *,

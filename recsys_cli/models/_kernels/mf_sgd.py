@@ -104,36 +104,30 @@ def _check_params(bu, bi, P, Q) -> None:
         raise ValueError(f"shapes do not match: bu {bu.shape}, bi {bi.shape}, P {P.shape}, Q {Q.shape}")
 
 
-def _svd_args(users, items, ratings, order, mu, bu, bi, P, Q, rates, use_bias) -> tuple:
-    """Check the parameter arrays, gather the ratings in visiting order, cast scalars to float32."""
-    _check_params(bu, bi, P, Q)
-    # Gathered once, the ratings are then read sequentially instead of chased through `order`.
-    gathered = _gather(users, items, ratings, order, P.shape[0], Q.shape[0])
-    return (*gathered, np.float32(mu), bu, bi, P, Q, *(np.float32(x) for x in rates), bool(use_bias))
+def _svd_run(uu, ii, rr, mu, bu, bi, P, Q, rates, use_bias, threads: int) -> float:
+    """One epoch over ratings already in visiting order (indices checked): sequential, or Hogwild."""
+    args = (uu, ii, rr, np.float32(mu), bu, bi, P, Q, *(np.float32(x) for x in rates), bool(use_bias))
+    if threads > 1:
+        # get_num_threads() is read here, not inside the kernel, so the kernel stays cacheable.
+        return float(_svd_chunks(*args, get_num_threads()))
+    return float(_svd_steps(*args))
 
 
 def svd_epoch(users, items, ratings, order, mu, bu, bi, P, Q, lr_bu, lr_bi, lr_pu, lr_qi,
-              reg_bu, reg_bi, reg_pu, reg_qi, use_bias) -> float:
-    """One sequential SGD epoch of (biased) MF over ratings in `order`; returns the epoch SSE.
+              reg_bu, reg_bi, reg_pu, reg_qi, use_bias, threads: int = 1) -> float:
+    """One SGD epoch of (biased) MF over ratings in `order`; returns the epoch SSE.
 
     Same update as Surprise's SVD, in float32 arithmetic. bu, bi, P, Q must be writeable
     C-contiguous float32 arrays. With use_bias=False, mu/bu/bi are ignored and left as is.
+    threads > 1 is Hogwild (lock-free): `order` is cut into one contiguous chunk per Numba
+    thread; nondeterministic with more than one thread, equal to sequential with
+    numba.set_num_threads(1).
     """
+    _check_params(bu, bi, P, Q)
+    # Gathered once, the ratings are then read sequentially instead of chased through `order`.
+    gathered = _gather(users, items, ratings, order, P.shape[0], Q.shape[0])
     rates = (lr_bu, lr_bi, lr_pu, lr_qi, reg_bu, reg_bi, reg_pu, reg_qi)
-    return float(_svd_steps(*_svd_args(users, items, ratings, order, mu, bu, bi, P, Q, rates, use_bias)))
-
-
-def svd_epoch_parallel(users, items, ratings, order, mu, bu, bi, P, Q, lr_bu, lr_bi, lr_pu, lr_qi,
-                       reg_bu, reg_bi, reg_pu, reg_qi, use_bias) -> float:
-    """Hogwild (lock-free) SVD epoch: `order` is cut into one contiguous chunk per Numba thread.
-
-    Nondeterministic with more than one thread (threads race on shared rows); with
-    numba.set_num_threads(1) it gives the same result as `svd_epoch`.
-    """
-    rates = (lr_bu, lr_bi, lr_pu, lr_qi, reg_bu, reg_bi, reg_pu, reg_qi)
-    args = _svd_args(users, items, ratings, order, mu, bu, bi, P, Q, rates, use_bias)
-    # get_num_threads() is read here, not inside the kernel, so the kernel stays cacheable.
-    return float(_svd_chunks(*args, get_num_threads()))
+    return _svd_run(*gathered, mu, bu, bi, P, Q, rates, use_bias, threads)
 
 
 class ShuffledRatings:
@@ -160,17 +154,13 @@ def svd_epoch_shuffled(data: ShuffledRatings, mu, bu, bi, P, Q, lr_bu, lr_bi, lr
                        reg_bu, reg_bi, reg_pu, reg_qi, use_bias, threads: int = 1) -> float:
     """`svd_epoch` over `data` in its current order, without re-checking indices; Hogwild if threads > 1.
 
-    P and Q must have data.n_users and data.n_items rows. With threads > 1 the ratings are cut
-    into one chunk per Numba thread, as in `svd_epoch_parallel`.
+    P and Q must have data.n_users and data.n_items rows.
     """
     _check_params(bu, bi, P, Q)
     if P.shape[0] != data.n_users or Q.shape[0] != data.n_items:
         raise ValueError(f"P {P.shape} and Q {Q.shape} must have {data.n_users} and {data.n_items} rows")
-    rates = tuple(np.float32(x) for x in (lr_bu, lr_bi, lr_pu, lr_qi, reg_bu, reg_bi, reg_pu, reg_qi))
-    args = (data.users, data.items, data.ratings, np.float32(mu), bu, bi, P, Q, *rates, bool(use_bias))
-    if threads > 1:
-        return float(_svd_chunks(*args, get_num_threads()))
-    return float(_svd_steps(*args))
+    rates = (lr_bu, lr_bi, lr_pu, lr_qi, reg_bu, reg_bi, reg_pu, reg_qi)
+    return _svd_run(data.users, data.items, data.ratings, mu, bu, bi, P, Q, rates, use_bias, threads)
 
 
 def svd_epoch_ref(users, items, ratings, order, mu, bu, bi, P, Q, lr_bu, lr_bi, lr_pu, lr_qi,
