@@ -116,7 +116,7 @@ def _plain(value: Any) -> Any:
 def _base_tags(kind: str, model: str, dataset: str | None, fingerprint: str | None, split: str | None,
                run: str | None = None) -> dict[str, str]:
     from recsys_cli import __version__
-    from recsys_cli.evaluation.ledger import git_sha, package_versions
+    from recsys_cli.ledger import git_sha, package_versions
 
     tags = {"recsys.command": kind, "recsys.model": model, "recsys.version": __version__}
     for key, value in (("dataset", dataset), ("fingerprint", fingerprint), ("split", split), ("run", run)):

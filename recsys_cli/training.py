@@ -74,7 +74,7 @@ def train_run(
         extra={"preset": preset, "n_train_ratings": len(data)},
         force=force,
     )
-    from recsys_cli.evaluation import ledger
+    from recsys_cli import ledger
 
     entry = dict(
         run=run, model=model_name, params=model.config.to_dict(), seed=seed,

@@ -92,7 +92,7 @@ def register(app: typer.Typer) -> None:
         as_json: JsonOpt = False,
     ) -> None:
         from recsys_cli.errors import UsageError
-        from recsys_cli.evaluation import ledger
+        from recsys_cli import ledger
         from recsys_cli.evaluation.protocols import EvalSettings
         from recsys_cli.evaluation.runner import compare_models, evaluate_run
         from recsys_cli.output import emit, resolve_format

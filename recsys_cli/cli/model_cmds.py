@@ -263,7 +263,7 @@ def register(app: typer.Typer) -> None:
         as_json: JsonOpt = False,
     ) -> None:
         from recsys_cli.artifacts import ArtifactStore
-        from recsys_cli.evaluation import ledger as ledger_db
+        from recsys_cli import ledger as ledger_db
         from recsys_cli.output import emit, resolve_format
 
         fmt = resolve_format(fmt, as_json)

@@ -48,7 +48,7 @@ def check_metric(metric: str) -> tuple[str, int | None]:
 
 
 def lower_is_better(metric: str) -> bool:
-    from recsys_cli.evaluation.ledger import lower_is_better as lower
+    from recsys_cli.ledger import lower_is_better as lower
 
     return lower(metric)
 
@@ -298,7 +298,7 @@ def tune(
     each finishes; `tracking.TuneLog`)."""
     from recsys_cli.data.dataset import load_dataset
     from recsys_cli.data.splits import kfold
-    from recsys_cli.evaluation import ledger
+    from recsys_cli import ledger
     from recsys_cli.evaluation.protocols import score_model
     from recsys_cli.models.registry import create_model, get_model_class
     from recsys_cli.tracking import TuneLog
