@@ -1,7 +1,38 @@
-"""recsys: MovieLens to trained, evaluated and A/B-compared recommenders from one CLI.
+"""recsys: MovieLens to trained, evaluated and A/B-compared recommenders, as a library and a CLI.
 
-Only the version lives here so that `recsys --help` stays fast; numba, scipy and
-polars are imported lazily by the commands that need them.
+    import recsys_cli as rs
+    model = rs.train("svd", rs.load_dataset("ml-100k"), seed=42)
+
+The public names (`rs.train`, `rs.evaluate`, `rs.from_frame`, ...) live in `recsys_cli.api`
+and are loaded on first use, so `recsys --help` stays fast: numba, scipy and polars are
+imported only by the calls that need them.
 """
 
+from __future__ import annotations
+
 __version__ = "0.1.0"
+
+_API = (
+    "Comparison", "Dataset", "EvaluationResult", "Manifest", "Recommender", "Run", "abtest", "bandit", "benchmark",
+    "compare", "create_model", "cross_validate", "download", "evaluate", "from_frame", "list_runs", "load_dataset",
+    "load_run", "metrics", "models", "preprocess", "save", "train", "tune",
+)
+_ERRORS = ("RecsysError", "UsageError", "ConfigError", "DataError", "ArtifactError", "UnknownIdError")
+
+__all__ = ["__version__", *_API, *_ERRORS]
+
+
+def __getattr__(name: str):
+    if name in _API:
+        import recsys_cli.api as api
+
+        return getattr(api, name)
+    if name in _ERRORS:
+        from recsys_cli import errors
+
+        return getattr(errors, name)
+    raise AttributeError(f"module 'recsys_cli' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

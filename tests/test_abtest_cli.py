@@ -61,7 +61,7 @@ def make_tiny_dataset(data_dir: Path, name: str = "tiny") -> Path:
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
-    from recsys_cli.training import train_run
+    from recsys_cli.api.runs import train_run
 
     root = tmp_path_factory.mktemp("abtest")
     data, art = root / "data", root / "art"
@@ -69,7 +69,7 @@ def env(tmp_path_factory):
     svd = {"factors": "8", "epochs": "25"}
     for model, split, params, run in (("popularity", "random", {}, "pop"), ("svd", "random", svd, "svd"),
                                       ("svd", "other", svd, "svd-other"), ("bias", None, {}, "bias-all")):
-        train_run(model, "tiny", split=split, params=params, run_name=run, data_dir=data, artifacts_dir=art)
+        train_run(model, "tiny", split=split, params=params, name=run, data_dir=data, artifacts_dir=art)
     return ["--data-dir", str(data), "--artifacts-dir", str(art)]
 
 

@@ -283,12 +283,12 @@ def _lines(stream, out: queue.Queue) -> None:
 def test_killed_force_train_leaves_previous_run(tmp_path):
     from recsys_cli.data.preprocess import preprocess
     from recsys_cli.data.synthetic import generate
-    from recsys_cli.training import train_run
+    from recsys_cli.api.runs import train_run
 
     data, arts = tmp_path / "data", tmp_path / "artifacts"
     generate("synth-kill", n_users=300, n_items=200, n_ratings=20000, seed=3, data_dir=data)
     preprocess("synth-kill", data_dir=data)
-    train_run("svd", "synth-kill", params={"factors": 8, "epochs": 5}, run_name="svd-kill", data_dir=data,
+    train_run("svd", "synth-kill", params={"factors": 8, "epochs": 5}, name="svd-kill", data_dir=data,
               artifacts_dir=arts)
     store = ArtifactStore(arts)
     before = snapshot(arts / "svd-kill")
@@ -325,7 +325,7 @@ def test_killed_force_train_leaves_previous_run(tmp_path):
     np.testing.assert_array_equal(a.scores, b.scores)
     assert [m["run"] for m in store.list_runs()] == ["svd-kill"]
     # The store still works: a later --force train replaces the run and cleans up after itself.
-    train_run("svd", "synth-kill", params={"factors": 8, "epochs": 6}, run_name="svd-kill", data_dir=data,
+    train_run("svd", "synth-kill", params={"factors": 8, "epochs": 6}, name="svd-kill", data_dir=data,
               artifacts_dir=arts, force=True)
     assert store.load("svd-kill")[1]["config"]["epochs"] == 6
     assert not [p for p in hidden(arts) if p.startswith(".svd-kill.") and p.endswith(".old")]

@@ -30,8 +30,8 @@ def _ids(text: str, what: str) -> list[int]:
         raise UsageError(f"{what}: expected integer ids, got {text!r}") from None
 
 
-def _parse_ratings(text: str) -> tuple[list[int], list[float]]:
-    """'50:5,172:4.5' -> ([50, 172], [5.0, 4.5])."""
+def _parse_ratings(text: str) -> list[tuple[int, float]]:
+    """'50:5,172:4.5' -> [(50, 5.0), (172, 4.5)]."""
     from recsys_cli.errors import UsageError
 
     items, values = [], []
@@ -44,7 +44,7 @@ def _parse_ratings(text: str) -> tuple[list[int], list[float]]:
             values.append(float(value))
         except ValueError:
             raise UsageError(f"--ratings expects item:rating pairs like 50:5,172:4.5, got {part!r}") from None
-    return items, values
+    return list(zip(items, values, strict=True))
 
 
 def _read_id_file(path: Path, columns: tuple[str, ...]) -> list[list[int]]:
@@ -101,11 +101,11 @@ def register(app: typer.Typer) -> None:
         fmt: FormatOpt = None,
         as_json: JsonOpt = False,
     ) -> None:
+        from recsys_cli.api.runs import train_run
         from recsys_cli.models.registry import load_params_file
         from recsys_cli.output import emit, resolve_format
         from recsys_cli.progress import make_progress
         from recsys_cli.tracking import mlflow_options
-        from recsys_cli.training import train_run
 
         fmt = resolve_format(fmt, as_json)
         tracking = mlflow_options(mlflow, mlflow_experiment, artifacts_dir)
@@ -114,7 +114,7 @@ def register(app: typer.Typer) -> None:
         progress = make_progress()
         try:
             summary = train_run(
-                model, dataset, split=split, params=params, preset=preset, seed=seed, run_name=name,
+                model, dataset, split=split, params=params, preset=preset, seed=seed, name=name,
                 data_dir=data_dir, artifacts_dir=artifacts_dir, force=force, progress=progress, mlflow=tracking,
             )
         finally:
@@ -142,7 +142,7 @@ def register(app: typer.Typer) -> None:
         fmt: FormatOpt = None,
         as_json: JsonOpt = False,
     ) -> None:
-        from recsys_cli.artifacts import ArtifactStore
+        from recsys_cli.api.queries import predict as predict_pairs
         from recsys_cli.errors import UsageError
         from recsys_cli.output import emit, resolve_format
 
@@ -155,12 +155,7 @@ def register(app: typer.Typer) -> None:
             users, items = [user], [item]
         else:
             raise UsageError("give --user and --item, or --pairs-file")
-        model, _ = ArtifactStore(artifacts_dir).load(run)
-        pred, labels = model.predict(users, items)
-        rows = [
-            {"user_id": u, "item_id": i, "prediction": round(float(p), 6), "fallback": fb}
-            for u, i, p, fb in zip(users, items, pred, labels, strict=False)
-        ]
+        rows = predict_pairs(run, users, items, artifacts_dir=artifacts_dir).to_dict()
         emit(rows[0] if pairs_file is None and fmt == "json" else rows, fmt)
 
     @app.command(
@@ -183,7 +178,7 @@ def register(app: typer.Typer) -> None:
         fmt: FormatOpt = None,
         as_json: JsonOpt = False,
     ) -> None:
-        from recsys_cli.artifacts import ArtifactStore
+        from recsys_cli.api.queries import recommend as top_n
         from recsys_cli.errors import UsageError
         from recsys_cli.output import emit, resolve_format
 
@@ -191,32 +186,17 @@ def register(app: typer.Typer) -> None:
         chosen = sum([bool(user), users_file is not None, all_users, ratings is not None])
         if chosen != 1:
             raise UsageError("give exactly one of --user, --users-file, --all-users or --ratings")
-        store = ArtifactStore(artifacts_dir)
-        model, _ = store.load(run)
-        if ratings is not None:
-            items, values = _parse_ratings(ratings)
-            recs = model.recommend_new_user(items, values, n, exclude_seen=not include_seen)
-        else:
-            if user:
-                users = [u for text in user for u in _ids(text, "--user")]
-            elif users_file is not None:
-                users = _read_id_file(users_file, ("user_id",))[0]
-            else:
-                users = model.user_ids[model.user_counts > 0]
-            recs = model.recommend(users, n, exclude_seen=not include_seen)
-        short = int(((recs.items >= 0).sum(axis=1) < n).sum())
-        if short:
-            typer.echo(
-                f"warning: {short} user(s) got fewer than {n} items: the catalogue has no more eligible items",
-                err=True,
-            )
-        unknown = sum(1 for fb in recs.fallback if fb == "popularity")
-        if unknown:
-            typer.echo(f"note: {unknown} unknown user(s) got the popularity ranking (fallback: popularity)", err=True)
-        titles = store.titles(run)
-        rows = recs.rows(titles)
+        users = None
+        if user:
+            users = [u for text in user for u in _ids(text, "--user")]
+        elif users_file is not None:
+            users = _read_id_file(users_file, ("user_id",))[0]
+        recs = top_n(run, users, n=n, exclude_seen=not include_seen, all_users=all_users,
+                     ratings=_parse_ratings(ratings) if ratings is not None else None, artifacts_dir=artifacts_dir)
+        for line in recs.notes():
+            typer.echo(line, err=True)
         cols = ["user_id", "rank", "item_id", "title", "score", "fallback"]
-        emit(rows if fmt == "jsonl" else list(rows), fmt, columns=cols)
+        emit(recs.rows() if fmt == "jsonl" else list(recs.rows()), fmt, columns=cols)
 
     @app.command(
         "similar",
@@ -231,18 +211,11 @@ def register(app: typer.Typer) -> None:
         fmt: FormatOpt = None,
         as_json: JsonOpt = False,
     ) -> None:
-        from recsys_cli.artifacts import ArtifactStore
+        from recsys_cli.api.queries import similar as nearest
         from recsys_cli.output import emit, resolve_format
 
         fmt = resolve_format(fmt, as_json)
-        store = ArtifactStore(artifacts_dir)
-        model, _ = store.load(run)
-        items, sims = model.similar_items(item, n)
-        titles = store.titles(run)
-        rows = [
-            {"item_id": item, "rank": k + 1, "similar_item_id": int(j), "title": titles.get(int(j)), "similarity": round(float(s), 6)}
-            for k, (j, s) in enumerate(zip(items, sims, strict=False))
-        ]
+        rows = nearest(run, item, n=n, artifacts_dir=artifacts_dir).to_dict()
         emit(rows, fmt, columns=["item_id", "rank", "similar_item_id", "title", "similarity"])
 
     @app.command(
@@ -262,8 +235,8 @@ def register(app: typer.Typer) -> None:
         fmt: FormatOpt = None,
         as_json: JsonOpt = False,
     ) -> None:
-        from recsys_cli.artifacts import ArtifactStore
         from recsys_cli import ledger as ledger_db
+        from recsys_cli.api.runs import list_runs
         from recsys_cli.output import emit, resolve_format
 
         fmt = resolve_format(fmt, as_json)
@@ -272,25 +245,8 @@ def register(app: typer.Typer) -> None:
             cols = ["id", "created", "kind", "run", "model", "dataset", "split", "metrics", "params", "command"]
             emit(rows if fmt in ("json", "jsonl") else [{c: r.get(c) for c in cols} for r in rows], fmt, columns=cols)
             return
-        rows = []
-        for m in ArtifactStore(artifacts_dir).list_runs():
-            if (model and m.get("model") != model) or (dataset and m.get("dataset") != dataset):
-                continue
-            rows.append(
-                {
-                    "run": m["run"],
-                    "model": m.get("model"),
-                    "dataset": m.get("dataset"),
-                    "split": m.get("split"),
-                    "created": m.get("created"),
-                    "train_seconds": m.get("train_seconds"),
-                    "metrics": m.get("metrics") or {},
-                }
-            )
+        rows = list_runs(model=model, dataset=dataset, sort=sort, limit=limit, artifacts_dir=artifacts_dir)
         shown = ("rmse", "mae", "ndcg@10", "precision@10")
-        if sort:
-            rows = ledger_db.sort_by_metric(rows, sort)
-        rows = rows[:limit] if limit else rows
         if fmt == "table":  # the headline metrics; JSON keeps them all
             rows = [{**r, "metrics": {k: v for k, v in r["metrics"].items() if k in shown}} for r in rows]
         emit(rows, fmt, columns=["run", "model", "dataset", "split", "created", "train_seconds", "metrics"])

@@ -13,24 +13,31 @@ from recsys_cli.errors import UsageError
 from recsys_cli.evaluation.protocols import EvalSettings, score_model
 
 
+def cv_folds(full: Interactions, *, cv: int | None, seed: int) -> tuple[dict, Iterator[tuple[Interactions, Interactions]]]:
+    """(protocol, generator of (train, test)) for seeded K-fold CV over the ratings of `full`."""
+    from recsys_cli.data.splits import kfold
+
+    if isinstance(cv, bool) or not isinstance(cv, (int, np.integer)) or cv < 2:
+        raise UsageError(f"--cv needs at least 2 folds, got {cv!r}")
+    if cv > len(full):
+        raise UsageError(f"--cv {cv} is more folds than there are ratings ({len(full):,})")
+    codes = kfold(len(full), k=int(cv), seed=seed)
+    protocol = {"kind": "cv", "folds": int(cv), "seed": seed}
+
+    def gen():
+        for f in range(cv):
+            yield full.subset(codes != f, split=f"cv{cv}:{f}"), full.subset(codes == f, split=f"cv{cv}:{f}")
+
+    return protocol, gen()
+
+
 def folds(ds: Dataset, *, cv: int | None, split: str | None, seed: int) -> tuple[dict, Iterator[tuple[Interactions, Interactions]]]:
     """(protocol description, generator of (train, test)) for --cv K or --split NAME."""
     if (cv is None) == (split is None):
         raise UsageError("give exactly one of --cv K or --split NAME")
     full = ds.interactions()
     if cv is not None:
-        if cv < 2:
-            raise UsageError("--cv needs at least 2 folds")
-        from recsys_cli.data.splits import kfold
-
-        codes = kfold(len(full), k=cv, seed=seed)
-        protocol = {"kind": "cv", "folds": cv, "seed": seed}
-
-        def gen():
-            for f in range(cv):
-                yield full.subset(codes != f, split=f"cv{cv}:{f}"), full.subset(codes == f, split=f"cv{cv}:{f}")
-
-        return protocol, gen()
+        return cv_folds(full, cv=cv, seed=seed)
     base = split.partition(":")[0]
     info = ds.meta.get("splits", {}).get(base)
     if info is None:
@@ -69,17 +76,34 @@ def compare_models(
     data_dir=None,
     progress=None,
 ) -> list[dict[str, Any]]:
-    """Train and score each (model name, params) on the same folds; one result per model.
+    """Train and score each (model name, params) on the same folds of a processed dataset; one result per model.
 
     A name may carry a preset, `svd@surprise`, so a preset and its peer share one table.
     """
+    ds = load_dataset(dataset, data_dir)
+    [_create(name, params) for name, params in specs]  # validate params before reading data
+    protocol, fold_iter = folds(ds, cv=cv, split=split, seed=seed)
+    return compare_on_folds(specs, protocol, fold_iter, dataset=dataset, fingerprint=ds.fingerprint, seed=seed,
+                            settings=settings, progress=progress)
+
+
+def compare_on_folds(
+    specs: list[tuple[str, dict[str, Any]]],
+    protocol: dict[str, Any],
+    fold_iter: Iterator[tuple[Interactions, Interactions]],
+    *,
+    dataset: str,
+    fingerprint: str,
+    seed: int = 42,
+    settings: EvalSettings | None = None,
+    progress=None,
+) -> list[dict[str, Any]]:
+    """Train a fresh model per (spec, fold) and score it on the fold's test part; one result per spec."""
     from recsys_cli.evaluation.metrics import mean_std
     from recsys_cli.training import fit_model
 
     settings = settings or EvalSettings()
-    ds = load_dataset(dataset, data_dir)
     models = [(name, _create(name, params)) for name, params in specs]  # validate params first
-    protocol, fold_iter = folds(ds, cv=cv, split=split, seed=seed)
     per_model: list[list[dict]] = [[] for _ in specs]
     fit_times: list[list[float]] = [[] for _ in specs]
     for f, (train, test) in enumerate(fold_iter):
@@ -103,7 +127,7 @@ def compare_models(
             {
                 "model": name,
                 "dataset": dataset,
-                "fingerprint": ds.fingerprint,
+                "fingerprint": fingerprint,
                 "protocol": protocol,
                 "relevance": settings.describe(),
                 "params": models[m][1].config.to_dict(),
