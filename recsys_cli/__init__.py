@@ -13,9 +13,10 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 _API = (
-    "Comparison", "Dataset", "EvaluationResult", "Manifest", "Recommender", "Run", "abtest", "bandit", "benchmark",
-    "compare", "create_model", "cross_validate", "download", "evaluate", "from_frame", "list_runs", "load_dataset",
-    "load_run", "metrics", "models", "preprocess", "save", "train", "tune",
+    "Comparison", "Dataset", "EvaluationResult", "Manifest", "Predictions", "Recommendations", "Recommender", "Run",
+    "Similar", "compare", "create_model", "cross_validate", "download", "evaluate", "from_frame", "generate",
+    "list_runs", "load_dataset", "load_run", "metrics", "predict", "preprocess", "recommend", "save", "similar",
+    "train", "train_run",
 )
 _ERRORS = ("RecsysError", "UsageError", "ConfigError", "DataError", "ArtifactError", "UnknownIdError")
 

@@ -142,3 +142,27 @@ def _columns(rows: Sequence[Mapping[str, Any]]) -> list[str]:
             if key not in cols:
                 cols.append(key)
     return cols
+
+
+TABLE_METRICS = ("rmse", "mae", "precision@{k}", "recall@{k}", "ndcg@{k}", "map@{k}", "mrr@{k}", "hit_rate@{k}",
+                 "auc", "coverage@{k}", "novelty@{k}")
+
+
+def metrics_table(results: list[dict], ks: list[int]) -> tuple[list[dict], list[str]]:
+    """Evaluation results as one row per metric and one column per model (fits a terminal with many metrics)."""
+    names = [res.get("run") or res["model"] for res in results]
+    rows = []
+    for pattern in TABLE_METRICS:
+        for k in ks if "{k}" in pattern else [None]:
+            key = pattern.format(k=k)
+            if not any(key in res["metrics"] for res in results):
+                continue
+            row = {"metric": key}
+            for name, res in zip(names, results, strict=False):
+                if key in res["metrics"]:
+                    std = res["metrics_std"].get(key, 0.0)
+                    row[name] = f"{res['metrics'][key]:.4f}" + (f" ± {std:.4f}" if std else "")
+            rows.append(row)
+    rows.append({"metric": "fit seconds", **{n: f"{r['fit_seconds']:.2f}" for n, r in zip(names, results, strict=False)
+                                             if r.get("fit_seconds") is not None}})
+    return rows, ["metric", *names]

@@ -12,16 +12,20 @@ these functions. See docs/api.md for the walk-through.
 """
 
 from recsys_cli.api import metrics
-from recsys_cli.api.data import Dataset, download, from_frame, load_dataset, preprocess
+from recsys_cli.api.data import Dataset, download, from_frame, generate, load_dataset, preprocess
 from recsys_cli.api.evaluate import Comparison, EvaluationResult, compare, cross_validate, evaluate
 from recsys_cli.api.model import Recommender, create_model, train
-from recsys_cli.api.runs import Manifest, Run, list_runs, load_run, save
+from recsys_cli.api.queries import Predictions, Recommendations, Similar, predict, recommend, similar
+from recsys_cli.api.runs import Manifest, Run, list_runs, load_run, save, train_run
 
 __all__ = [
     "Comparison",
     "Dataset",
     "EvaluationResult",
     "Manifest",
+    "Predictions",
+    "Recommendations",
+    "Similar",
     "Recommender",
     "Run",
     "compare",
@@ -30,11 +34,16 @@ __all__ = [
     "download",
     "evaluate",
     "from_frame",
+    "generate",
     "list_runs",
     "load_dataset",
     "load_run",
     "metrics",
+    "predict",
     "preprocess",
+    "recommend",
     "save",
+    "similar",
     "train",
+    "train_run",
 ]

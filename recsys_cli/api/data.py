@@ -201,6 +201,19 @@ def preprocess(source: str, *, name: str | None = None, columns: dict[str, str] 
     return load_dataset(meta["name"], data_dir=data_dir)
 
 
+def generate(name: str, *, preset: str | None = None, ratings: int | None = None, users: int | None = None,
+             items: int | None = None, factors: int = 8, noise: float = 0.5, seed: int = 42, force: bool = False,
+             data_dir=None, progress=None) -> dict[str, Any]:
+    """Write synthetic MovieLens-layout data with planted structure to DATA/raw/NAME (then `preprocess(name)`).
+
+    Returns what generate.json records (sizes, the oracle RMSE of the planted model, ...).
+    """
+    from recsys_cli.data.synthetic import generate as make
+
+    return make(name, preset=preset, n_ratings=ratings, n_users=users, n_items=items, factors=factors, noise=noise,
+                seed=seed, data_dir=data_dir, force=force, progress=progress)
+
+
 # ------------------------------------------------------------------------------------- from_frame
 def _to_polars(data: Any, columns: list[str]):
     """A polars DataFrame from a polars/pandas frame, a dict of columns, or an iterable of tuples."""
@@ -220,7 +233,10 @@ def _to_polars(data: Any, columns: list[str]):
             return pl.DataFrame(data, strict=False)
         except (TypeError, ValueError, pl.exceptions.PolarsError) as exc:
             raise DataError(f"cannot read the columns: {exc}") from None
-    if isinstance(data, (str, bytes)) or not isinstance(data, Iterable):
+    if isinstance(data, (str, bytes)):
+        raise UsageError(f"from_frame takes a DataFrame, not a path ({data!r}); read the file with polars or pandas, "
+                         "or turn it into a processed dataset with preprocess(path, name=...)"[:300])
+    if not isinstance(data, Iterable):
         raise UsageError(f"from_frame takes a polars or pandas DataFrame or an iterable of tuples, got {type(data).__name__}")
     rows = [tuple(r) for r in data]
     width = {len(r) for r in rows}

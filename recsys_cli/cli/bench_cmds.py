@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from recsys_cli.cli.common import DataDirOpt, FormatOpt, JsonOpt, SeedOpt, parse_params
+from recsys_cli.cli.common import DataDirOpt, FormatOpt, JsonOpt, SeedOpt, model_params
 
 HELP = """Benchmark every step of the chain: seconds, Numba compile time, peak memory, artifact size,
 throughput and quality, for our models and (--peers) scikit-surprise / implicit on the same
@@ -56,7 +56,7 @@ def register(app: typer.Typer) -> None:
             "--threads", help="Compute threads for us and implicit (default: $RECSYS_THREADS or every core).",
             show_default=False)] = None,
         suite: Annotated[Optional[str], typer.Option(
-            "--suite", help="Run a named suite instead: polars500k (the seed's big-data demo redone) or pipeline "
+            "--suite", help="Run a named suite instead: polars500k (Polars aggregations, joins and a sparse matrix build on 500k ratings) or pipeline "
             "(each command of the user journey in its own process, timed end to end; one run, no repeats).",
             show_default=False)] = None,
         out: Annotated[Optional[Path], typer.Option(
@@ -107,12 +107,7 @@ def register(app: typer.Typer) -> None:
 
             progress = make_progress()
             try:
-                per_model: dict[str, dict[str, str]] = {}
-                for key, value in parse_params(param).items():
-                    name, dot, sub = key.rpartition(".")
-                    if not dot:
-                        raise UsageError(f"--param {key}: write MODEL.key=value, e.g. ials.factors=64")
-                    per_model.setdefault(name.replace("_", "-"), {})[sub] = value
+                per_model = model_params(param)
                 report = run_benchmark(scale=scale or "ml-100k", models=models, peers=peers, steps=steps,
                                        repeat=repeat, threads=threads, data_dir=data_dir, seed=seed,
                                        isolate=isolate, progress=progress, params=per_model)

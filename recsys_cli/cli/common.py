@@ -70,3 +70,29 @@ def parse_params(items: list[str] | None) -> dict[str, str]:
             raise UsageError(f"--param expects key=value, got {item!r}")
         params[key] = value.strip()
     return params
+
+
+def model_params(items: list[str] | None, models: list[str] | None = None) -> dict[str, dict[str, str]]:
+    """`-p MODEL.key=value` options per model (names as typed, '-' and '_' alike).
+
+    With `models` (evaluate), an unprefixed key goes to every model and a prefix must name one
+    of them; without (benchmark), every key needs its MODEL prefix.
+    """
+    from recsys_cli.errors import UsageError
+
+    def norm(name: str) -> str:
+        return name.replace("_", "-")
+
+    out: dict[str, dict[str, str]] = {norm(m): {} for m in models or []}
+    for key, value in parse_params(items).items():
+        target, dot, sub = key.rpartition(".")
+        if not dot:
+            if models is None:
+                raise UsageError(f"--param {key}: write MODEL.key=value, e.g. ials.factors=64")
+            for params in out.values():
+                params[key] = value
+            continue
+        if models is not None and norm(target) not in out:
+            raise UsageError(f"--param {key}: {target!r} is not one of the evaluated models ({', '.join(models)})")
+        out.setdefault(norm(target), {})[sub] = value
+    return out

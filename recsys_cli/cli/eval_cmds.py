@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Optional
+from typing import Annotated, Optional
 
 import typer
 
@@ -15,50 +15,8 @@ from recsys_cli.cli.common import (
     MlflowOpt,
     ParamOpt,
     SeedOpt,
-    parse_params,
+    model_params,
 )
-
-TABLE_METRICS = ("rmse", "mae", "precision@{k}", "recall@{k}", "ndcg@{k}", "map@{k}", "mrr@{k}", "hit_rate@{k}", "auc", "coverage@{k}", "novelty@{k}")
-
-
-def split_model_params(models: list[str], raw: dict[str, str]) -> list[tuple[str, dict[str, Any]]]:
-    """`-p svd.factors=50` targets one model; an unprefixed key goes to every model."""
-    from recsys_cli.errors import UsageError
-
-    specs = []
-    for name in models:
-        params = {}
-        for key, value in raw.items():
-            target, dot, sub = key.rpartition(".")
-            if dot:
-                if target.replace("_", "-") not in [m.replace("_", "-") for m in models]:
-                    raise UsageError(f"--param {key}: {target!r} is not one of the evaluated models ({', '.join(models)})")
-                if target.replace("_", "-") == name.replace("_", "-"):
-                    params[sub] = value
-            else:
-                params[key] = value
-        specs.append((name, params))
-    return specs
-
-
-def table_rows(results: list[dict], ks: list[int]) -> tuple[list[dict], list[str]]:
-    """One row per metric, one column per model (fits a terminal with many metrics)."""
-    names = [res.get("run") or res["model"] for res in results]
-    rows = []
-    for pattern in TABLE_METRICS:
-        for k in ks if "{k}" in pattern else [None]:
-            key = pattern.format(k=k)
-            if not any(key in res["metrics"] for res in results):
-                continue
-            row = {"metric": key}
-            for name, res in zip(names, results, strict=False):
-                if key in res["metrics"]:
-                    std = res["metrics_std"].get(key, 0.0)
-                    row[name] = f"{res['metrics'][key]:.4f}" + (f" ± {std:.4f}" if std else "")
-            rows.append(row)
-    rows.append({"metric": "fit seconds", **{n: f"{r['fit_seconds']:.2f}" for n, r in zip(names, results, strict=False) if r.get("fit_seconds") is not None}})
-    return rows, ["metric", *names]
-
 
 def register(app: typer.Typer) -> None:
     @app.command(
@@ -91,52 +49,34 @@ def register(app: typer.Typer) -> None:
         fmt: FormatOpt = None,
         as_json: JsonOpt = False,
     ) -> None:
+        from recsys_cli.api.evaluate import compare, evaluate
         from recsys_cli.errors import UsageError
-        from recsys_cli import ledger
-        from recsys_cli.evaluation.protocols import EvalSettings
-        from recsys_cli.evaluation.runner import compare_models, evaluate_run
-        from recsys_cli.output import emit, resolve_format
+        from recsys_cli.output import emit, metrics_table, resolve_format
         from recsys_cli.progress import make_progress
-        from recsys_cli.tracking import log_run, mlflow_options
+        from recsys_cli.tracking import mlflow_options
 
         fmt = resolve_format(fmt, as_json)
         tracking = mlflow_options(mlflow, mlflow_experiment, artifacts_dir)
-        ks = sorted(set(k or [10]))
-        if only not in ("all", "rating", "ranking"):
-            raise UsageError(f"--metrics must be all, rating or ranking, got {only!r}")
-        settings = EvalSettings(ks=tuple(ks), relevance=relevance, threshold=relevance_threshold, fcp=fcp,
-                                rating_metrics=only != "ranking", ranking_metrics=only != "rating")
+        options = dict(metrics=only, k=sorted(set(k or [10])), relevance=relevance, threshold=relevance_threshold,
+                       fcp=fcp, data_dir=data_dir, artifacts_dir=artifacts_dir, record=True, mlflow=tracking)
         if run is not None:
             if model or cv or split:
                 raise UsageError("give a RUN, or --model with --dataset and --cv/--split, not both")
-            results = [evaluate_run(run, data_dir=data_dir, artifacts_dir=artifacts_dir, settings=settings)]
+            results = [evaluate(run, **options)]
         else:
             if not model or not dataset:
                 raise UsageError("give a RUN to score, or --model M[,M2] --dataset NAME (--cv K | --split NAME)")
             names = [m.strip() for m in model.split(",") if m.strip()]
-            specs = split_model_params(names, parse_params(param))
+            specs = list(model_params(param, names).items())
             progress = make_progress()
             try:
-                results = compare_models(
-                    specs, dataset, cv=cv, split=split, seed=seed, settings=settings, data_dir=data_dir, progress=progress
-                )
+                results = compare(specs, dataset, cv=cv, split=split, seed=seed, progress=progress, **options)
             finally:
                 progress.close()
-        for res in results:
-            entry = dict(
-                run=res.get("run"), model=res["model"], params=res["params"],
-                seed=res.get("seed"), dataset=res["dataset"], fingerprint=res.get("fingerprint"),
-                split=res["protocol"].get("split"), protocol=res["protocol"], metrics=res["metrics"],
-                timings={"fit_seconds": res.get("fit_seconds"), "predict_seconds": res.get("predict_seconds")},
-            )
-            ledger.record("evaluate", root=artifacts_dir, **entry)
-            if tracking is not None:
-                folds = len(res.get("folds") or [])
-                stds = {f"{k}_std": v for k, v in res.get("metrics_std", {}).items()} if folds > 1 else {}
-                log_run(tracking, "evaluate", **{**entry, "metrics": {**res["metrics"], **stds}}, details=res)
-        typer.echo(f"protocol: {results[0]['protocol']}; {settings.describe()}", err=True)
+        first = results[0]
+        typer.echo(f"protocol: {first.protocol}; {first.relevance}", err=True)
         if fmt == "table":
-            rows, cols = table_rows(results, ks)
-            emit(rows, fmt, columns=cols, title=f"{results[0]['dataset']}: {settings.describe()}")
+            rows, cols = metrics_table([r.to_dict() for r in results], options["k"])
+            emit(rows, fmt, columns=cols, title=f"{first.dataset}: {first.relevance}")
         else:
-            emit(results, fmt)
+            emit([r.to_dict() for r in results], fmt)
