@@ -281,9 +281,9 @@ def _lines(stream, out: queue.Queue) -> None:
 
 
 def test_killed_force_train_leaves_previous_run(tmp_path):
+    from recsys_cli.api.runs import train_run
     from recsys_cli.data.preprocess import preprocess
     from recsys_cli.data.synthetic import generate
-    from recsys_cli.api.runs import train_run
 
     data, arts = tmp_path / "data", tmp_path / "artifacts"
     generate("synth-kill", n_users=300, n_items=200, n_ratings=20000, seed=3, data_dir=data)

@@ -14,11 +14,27 @@ these functions. See docs/api.md for the walk-through.
 from recsys_cli.api import metrics
 from recsys_cli.api.data import Dataset, download, from_frame, generate, load_dataset, preprocess
 from recsys_cli.api.evaluate import Comparison, EvaluationResult, compare, cross_validate, evaluate
+from recsys_cli.api.experiments import (
+    ABTestResult,
+    BanditResult,
+    BenchmarkReport,
+    abtest,
+    abtest_plan,
+    bandit,
+    benchmark,
+)
 from recsys_cli.api.model import Recommender, create_model, train
 from recsys_cli.api.queries import Predictions, Recommendations, Similar, predict, recommend, similar
 from recsys_cli.api.runs import Manifest, Run, list_runs, load_run, save, train_run
 
 __all__ = [
+    "ABTestResult",
+    "BanditResult",
+    "BenchmarkReport",
+    "abtest",
+    "abtest_plan",
+    "bandit",
+    "benchmark",
     "Comparison",
     "Dataset",
     "EvaluationResult",

@@ -72,12 +72,6 @@ ReportFormatOpt = Annotated[
 AlternativeOpt = Annotated[str, typer.Option("--alternative", help="two-sided, greater (B > A) or less (B < A).")]
 
 
-def _click_model(name, rating_scale, threshold, eta, decay, gamma, noise):
-    from recsys_cli.abtest.simulation import make_click_model
-
-    return make_click_model(name, rating_scale, threshold=threshold, eta=eta, decay=decay, gamma=gamma, noise=noise)
-
-
 def _resolve(fmt: str | None, as_json: bool) -> str:
     from recsys_cli.errors import UsageError
     from recsys_cli.output import resolve_format
@@ -127,30 +121,26 @@ def run_cmd(
     fmt: ReportFormatOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    from recsys_cli.abtest.assignment import check_traffic
-    from recsys_cli.abtest.experiment import load_setup, public, run_abtest
     from recsys_cli.abtest.report import check_plot_path, plot_abtest, render_abtest
-    from recsys_cli.abtest.statistics import check_alpha, check_alternative
+    from recsys_cli.api.experiments import abtest
     from recsys_cli.output import console_out, emit
 
     fmt = _resolve(fmt, as_json)
-    check_traffic(traffic)
-    check_alpha(alpha)
-    check_alternative(alternative)
     if plot is not None:
         check_plot_path(plot)
-    setup = load_setup([run_a, run_b], dataset, data_dir=data_dir, artifacts_dir=artifacts_dir)
-    model = _click_model(click_model, setup.rating_scale, click_threshold, eta, decay, gamma, noise)
-    typer.echo(f"click model: {model.describe()}", err=True)
-    result = run_abtest(setup, model, k=k, traffic=traffic, salt=salt, users=users, seed=seed, alpha=alpha,
-                        alternative=alternative, n_boot=bootstrap, segments=segments)
+    result = abtest(run_a, run_b, dataset=dataset, k=k, traffic=traffic, salt=salt, users=users,
+                    click_model=click_model, click_threshold=click_threshold, eta=eta, decay=decay, gamma=gamma,
+                    noise=noise, alpha=alpha, alternative=alternative, bootstrap=bootstrap, segments=segments,
+                    seed=seed, data_dir=data_dir, artifacts_dir=artifacts_dir)
+    for line in result.notes:
+        typer.echo(line, err=True)
     _warn(result["warnings"])
     if fmt == "table":
-        render_abtest(result, console_out())
+        render_abtest(result.data, console_out())
     else:
-        emit(public(result), fmt)
+        emit(result.to_dict(), fmt)
     if plot is not None:
-        typer.echo(f"wrote {plot_abtest(result, plot)}", err=True)
+        typer.echo(f"wrote {plot_abtest(result.data, plot)}", err=True)
 
 
 @abtest_app.command(
@@ -175,11 +165,11 @@ def plan_cmd(
     fmt: FormatOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    from recsys_cli.abtest.power import plan
+    from recsys_cli.api.experiments import abtest_plan
     from recsys_cli.output import emit, resolve_format
 
     fmt = resolve_format(fmt, as_json)
-    out = plan(baseline_ctr, mde=mde, users=users, relative=relative, alpha=alpha, power=power, ratio=ratio,
+    out = abtest_plan(baseline_ctr, mde=mde, users=users, relative=relative, alpha=alpha, power=power, ratio=ratio,
                alternative=alternative, impressions_per_user=impressions_per_user, icc=icc)
     if fmt == "table":
         emit([{"quantity": key, "value": value} for key, value in out.items()], fmt, title="A/B test plan")
@@ -212,36 +202,17 @@ def bandit_cmd(
     fmt: ReportFormatOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    import numpy as np
-
-    from recsys_cli.abtest.bandit import POLICIES, arm_labels, run_bandit
-    from recsys_cli.abtest.experiment import load_setup
     from recsys_cli.abtest.report import render_bandit
-    from recsys_cli.errors import UsageError
+    from recsys_cli.api.experiments import bandit
     from recsys_cli.output import console_out, emit
 
     fmt = _resolve(fmt, as_json)
-    if len(runs) < 2:
-        raise UsageError("give at least two runs to allocate traffic between")
-    if policy not in POLICIES:
-        raise UsageError(f"unknown --policy {policy!r}; choose one of {', '.join(POLICIES)}")
-    if k < 1:
-        raise UsageError(f"--k must be at least 1, got {k}")
-    setup = load_setup(list(runs), dataset, data_dir=data_dir, artifacts_dir=artifacts_dir)
-    model = _click_model(click_model, setup.rating_scale, click_threshold, eta, decay, gamma, noise)
-    typer.echo(f"click model: {model.describe()}", err=True)
-    rows = np.arange(len(setup.pool))
-    exposures = [setup.exposure(a, rows, k) for a in range(len(runs))]
-    result = run_bandit(exposures, model, policy=policy, rounds=rounds, batch=batch, seed=seed, epsilon=epsilon)
-    for arm, run, manifest in zip(result["arms"], runs, setup.manifests, strict=True):
-        arm.update(run=run, model=manifest.get("model"))
-    result = {
-        "settings": {"runs": dict(zip(arm_labels(len(runs)), runs, strict=True)), "dataset": setup.dataset.name,
-                     "split": setup.split, "policy": policy, "rounds": rounds, "batch": batch, "epsilon": epsilon,
-                     "k": k, "seed": seed, "eligible_users": int(len(setup.pool))},
-        "click_model": {"name": model.name, **model.params()},
-        **result,
-    }
+    report = bandit(runs, dataset=dataset, policy=policy, rounds=rounds, batch=batch, epsilon=epsilon, k=k,
+                    click_model=click_model, click_threshold=click_threshold, eta=eta, decay=decay, gamma=gamma,
+                    noise=noise, seed=seed, data_dir=data_dir, artifacts_dir=artifacts_dir)
+    for line in report.notes:
+        typer.echo(line, err=True)
+    result = report.to_dict()
     if fmt == "table":
         render_bandit(result, console_out())
     else:

@@ -74,45 +74,22 @@ def register(app: typer.Typer) -> None:
         import sys
 
         from recsys_cli.errors import UsageError
-        from recsys_cli.output import dumps, resolve_format, write_text_atomic
+        from recsys_cli.output import console_err, dumps, resolve_format, write_text_atomic
         from recsys_cli.progress import make_progress
 
         fmt = resolve_format(fmt, as_json)
         if fmt not in ("table", "json"):
             raise UsageError(f"benchmark prints --format table or json, not {fmt!r}")
-        if repeat < 1 or (threads is not None and threads < 1):
-            raise UsageError("--repeat and --threads must be at least 1")
-        if suite is not None:
-            given = [flag for flag, value in (("--models", models), ("--peers", peers), ("--steps", steps)) if value]
-            if given:
-                raise UsageError(f"--suite runs its own tasks; drop {', '.join(given)}")
-            from recsys_cli.bench.datasets import parse_scale
-            from recsys_cli.bench.suites import SUITE_RATINGS, SUITES, run_suite
+        from recsys_cli.api.experiments import benchmark as run
 
-            if suite == "pipeline":
-                from recsys_cli.bench.pipeline import run_pipeline
-                from recsys_cli.output import console_err
-
-                report = run_pipeline(scale or "32m", threads=threads, seed=seed, data_dir=data_dir,
-                                      log=lambda msg: console_err().print(msg, markup=False, highlight=False))
-            else:
-                if suite not in SUITES:
-                    raise UsageError(f"unknown suite {suite!r}; choose from {', '.join(SUITES)}, pipeline")
-                n = SUITE_RATINGS if scale is None else parse_scale(scale).n_ratings
-                if n is None:
-                    raise UsageError("--suite polars500k takes --scale as a number of ratings (e.g. 500k)")
-                report = run_suite(suite, n_ratings=n, repeat=repeat, threads=threads, seed=seed)
-        else:
-            from recsys_cli.bench.harness import run_benchmark
-
-            progress = make_progress()
-            try:
-                per_model = model_params(param)
-                report = run_benchmark(scale=scale or "ml-100k", models=models, peers=peers, steps=steps,
-                                       repeat=repeat, threads=threads, data_dir=data_dir, seed=seed,
-                                       isolate=isolate, progress=progress, params=per_model)
-            finally:
-                progress.close()
+        progress = make_progress()
+        try:
+            report = run(scale=scale, models=models, peers=peers, steps=steps, repeat=repeat, threads=threads,
+                         suite=suite, isolate=isolate, params=model_params(param) if suite is None else None,
+                         seed=seed, data_dir=data_dir, progress=progress,
+                         log=lambda msg: console_err().print(msg, markup=False, highlight=False)).to_dict()
+        finally:
+            progress.close()
         if out is not None:
             write_text_atomic(out, dumps(report) + "\n")
         if fmt == "json":

@@ -18,6 +18,7 @@ from recsys_cli.cli.common import (
     model_params,
 )
 
+
 def register(app: typer.Typer) -> None:
     @app.command(
         "evaluate",
