@@ -251,6 +251,7 @@ def test_bad_queries_raise_usage_errors(data, tmp_path):
 
 def test_damaged_manifest_is_an_artifact_error(data, tmp_path):
     rs.save(rs.train("bias", data, seed=1), "b", artifacts_dir=tmp_path)
+    assert rs.load_run("b", artifacts_dir=tmp_path).manifest.split is None  # trained on every rating
     path = tmp_path / "b" / "manifest.json"
     manifest = json.loads(path.read_text())
     path.write_text(json.dumps({**manifest, "seed": "forty-two"}))

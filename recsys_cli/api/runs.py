@@ -25,7 +25,6 @@ class Manifest:
     config: dict[str, Any]
     dataset: str
     dataset_fingerprint: str
-    split: str | None
     seed: int
     created: str
     train_seconds: float
@@ -33,6 +32,7 @@ class Manifest:
     n_items: int
     package_version: str
     format_version: int
+    split: str | None = None
     fit_info: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     preset: str | None = None
