@@ -15,7 +15,7 @@ __version__ = "0.1.0"
 _API = (
     "ABTestResult", "BanditResult", "BenchmarkReport", "abtest", "abtest_plan", "bandit", "benchmark",
     "Comparison", "Dataset", "EvaluationResult", "Manifest", "Predictions", "Recommendations", "Recommender", "Run",
-    "Similar", "compare", "create_model", "cross_validate", "download", "evaluate", "from_frame", "generate",
+    "Similar", "compare", "create_model", "create_split", "cross_validate", "dataset_info", "datasets", "download", "evaluate", "from_frame", "generate",
     "list_runs", "load_dataset", "load_run", "metrics", "predict", "preprocess", "recommend", "save", "similar",
     "train", "train_run",
 )

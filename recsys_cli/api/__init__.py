@@ -12,7 +12,17 @@ these functions. See docs/api.md for the walk-through.
 """
 
 from recsys_cli.api import metrics
-from recsys_cli.api.data import Dataset, download, from_frame, generate, load_dataset, preprocess
+from recsys_cli.api.data import (
+    Dataset,
+    create_split,
+    dataset_info,
+    datasets,
+    download,
+    from_frame,
+    generate,
+    load_dataset,
+    preprocess,
+)
 from recsys_cli.api.evaluate import Comparison, EvaluationResult, compare, cross_validate, evaluate
 from recsys_cli.api.experiments import (
     ABTestResult,
@@ -46,6 +56,9 @@ __all__ = [
     "Run",
     "compare",
     "create_model",
+    "create_split",
+    "dataset_info",
+    "datasets",
     "cross_validate",
     "download",
     "evaluate",

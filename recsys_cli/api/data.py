@@ -30,15 +30,24 @@ class Dataset:
     Make one with `load_dataset(name)` (a processed release) or `from_frame(df)` (any table).
     """
 
-    def __init__(self, interactions: Interactions, *, name: str, titles: dict[int, str] | None = None,
+    def __init__(self, interactions: Interactions | None, *, name: str, titles: dict[int, str] | None = None,
                  processed: ProcessedDataset | None = None, part: str | None = None) -> None:
-        self.interactions = interactions
+        if interactions is None and processed is None:
+            raise UsageError("a Dataset needs its ratings")
+        self._interactions = interactions
         self.name = name
         self._titles = titles
         self._processed = processed
         self.part = part  # "train" / "validation" / "test" for a split part, else None
 
     # ----- what it holds ----------------------------------------------------------------
+    @property
+    def interactions(self) -> Interactions:
+        """The ratings in index space with their vocabularies (read from disk on first use)."""
+        if self._interactions is None:
+            self._interactions = self._processed.interactions()
+        return self._interactions
+
     def __len__(self) -> int:
         return len(self.interactions)
 
@@ -71,6 +80,8 @@ class Dataset:
 
     @property
     def fingerprint(self) -> str:
+        if self._interactions is None:
+            return self._processed.fingerprint
         return self.interactions.fingerprint
 
     @property
@@ -151,6 +162,14 @@ class Dataset:
         return tuple(parts)
 
     @property
+    def meta(self) -> dict[str, Any]:
+        """A processed dataset's dataset.json content; for other data, the counts and rating scale."""
+        if self._processed is not None and self.part is None:
+            return dict(self._processed.meta)
+        return {"name": self.name, "n_ratings": len(self), "n_users": self.n_users, "n_items": self.n_items,
+                "rating_scale": list(self.rating_scale), "fingerprint": self.fingerprint}
+
+    @property
     def split_names(self) -> list[str]:
         """Names of the splits stored with a processed dataset (`recsys split` makes more)."""
         return self._processed.split_names if self._processed is not None else []
@@ -180,7 +199,7 @@ def load_dataset(name: str, *, data_dir=None) -> Dataset:
     from recsys_cli.data.dataset import load_dataset as load_processed
 
     ds = load_processed(name, data_dir)
-    return Dataset(ds.interactions(), name=name, processed=ds)
+    return Dataset(None, name=name, processed=ds)
 
 
 def download(name: str, *, mirror: str | None = None, from_zip=None, force: bool = False, data_dir=None,
@@ -194,7 +213,10 @@ def download(name: str, *, mirror: str | None = None, from_zip=None, force: bool
 
 def preprocess(source: str, *, name: str | None = None, columns: dict[str, str] | None = None, data_dir=None,
                progress=None) -> Dataset:
-    """Turn a downloaded release, a MovieLens folder or a ratings file into a processed dataset; returns it."""
+    """Turn a downloaded release, a MovieLens folder or a ratings file into a processed dataset; returns it.
+
+    `dataset.meta` is what the preprocessing recorded (counts, scale, genres, default splits).
+    """
     from recsys_cli.data.preprocess import preprocess as build
 
     meta = build(source, name=name, data_dir=data_dir, columns=columns, progress=progress)
@@ -202,8 +224,9 @@ def preprocess(source: str, *, name: str | None = None, columns: dict[str, str] 
 
 
 def generate(name: str, *, preset: str | None = None, ratings: int | None = None, users: int | None = None,
-             items: int | None = None, factors: int = 8, noise: float = 0.5, seed: int = 42, force: bool = False,
-             data_dir=None, progress=None) -> dict[str, Any]:
+             items: int | None = None, factors: int = 8, noise: float = 0.5, seed: int = 42,
+             min_per_user: int | None = None, save_truth: bool = False, force: bool = False, data_dir=None,
+             progress=None) -> dict[str, Any]:
     """Write synthetic MovieLens-layout data with planted structure to DATA/raw/NAME (then `preprocess(name)`).
 
     Returns what generate.json records (sizes, the oracle RMSE of the planted model, ...).
@@ -211,7 +234,41 @@ def generate(name: str, *, preset: str | None = None, ratings: int | None = None
     from recsys_cli.data.synthetic import generate as make
 
     return make(name, preset=preset, n_ratings=ratings, n_users=users, n_items=items, factors=factors, noise=noise,
-                seed=seed, data_dir=data_dir, force=force, progress=progress)
+                seed=seed, min_per_user=min_per_user, save_truth=save_truth, data_dir=data_dir, force=force,
+                progress=progress)
+
+
+def datasets(*, data_dir=None) -> list[dict[str, Any]]:
+    """What is downloaded and processed under the data root, one dict per dataset (`recsys info`)."""
+    from recsys_cli.data.preprocess import list_datasets
+
+    return list_datasets(data_dir)
+
+
+def dataset_info(name: str, *, data_dir=None) -> dict[str, Any]:
+    """A processed dataset's dataset.json: counts, rating scale and histogram, genres, splits."""
+    from recsys_cli.data.preprocess import read_meta
+
+    return read_meta(name, data_dir)
+
+
+def create_split(dataset: str, kind: str, *, name: str | None = None, test: float | None = None, val: float = 0.0,
+                 k: int = 5, last: int = 1, val_last: int = 0, seed: int = 42, force: bool = False,
+                 data_dir=None) -> dict[str, dict[str, Any]]:
+    """Store a named split with a processed dataset (`recsys split`); returns {name: split info}."""
+    from pathlib import Path
+
+    from recsys_cli import settings
+    from recsys_cli.data.dataset import load_dataset as load_processed
+    from recsys_cli.data.splits import create_split as make
+
+    ds = load_processed(dataset, data_dir)
+    raw = None
+    if kind == "ml100k":
+        source = ds.meta.get("source")
+        raw = Path(source) if source and Path(source).is_dir() else settings.raw_dir(dataset, data_dir)
+    return make(ds.path, kind, name=name, test=test, val=val, k=k, last=last, val_last=val_last, seed=seed,
+                raw_path=raw, force=force)
 
 
 # ------------------------------------------------------------------------------------- from_frame

@@ -151,13 +151,13 @@ def register(app: typer.Typer) -> None:
         fmt: FormatOpt = None,
         as_json: JsonOpt = False,
     ) -> None:
-        from recsys_cli.data.preprocess import preprocess
+        from recsys_cli.api.data import preprocess
         from recsys_cli.output import resolve_format
         from recsys_cli.progress import make_progress
 
         out_fmt = resolve_format(fmt, as_json)
-        meta = preprocess(source, name=name, data_dir=data_dir, columns=parse_columns(columns), progress=make_progress())
-        _show(meta, out_fmt)
+        ds = preprocess(source, name=name, data_dir=data_dir, columns=parse_columns(columns), progress=make_progress())
+        _show(ds.meta, out_fmt)
 
     @app.command("info", help=INFO_HELP)
     def info_cmd(
@@ -166,15 +166,15 @@ def register(app: typer.Typer) -> None:
         fmt: FormatOpt = None,
         as_json: JsonOpt = False,
     ) -> None:
-        from recsys_cli.data.preprocess import list_datasets, read_meta
+        from recsys_cli.api.data import dataset_info, datasets
         from recsys_cli.output import emit, resolve_format
         from recsys_cli.settings import data_dir as root
 
         out_fmt = resolve_format(fmt, as_json)
         if dataset:
-            _show(read_meta(dataset, data_dir), out_fmt)
+            _show(dataset_info(dataset, data_dir=data_dir), out_fmt)
             return
-        rows = list_datasets(data_dir)
+        rows = datasets(data_dir=data_dir)
         if not rows:
             typer.echo(f"nothing under {Path(root(data_dir))} yet; start with `recsys download ml-100k`", err=True)
         if out_fmt == "table":  # the compact view for people; json/csv keep every field

@@ -97,7 +97,7 @@ def register(app: typer.Typer) -> None:
         fmt: FormatOpt = None,
         as_json: JsonOpt = False,
     ) -> None:
-        from recsys_cli.data.download import download
+        from recsys_cli.api.data import download
         from recsys_cli.data.registry import RELEASES
         from recsys_cli.errors import UsageError
         from recsys_cli.output import emit, resolve_format

@@ -75,21 +75,12 @@ def register(app: typer.Typer) -> None:
         fmt: FormatOpt = None,
         as_json: JsonOpt = False,
     ) -> None:
-        from pathlib import Path
-
-        from recsys_cli import settings
-        from recsys_cli.data.dataset import load_dataset
-        from recsys_cli.data.splits import create_split
+        from recsys_cli.api.data import create_split
         from recsys_cli.output import emit, resolve_format
 
         out = resolve_format(fmt, as_json)
-        ds = load_dataset(dataset, data_dir)
-        raw = None
-        if kind == "ml100k":
-            source = ds.meta.get("source")
-            raw = Path(source) if source and Path(source).is_dir() else settings.raw_dir(dataset, data_dir)
-        infos = create_split(ds.path, kind, name=name, test=test, val=val, k=k, last=last, val_last=val_last,
-                             seed=seed, raw_path=raw, force=force)
+        infos = create_split(dataset, kind, name=name, test=test, val=val, k=k, last=last, val_last=val_last,
+                             seed=seed, force=force, data_dir=data_dir)
         rows = _split_rows(infos, dataset)
         if out == "table":  # narrow enough for a terminal: no dataset/file columns, params inline
             rows = [{k: (" ".join(f"{a}={b}" for a, b in v.items()) if k == "params" else v)
@@ -114,14 +105,14 @@ def register(app: typer.Typer) -> None:
         as_json: JsonOpt = False,
     ) -> None:
         from recsys_cli import settings
-        from recsys_cli.data.synthetic import generate
+        from recsys_cli.api.data import generate
         from recsys_cli.output import emit, resolve_format
         from recsys_cli.progress import make_progress
 
         out = resolve_format(fmt, as_json)
         progress = make_progress()
         try:
-            record = generate(name, preset=preset, n_ratings=ratings, n_users=users, n_items=items, factors=factors,
+            record = generate(name, preset=preset, ratings=ratings, users=users, items=items, factors=factors,
                               noise=noise, seed=seed, min_per_user=min_per_user, data_dir=data_dir, force=force,
                               save_truth=save_truth, progress=progress)
         finally:
