@@ -195,7 +195,9 @@ class ArtifactStore:
             with np.load(self.path(run) / "arrays.npz", allow_pickle=False) as npz:
                 state = {k: npz[k] for k in npz.files}
         except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-            raise ArtifactError(f"run {run!r}: corrupt arrays.npz: {exc}") from None
+            why = "it holds pickled objects, which recsys never loads" if "allow_pickle" in str(exc) else str(exc)
+            raise ArtifactError(f"run {run!r}: corrupt arrays.npz ({why}); retrain it") from None
+        check_state(state, f"run {run!r}: arrays.npz")
         model = cls.from_state(config, state)
         model.fit_info = manifest.get("fit_info", {})
         return model, manifest
@@ -235,6 +237,39 @@ class ArtifactStore:
         if not force:
             raise ArtifactError(f"run {run!r} already exists at {final}; use --force to replace it")
         return final
+
+
+def check_state(state: dict[str, np.ndarray], where: str) -> None:
+    """The common arrays of a saved model agree with each other: shapes, index ranges, finite numbers.
+
+    ArtifactError naming the array and the problem; a damaged run is refused before any model uses it.
+    """
+    def need(key: str) -> np.ndarray:
+        if f"core.{key}" not in state:
+            raise ArtifactError(f"{where} lacks {key!r}; retrain the run")
+        return np.asarray(state[f"core.{key}"])
+
+    users, items = need("user_ids"), need("item_ids")
+    n_users, n_items = len(users), len(items)
+    indptr, indices = need("seen_indptr"), need("seen_indices")
+    shapes = {"user_counts": (n_users,), "item_counts": (n_items,), "fb_user_bias": (n_users,),
+              "fb_item_bias": (n_items,), "fb_rank": (n_items,), "seen_indptr": (n_users + 1,)}
+    for key, shape in shapes.items():
+        if need(key).shape != shape:
+            raise ArtifactError(f"{where}: {key!r} has shape {need(key).shape}, expected {shape}; retrain the run")
+    for key, value in state.items():
+        arr = np.asarray(value)
+        if arr.dtype.kind not in "biufUS":
+            raise ArtifactError(f"{where}: {key!r} is not a plain array ({arr.dtype}); retrain the run")
+        if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+            raise ArtifactError(f"{where}: {key!r} contains NaN or infinite values; retrain the run")
+    if (len(indptr) and (indptr[0] != 0 or indptr[-1] != len(indices) or np.any(np.diff(indptr) < 0))):
+        raise ArtifactError(f"{where}: 'seen_indptr' does not describe 'seen_indices'; retrain the run")
+    if len(indices) and (indices.min() < 0 or indices.max() >= n_items):
+        raise ArtifactError(f"{where}: 'seen_indices' holds item indices outside 0..{n_items - 1}; retrain the run")
+    rank = need("fb_rank")
+    if n_items and (rank.min() < 0 or rank.max() >= n_items):
+        raise ArtifactError(f"{where}: 'fb_rank' holds item indices outside 0..{n_items - 1}; retrain the run")
 
 
 def _json_default(obj: Any):

@@ -19,6 +19,10 @@ FORMATS = ("json", "jsonl", "table", "csv")
 
 def resolve_format(fmt: str | None, as_json: bool = False) -> str:
     if as_json:
+        if fmt not in (None, "json", "auto"):
+            from recsys_cli.errors import UsageError
+
+            raise UsageError(f"--json and --format {fmt} disagree; give one of them")
         return "json"
     if fmt is None or fmt == "auto":
         return "table" if sys.stdout.isatty() else "json"

@@ -79,7 +79,7 @@ def test_object_arrays_are_refused_both_ways(models, tmp_path):
     state = {k: np.asarray(v) for k, v in models[0].state().items()}
     state["model.bu"] = np.array([{"evil": 1}, None], dtype=object)
     np.savez(tmp_path / "run" / "arrays.npz", **state)
-    with pytest.raises(ArtifactError, match=r"run 'run': corrupt arrays.npz: Object arrays cannot be loaded"):
+    with pytest.raises(ArtifactError, match=r"run 'run': corrupt arrays.npz \(it holds pickled objects, which recsys never loads\)"):
         store.load("run")
     # A model whose state holds an object array is not saved, and leaves nothing behind.
     model = create_model("svd", {"factors": 4, "epochs": 5}).fit(checkerboard()[0], seed=1)
@@ -329,3 +329,32 @@ def test_killed_force_train_leaves_previous_run(tmp_path):
               artifacts_dir=arts, force=True)
     assert store.load("svd-kill")[1]["config"]["epochs"] == 6
     assert not [p for p in hidden(arts) if p.startswith(".svd-kill.") and p.endswith(".old")]
+
+
+@pytest.mark.parametrize(
+    "damage, words",
+    [
+        (lambda s: s.update({"core.seen_indices": s["core.seen_indices"] + 10_000}), "outside"),
+        (lambda s: s.update({"core.fb_item_bias": s["core.fb_item_bias"][:-1]}), "shape"),
+        (lambda s: s["core.fb_user_bias"].__setitem__(0, np.nan), "NaN"),
+        (lambda s: s.pop("core.user_ids"), "lacks 'user_ids'"),
+        (lambda s: s.update({"core.seen_indptr": s["core.seen_indptr"][::-1].copy()}), "seen_indptr"),
+    ],
+)
+def test_damaged_arrays_are_artifact_errors(tmp_path, damage, words):
+    """Arrays that load but disagree with each other are refused with the array named (exit 7), not used."""
+    from recsys_cli.api.data import from_frame
+    from recsys_cli.api.model import train
+
+    data = from_frame([(u, i, float(1 + (u * i) % 5)) for u in range(20) for i in range(15) if (u + i) % 3],
+                      user="u", item="i", rating="r")
+    store = ArtifactStore(tmp_path)
+    store.save("run", train("bias", data).estimator, dataset="d", fingerprint="f", split=None, seed=1,
+               train_seconds=0.1)
+    path = tmp_path / "run" / "arrays.npz"
+    with np.load(path) as npz:
+        state = {k: npz[k].copy() for k in npz.files}
+    damage(state)
+    np.savez(path, **state)
+    with pytest.raises(ArtifactError, match=words):
+        store.load("run")

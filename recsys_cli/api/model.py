@@ -33,7 +33,12 @@ def _ids(values: Any, what: str) -> np.ndarray:
         raise UsageError(f"give the {what} ids")
     if hasattr(values, "to_numpy") and not isinstance(values, np.ndarray):
         values = values.to_numpy()
-    arr = np.asarray(values if not np.isscalar(values) else [values])
+    flat = values if not np.isscalar(values) else [values]
+    if isinstance(flat, (list, tuple)):
+        big = [v for v in flat if isinstance(v, int) and not isinstance(v, bool) and not -2**63 <= v < 2**63]
+        if big:
+            raise UsageError(f"{what} id {big[0]} is out of range (ids are 64-bit integers)")
+    arr = np.asarray(flat)
     if arr.dtype == object or arr.dtype.kind in "US":
         try:
             arr = np.asarray([int(str(v).strip()) for v in arr.reshape(-1)])

@@ -17,19 +17,67 @@ def _report(message: str, code: int) -> None:
     sys.exit(code)
 
 
+def _stdout_closed() -> None:
+    """The reader of our stdout went away (`recsys ... | head -1`): stop quietly with exit 0, like a finished pipe."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # Python's final flush must not fail again
+    except (OSError, ValueError):
+        pass
+    sys.exit(0)
+
+
+_FINITE: dict[type, type] = {}
+
+
+def _finite_type(base: type) -> type:
+    """A subclass of the float parameter type that refuses NaN and infinity."""
+    if base not in _FINITE:
+
+        def convert(self, value, param, ctx):
+            import math
+
+            out = base.convert(self, value, param, ctx)
+            if not math.isfinite(out):
+                self.fail(f"{value!r} is not a finite number", param, ctx)
+            return out
+
+        _FINITE[base] = type("FiniteFloat", (base,), {"convert": convert})
+    return _FINITE[base]
+
+
+def finite_floats(command) -> None:
+    """Every float option of recsys is a finite quantity: give each the finite float type, in the whole tree."""
+    for param in getattr(command, "params", []):
+        if type(param.type).__name__ == "FloatParamType":  # typer's own (vendored) click type
+            param.type = _finite_type(type(param.type))()
+    for sub in getattr(command, "commands", {}).values():
+        finite_floats(sub)
+
+
 class RecsysGroup(TyperGroup):
     """Turns library errors into one line on stderr and the family's exit code."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        finite_floats(self)
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except RecsysError as exc:
             _report(str(exc), exc.exit_code)
+        except BrokenPipeError:
+            _stdout_closed()
         except OSError as exc:
             import errno
 
             if exc.errno == errno.ENOSPC:
                 _report(f"disk full: {exc}", EXIT_DISK)
+            if exc.errno == errno.EPIPE:
+                _stdout_closed()
             raise
         except KeyboardInterrupt:
             _report("interrupted", EXIT_INTERRUPTED)

@@ -62,6 +62,10 @@ def parse_columns(text: str | None) -> dict[str, str] | None:
     missing = [r for r in ROLES[:3] if r not in columns]
     if missing:
         raise UsageError(f"--columns is missing {', '.join(missing)}= (user, item and rating are required)")
+    used = list(columns.values())
+    twice = sorted({c for c in used if used.count(c) > 1})
+    if twice:
+        raise UsageError(f"--columns names column {twice[0]!r} for more than one role; each role needs its own column")
     return columns
 
 

@@ -274,6 +274,9 @@ class Dataset:
         if info.get("kind") == "kfold":
             if not fold:
                 raise DataError(f"split {base!r} is k-fold: name a fold as {base}:0 .. {base}:{info['params'].get('k', 5) - 1}")
+            n_folds = int(info.get("params", {}).get("k", 5))
+            if not fold.isdigit() or not 0 <= int(fold) < n_folds:
+                raise DataError(f"split {base!r} has folds 0 .. {n_folds - 1}; got fold {fold!r}")
             k = int(fold)
             return codes == k if part == "test" else codes != k
         if fold:
