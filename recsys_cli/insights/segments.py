@@ -98,7 +98,8 @@ def segment_lift(ratings: pl.DataFrame, items: pl.DataFrame, users: pl.DataFrame
     for dim in DIMENSIONS:
         values = seg[dim].to_numpy()
         known = np.array([v is not None for v in values])
-        levels = sorted({v for v in values if v is not None})
+        order = {label: k for k, (_, _, label) in enumerate(AGE_BANDS)} if dim == "age_band" else {}
+        levels = sorted({v for v in values if v is not None}, key=lambda v: (order.get(v, 0), v))
         for value in levels[:1] if len(levels) == 2 else levels:  # the second of two is the mirror image
             inside = values == value
             outside = known & ~inside
