@@ -89,7 +89,7 @@ def long_tail(table):
 def top_items(table, *, value: str = "ratings", title: str = "Most-rated movies", n: int = 15):
     """rank, title, year, ratings, <value> -> horizontal bars of the top n by `value`."""
     part = table.sort("rank").head(n)
-    fig, ax = new_figure(size=(8, 0.32 * len(part) + 1.4))
+    fig, ax = new_figure(size=(8, max(3.2, 0.32 * len(part) + 1.4)))
     years = part["year"].to_list() if "year" in part.columns else [None] * len(part)
     labels = [_short(t or "?") + (f" ({y})" if y is not None else "") for t, y in zip(part["title"].to_list(), years, strict=True)]
     vals = part[value].to_list()
@@ -114,7 +114,7 @@ def top_items(table, *, value: str = "ratings", title: str = "Most-rated movies"
 def genre_popularity(table):
     """genre, ratings, items -> horizontal bars of ratings per genre (a movie counts for each of its genres)."""
     part = table.sort("ratings")
-    fig, ax = new_figure(size=(8, 0.3 * len(part) + 1.4))
+    fig, ax = new_figure(size=(8, max(3.2, 0.3 * len(part) + 1.4)))
     ax.barh(part["genre"].to_list(), part["ratings"].to_list(), color=BLUE)
     for k, (n, items) in enumerate(zip(part["ratings"].to_list(), part["items"].to_list(), strict=True)):
         ax.annotate(f"{items:,} movies", (n, k), va="center", fontsize=8, xytext=(3, 0), textcoords="offset points")
@@ -128,7 +128,7 @@ def genre_popularity(table):
 def rating_by_genre(table):
     """genre, mean_rating, ci_low, ci_high -> mean rating per genre with its 95% interval."""
     part = table.drop_nulls("mean_rating").sort("mean_rating")
-    fig, ax = new_figure(size=(8, 0.3 * len(part) + 1.4))
+    fig, ax = new_figure(size=(8, max(3.2, 0.3 * len(part) + 1.4)))
     means = part["mean_rating"].to_numpy()
     err = np.vstack([means - part["ci_low"].to_numpy(), part["ci_high"].to_numpy() - means])
     ax.errorbar(means, part["genre"].to_list(), xerr=err, fmt="o", color=BLUE, ecolor=BLUE, capsize=3)
@@ -239,7 +239,7 @@ def segment_lift(table, *, dimension: str = "occupation", alpha: float = 0.05):
         log_lift = np.log2(lift)
     # Untested cells (too few users or expected ratings) stay blank: their colour would only be noise.
     log_lift = np.clip(np.where(np.isfinite(log_lift) & tested, log_lift, np.nan), -1.5, 1.5)
-    fig, ax = new_figure(size=(9, 0.32 * len(segments) + 2.8))
+    fig, ax = new_figure(size=(9, max(3.2, 0.32 * len(segments) + 2.8)))
     ax.set_facecolor("#e8e8e8")
     image = _heatmap(ax, log_lift, rows, genres, DIVERGING, -1.5, 1.5, "lift: segment's share / others' share")
     ticks = [-1.5, -1, -0.5, 0, 0.5, 1, 1.5]
@@ -259,7 +259,7 @@ def segment_lift(table, *, dimension: str = "occupation", alpha: float = 0.05):
 def top_tags(table, n: int = 20):
     """rank, tag, applications -> horizontal bars of the most applied tags."""
     part = table.sort("rank").head(n)
-    fig, ax = new_figure(size=(7, 0.3 * len(part) + 1.4))
+    fig, ax = new_figure(size=(7, max(3.2, 0.3 * len(part) + 1.4)))
     ax.barh([_short(t, 30) for t in part["tag"].to_list()][::-1], part["applications"].to_list()[::-1], color=GREEN)
     _thousands(ax, "x")
     ax.grid(axis="y", visible=False)

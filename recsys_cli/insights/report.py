@@ -96,11 +96,15 @@ def render(insights: Insights, out_dir: Path | None = None, html_path: Path | No
     svgs: dict[str, str] = {}
     for spec, fig in build_figures(insights):
         try:
+            drawn = {}  # each format drawn once: the SVG file and the report's image are the same bytes
+            for fmt in (*(formats if out_dir is not None else ()), *(("svg",) if html_path is not None else ())):
+                if fmt not in drawn:
+                    drawn[fmt] = rd.to_bytes(fig, fmt)
             if out_dir is not None:
                 for fmt in formats:
-                    written.append(rd.save(fig, Path(out_dir) / f"{spec.name}.{fmt}", fmt))
+                    written.append(rd.write_bytes_atomic(Path(out_dir) / f"{spec.name}.{fmt}", drawn[fmt]))
             if html_path is not None:
-                svgs[spec.name] = rd.svg_text(fig)
+                svgs[spec.name] = drawn["svg"].decode("utf-8")
         finally:
             rd.close(fig)
     if out_dir is not None:
