@@ -190,3 +190,34 @@ def test_real_ml100k(mirror_dir, tmp_path):
 
     render(ins, None, tmp_path / "report.html")
     assert (tmp_path / "report.html").stat().st_size < 3_000_000
+
+
+def _ab_result(samples):
+    arms = [{"arm": "A", "run": "pop", "users": 40, "user_ctr_mean": 0.10, "user_ctr_sd": 0.05},
+            {"arm": "B", "run": "svd", "users": 60, "user_ctr_mean": 0.13, "user_ctr_sd": 0.06}]
+    return {"settings": {"alpha": 0.05}, "arms": arms, "_lift_samples": samples,
+            "tests": {"user_welch_t": {"diff": 0.03, "ci_low": 0.008, "ci_high": 0.052},
+                      "bootstrap": {"n_boot": 0 if samples is None else len(samples), "ci_low": 0.01, "ci_high": 0.05}},
+            "winner": {"message": "B wins"}}
+
+
+def test_abtest_plot_tables_and_png(tmp_path):
+    """`abtest --plot` is built by the figure module from tidy tables: t intervals, histogram or normal curve."""
+    import numpy as np
+    from scipy import stats
+
+    from recsys_cli.abtest.report import plot_abtest, plot_tables
+
+    samples = np.random.default_rng(0).normal(0.03, 0.01, 500)
+    tables = plot_tables(_ab_result(samples))
+    b = tables["arms"].row(1, named=True)
+    half = stats.t.ppf(0.975, 59) * 0.06 / np.sqrt(60)
+    assert (b["ci_low"], b["ci_high"]) == pytest.approx((0.13 - half, 0.13 + half))
+    assert tables["lift"]["resamples"].sum() == 500 and tables["lift"]["lift_low"][0] == pytest.approx(samples.min())
+    assert tables["lift_ci"].row(0) == ("bootstrap (500 resamples)", 0.01, 0.05)
+    normal = plot_tables(_ab_result(None))
+    se = np.sqrt(0.05**2 / 40 + 0.06**2 / 60)
+    peak = normal["lift"].row(100, named=True)
+    assert peak["density"] == pytest.approx(stats.norm.pdf(peak["lift"], 0.03, se))
+    assert normal["lift_ci"]["source"][0] == "normal approximation"
+    assert png_size(plot_abtest(_ab_result(samples), tmp_path / "ab.png")) == (1000, 420)

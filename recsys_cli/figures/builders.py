@@ -265,3 +265,32 @@ def top_tags(table, n: int = 20):
     ax.grid(axis="y", visible=False)
     ax.set(title="Most applied tags", xlabel="tag applications")
     return fig
+
+
+@themed
+def abtest(arms, lift, lift_ci, *, alpha: float = 0.05, title: str = ""):
+    """A/B test: arms (label, user_ctr_mean, ci_low, ci_high) as bars with intervals; the lift of B over A as a
+    bootstrap histogram (lift_low, lift_high, resamples) or a normal curve (lift, density), with lift_ci's interval."""
+    fig, (left, right) = new_figure(1, 2, size=(10, 4.2))
+    means = arms["user_ctr_mean"].to_numpy()
+    err = np.vstack([means - arms["ci_low"].to_numpy(), arms["ci_high"].to_numpy() - means])
+    left.bar(arms["label"].to_list(), means, yerr=err, capsize=8, color=[BLUE, ORANGE][: len(arms)])
+    _percent_axis(left)
+    left.grid(axis="x", visible=False)
+    left.set(title="CTR per arm", ylabel=f"per-user CTR ({1 - alpha:.0%} CI)")
+    ci = lift_ci.row(0, named=True)
+    if "resamples" in lift.columns:
+        lo = lift["lift_low"].to_numpy()
+        right.bar(lo, lift["resamples"].to_numpy(), width=lift["lift_high"].to_numpy() - lo, align="edge", color="#999999")
+        right.set_ylabel("resamples")
+    else:
+        right.plot(lift["lift"].to_list(), lift["density"].to_list(), color=BLUE)
+        right.set_ylabel("density")
+    right.axvline(0.0, color="black", linewidth=1)
+    for x in (ci["ci_low"], ci["ci_high"]):
+        if x is not None and math.isfinite(x):
+            right.axvline(x, color=PALETTE[5], linestyle="--")
+    right.set(title=f"Lift (B - A), {ci['source']}", xlabel="lift in per-user CTR (B - A)")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    return fig
