@@ -241,7 +241,7 @@ def segment_lift(table, *, dimension: str = "occupation", alpha: float = 0.05):
     log_lift = np.clip(np.where(np.isfinite(log_lift) & tested, log_lift, np.nan), -1.5, 1.5)
     fig, ax = new_figure(size=(9, max(3.2, 0.32 * len(segments) + 2.8)))
     ax.set_facecolor("#e8e8e8")
-    image = _heatmap(ax, log_lift, rows, genres, DIVERGING, -1.5, 1.5, "lift: segment's share / others' share")
+    image = _heatmap(ax, log_lift, rows, genres, DIVERGING, -1.5, 1.5, "lift (segment share / others' share)")
     ticks = [-1.5, -1, -0.5, 0, 0.5, 1, 1.5]
     image.colorbar.set_ticks(ticks, labels=[f"{2**t:.2g}x" for t in ticks])
     for s in range(len(segments)):
