@@ -225,12 +225,17 @@ def test_planted_preference_is_found_and_no_effect_gives_no_statement():
         assert sg.statements(sg.segment_lift(*_planted(0.0, seed))) == []
 
 
-def test_holm_is_the_abtest_one():
+def test_holm_is_the_abtest_one(monkeypatch):
+    """Segments reuse abtest.statistics.holm (one implementation of the correction)."""
     from recsys_cli.abtest import statistics
 
-    assert sg.segment_lift.__globals__.get("holm") is None  # imported at call time, not copied
-    assert "holm" in sg.segment_lift.__code__.co_names or "holm" in sg.segment_lift.__code__.co_varnames
-    assert statistics.holm([0.01, 0.04]).tolist() == pytest.approx([0.02, 0.04])
+    calls = []
+    real = statistics.holm
+    monkeypatch.setattr(statistics, "holm", lambda p: calls.append(np.asarray(p)) or real(p))
+    ratings, items, users, _ = _segment_frames()
+    lift = sg.segment_lift(ratings, items, users, min_users=2, min_expected=0)
+    assert len(calls) == 1 and len(calls[0]) == len(lift)
+    np.testing.assert_allclose(lift["p_holm"].to_numpy(), real(calls[0]))
 
 
 @pytest.mark.parametrize("k", [1, 2])

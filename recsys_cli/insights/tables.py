@@ -140,12 +140,15 @@ def genre_table(ratings: pl.DataFrame, items: pl.DataFrame, z: float = 1.959964)
                                     "share_of_ratings": pl.Float64, "mean_rating": pl.Float64, "sd": pl.Float64,
                                     "ci_low": pl.Float64, "ci_high": pl.Float64})
     n_items = ig.group_by("genre").agg(items=pl.len())
-    joined = ratings.select("item_id", "rating").join(ig, on="item_id")
+    # Sums per item first, then per genre: a join of items x genres instead of ratings x genres.
+    r = pl.col("rating").cast(pl.Float64)
+    per_item = ratings.group_by("item_id").agg(n=pl.len().cast(pl.Int64), s=r.sum(), ss=(r * r).sum())
     total = len(ratings)
-    per = joined.group_by("genre").agg(
-        rated_items=pl.col("item_id").n_unique(), ratings=pl.len(),
-        mean_rating=pl.col("rating").cast(pl.Float64).mean(), sd=pl.col("rating").cast(pl.Float64).std(),
-    )
+    per = per_item.join(ig, on="item_id").group_by("genre").agg(
+        rated_items=pl.len(), ratings=pl.col("n").sum(), _s=pl.col("s").sum(), _ss=pl.col("ss").sum())
+    per = per.with_columns(mean_rating=pl.col("_s") / pl.col("ratings"))
+    per = per.with_columns(sd=((pl.col("_ss") - pl.col("_s") * pl.col("mean_rating")) / (pl.col("ratings") - 1))
+                           .clip(lower_bound=0.0).sqrt()).drop("_s", "_ss")
     table = n_items.join(per, on="genre", how="left").with_columns(
         pl.col("rated_items").fill_null(0), pl.col("ratings").fill_null(0).cast(pl.Int64), pl.col("items").cast(pl.Int64),
     )
