@@ -15,7 +15,8 @@ from pathlib import Path
 
 from recsys_cli.insights.build import Insights
 
-HTML_ROWS = 500  # rows of a table shown in the report (the CSV/JSON exports have all)
+HTML_ROWS = 1000  # rows of a table shown in the report (the CSV/JSON exports have all)
+PLAIN = {"year", "rank", "hour", "weekday", "low", "high", "low_days", "high_days"}  # numbers without a thousands separator
 
 
 @dataclass(frozen=True)
@@ -136,9 +137,11 @@ li { margin: .3em 0; }
 """
 
 
-def _cell(value) -> tuple[str, str]:
+def _cell(value, column: str = "") -> tuple[str, str]:
     if value is None:
         return "", ""
+    if isinstance(value, int) and not isinstance(value, bool) and (column in PLAIN or column.endswith("_id")):
+        return str(value), ""
     if isinstance(value, float):
         return (f"{value:.4g}" if abs(value) < 1e6 else f"{value:,.0f}"), ""
     if isinstance(value, bool):
@@ -156,8 +159,8 @@ def _table_html(name: str, table) -> str:
     body = []
     for row in rows:
         cells = []
-        for v in row:
-            text, cls = _cell(v)
+        for column, v in zip(table.columns, row, strict=True):
+            text, cls = _cell(v, column)
             cells.append(f'<td class="{cls}">{text}</td>' if cls else f"<td>{text}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     more = f" (first {HTML_ROWS} of {len(table):,} rows)" if len(table) > HTML_ROWS else f" ({len(table):,} rows)"
@@ -174,7 +177,8 @@ def _fact(key: str, value) -> str:
         text = f"{value:,}"
     else:
         text = str(value)
-    return f"<dt>{html.escape(key.replace('_', ' '))}</dt><dd>{html.escape(text)}</dd>"
+    label = key.replace("pct", "%").replace("_", " ")
+    return f"<dt>{html.escape(label)}</dt><dd>{html.escape(text)}</dd>"
 
 
 def html_report(insights: Insights, svgs: dict[str, str]) -> str:
