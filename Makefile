@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 $(STAMP_COMPARE): $(STAMP)
-	$(PY) -m pip install --quiet -e '.[dev,compare]'
+	$(PY) -m pip install --quiet -e '.[dev,compare,plot]'
 	touch $(STAMP_COMPARE)
 
 install-compare: $(STAMP_COMPARE)

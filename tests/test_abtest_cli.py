@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import struct
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -213,17 +215,20 @@ def test_missing_dataset_is_a_data_error(env, tmp_path):
     assert res.exit_code == 3 and "not preprocessed" in res.stderr
 
 
-def test_plot_without_matplotlib(env, tmp_path):
-    try:
-        import matplotlib  # noqa: F401
-
-        pytest.skip("matplotlib is installed")
-    except ModuleNotFoundError:
-        pass
+def test_plot_without_matplotlib(env, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if the plot extra were not installed
     res = invoke("abtest", "pop", "svd", "--plot", str(tmp_path / "ab.png"), *env)
     assert res.exit_code == 2
     assert "pip install 'recsys-cli[plot]'" in res.stderr and res.stderr.count("\n") == 1
     assert not (tmp_path / "ab.png").exists()
+
+
+def test_plot_writes_the_figure(env, tmp_path):
+    pytest.importorskip("matplotlib")
+    res = invoke("abtest", "pop", "svd", "--bootstrap", "200", "--format", "json", "--plot", str(tmp_path / "ab.png"), *env)
+    assert res.exit_code == 0, res.output
+    data = (tmp_path / "ab.png").read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and struct.unpack(">II", data[16:24]) == (1000, 420)
 
 
 def test_sample_ratio_mismatch_warns_loudly(env, monkeypatch):

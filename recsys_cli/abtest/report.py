@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -141,76 +139,60 @@ def render_bandit(result: dict, console) -> None:
     console.print(f"[dim]{result['regret_note']}[/dim]")
 
 
-def require_matplotlib() -> None:
-    """UsageError (exit 2) with the install hint when matplotlib is missing."""
-    try:
-        import matplotlib  # noqa: F401
-    except ModuleNotFoundError:
-        raise UsageError("--plot needs matplotlib, which is not installed: pip install 'recsys-cli[plot]'") from None
-
-
 def check_plot_path(path) -> Path:
     """Fail early (exit 2) when matplotlib is missing or the PNG's folder does not exist."""
-    require_matplotlib()
+    from recsys_cli.figures.render import require_matplotlib
+
+    require_matplotlib("--plot")
     path = Path(path)
     if not path.parent.is_dir():
         raise UsageError(f"--plot: folder {path.parent} does not exist")
     return path
 
 
-def plot_abtest(result: dict, path: Path) -> Path:
-    """PNG: per-user CTR of each arm with its CI, and the distribution of the lift; written atomically."""
-    path = check_plot_path(path)
-    import matplotlib
+def plot_tables(result: dict, bins: int = 50) -> dict:
+    """The tidy tables behind the A/B figure.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    "arms": arm, label, users, user_ctr_mean, ci_low, ci_high (t interval at the test's level);
+    "lift": the bootstrap distribution of B - A as a histogram (lift_low, lift_high, resamples),
+    or without resamples the normal approximation of Welch's difference (lift, density);
+    "lift_ci": the interval drawn on it (source, ci_low, ci_high).
+    """
+    import polars as pl
     from scipy import stats
 
     alpha = result["settings"]["alpha"]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    means, errs, names = [], [], []
+    arms = []
     for arm in result["arms"]:
-        n, sd = arm["users"], arm["user_ctr_sd"]
+        n, sd, mean = arm["users"], arm["user_ctr_sd"], arm["user_ctr_mean"]
         half = stats.t.ppf(1 - alpha / 2, n - 1) * sd / math.sqrt(n) if n > 1 and math.isfinite(sd) else 0.0
-        means.append(arm["user_ctr_mean"])
-        errs.append(half)
-        names.append(f"{arm['arm']}: {arm['run']}")
-    left.bar(names, means, yerr=errs, capsize=8, color=["#4c72b0", "#dd8452"])
-    left.set_ylabel(f"per-user CTR ({1 - alpha:.0%} CI)")
-    left.set_title("CTR per arm")
+        arms.append({"arm": arm["arm"], "label": f"{arm['arm']}: {arm['run']}", "users": n, "user_ctr_mean": mean,
+                     "ci_low": mean - half, "ci_high": mean + half})
     samples = result.get("_lift_samples")
     welch = result["tests"]["user_welch_t"]
     if samples is not None and len(samples):
-        right.hist(np.asarray(samples), bins=50, color="#999999")
+        counts, edges = np.histogram(np.asarray(samples, dtype=np.float64), bins=bins)
+        lift = pl.DataFrame({"lift_low": edges[:-1], "lift_high": edges[1:], "resamples": counts.astype(np.int64)})
         boot = result["tests"]["bootstrap"]
-        lo, hi = boot["ci_low"], boot["ci_high"]
-        right.set_title(f"bootstrap lift (B - A), {boot['n_boot']} resamples")
+        ci = {"source": f"bootstrap ({boot['n_boot']:,} resamples)", "ci_low": boot["ci_low"], "ci_high": boot["ci_high"]}
     else:
         a, b = result["arms"]
         se = math.sqrt(sum(arm["user_ctr_sd"] ** 2 / arm["users"] for arm in (a, b)))
         xs = np.linspace(welch["diff"] - 4 * se, welch["diff"] + 4 * se, 200) if se > 0 else np.array([welch["diff"]])
-        right.plot(xs, stats.norm.pdf(xs, welch["diff"], se if se > 0 else 1.0))
-        lo, hi = welch["ci_low"], welch["ci_high"]
-        right.set_title("lift (B - A), normal approximation")
-    right.axvline(0.0, color="black", linewidth=1)
-    for x in (lo, hi):
-        if x is not None and math.isfinite(x):
-            right.axvline(x, color="#c44e52", linestyle="--")
-    right.set_xlabel("lift in per-user CTR")
-    fig.suptitle(result["winner"]["message"], fontsize=9)
-    fig.tight_layout()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.close(fd)
+        lift = pl.DataFrame({"lift": xs, "density": stats.norm.pdf(xs, welch["diff"], se if se > 0 else 1.0)})
+        ci = {"source": "normal approximation", "ci_low": welch["ci_low"], "ci_high": welch["ci_high"]}
+    return {"arms": pl.DataFrame(arms), "lift": lift, "lift_ci": pl.DataFrame([ci])}
+
+
+def plot_abtest(result: dict, path: Path) -> Path:
+    """PNG: per-user CTR of each arm with its CI, and the distribution of the lift; written atomically."""
+    path = check_plot_path(path)
+    from recsys_cli.figures import builders, render
+
+    tables = plot_tables(result)
+    fig = builders.abtest(tables["arms"], tables["lift"], tables["lift_ci"], alpha=result["settings"]["alpha"],
+                          title=result["winner"]["message"])
     try:
-        fig.savefig(tmp, format="png", dpi=120)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the PNG the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        return render.save(fig, path, "png")
     finally:
-        plt.close(fig)
-    return path
+        render.close(fig)

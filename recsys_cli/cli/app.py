@@ -140,6 +140,7 @@ COMMAND_MODULES = [
     "tune_cmd",  # tune
     "abtest_cmds",  # abtest, abtest plan, abtest bandit
     "bench_cmds",  # benchmark
+    "insights_cmd",  # insights
 ]
 
 for _name in COMMAND_MODULES:

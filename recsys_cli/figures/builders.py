@@ -1,0 +1,296 @@
+"""One builder per chart: a tidy table (polars DataFrame) in, a themed matplotlib Figure out.
+
+A builder reads only its table's columns (documented on each), never the raw data, so the
+figure shows exactly the numbers exported beside it. Titles say what is shown, axes carry
+units. Render with `recsys_cli.figures.render.save` / `svg_text`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from recsys_cli.figures.render import DIVERGING, PALETTE, SEQUENTIAL, new_figure, themed
+
+BLUE, ORANGE, GREEN = PALETTE[0], PALETTE[1], PALETTE[2]
+
+
+def _percent_axis(ax, axis: str = "y") -> None:
+    from matplotlib.ticker import PercentFormatter
+
+    (ax.yaxis if axis == "y" else ax.xaxis).set_major_formatter(PercentFormatter(1.0, decimals=0))
+
+
+def _thousands(ax, axis: str = "y") -> None:
+    from matplotlib.ticker import FuncFormatter
+
+    fmt = FuncFormatter(lambda v, _: f"{v:,.0f}")
+    (ax.yaxis if axis == "y" else ax.xaxis).set_major_formatter(fmt)
+
+
+def _short(text: str, width: int = 38) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+@themed
+def rating_distribution(table):
+    """rating, ratings, share -> bars of the share of ratings at each value."""
+    fig, ax = new_figure()
+    values = [f"{v:g}" for v in table["rating"].to_list()]
+    bars = ax.bar(values, table["share"].to_list(), color=BLUE)
+    for bar, n in zip(bars, table["ratings"].to_list(), strict=True):
+        ax.annotate(f"{n:,}", (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center", va="bottom",
+                    fontsize=9, xytext=(0, 2), textcoords="offset points")
+    _percent_axis(ax)
+    ax.grid(axis="x", visible=False)
+    ax.set(title="Rating distribution", xlabel="rating (stars)", ylabel="share of ratings")
+    return fig
+
+
+@themed
+def activity(table):
+    """entity, bin, entities -> bars of users and items per power-of-two band of ratings."""
+    entities = [e for e in ("user", "item") if e in set(table["entity"].to_list())]
+    fig, axes = new_figure(1, len(entities), squeeze=False)
+    for ax, entity, color in zip(axes[0], entities, (BLUE, ORANGE), strict=False):
+        part = table.filter(table["entity"] == entity)
+        ax.bar(part["bin"].to_list(), part["entities"].to_list(), color=color)
+        ax.tick_params(axis="x", labelrotation=45, labelsize=8)
+        ax.grid(axis="x", visible=False)
+        _thousands(ax)
+        ax.set(title=f"Ratings per {entity}", xlabel=f"ratings per {entity} (band)", ylabel=f"{entity}s")
+    return fig
+
+
+@themed
+def long_tail(table):
+    """entity, entity_share, cumulative_share -> concentration curves (most-rated first) against equality."""
+    fig, ax = new_figure(size=(6.5, 4.5))
+    for entity, color in (("item", ORANGE), ("user", BLUE)):
+        part = table.filter(table["entity"] == entity)
+        if part.is_empty():
+            continue
+        x = np.concatenate([[0.0], part["entity_share"].to_numpy()])
+        y = np.concatenate([[0.0], part["cumulative_share"].to_numpy()])
+        top10 = float(np.interp(0.1, x, y))
+        ax.plot(x, y, color=color, linewidth=2, label=f"{entity}s (top 10% hold {top10:.0%})")
+    ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="every one equal")
+    ax.axvline(0.1, color="grey", linewidth=0.8, linestyle=":")
+    _percent_axis(ax, "x")
+    _percent_axis(ax, "y")
+    ax.set(xlim=(0, 1), ylim=(0, 1.01), title="Long tail: how concentrated the ratings are",
+           xlabel="share of users / items, most ratings first", ylabel="cumulative share of ratings")
+    ax.legend(loc="lower right")
+    return fig
+
+
+@themed
+def top_items(table, *, value: str = "ratings", title: str = "Most-rated movies", n: int = 15):
+    """rank, title, year, ratings, <value> -> horizontal bars of the top n by `value`."""
+    part = table.sort("rank").head(n)
+    fig, ax = new_figure(size=(8, max(3.2, 0.32 * len(part) + 1.4)))
+    years = part["year"].to_list() if "year" in part.columns else [None] * len(part)
+    labels = [_short(t or "?") + (f" ({y})" if y is not None else "") for t, y in zip(part["title"].to_list(), years, strict=True)]
+    vals = part[value].to_list()
+    ax.barh(labels[::-1], vals[::-1], color=BLUE if value == "ratings" else ORANGE)
+    for k, v in enumerate(vals[::-1]):
+        ax.annotate(f"{v:,.0f}" if value == "ratings" else f"{v:.2f}", (v, k), va="center", fontsize=8,
+                    xytext=(3, 0), textcoords="offset points")
+    if value != "ratings":
+        lo = min(vals)
+        ax.set_xlim(max(0.0, math.floor((lo - 0.3) * 2) / 2), max(vals) + 0.25)
+        xlabel = "damped mean rating (stars; 10 pseudo-ratings at the global mean)"
+    else:
+        _thousands(ax, "x")
+        xlabel = "ratings"
+    ax.grid(axis="y", visible=False)
+    ax.tick_params(axis="y", labelsize=9)
+    ax.set(title=title, xlabel=xlabel)
+    return fig
+
+
+@themed
+def genre_popularity(table):
+    """genre, ratings, items -> horizontal bars of ratings per genre (a movie counts for each of its genres)."""
+    part = table.sort("ratings")
+    fig, ax = new_figure(size=(8, max(3.2, 0.3 * len(part) + 1.4)))
+    ax.barh(part["genre"].to_list(), part["ratings"].to_list(), color=BLUE)
+    for k, (n, items) in enumerate(zip(part["ratings"].to_list(), part["items"].to_list(), strict=True)):
+        ax.annotate(f"{items:,} movies", (n, k), va="center", fontsize=8, xytext=(3, 0), textcoords="offset points")
+    _thousands(ax, "x")
+    ax.grid(axis="y", visible=False)
+    ax.set(title="Genre popularity", xlabel="ratings on movies of the genre")
+    return fig
+
+
+@themed
+def rating_by_genre(table):
+    """genre, mean_rating, ci_low, ci_high -> mean rating per genre with its 95% interval."""
+    part = table.drop_nulls("mean_rating").sort("mean_rating")
+    fig, ax = new_figure(size=(8, max(3.2, 0.3 * len(part) + 1.4)))
+    means = part["mean_rating"].to_numpy()
+    err = np.vstack([means - part["ci_low"].to_numpy(), part["ci_high"].to_numpy() - means])
+    ax.errorbar(means, part["genre"].to_list(), xerr=err, fmt="o", color=BLUE, ecolor=BLUE, capsize=3)
+    ax.grid(axis="y", visible=False)
+    ax.set(title="Mean rating by genre (95% interval)", xlabel="mean rating (stars)")
+    return fig
+
+
+def _heatmap(ax, matrix, rows, cols, cmap, vmin=None, vmax=None, label=""):
+    image = ax.imshow(matrix, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
+    ax.set_xticks(range(len(cols)), cols, rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(len(rows)), rows, fontsize=8)
+    ax.grid(False)
+    for side in ("left", "bottom"):
+        ax.spines[side].set_visible(False)
+    bar = ax.figure.colorbar(image, ax=ax, shrink=0.9)
+    bar.set_label(label)
+    return image
+
+
+@themed
+def genre_cooccurrence(table):
+    """genre_a, genre_b, p_b_given_a -> heatmap of P(B | A) in % (rows A, columns B, table order)."""
+    genres = list(dict.fromkeys(table["genre_a"].to_list()))
+    k = len(genres)
+    p = table["p_b_given_a"].to_numpy().reshape(k, k)  # rows genre_a, columns genre_b, as the table is laid out
+    fig, ax = new_figure(size=(8.5, 7))
+    _heatmap(ax, p * 100, genres, genres, SEQUENTIAL, 0, 100, "P(genre B | genre A) (%)")
+    for a in range(k):
+        for b in range(k):
+            if a != b and np.isfinite(p[a, b]) and p[a, b] >= 0.005:
+                ax.text(b, a, f"{100 * p[a, b]:.0f}", ha="center", va="center", fontsize=6.5,
+                        color="black" if p[a, b] > 0.6 else "white")
+    ax.set(title="Genre co-occurrence: share of genre-A movies that are also genre B", xlabel="genre B", ylabel="genre A")
+    return fig
+
+
+@themed
+def release_years(table):
+    """year, items, ratings -> movies released per year and ratings they received (two panels)."""
+    fig, (top, bottom) = new_figure(2, 1, sharex=True)
+    years = table["year"].to_list()
+    top.bar(years, table["items"].to_list(), color=BLUE, width=0.9)
+    top.set(title="Release years", ylabel="movies")
+    bottom.bar(years, table["ratings"].to_list(), color=ORANGE, width=0.9)
+    _thousands(bottom)
+    bottom.set(xlabel="release year", ylabel="ratings")
+    return fig
+
+
+@themed
+def monthly(table):
+    """month, ratings, mean_rating -> ratings per month (bars) and their mean rating (line)."""
+    fig, (top, bottom) = new_figure(2, 1, sharex=True)
+    months = table["month"].to_list()
+    x = np.arange(len(months))
+    top.bar(x, table["ratings"].to_list(), color=BLUE)
+    _thousands(top)
+    top.set(title="Ratings over time (UTC months)", ylabel="ratings per month")
+    bottom.plot(x, table["mean_rating"].to_list(), color=ORANGE, marker="o", markersize=3)
+    bottom.set(ylabel="mean rating (stars)", xlabel="month")
+    step = max(1, len(months) // 12)
+    bottom.set_xticks(x[::step], months[::step], rotation=45, ha="right", fontsize=8)
+    return fig
+
+
+@themed
+def weekday_hour(table):
+    """weekday, day, hour, ratings -> heatmap of ratings by weekday (rows) and hour of day (UTC)."""
+    part = table.sort("weekday", "hour")
+    days = list(dict.fromkeys(part["day"].to_list()))
+    grid = part["ratings"].to_numpy().reshape(len(days), 24)
+    fig, ax = new_figure(size=(9, 3.8))
+    _heatmap(ax, grid, days, [str(h) for h in range(24)], SEQUENTIAL, 0, None, "ratings")
+    ax.set_xticks(range(24), [str(h) for h in range(24)], rotation=0, ha="center", fontsize=8)
+    ax.set(title="When ratings are made: weekday x hour", xlabel="hour of day (UTC)", ylabel="")
+    return fig
+
+
+@themed
+def user_tenure(table):
+    """bin, users, share -> users by days between their first and last rating."""
+    fig, ax = new_figure(size=(7, 4))
+    bars = ax.bar(table["bin"].to_list(), table["users"].to_list(), color=GREEN)
+    for bar, s in zip(bars, table["share"].to_list(), strict=True):
+        ax.annotate(f"{s:.0%}", (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center", va="bottom",
+                    fontsize=9, xytext=(0, 2), textcoords="offset points")
+    _thousands(ax)
+    ax.grid(axis="x", visible=False)
+    ax.set(title="User tenure: first to last rating", xlabel="time between a user's first and last rating",
+           ylabel="users")
+    return fig
+
+
+@themed
+def segment_lift(table, *, dimension: str = "occupation", alpha: float = 0.05):
+    """dimension, segment, genre, lift, significant -> heatmap of log2 lift for one dimension; * = significant."""
+    part = table.filter(table["dimension"] == dimension)
+    segments = list(dict.fromkeys(part["segment"].to_list()))
+    others = part["others"].to_list()[0] if "others" in part.columns and len(part) else "others"
+    rows = [f"{s} vs {others}" for s in segments] if others != "others" else segments
+    genres = list(dict.fromkeys(part["genre"].to_list()))
+    shape = (len(segments), len(genres))
+    lift = part["lift"].fill_null(np.nan).to_numpy().reshape(shape)
+    sig = part["significant"].to_numpy().reshape(shape)
+    tested = part["p_value"].is_not_null().to_numpy().reshape(shape)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_lift = np.log2(lift)
+    # Untested cells (too few users or expected ratings) stay blank: their colour would only be noise.
+    log_lift = np.clip(np.where(np.isfinite(log_lift) & tested, log_lift, np.nan), -1.5, 1.5)
+    fig, ax = new_figure(size=(9, max(3.2, 0.32 * len(segments) + 2.8)))
+    ax.set_facecolor("#e8e8e8")
+    image = _heatmap(ax, log_lift, rows, genres, DIVERGING, -1.5, 1.5, "lift (segment share / others' share)")
+    ticks = [-1.5, -1, -0.5, 0, 0.5, 1, 1.5]
+    image.colorbar.set_ticks(ticks, labels=[f"{2**t:.2g}x" for t in ticks])
+    for s in range(len(segments)):
+        for g in range(len(genres)):
+            if sig[s, g]:
+                dark = abs(log_lift[s, g]) > 1.0
+                ax.text(g, s, f"{lift[s, g]:.2f}*", ha="center", va="center", fontsize=6.5, color="white" if dark else "black")
+    names = {"age_band": "age band", "gender": "gender", "occupation": "occupation"}
+    ax.set(title=f"Genre preference by {names.get(dimension, dimension)}\n(* = Holm-adjusted p < {alpha:g}; grey = not tested)",
+           xlabel="genre", ylabel=names.get(dimension, dimension))
+    return fig
+
+
+@themed
+def top_tags(table, n: int = 20):
+    """rank, tag, applications -> horizontal bars of the most applied tags."""
+    part = table.sort("rank").head(n)
+    fig, ax = new_figure(size=(7, max(3.2, 0.3 * len(part) + 1.4)))
+    ax.barh([_short(t, 30) for t in part["tag"].to_list()][::-1], part["applications"].to_list()[::-1], color=GREEN)
+    _thousands(ax, "x")
+    ax.grid(axis="y", visible=False)
+    ax.set(title="Most applied tags", xlabel="tag applications")
+    return fig
+
+
+@themed
+def abtest(arms, lift, lift_ci, *, alpha: float = 0.05, title: str = ""):
+    """A/B test: arms (label, user_ctr_mean, ci_low, ci_high) as bars with intervals; the lift of B over A as a
+    bootstrap histogram (lift_low, lift_high, resamples) or a normal curve (lift, density), with lift_ci's interval."""
+    fig, (left, right) = new_figure(1, 2, size=(10, 4.2))
+    means = arms["user_ctr_mean"].to_numpy()
+    err = np.vstack([means - arms["ci_low"].to_numpy(), arms["ci_high"].to_numpy() - means])
+    left.bar(arms["label"].to_list(), means, yerr=err, capsize=8, color=[BLUE, ORANGE][: len(arms)])
+    _percent_axis(left)
+    left.grid(axis="x", visible=False)
+    left.set(title="CTR per arm", ylabel=f"per-user CTR ({1 - alpha:.0%} CI)")
+    ci = lift_ci.row(0, named=True)
+    if "resamples" in lift.columns:
+        lo = lift["lift_low"].to_numpy()
+        right.bar(lo, lift["resamples"].to_numpy(), width=lift["lift_high"].to_numpy() - lo, align="edge", color="#999999")
+        right.set_ylabel("resamples")
+    else:
+        right.plot(lift["lift"].to_list(), lift["density"].to_list(), color=BLUE)
+        right.set_ylabel("density")
+    right.axvline(0.0, color="black", linewidth=1)
+    for x in (ci["ci_low"], ci["ci_high"]):
+        if x is not None and math.isfinite(x):
+            right.axvline(x, color=PALETTE[5], linestyle="--")
+    right.set(title=f"Lift (B - A), {ci['source']}", xlabel="lift in per-user CTR (B - A)")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    return fig
