@@ -84,6 +84,7 @@ def console_out():
 
 
 def _fmt_cell(value: Any) -> str:
+    """A table cell for a person: floats rounded to 4 decimals, nested values inline."""
     value = _clean(value)
     if value is None:
         return ""
@@ -94,6 +95,40 @@ def _fmt_cell(value: Any) -> str:
     if isinstance(value, list):
         return json.dumps(value, ensure_ascii=False)
     return str(value)
+
+
+def _csv_cell(value: Any) -> str:
+    """A CSV cell for a program: full precision (repr of the float), empty for null."""
+    value = _clean(value)
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, (list, dict)):  # only lists of plain values remain after flatten()
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)
+
+
+def flatten(row: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested objects as dotted columns: {"metrics": {"rmse": 0.9}} -> {"metrics.rmse": 0.9}.
+
+    A list of objects (per-fold results) becomes `key.0.sub`, `key.1.sub`, ...; a list of plain
+    values stays one cell. CSV output is the JSON object flattened this way, so both hold the
+    same values under the same names.
+    """
+    out: dict[str, Any] = {}
+    for key, value in row.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(flatten(value, f"{name}."))  # an empty object adds no column
+        elif isinstance(value, (list, tuple)) and value and all(isinstance(v, Mapping) for v in value):
+            for i, item in enumerate(value):
+                out.update(flatten(item, f"{name}.{i}."))
+        else:
+            out[name] = value
+    return out
 
 
 def emit(
@@ -119,13 +154,18 @@ def emit(
     if fmt == "json":
         out.write(dumps(rows) + "\n")
         return
-    cols = list(columns) if columns else _columns(rows)
     if fmt == "csv":
+        flat = [flatten(row) for row in rows]
+        cols = _columns([{c: None for c in columns}] + flat) if columns else _columns(flat)
+        if columns:  # a declared column holding objects is replaced by its dotted columns
+            cols = [c for c in cols if c not in columns or any(c in r for r in flat) or not any(
+                k.startswith(f"{c}.") for r in flat for k in r)]
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(cols)
-        for row in rows:
-            writer.writerow([_fmt_cell(row.get(c)) for c in cols])
+        for row in flat:
+            writer.writerow([_csv_cell(row.get(c)) for c in cols])
         return
+    cols = list(columns) if columns else _columns(rows)
     from rich.console import Console
     from rich.table import Table
 

@@ -46,6 +46,10 @@ class EvaluationResult:
     def __getitem__(self, metric: str) -> float:
         return self.metrics[metric]
 
+    def describe(self) -> str:
+        """The protocol as a sentence, e.g. '5-fold cross-validation over the ratings (seed 42)'."""
+        return describe_protocol(self.protocol)
+
     def to_dict(self) -> dict[str, Any]:
         """The shape `recsys evaluate --format json` prints for one model."""
         out: dict[str, Any] = {} if self.run is None else {"run": self.run}
@@ -79,6 +83,19 @@ class EvaluationResult:
     def from_dict(cls, d: dict[str, Any]) -> EvaluationResult:
         names = {f for f in cls.__dataclass_fields__}
         return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def describe_protocol(protocol: dict[str, Any]) -> str:
+    """A protocol dict (kind holdout or cv) as one English phrase."""
+    split = protocol.get("split")
+    if protocol.get("kind") == "cv":
+        if split:
+            return f"{protocol.get('folds')}-fold cross-validation over the stored split {split!r}"
+        return f"{protocol.get('folds')}-fold cross-validation over the ratings (seed {protocol.get('seed')})"
+    if split:
+        kind = protocol.get("split_kind")
+        return f"holdout: train on split {split!r}" + (f" ({kind})" if kind else "") + ", score its test part"
+    return "holdout on the given test ratings"
 
 
 class Comparison(list):

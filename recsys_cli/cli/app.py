@@ -65,6 +65,9 @@ class RecsysGroup(TyperGroup):
         finite_floats(self)
 
     def invoke(self, ctx):
+        if ctx.params.get("version"):  # `recsys --version [--verbose]` runs no command
+            typer.echo(version_text(bool(ctx.params.get("verbose"))))
+            sys.exit(0)
         try:
             return super().invoke(ctx)
         except RecsysError as exc:
@@ -117,15 +120,30 @@ def _new_app(help_text: str | None = HELP) -> typer.Typer:
 app = _new_app()
 
 
-def _version(value: bool) -> None:
-    if value:
-        typer.echo(f"recsys {__version__}")
-        raise typer.Exit()
+KEY_PACKAGES = ("numpy", "numba", "polars", "scipy", "pyarrow", "typer", "scikit-surprise", "implicit",
+                "matplotlib", "fastapi", "uvicorn", "pyspark", "optuna")
+
+
+def version_text(verbose: bool = False) -> str:
+    """`recsys X.Y.Z`; with verbose, Python, the platform and the key packages' versions (for bug reports)."""
+    lines = [f"recsys {__version__}"]
+    if verbose:
+        import platform
+        from importlib import metadata
+
+        lines.append(f"python {platform.python_version()} ({platform.python_implementation()}) on {platform.platform()}")
+        for name in KEY_PACKAGES:
+            try:
+                lines.append(f"{name} {metadata.version(name)}")
+            except metadata.PackageNotFoundError:
+                lines.append(f"{name} not installed")
+    return "\n".join(lines)
 
 
 @app.callback()
 def _root(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version and exit."),
+    version: bool = typer.Option(False, "--version", help="Show the version and exit (with --verbose: the key packages' versions too)."),
+    verbose: bool = typer.Option(False, "--verbose", help="With --version: list Python and the key packages' versions."),
 ) -> None:
     pass
 

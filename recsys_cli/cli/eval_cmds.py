@@ -75,9 +75,9 @@ def register(app: typer.Typer) -> None:
             finally:
                 progress.close()
         first = results[0]
-        typer.echo(f"protocol: {first.protocol}; {first.relevance}", err=True)
+        typer.echo(f"protocol: {first.describe()}; {first.relevance}", err=True)
         if fmt == "table":
             rows, cols = metrics_table([r.to_dict() for r in results], options["k"])
-            emit(rows, fmt, columns=cols, title=f"{first.dataset}: {first.relevance}")
+            emit(rows, fmt, columns=cols, title=first.dataset)
         else:
             emit([r.to_dict() for r in results], fmt)

@@ -246,7 +246,11 @@ def register(app: typer.Typer) -> None:
             emit(rows if fmt in ("json", "jsonl") else [{c: r.get(c) for c in cols} for r in rows], fmt, columns=cols)
             return
         rows = list_runs(model=model, dataset=dataset, sort=sort, limit=limit, artifacts_dir=artifacts_dir)
-        shown = ("rmse", "mae", "ndcg@10", "precision@10")
-        if fmt == "table":  # the headline metrics; JSON keeps them all
-            rows = [{**r, "metrics": {k: v for k, v in r["metrics"].items() if k in shown}} for r in rows]
+        if fmt == "table":  # the headline metrics as columns, short times: fits 80 columns; JSON/CSV keep all
+            shown = [m for m in ("rmse", "mae", "ndcg@10", "precision@10") if any(m in r["metrics"] for r in rows)]
+            rows = [{"run": r["run"], "model": r["model"], "created": str(r["created"] or "")[5:16].replace("T", " "),
+                     "train s": f"{r['train_seconds']:.1f}" if r["train_seconds"] is not None else "",
+                     **{m: r["metrics"].get(m) for m in shown}} for r in rows]
+            emit(rows, fmt, columns=["run", "model", "created", "train s", *shown])
+            return
         emit(rows, fmt, columns=["run", "model", "dataset", "split", "created", "train_seconds", "metrics"])

@@ -204,12 +204,12 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"held-out {metric}: {result['holdout']['score']:.4f} on {result['holdout']['n_test']:,} ratings never seen while tuning", err=True)
         if train_best:
             from recsys_cli.progress import make_progress
-            from recsys_cli.training import train_run
+            from recsys_cli.api.runs import train_run
 
             progress = make_progress()
             try:
                 result["run"] = train_run(model, dataset, split=split, params=result["best_params"], seed=seed,
-                                          run_name=name, data_dir=data_dir, artifacts_dir=artifacts_dir,
+                                          name=name, data_dir=data_dir, artifacts_dir=artifacts_dir,
                                           force=force, progress=progress, mlflow=tracking)
             finally:
                 progress.close()
