@@ -69,8 +69,10 @@ def _periods(rounds: int) -> list[np.ndarray]:
 
 
 def run_bandit(exposures: list[Exposure], click_model: ClickModel, *, policy: str = "thompson", rounds: int = 50,
-               batch: int = 100, seed: int = 42, epsilon: float = 0.1) -> dict:
-    """Simulate the policy and a fixed equal split over the same arrivals; shares, clicks, regret."""
+               batch: int = 100, seed: int = 42, epsilon: float = 0.1, progress=None) -> dict:
+    """Simulate the policy and a fixed equal split over the same arrivals; shares, clicks, regret.
+
+    progress: a reporter advanced once per round (rounds done / total, with the ETA on a terminal)."""
     if policy not in POLICIES:
         raise UsageError(f"unknown --policy {policy!r}; choose one of {', '.join(POLICIES)}")
     if len(exposures) < 2:
@@ -97,7 +99,11 @@ def run_bandit(exposures: list[Exposure], click_model: ClickModel, *, policy: st
     eq = {"clicks": 0, "impressions": 0, "regret": 0.0, "regret_realized": 0.0}
     regret = regret_real = 0.0
     arrivals = 0
+    if progress is not None:
+        progress.start(rounds, f"bandit {policy}")
     for t in range(rounds):
+        if progress is not None and t:
+            progress.advance(1)
         users = env.choice(n_pool, size=batch, replace=batch > n_pool)
         uniforms = env.random((batch, k))
         chosen = _choose(policy, clicks, imps, batch, pol_rng, epsilon, imps_per_user)

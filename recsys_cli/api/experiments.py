@@ -111,7 +111,7 @@ def abtest(run_a: str, run_b: str, *, dataset: str | None = None, k: int = 10, t
 def bandit(runs: Sequence[str], *, dataset: str | None = None, policy: str = "thompson", rounds: int = 50,
            batch: int = 100, epsilon: float = 0.1, k: int = 10, click_model: str = "threshold",
            click_threshold: float | None = None, eta: float = 1.0, decay: str = "power", gamma: float = 0.85,
-           noise: float = 0.02, seed: int = 42, data_dir=None, artifacts_dir=None) -> BanditResult:
+           noise: float = 0.02, seed: int = 42, data_dir=None, artifacts_dir=None, progress=None) -> BanditResult:
     """Allocate simulated traffic between two or more runs with a bandit policy (thompson, ucb, epsilon-greedy)."""
     import numpy as np
 
@@ -129,7 +129,10 @@ def bandit(runs: Sequence[str], *, dataset: str | None = None, policy: str = "th
     model = _click_model(click_model, setup.rating_scale, click_threshold, eta, decay, gamma, noise)
     rows = np.arange(len(setup.pool))
     exposures = [setup.exposure(a, rows, k) for a in range(len(runs))]
-    result = run_bandit(exposures, model, policy=policy, rounds=rounds, batch=batch, seed=seed, epsilon=epsilon)
+    result = run_bandit(exposures, model, policy=policy, rounds=rounds, batch=batch, seed=seed, epsilon=epsilon,
+                        progress=progress)
+    if progress is not None:
+        progress.advance(1)
     for arm, run, manifest in zip(result["arms"], runs, setup.manifests, strict=True):
         arm.update(run=run, model=manifest.get("model"))
     result = {

@@ -220,12 +220,14 @@ def run_benchmark(
     }
     p = plan(model_list, explicit, peer_list, step_list, base)
     rows: list[dict[str, Any]] = []
+    progress.start(len(p.units), "benchmark")
     for k, task in enumerate(p.units):
         rows.extend(row for pos, row in p.rows if pos == k)
         desc = task.get("model") or "data steps"
         impl = f"{task['peer']}:{task['algorithm']}" if task["kind"] == "peer" else "recsys"
         progress.log(f"benchmark [{k + 1}/{len(p.units)}] {desc} ({impl}) on {parsed.label}")
         rows.extend(_execute(task, isolate))
+        progress.advance(1)
     rows.extend(row for pos, row in p.rows if pos >= len(p.units))
     return {
         "machine": machine_info(),

@@ -205,11 +205,16 @@ def bandit_cmd(
     from recsys_cli.abtest.report import render_bandit
     from recsys_cli.api.experiments import bandit
     from recsys_cli.output import console_out, emit
+    from recsys_cli.progress import make_progress
 
     fmt = _resolve(fmt, as_json)
-    report = bandit(runs, dataset=dataset, policy=policy, rounds=rounds, batch=batch, epsilon=epsilon, k=k,
-                    click_model=click_model, click_threshold=click_threshold, eta=eta, decay=decay, gamma=gamma,
-                    noise=noise, seed=seed, data_dir=data_dir, artifacts_dir=artifacts_dir)
+    progress = make_progress(verbose=False)
+    try:
+        report = bandit(runs, dataset=dataset, policy=policy, rounds=rounds, batch=batch, epsilon=epsilon, k=k,
+                        click_model=click_model, click_threshold=click_threshold, eta=eta, decay=decay, gamma=gamma,
+                        noise=noise, seed=seed, data_dir=data_dir, artifacts_dir=artifacts_dir, progress=progress)
+    finally:
+        progress.close()
     for line in report.notes:
         typer.echo(line, err=True)
     result = report.to_dict()

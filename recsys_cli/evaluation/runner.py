@@ -106,6 +106,8 @@ def compare_on_folds(
     models = [(name, _create(name, params)) for name, params in specs]  # validate params first
     per_model: list[list[dict]] = [[] for _ in specs]
     fit_times: list[list[float]] = [[] for _ in specs]
+    if progress is not None:  # one step per (fold, model): the bar's ETA is honest about the whole comparison
+        progress.start(int(protocol.get("folds") or 1) * len(specs), "evaluate")
     for f, (train, test) in enumerate(fold_iter):
         for m, (name, params) in enumerate(specs):
             model = _create(name, params)
@@ -115,6 +117,7 @@ def compare_on_folds(
             per_model[m].append(scores)
             if progress is not None:
                 shown = {k: v for k, v in scores.items() if k in ("rmse", "mae") or k.startswith("ndcg@")}
+                progress.advance(1)
                 progress.log(
                     f"fold {f + 1}: {name} fit {secs:.2f} s  "
                     + "  ".join(f"{k}={v:.4f}" for k, v in shown.items())
