@@ -61,8 +61,11 @@ class RecsysGroup(TyperGroup):
     """Turns library errors into one line on stderr and the family's exit code."""
 
     def __init__(self, *args, **kwargs) -> None:
+        from recsys_cli.cli.complete import attach
+
         super().__init__(*args, **kwargs)
         finite_floats(self)
+        attach(self)
 
     def invoke(self, ctx):
         if ctx.params.get("version"):  # `recsys --version [--verbose]` runs no command
@@ -114,7 +117,7 @@ Examples:
 def _new_app(help_text: str | None = HELP) -> typer.Typer:
     from recsys_cli.cli.common import command_group
 
-    return command_group(RecsysGroup, help_text)
+    return command_group(RecsysGroup, help_text, completion=True)
 
 
 app = _new_app()

@@ -8,13 +8,13 @@ from typing import Annotated, Optional
 import typer
 
 
-def command_group(cls, help_text: str | None) -> typer.Typer:
-    """A Typer group as every recsys group is set up: -h/--help, plain help text, no completion."""
+def command_group(cls, help_text: str | None, *, completion: bool = False) -> typer.Typer:
+    """A Typer group as every recsys group is set up: -h/--help, plain help text; shell completion on the root."""
     return typer.Typer(
         cls=cls,
         help=help_text,
         no_args_is_help=True,
-        add_completion=False,
+        add_completion=completion,
         pretty_exceptions_enable=False,
         rich_markup_mode=None,
         context_settings={"help_option_names": ["-h", "--help"]},
