@@ -7,8 +7,8 @@ import multiprocessing as mp
 
 from typer.testing import CliRunner
 
-from recsys_cli.cli.app import app
 from recsys_cli import ledger
+from recsys_cli.cli.app import app
 
 
 def _writer(root: str, tag: str, n: int) -> None:

@@ -15,9 +15,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from recsys_cli import __version__
+from recsys_cli import __version__, ledger
 from recsys_cli.cli.app import app
-from recsys_cli import ledger
 from recsys_cli.tracking import flatten_params, metric_name, metric_values
 
 MLFLOW_NAME = re.compile(r"^[\w\-. /]+$")  # what MLflow accepts in a param or metric name

@@ -11,10 +11,10 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
+from recsys_cli import ledger
 from recsys_cli.cli.app import app
 from recsys_cli.data.dataset import load_dataset
 from recsys_cli.errors import ConfigError, UsageError
-from recsys_cli import ledger
 from recsys_cli.evaluation import tuning as T
 from recsys_cli.evaluation.search_space import (
     Distribution,

@@ -91,8 +91,8 @@ def register(app: typer.Typer) -> None:
         fmt: FormatOpt = None,
         as_json: JsonOpt = False,
     ) -> None:
-        from recsys_cli.errors import UsageError
         from recsys_cli import ledger
+        from recsys_cli.errors import UsageError
         from recsys_cli.evaluation.protocols import EvalSettings
         from recsys_cli.evaluation.runner import compare_models, evaluate_run
         from recsys_cli.output import emit, resolve_format

@@ -262,8 +262,8 @@ def register(app: typer.Typer) -> None:
         fmt: FormatOpt = None,
         as_json: JsonOpt = False,
     ) -> None:
-        from recsys_cli.artifacts import ArtifactStore
         from recsys_cli import ledger as ledger_db
+        from recsys_cli.artifacts import ArtifactStore
         from recsys_cli.output import emit, resolve_format
 
         fmt = resolve_format(fmt, as_json)

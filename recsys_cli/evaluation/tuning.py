@@ -296,9 +296,9 @@ def tune(
 
     mlflow: also log the search to MLflow as it runs (a parent run, one nested run per trial as
     each finishes; `tracking.TuneLog`)."""
+    from recsys_cli import ledger
     from recsys_cli.data.dataset import load_dataset
     from recsys_cli.data.splits import kfold
-    from recsys_cli import ledger
     from recsys_cli.evaluation.protocols import score_model
     from recsys_cli.models.registry import create_model, get_model_class
     from recsys_cli.tracking import TuneLog
