@@ -39,6 +39,10 @@ class ConfigError(UsageError):
     """An unknown or mistyped hyperparameter / config key."""
 
 
+class DivergedError(UsageError):
+    """Training produced NaN or infinity; the message names the hyperparameter to change (exit code 2)."""
+
+
 class DataError(RecsysError):
     """Missing, malformed or inconsistent data."""
 

@@ -240,3 +240,39 @@ def test_sample_users_seeded():
     assert np.array_equal(a, sample_users(ids[::-1], 30, seed=1))
     assert not np.array_equal(a, sample_users(ids, 30, seed=2))
     assert np.array_equal(sample_users(ids, None, seed=1), ids)
+
+
+def test_bootstrap_resamples_users_within_arms_from_the_seed_and_takes_percentiles():
+    rng = np.random.default_rng(2)
+    a, b = rng.binomial(8, 0.2, 60) / 8, rng.binomial(8, 0.3, 45) / 8
+    boot = bootstrap_lift(a, b, n_boot=500, seed=9, alpha=0.1)
+    # By hand: per resample, arm A's users then arm B's, drawn with replacement from default_rng(seed).
+    draw = np.random.default_rng(9)
+    ia, ib = draw.integers(0, len(a), (500, len(a))), draw.integers(0, len(b), (500, len(b)))
+    mean_a, mean_b = a[ia].mean(axis=1), b[ib].mean(axis=1)
+    np.testing.assert_allclose(boot["samples"], mean_b - mean_a, rtol=0, atol=1e-12)
+    assert boot["ci_low"] == pytest.approx(np.quantile(mean_b - mean_a, 0.05), abs=1e-12)
+    assert boot["ci_high"] == pytest.approx(np.quantile(mean_b - mean_a, 0.95), abs=1e-12)
+    assert boot["rel_ci_low"] == pytest.approx(np.quantile(mean_b / mean_a - 1, 0.05), abs=1e-12)
+    assert boot["prob_b_better"] == pytest.approx(np.mean(mean_b > mean_a) + 0.5 * np.mean(mean_b == mean_a))
+    ref = stats.bootstrap((a, b), lambda x, y, axis=-1: y.mean(axis=axis) - x.mean(axis=axis), n_resamples=500,
+                          method="percentile", confidence_level=0.9, rng=np.random.default_rng(9))
+    assert (boot["ci_low"], boot["ci_high"]) == pytest.approx(tuple(ref.confidence_interval), abs=1e-12)
+    one_sided = bootstrap_lift(a, b, n_boot=500, seed=9, alpha=0.1, alternative="greater")
+    assert one_sided["ci_low"] == pytest.approx(np.quantile(mean_b - mean_a, 0.1), abs=1e-12)
+    assert one_sided["ci_high"] == math.inf and one_sided["rel_ci_high"] == math.inf
+
+
+def test_bootstrap_needs_two_users_per_arm():
+    with pytest.raises(UsageError, match="at least two users in each arm"):
+        bootstrap_lift([0.1], [0.2, 0.3], n_boot=10, seed=0)
+
+
+def test_welch_relative_lift_is_the_delta_method_by_hand():
+    a, b = np.array([0.1, 0.2, 0.15, 0.05, 0.3]), np.array([0.2, 0.25, 0.3, 0.1, 0.35, 0.4])
+    res = welch_ttest(a, b, alpha=0.05)
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    se = math.sqrt(vb / a.mean() ** 2 + b.mean() ** 2 * va / a.mean() ** 4)
+    crit = stats.t(res.df).ppf(0.975)
+    assert res.rel_lift == pytest.approx(b.mean() / a.mean() - 1, abs=1e-12)
+    assert (res.rel_ci_low, res.rel_ci_high) == pytest.approx((res.rel_lift - crit * se, res.rel_lift + crit * se))

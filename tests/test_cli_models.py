@@ -165,7 +165,7 @@ def test_one_command_app_matches_the_full_app():
     runner = CliRunner()
     names = [c.name for c in app.registered_commands] + [g.name for g in app.registered_groups]
     assert set(names) == {"download", "preprocess", "info", "split", "generate", "train", "predict", "recommend",
-                          "similar", "runs", "evaluate", "tune", "abtest", "benchmark", "insights"}
+                          "similar", "runs", "models", "evaluate", "tune", "abtest", "benchmark", "insights"}
     for name in names:
         one = only(name)
         assert one is not app and len(one.registered_commands) + len(one.registered_groups) == 1

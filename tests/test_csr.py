@@ -46,8 +46,24 @@ def test_empty_input():
 
 
 def test_row_entries_lists_each_rows_positions_in_order():
-    from recsys_cli.data.dataset import row_entries
+    from recsys_cli.models._kernels.csr import row_entries
 
     indptr = np.array([0, 2, 2, 5, 6])
     assert row_entries(indptr, np.array([2, 0, 1, 3])).tolist() == [2, 3, 4, 0, 1, 5]
     assert row_entries(indptr, np.array([], np.int64)).tolist() == []
+
+
+def test_take_rows_is_the_sub_csr_of_the_rows_in_order():
+    import scipy.sparse as sp
+
+    from recsys_cli.models._kernels.csr import take_rows
+
+    m = sp.random(7, 9, density=0.4, format="csr", random_state=3)
+    rows = np.array([5, 0, 5, 2, 6])
+    ptr, idx = take_rows(m.indptr, m.indices, rows)
+    want = m[rows]
+    assert ptr.dtype == np.int64
+    np.testing.assert_array_equal(ptr, want.indptr)
+    np.testing.assert_array_equal(idx, want.indices)
+    ptr, idx = take_rows(m.indptr, m.indices, np.array([], np.int64))
+    assert ptr.tolist() == [0] and idx.size == 0

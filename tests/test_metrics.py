@@ -12,22 +12,23 @@ from surprise import accuracy
 from surprise.prediction_algorithms.predictions import Prediction
 
 from recsys_cli.errors import DataError
-from recsys_cli.evaluation.metrics import (
+from recsys_cli.evaluation.auc import (
     auc_from_pairs,
     auc_from_pairs_ref,
     auc_from_scores,
     auc_per_user,
     auc_per_user_ref,
     auc_sampled,
-    canonical_csr,
+    sample_negatives,
+    sample_negatives_ref,
+)
+from recsys_cli.evaluation.metrics import (
     fcp,
     fcp_counts,
     fcp_counts_ref,
     mae,
     mean_std,
     rmse,
-    sample_negatives,
-    sample_negatives_ref,
 )
 from recsys_cli.evaluation.ranking_metrics import (
     intra_list_diversity,
@@ -36,6 +37,7 @@ from recsys_cli.evaluation.ranking_metrics import (
     ranking_per_user,
     ranking_per_user_ref,
 )
+from recsys_cli.evaluation.user_lists import canonical_csr
 
 
 def csr(rows: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
@@ -334,3 +336,11 @@ def test_mean_std_population_std() -> None:
     assert stds == {"a": 1.0, "b": 0.0}
     with pytest.raises(DataError, match="fold 1"):
         mean_std([{"a": 1.0}, {"b": 1.0}])
+
+
+def test_metrics_module_re_exports_every_public_metric():
+    from recsys_cli.evaluation import metrics as M
+
+    assert M.auc_sampled is auc_sampled and M.auc_from_scores is auc_from_scores
+    assert M.canonical_csr is canonical_csr and M.ranking_metrics is ranking_metrics
+

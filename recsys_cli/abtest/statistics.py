@@ -5,6 +5,10 @@ the two-proportion z-test on impressions treats every impression as independent 
 one user are correlated, so it is anti-conservative) and is reported as a secondary check.
 Alternatives: "two-sided", "greater" (H1: B > A), "less" (H1: B < A). One-sided tests get
 one-sided confidence intervals (the open end is infinite), matching the test.
+
+scipy.stats does Welch's test (`ttest_ind`), the percentile bootstrap (`bootstrap`) and the
+sample-ratio check (`chisquare`); our own code adds only what scipy has no function for: the
+pooled two-proportion z-test, relative-lift intervals, and Holm's correction.
 """
 
 from __future__ import annotations
@@ -89,7 +93,11 @@ def _relative(m_a: float, m_b: float, var_a: float, var_b: float) -> tuple[float
 def two_proportion_ztest(
     clicks_a: int, n_a: int, clicks_b: int, n_b: int, *, alpha: float = 0.05, alternative: str = "two-sided"
 ) -> TestResult:
-    """Pooled two-proportion z-test on impressions; Wald (unpooled) CI for the difference."""
+    """Pooled two-proportion z-test on impressions; Wald (unpooled) CI for the difference.
+
+    Our own: scipy has no two-proportion z-test (the two-sided case equals its uncorrected chi-square
+    test of the 2x2 table, which the tests check, but that gives neither one-sided p-values nor a CI).
+    """
     if n_a <= 0 or n_b <= 0:
         nan = float("nan")
         return TestResult("two_proportion_z", nan, nan, nan, nan, nan, nan, nan, nan)
@@ -117,20 +125,17 @@ def welch_ttest(x_a, x_b, *, alpha: float = 0.05, alternative: str = "two-sided"
         return TestResult("welch_t", nan, nan, nan, nan, nan, nan, nan, nan, nan)
     m_a, m_b = float(a.mean()), float(b.mean())
     va, vb = float(a.var(ddof=1)) / len(a), float(b.var(ddof=1)) / len(b)
-    se = math.sqrt(va + vb)
     diff = m_b - m_a
-    if se == 0:
-        # Constant data in both arms: the t statistic is undefined (scipy returns NaN too).
+    if va + vb == 0:
+        # Constant data in both arms: the t statistic is undefined (scipy returns NaN and warns).
         return TestResult("welch_t", nan, nan, diff, diff, diff, *_rel_point(m_a, m_b), nan)
-    t = diff / se
-    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
-    dist = stats.t(df)
-    p = _p_value(t, alternative, dist)
-    crit = _crit(alpha, alternative, dist)
-    lo, hi = _interval(diff, se, crit, alternative)
+    res = stats.ttest_ind(b, a, equal_var=False, alternative=alternative)
+    ci = res.confidence_interval(1 - alpha)
+    # The relative lift is ours (scipy has no ratio of means): delta-method SE, same t critical value.
     rel, rel_se = _relative(m_a, m_b, va, vb)
-    rlo, rhi = _interval(rel, rel_se, crit, alternative)
-    return TestResult("welch_t", t, p, diff, lo, hi, rel, rlo, rhi, df)
+    rlo, rhi = _interval(rel, rel_se, _crit(alpha, alternative, stats.t(res.df)), alternative)
+    return TestResult("welch_t", float(res.statistic), float(res.pvalue), diff, float(ci.low), float(ci.high),
+                      rel, rlo, rhi, float(res.df))
 
 
 def _rel_point(m_a: float, m_b: float) -> tuple[float, float, float]:
@@ -143,39 +148,38 @@ def bootstrap_lift(
 ) -> dict:
     """Percentile bootstrap of the lift in mean per-user CTR, resampling users within each arm.
 
-    Returns the CIs (absolute and relative), the share of resamples where B beats A, and the
-    resampled absolute lifts under "samples" (for plots; drop it before printing JSON).
+    scipy.stats.bootstrap draws the resamples (arm A then arm B, batch by batch, from
+    default_rng(seed)) and gives the interval of the absolute lift. Returns the CIs (absolute and
+    relative), the share of resamples where B beats A, and the resampled absolute lifts under
+    "samples" (for plots; drop it before printing JSON).
     """
     a = np.asarray(x_a, dtype=np.float64)
     b = np.asarray(x_b, dtype=np.float64)
-    if n_boot < 1 or len(a) == 0 or len(b) == 0:
-        raise UsageError("the bootstrap needs --bootstrap >= 1 and users in both arms")
-    rng = np.random.default_rng(seed)
-    mean_a = np.empty(n_boot)
-    mean_b = np.empty(n_boot)
-    chunk = max(1, 4_000_000 // max(len(a), len(b)))  # bound memory: ~32 MB of indices per chunk
-    for start in range(0, n_boot, chunk):
-        m = min(chunk, n_boot - start)
-        mean_a[start : start + m] = a[rng.integers(0, len(a), size=(m, len(a)))].mean(axis=1)
-        mean_b[start : start + m] = b[rng.integers(0, len(b), size=(m, len(b)))].mean(axis=1)
-    diff = mean_b - mean_a
+    if n_boot < 1 or len(a) < 2 or len(b) < 2:
+        raise UsageError("the bootstrap needs --bootstrap >= 1 and at least two users in each arm")
+
+    def lift_and_means(s_a, s_b, axis=-1):
+        m_a, m_b = s_a.mean(axis=axis), s_b.mean(axis=axis)
+        return np.stack([m_b - m_a, m_a, m_b])
+
+    res = stats.bootstrap(
+        (a, b), lift_and_means, n_resamples=int(n_boot), method="percentile", confidence_level=1 - alpha,
+        alternative=alternative, rng=np.random.default_rng(seed), vectorized=True,
+        batch=max(1, 4_000_000 // max(len(a), len(b))),  # bound memory: ~32 MB of indices per batch
+    )
+    diff, mean_a, mean_b = res.bootstrap_distribution
+    # The relative lift B / A - 1 is ours: it is undefined in resamples where arm A's mean is 0, which
+    # are left out of its interval (scipy's interval of a statistic that is NaN anywhere is NaN).
     with np.errstate(divide="ignore", invalid="ignore"):
         rel = np.where(mean_a > 0, mean_b / mean_a - 1.0, np.nan)
+    rel = rel[np.isfinite(rel)]
     lo_q, hi_q = (alpha / 2, 1 - alpha / 2) if alternative == "two-sided" else (alpha, 1 - alpha)
-
-    def ci(x: np.ndarray) -> tuple[float, float]:
-        x = x[np.isfinite(x)]
-        if len(x) == 0:
-            return float("nan"), float("nan")
-        lo, hi = float(np.quantile(x, lo_q)), float(np.quantile(x, hi_q))
-        if alternative == "greater":
-            hi = math.inf
-        elif alternative == "less":
-            lo = -math.inf
-        return lo, hi
-
-    lo, hi = ci(diff)
-    rlo, rhi = ci(rel)
+    rlo, rhi = (float(np.quantile(rel, lo_q)), float(np.quantile(rel, hi_q))) if len(rel) else (math.nan,) * 2
+    if alternative == "greater":
+        rhi = math.inf
+    elif alternative == "less":
+        rlo = -math.inf
+    lo, hi = float(res.confidence_interval.low[0]), float(res.confidence_interval.high[0])
     return {
         "n_boot": int(n_boot),
         "diff": float(b.mean() - a.mean()),
@@ -189,15 +193,14 @@ def bootstrap_lift(
 
 
 def srm_check(n_a: int, n_b: int, traffic: float, *, threshold: float = SRM_THRESHOLD) -> dict:
-    """Chi-square goodness-of-fit of the observed arm sizes against the planned B share."""
+    """Chi-square goodness-of-fit (scipy.stats.chisquare) of the observed arm sizes against the planned B share."""
     total = n_a + n_b
-    exp_a, exp_b = total * (1 - traffic), total * traffic
     if total == 0:
         return {"chi2": float("nan"), "p_value": float("nan"), "mismatch": False, "expected_b_share": traffic}
-    chi2 = (n_a - exp_a) ** 2 / exp_a + (n_b - exp_b) ** 2 / exp_b
-    p = float(stats.chi2.sf(chi2, df=1))
+    res = stats.chisquare([n_a, n_b], [total * (1 - traffic), total * traffic])
+    chi2, p = float(res.statistic), float(res.pvalue)
     return {
-        "chi2": float(chi2),
+        "chi2": chi2,
         "p_value": p,
         "threshold": threshold,
         "mismatch": bool(p < threshold),
@@ -207,7 +210,11 @@ def srm_check(n_a: int, n_b: int, traffic: float, *, threshold: float = SRM_THRE
 
 
 def holm(p_values) -> np.ndarray:
-    """Holm-Bonferroni adjusted p-values (NaN entries stay NaN and do not count as tests)."""
+    """Holm-Bonferroni adjusted p-values (NaN entries stay NaN and do not count as tests).
+
+    Our own: scipy.stats.false_discovery_control adjusts for the false discovery rate (Benjamini-
+    Hochberg/Yekutieli), not Holm's family-wise step-down.
+    """
     p = np.asarray(p_values, dtype=np.float64)
     out = np.full(p.shape, np.nan)
     ok = np.flatnonzero(np.isfinite(p))
@@ -283,6 +290,6 @@ def compare_arms(
                   "impression_z": {**z.to_dict(), "primary": False, "unit": "impression"}},
         "winner": decide(welch, alpha, alternative),
     }
-    if n_boot > 0 and len(x_a) and len(x_b):
+    if n_boot > 0 and len(x_a) > 1 and len(x_b) > 1:
         out["bootstrap"] = bootstrap_lift(x_a, x_b, n_boot=n_boot, seed=seed, alpha=alpha, alternative=alternative)
     return out

@@ -99,20 +99,17 @@ def render_table(report: dict[str, Any], out: TextIO | None = None) -> None:
 
 
 def render_suite_table(report: dict[str, Any], out: TextIO | None = None) -> None:
-    """A suite report (e.g. polars500k): header line, one row per task beside the seed's numbers."""
+    """A suite report (e.g. polars500k): header lines, one row per task."""
     from rich.table import Table
 
     console = _console(out or sys.stdout)
     for line in header_lines(report):
         console.print(line, markup=False, soft_wrap=True)
     table = Table(title=f"recsys benchmark --suite {report['suite']} · {report['scale']}")
-    with_seed = any("seed_seconds" in r for r in report["rows"])  # polars500k shows the seed's own numbers
-    columns = [("task", "left"), ("seconds", "right")] + ([("seed's seconds", "right")] if with_seed else [])
-    for name, justify in columns + [("peak MB", "right"), ("detail", "left")]:
+    for name, justify in [("task", "left"), ("seconds", "right"), ("peak MB", "right"), ("detail", "left")]:
         table.add_column(name, justify=justify, overflow="fold")
     for r in report["rows"]:
-        seed_cell = [_num(r.get("seed_seconds"), 2)] if with_seed else []
-        table.add_row(r["task"], _num(r["seconds"]), *seed_cell, _num(r["peak_rss_mb"], 1), r["detail"])
+        table.add_row(r["task"], _num(r["seconds"]), _num(r["peak_rss_mb"], 1), r["detail"])
     console.print(table)
     for note in report.get("notes", []):
         console.print(f"note: {note}", markup=False, soft_wrap=True)

@@ -1,7 +1,7 @@
-"""`--suite polars500k`: the seed project's "big data" demonstration, redone with Polars and our kernels.
+"""`--suite polars500k`: a data-frame workload of 500k interactions, with Polars and our kernels.
 
 Tasks, each timed like every benchmark step (warm-up on a small input, then the median of the
-repeats), printed beside the numbers the seed reported for the same task:
+repeats):
 
 - generate: 500k synthetic interactions in memory (Zipf item popularity, user/item biases,
   1-5 stars, 1-3 genres per item) as Polars frames;
@@ -20,10 +20,6 @@ import numpy as np
 
 from recsys_cli.bench.measure import measure
 
-SEED_REPORTED = {  # seconds the seed printed for 500k interactions
-    "generate": 2.48, "aggregations": 0.01, "join + filter": 0.02, "user-item matrix": 0.12,
-    "item similarity": 0.14, "batch prediction": 0.06,
-}
 SUITES = ("polars500k",)
 SUITE_RATINGS = 500_000
 GENRES = ("Action", "Comedy", "Drama", "Romance", "Thriller", "Horror", "Sci-Fi", "Animation")
@@ -127,9 +123,8 @@ def run_suite(name: str = "polars500k", *, n_ratings: int = SUITE_RATINGS, repea
         raise UsageError(f"unknown suite {name!r}; choose from {', '.join(SUITES)}")
     rows: list[dict[str, Any]] = []
 
-    def add(task: str, m, detail: str, reference: bool = True) -> None:
-        ref = SEED_REPORTED.get(task) if reference and n_ratings == SUITE_RATINGS else None
-        rows.append({"task": task, "seconds": round(m.seconds, 6), "seed_seconds": ref,
+    def add(task: str, m, detail: str) -> None:
+        rows.append({"task": task, "seconds": round(m.seconds, 6),
                      "compile_seconds": None if m.compile_seconds is None else round(m.compile_seconds, 6),
                      "peak_rss_mb": None if m.peak_rss_mb is None else round(m.peak_rss_mb, 1), "detail": detail})
 
@@ -154,17 +149,13 @@ def run_suite(name: str = "polars500k", *, n_ratings: int = SUITE_RATINGS, repea
         m = measure(lambda: create_model("svd").fit(data, seed=seed), repeat=1,
                     warmup=lambda: create_model("svd").fit(data.subset(np.arange(2000)), seed=seed))
         model = m.result
-        add("svd fit", m, f"svd defaults ({model.config.factors} factors, {model.config.epochs} epochs); "
-            "not in the seed's table", reference=False)
+        add("svd fit", m, f"svd defaults ({model.config.factors} factors, {model.config.epochs} epochs)")
         rng = np.random.default_rng(seed)
         pu = rng.integers(1, n_users + 1, PAIRS)
         pi = rng.integers(1, n_items + 1, PAIRS)
         m = measure(lambda: model.predict(pu, pi), repeat=repeat, warmup=lambda: model.predict(pu[:100], pi[:100]))
         add("batch prediction", m, f"{PAIRS:,} (user, item) pairs with the trained SVD")
-    notes = ["seconds: median of the repeats after a warm-up on a small input; seed's seconds: what the "
-             "seed project printed for the same task at 500k interactions (other machine, other code)"]
-    if n_ratings != SUITE_RATINGS:
-        notes.append(f"run at {n_ratings:,} ratings, so the seed's 500k numbers are not shown")
+    notes = ["seconds: median of the repeats after a warm-up on a small input"]
     return {
         "machine": machine_info(), "suite": name, "scale": n_ratings,
         "settings": {"repeat": repeat, "threads": n_threads, "seed": seed, "memory": PeakRSS.method()},

@@ -157,6 +157,7 @@ COMMAND_MODULES = [
     "data_cmds",  # preprocess, info
     "split_cmds",  # split, generate
     "model_cmds",  # train, predict, recommend, similar, runs
+    "models_cmd",  # models
     "eval_cmds",  # evaluate
     "tune_cmd",  # tune
     "abtest_cmds",  # abtest, abtest plan, abtest bandit

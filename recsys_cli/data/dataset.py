@@ -163,15 +163,6 @@ def lookup(vocab: np.ndarray, raw_ids) -> np.ndarray:
     return np.where(found, pos_c, -1).astype(np.int32)
 
 
-def row_entries(indptr: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """Positions of every stored entry of the given CSR rows, row after row, in row order (int64)."""
-    rows = np.asarray(rows, np.int64)
-    starts = np.asarray(indptr, np.int64)[rows]
-    lengths = np.asarray(indptr, np.int64)[rows + 1] - starts
-    offsets = np.cumsum(lengths) - lengths  # where each row's run begins in the output
-    return np.repeat(starts - offsets, lengths) + np.arange(int(lengths.sum()), dtype=np.int64)
-
-
 class Dataset:
     """A processed dataset folder: metadata, tables and splits."""
 

@@ -109,24 +109,17 @@ def score_model(model, train: Interactions, test: Interactions, settings: EvalSe
 def _auc(model, train, users, rel_indptr, rel_indices, settings) -> float:
     """Sampled AUC (100 negatives per user, training items excluded) over users the model knows."""
     from recsys_cli.evaluation import metrics as M
+    from recsys_cli.models._kernels.csr import take_rows
 
     known = model.known_users(train.user_ids[users]) >= 0
     if not known.any():
         return float("nan")
     sel = np.flatnonzero(known)
     eval_users = users[sel]
-    rp, ri = _rows(rel_indptr, rel_indices, sel)
-    xp, xi = _rows(model.seen_indptr, model.seen_indices, eval_users)
+    rp, ri = take_rows(rel_indptr, rel_indices, sel)
+    xp, xi = take_rows(model.seen_indptr, model.seen_indices, eval_users)
     return M.auc_sampled(_batched_scorer(model, eval_users), rp, ri, xp, xi, n_items=train.n_items,
                          n_negatives=100, seed=0)
-
-
-def _rows(indptr: np.ndarray, indices: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Sub-CSR of the given rows, in that order."""
-    counts = indptr[rows + 1] - indptr[rows]
-    out_ptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    take = np.concatenate([np.arange(indptr[r], indptr[r + 1]) for r in rows]) if len(rows) else np.zeros(0, np.int64)
-    return out_ptr, indices[take.astype(np.int64)]
 
 
 def _batched_scorer(model, users: np.ndarray, batch: int = 1024):

@@ -308,7 +308,7 @@ def tune(
     cls = get_model_class(model)
     if metric in RATING_METRICS and not cls.predicts_ratings:
         raise UsageError(f"{model} does not predict ratings; tune it on a ranking metric such as ndcg@10")
-    if early_stopping and not (cls.epoch_based and "epochs" in cls.Config.field_names()):
+    if early_stopping and not (cls.iterative and "epochs" in cls.Config.field_names()):
         raise UsageError(f"--early-stopping needs an epoch-based model (with an epochs parameter); {model} is not")
     if cv < 2:
         raise UsageError(f"--cv needs at least 2 folds, got {cv}")

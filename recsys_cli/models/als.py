@@ -14,6 +14,7 @@ from recsys_cli.data.dataset import Interactions, lookup
 from recsys_cli.errors import UsageError
 from recsys_cli.models.base import Recommender
 from recsys_cli.models.config import ModelConfig, choice, param
+from recsys_cli.models.iterative import init_factors, run_steps
 
 
 @dataclass(frozen=True)
@@ -36,10 +37,10 @@ class ALS(Recommender):
 
     blas_scores = True
     iterative = True
+    divergence_hint = "raise reg"
     name = "als"
     Config = ALSConfig
     supports_fold_in = True
-    epoch_based = False
 
     def _fit(self, data: Interactions, *, seed: int, progress) -> None:
         from recsys_cli.models._kernels.als import als_explicit_half_step, als_explicit_half_step_cg
@@ -47,15 +48,14 @@ class ALS(Recommender):
         c = self.config
         rng = np.random.default_rng(seed)
         self.mu = np.float32(self.global_mean)
-        self.X = (rng.standard_normal((data.n_users, c.factors)) * c.init_std).astype(np.float32)
-        self.Y = (rng.standard_normal((data.n_items, c.factors)) * c.init_std).astype(np.float32)
+        self.X = init_factors(rng, data.n_users, c.factors, c.init_std)
+        self.Y = init_factors(rng, data.n_items, c.factors, c.init_std)
         self.bu = np.zeros(data.n_users, np.float32)
         self.bi = np.zeros(data.n_items, np.float32)
         ui, iu = data.csr(), data.csc()
-        progress.start(c.iterations, f"{self.name} iterations")
-        losses = []
         mu, regs = float(self.mu), (c.reg, c.reg_bias, c.scale_reg)
-        for it in range(c.iterations):
+
+        def iteration(_: int) -> dict[str, float]:
             if c.solver == "cg":
                 als_explicit_half_step_cg(ui.indptr, ui.indices, ui.data, self.X, self.Y, self.bu, self.bi, mu,
                                           *regs, c.cg_steps, want_sse=False)
@@ -65,12 +65,9 @@ class ALS(Recommender):
                 als_explicit_half_step(ui.indptr, ui.indices, ui.data, self.X, self.Y, self.bu, self.bi, mu, *regs)
                 sse = als_explicit_half_step(iu.indptr, iu.indices, iu.data, self.Y, self.X, self.bi, self.bu, mu,
                                              *regs)
-            rmse = float(np.sqrt(sse / max(1, len(data))))
-            if not np.isfinite(rmse):
-                raise UsageError(f"als diverged at iteration {it + 1}; raise reg")
-            losses.append(rmse)
-            progress.advance(1, iteration=it + 1, train_rmse=rmse)
-        self.fit_info = {"train_rmse": losses}
+            return {"train_rmse": float(np.sqrt(sse / max(1, len(data))))}
+
+        self.fit_info = run_steps(self, progress, c.iterations, iteration)
 
     def _score_users(self, users: np.ndarray) -> np.ndarray:
         s = self.X[users] @ self.Y.T
@@ -127,10 +124,10 @@ class IALS(Recommender):
 
     blas_scores = True
     iterative = True
+    divergence_hint = "raise reg or lower alpha"
     name = "ials"
     Config = IALSConfig
     predicts_ratings = False
-    scores_are_ratings = False
     supports_fold_in = True
 
     def _weights(self, r: np.ndarray) -> np.ndarray:
@@ -158,11 +155,11 @@ class IALS(Recommender):
 
         c = self.config
         rng = np.random.default_rng(seed)
-        self.X = (rng.standard_normal((data.n_users, c.factors)) * c.init_std).astype(np.float32)
-        self.Y = (rng.standard_normal((data.n_items, c.factors)) * c.init_std).astype(np.float32)
+        self.X = init_factors(rng, data.n_users, c.factors, c.init_std)
+        self.Y = init_factors(rng, data.n_items, c.factors, c.init_std)
         ui, iu = self._confidence(data)
-        progress.start(c.iterations, f"{self.name} iterations")
-        for it in range(c.iterations):
+
+        def iteration(_: int) -> dict[str, float]:
             for (indptr, indices, vals), A, B in (((ui.indptr, ui.indices, ui.data), self.X, self.Y),
                                                    ((iu.indptr, iu.indices, iu.data), self.Y, self.X)):
                 gram = K.gram(B)
@@ -170,9 +167,9 @@ class IALS(Recommender):
                     K.ials_half_step_cg(indptr, indices, vals, A, B, gram, c.reg, c.cg_steps)
                 else:
                     K.ials_half_step_cholesky(indptr, indices, vals, A, B, gram, c.reg)
-            if not (np.isfinite(self.X).all() and np.isfinite(self.Y).all()):
-                raise UsageError(f"ials diverged at iteration {it + 1}")
-            progress.advance(1, iteration=it + 1)
+            return {}
+
+        run_steps(self, progress, c.iterations, iteration, watch=lambda: (self.X, self.Y))
         self.YtY = K.gram(self.Y)
 
     def _score_users(self, users: np.ndarray) -> np.ndarray:

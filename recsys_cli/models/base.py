@@ -135,18 +135,23 @@ class Recommender:
 
     name: ClassVar[str] = ""
     Config: ClassVar[type[ModelConfig]] = ModelConfig
-    predicts_ratings: ClassVar[bool] = True  # False: scores are ranking scores (ials, bpr)
-    scores_are_ratings: ClassVar[bool] = True  # _score_users returns predicted ratings
+    predicts_ratings: ClassVar[bool] = True  # False: predict/scores are ranking scores, not ratings (ials, bpr)
     supports_fold_in: ClassVar[bool] = False
     scores_cold_items: ClassVar[bool] = False  # True: items without ratings get meaningful scores
-    epoch_based: ClassVar[bool] = False
-    iterative: ClassVar[bool] = False  # True: each progress.advance in _fit is one iteration/epoch, and is timed
+    # True: _fit runs epochs or iterations through models.iterative.run_steps (each timed; see there).
+    iterative: ClassVar[bool] = False
+    divergence_hint: ClassVar[str] = ""  # what to change when a fit diverges, e.g. "lower lr_all"
     blas_scores: ClassVar[bool] = False  # True: _score_users is thread-safe NumPy/BLAS work (no Numba, no caches)
 
     def __init__(self, config: ModelConfig | None = None, **params: Any) -> None:
         self.config = config if config is not None else self.Config.from_dict(params)
         self.fitted = False
         self.fit_info: dict[str, Any] = {}
+
+    @property
+    def scores_are_ratings(self) -> bool:
+        """Whether `recommend` ranks by the predicted rating; models with a separate ranking score override it."""
+        return self.predicts_ratings
 
     # ----- training -------------------------------------------------------------------
     def fit(self, data: Interactions, *, seed: int = 42, progress=None) -> Recommender:

@@ -9,6 +9,7 @@ import numpy as np
 from recsys_cli.data.dataset import Interactions, lookup
 from recsys_cli.models.base import Recommender
 from recsys_cli.models.config import ModelConfig, choice, param
+from recsys_cli.models.iterative import check_finite
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,7 @@ class BiasModel(Recommender):
     name = "bias"
     Config = BiasConfig
     supports_fold_in = True
+    divergence_hint = "lower lr"
 
     def _fit(self, data: Interactions, *, seed: int, progress) -> None:
         from recsys_cli.models._kernels import baseline as k
@@ -46,6 +48,7 @@ class BiasModel(Recommender):
             )
         self.bu = np.asarray(bu, np.float32)
         self.bi = np.asarray(bi, np.float32)
+        check_finite(self, arrays=(self.bu, self.bi))
 
     def _score_users(self, users: np.ndarray) -> np.ndarray:
         return (self.global_mean + self.bu[users])[:, None] + self.bi[None, :]
@@ -81,7 +84,7 @@ class PopularityModel(Recommender):
     name = "popularity"
     Config = PopularityConfig
     supports_fold_in = True
-    scores_are_ratings = False
+    scores_are_ratings = False  # predicts the damped mean rating, ranks by popularity
 
     def _fit(self, data: Interactions, *, seed: int, progress) -> None:
         counts = self.item_counts.astype(np.float64)

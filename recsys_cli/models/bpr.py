@@ -16,6 +16,7 @@ from recsys_cli.data.dataset import Interactions
 from recsys_cli.errors import UsageError
 from recsys_cli.models.base import Recommender
 from recsys_cli.models.config import ModelConfig, choice, param
+from recsys_cli.models.iterative import init_factors, run_steps
 from recsys_cli.settings import threads as default_threads
 
 
@@ -32,18 +33,18 @@ class BPRConfig(ModelConfig):
     verify_negatives: bool = param(True, "re-draw negatives the user has interacted with")
     interactions: str = choice("all", "all", "threshold", doc="which ratings count: all, or rating >= min_rating")
     min_rating: float = param(4.0, "with interactions=threshold, the smallest rating that counts")
-    init_std: float = param(0.1, "standard deviation of the initial factors", low=0.0)
+    init_std: float = param(0.1, "initial factors' scale: their standard deviation is init_std * 4 / sqrt(factors)",
+                            low=0.0)
     threads: int = param(0, "Hogwild threads (0: RECSYS_THREADS or every core; 1 is deterministic)", low=0)
 
 
 class BPR(Recommender):
     blas_scores = True
     iterative = True
+    divergence_hint = "lower lr"
     name = "bpr"
     Config = BPRConfig
     predicts_ratings = False
-    scores_are_ratings = False
-    epoch_based = True
 
     def _fit(self, data: Interactions, *, seed: int, progress) -> None:
         from recsys_cli.models._kernels import bpr as K
@@ -60,22 +61,19 @@ class BPR(Recommender):
         nnz_user = K.nnz_rows(indptr)
         seen = K.seen_filter(indptr, indices) if c.verify_negatives else None  # built once, not per epoch
         rng = np.random.default_rng(seed)
-        self.X = (rng.standard_normal((data.n_users, c.factors)) * c.init_std / np.sqrt(c.factors) * 4).astype(np.float32)
-        self.Y = (rng.standard_normal((data.n_items, c.factors)) * c.init_std / np.sqrt(c.factors) * 4).astype(np.float32)
+        std = c.init_std * 4 / np.sqrt(c.factors)
+        self.X = init_factors(rng, data.n_users, c.factors, std)
+        self.Y = init_factors(rng, data.n_items, c.factors, std)
         self.item_bias = np.zeros(data.n_items, np.float32)
         n_threads = c.threads or default_threads()
-        progress.start(c.epochs, f"{self.name} epochs")
-        aucs = []
-        for epoch in range(c.epochs):
+
+        def epoch(e: int) -> dict[str, float]:
             correct, skipped = K.bpr_epoch(indptr, indices, nnz_user, self.X, self.Y, self.item_bias, c.lr, c.reg,
-                                           c.reg_bias, len(indices), seed * 1_000_003 + epoch, c.verify_negatives,
+                                           c.reg_bias, len(indices), seed * 1_000_003 + e, c.verify_negatives,
                                            n_threads, seen=seen)
-            auc = correct / max(1, len(indices) - skipped)
-            if not (np.isfinite(self.X).all() and np.isfinite(self.Y).all()):
-                raise UsageError(f"bpr diverged at epoch {epoch + 1}; lower lr")
-            aucs.append(auc)
-            progress.advance(1, epoch=epoch + 1, train_auc=auc)
-        self.fit_info = {"train_auc": aucs}
+            return {"train_auc": correct / max(1, len(indices) - skipped)}
+
+        self.fit_info = run_steps(self, progress, c.epochs, epoch, watch=lambda: (self.X, self.Y))
 
     def _score_users(self, users: np.ndarray) -> np.ndarray:
         s = self.X[users] @ self.Y.T

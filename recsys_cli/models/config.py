@@ -123,17 +123,26 @@ class ModelConfig:
 
     @classmethod
     def describe(cls) -> list[dict[str, Any]]:
-        """One row per parameter: name, type, default, choices, doc (for `recsys train --help-model`)."""
+        """One row per parameter: name, type, default, choices, low, high, doc (what `recsys models` prints)."""
         hints = typing.get_type_hints(cls)
-        rows = []
-        for f in dataclasses.fields(cls):
-            rows.append(
-                {
-                    "name": f.name,
-                    "type": getattr(hints[f.name], "__name__", str(hints[f.name])),
-                    "default": f.default,
-                    "choices": list(f.metadata.get("choices", ())) or None,
-                    "doc": f.metadata.get("doc", ""),
-                }
-            )
-        return rows
+        return [
+            {
+                "name": f.name,
+                "type": _type_name(hints[f.name]),
+                "default": f.default,
+                "choices": list(f.metadata.get("choices", ())) or None,
+                "low": f.metadata.get("low"),
+                "high": f.metadata.get("high"),
+                "doc": f.metadata.get("doc", ""),
+            }
+            for f in dataclasses.fields(cls)
+        ]
+
+
+def _type_name(typ: Any) -> str:
+    """'int', 'float', 'str', 'bool', or 'float or none' for Optional[float]."""
+    args = typing.get_args(typ)
+    if type(None) in args:
+        inner = [a for a in args if a is not type(None)]
+        return " or ".join(_type_name(a) for a in inner) + " or none"
+    return getattr(typ, "__name__", str(typ))

@@ -35,8 +35,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from recsys_cli.data.dataset import Interactions, lookup, row_entries
+from recsys_cli.data.dataset import Interactions, lookup
 from recsys_cli.errors import ArtifactError, UsageError
+from recsys_cli.models._kernels.csr import row_entries
 from recsys_cli.models.base import PARALLEL_ROWS, Recommender
 from recsys_cli.models.config import ModelConfig, param
 

@@ -19,6 +19,7 @@ from recsys_cli.data.dataset import Interactions
 from recsys_cli.errors import UsageError
 from recsys_cli.models.als import ALS, ALSConfig
 from recsys_cli.models.config import param
+from recsys_cli.models.iterative import init_factors, run_steps
 
 
 @dataclass(frozen=True)
@@ -53,16 +54,15 @@ class HybridALS(ALS):
         rng = np.random.default_rng(seed)
         G = (data.item_genres > 0).astype(np.float32)
         self.mu = np.float32(self.global_mean)
-        self.X = (rng.standard_normal((data.n_users, c.factors)) * c.init_std).astype(np.float32)
-        self.Y = (rng.standard_normal((data.n_items, c.factors)) * c.init_std).astype(np.float32)
+        self.X = init_factors(rng, data.n_users, c.factors, c.init_std)
+        self.Y = init_factors(rng, data.n_items, c.factors, c.init_std)
         self.bu = np.zeros(data.n_users, np.float32)
         self.bi = np.zeros(data.n_items, np.float32)
         self.W = np.zeros((G.shape[1], c.factors), np.float32)
         self.wb = np.zeros(G.shape[1], np.float32)
         ui, iu = data.csr(), data.csc()
-        progress.start(c.iterations, f"{self.name} iterations")
-        losses = []
-        for it in range(c.iterations):
+
+        def iteration(_: int) -> dict[str, float]:
             user_args = (ui.indptr, ui.indices, ui.data, self.X, self.Y, self.bu, self.bi, float(self.mu),
                          c.reg, c.reg_bias, c.scale_reg)
             if c.solver == "cg":
@@ -77,13 +77,11 @@ class HybridALS(ALS):
             if c.tau_bias > 0:
                 self.wb = genre_projection(G, self.bi, c.reg_w / c.tau_bias, weights=self.item_counts)
             pred = self._predict_known(data.users, data.items)
-            rmse = float(np.sqrt(np.mean((data.ratings - pred) ** 2)))
-            if not np.isfinite(rmse):
-                raise UsageError(f"hybrid-als diverged at iteration {it + 1}; raise reg")
-            losses.append(rmse)
-            progress.advance(1, iteration=it + 1, train_rmse=rmse)
+            return {"train_rmse": float(np.sqrt(np.mean((data.ratings - pred) ** 2)))}
+
+        history = run_steps(self, progress, c.iterations, iteration)
         self.G = G
-        self.fit_info = {"train_rmse": losses, "cold_items": int((self.item_counts == 0).sum())}
+        self.fit_info = {**history, "cold_items": int((self.item_counts == 0).sum())}
 
     def _cold_item_scores(self, items: np.ndarray, users: np.ndarray):
         """Known users x items without ratings: scored from the genre-derived item vector."""

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from recsys_cli.data.dataset import Interactions, row_entries
+from recsys_cli.data.dataset import Interactions
+from recsys_cli.models._kernels.csr import row_entries
 from recsys_cli.models.base import PARALLEL_ROWS, Recommender
 from recsys_cli.models.config import ModelConfig, choice, param
 

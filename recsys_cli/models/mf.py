@@ -8,14 +8,10 @@ from typing import Optional
 import numpy as np
 
 from recsys_cli.data.dataset import Interactions, lookup
-from recsys_cli.errors import UsageError
+from recsys_cli.errors import DivergedError  # noqa: F401  (models import it from here too)
 from recsys_cli.models.base import Recommender
 from recsys_cli.models.config import ModelConfig, param
-
-
-class DivergedError(UsageError):
-    """Training produced NaN/inf; the learning rate is too large."""
-
+from recsys_cli.models.iterative import init_factors, run_steps
 
 _SURPRISE = {"factors": 100, "epochs": 20, "lr_all": 0.005, "reg_all": 0.02, "init_std": 0.1}
 
@@ -60,19 +56,18 @@ class SVD(Recommender):
 
     blas_scores = True
     iterative = True
+    divergence_hint = "lower lr_all (or the lr_* override of the part that diverged)"
     name = "svd"
     Config = SVDConfig
     supports_fold_in = True
-    epoch_based = True
 
     def _init_params(self, data: Interactions, rng: np.random.Generator) -> None:
         c = self.config
-        k = c.factors
         self.mu = np.float32(self.global_mean if c.biased else 0.0)
         self.bu = np.zeros(data.n_users, np.float32)
         self.bi = np.zeros(data.n_items, np.float32)
-        self.P = _normal32(rng, c.init_mean, c.init_std, (data.n_users, k))
-        self.Q = _normal32(rng, c.init_mean, c.init_std, (data.n_items, k))
+        self.P = init_factors(rng, data.n_users, c.factors, c.init_std, c.init_mean)
+        self.Q = init_factors(rng, data.n_items, c.factors, c.init_std, c.init_mean)
 
     def _fit(self, data: Interactions, *, seed: int, progress) -> None:
         from recsys_cli.models._kernels import mf_sgd
@@ -85,16 +80,14 @@ class SVD(Recommender):
                                           seed=int(rng.integers(2**63)))
         lrs = [c.rate(n) for n in ("bu", "bi", "pu", "qi")]
         regs = [c.reg(n) for n in ("bu", "bi", "pu", "qi")]
-        progress.start(c.epochs, f"{self.name} epochs")
-        losses = []
-        for epoch in range(c.epochs):
-            shuffled.shuffle(epoch)
+
+        def epoch(e: int) -> dict[str, float]:
+            shuffled.shuffle(e)
             sse = mf_sgd.svd_epoch_shuffled(shuffled, self.mu, self.bu, self.bi, self.P, self.Q, *lrs, *regs,
                                             c.biased, threads=c.threads)
-            rmse = _check_loss(sse, len(data), epoch)
-            losses.append(rmse)
-            progress.advance(1, epoch=epoch + 1, train_rmse=rmse)
-        self.fit_info = {"train_rmse": losses}
+            return {"train_rmse": _rmse(sse, len(data))}
+
+        self.fit_info = run_steps(self, progress, c.epochs, epoch)
 
     def _user_vectors(self, users: np.ndarray) -> np.ndarray:
         return self.P[users]
@@ -133,19 +126,8 @@ class SVD(Recommender):
         self.bu, self.bi, self.P, self.Q = state["bu"], state["bi"], state["P"], state["Q"]
 
 
-def _normal32(rng: np.random.Generator, mean: float, std: float, shape: tuple[int, int]) -> np.ndarray:
-    """float32 draws from N(mean, std^2), straight from NumPy's float32 sampler (no float64 pass)."""
-    out = rng.standard_normal(shape, dtype=np.float32)
-    out *= np.float32(std)
-    out += np.float32(mean)
-    return out
-
-
-def _check_loss(sse: float, n: int, epoch: int) -> float:
-    rmse = float(np.sqrt(sse / max(1, n)))
-    if not np.isfinite(rmse):
-        raise DivergedError(f"training diverged at epoch {epoch + 1} (loss is not finite); lower the learning rate")
-    return rmse
+def _rmse(sse: float, n: int) -> float:
+    return float(np.sqrt(sse / max(1, n)))
 
 
 @dataclass(frozen=True)
@@ -178,17 +160,16 @@ class SVDpp(SVD):
         c = self.config
         rng = np.random.default_rng(seed)
         self._init_params(data, rng)
-        self.Y = rng.normal(c.init_mean, c.init_std, (data.n_items, c.factors)).astype(np.float32)
+        self.Y = init_factors(rng, data.n_items, c.factors, c.init_std, c.init_mean)
         csr = data.csr()
         indptr = csr.indptr.astype(np.int64)
         indices = csr.indices.astype(np.int32)
         r_ratings = csr.data.astype(np.float32)
         lrs = [c.rate(n) for n in ("bu", "bi", "pu", "qi")] + [c.rate("yj")]
         regs = [c.reg(n) for n in ("bu", "bi", "pu", "qi")] + [c.reg("yj")]
-        progress.start(c.epochs, f"{self.name} epochs")
-        losses = []
         users_all = np.repeat(np.arange(data.n_users, dtype=np.int32), np.diff(indptr))
-        for epoch in range(c.epochs):
+
+        def epoch(_: int) -> dict[str, float]:
             if c.exact:
                 order = rng.permutation(len(r_ratings)).astype(np.int64)
                 sse = mf_sgd.svdpp_epoch(users_all, indices, r_ratings, order, indptr, indices, self.mu,
@@ -199,11 +180,10 @@ class SVDpp(SVD):
                 sse = mf_sgd.svdpp_epoch_grouped(user_order, indptr, indices, r_ratings, r_order, indptr,
                                                  indices, self.mu, self.bu, self.bi, self.P, self.Q, self.Y,
                                                  *lrs, *regs)
-            rmse = _check_loss(sse, len(r_ratings), epoch)
-            losses.append(rmse)
-            progress.advance(1, epoch=epoch + 1, train_rmse=rmse)
+            return {"train_rmse": _rmse(sse, len(r_ratings))}
+
+        self.fit_info = run_steps(self, progress, c.epochs, epoch)
         self.implicit = mf_sgd.user_implicit(indptr, indices, self.Y)
-        self.fit_info = {"train_rmse": losses}
 
     def _user_vectors(self, users: np.ndarray) -> np.ndarray:
         return self.P[users] + self.implicit[users]

@@ -48,6 +48,34 @@ def get_model_class(name: str):
     return getattr(importlib.import_module(module_name), cls_name)
 
 
+def describe_models(name: str | None = None) -> list[dict[str, Any]]:
+    """One row per (model, hyperparameter): every registered model and a `surprise:<Algorithm>` row, or one model.
+
+    Row keys: model, parameter, type, default, choices, low, high (the allowed values or range;
+    None where free), presets ({preset: value} for the presets that set it) and doc (one line).
+    A model without hyperparameters gets one row whose parameter is None.
+    """
+    if name is None:
+        from recsys_cli.models.surprise_adapter import ALGORITHMS
+
+        rows = [row for n in MODELS for row in describe_models(n)]
+        rows.append({"model": f"{SURPRISE_PREFIX}<Algorithm>", "parameter": None, "type": None, "default": None,
+                     "choices": list(ALGORITHMS), "low": None, "high": None, "presets": {},
+                     "doc": f"a scikit-surprise algorithm; `recsys models {SURPRISE_PREFIX}SVD` lists its parameters"})
+        return rows
+    config = get_model_class(name).Config
+    rows = [
+        {"model": name, "parameter": p["name"], "type": p["type"], "default": p["default"], "choices": p["choices"],
+         "low": p["low"], "high": p["high"],
+         "presets": {k: v[p["name"]] for k, v in config.PRESETS.items() if p["name"] in v}, "doc": p["doc"]}
+        for p in config.describe()
+    ]
+    if not rows:
+        rows.append({"model": name, "parameter": None, "type": None, "default": None, "choices": None, "low": None,
+                     "high": None, "presets": {}, "doc": "no hyperparameters"})
+    return rows
+
+
 def create_model(name: str, params: dict[str, Any] | None = None, preset: str | None = None):
     """Instantiate a model from its name, raw (string) params and an optional preset."""
     cls = get_model_class(name)

@@ -35,6 +35,35 @@ ARRAY_STATE = {
     "CoClustering": ("cltr_u", "cltr_i", "user_mean", "item_mean", "avg_cltr_u", "avg_cltr_i", "avg_cocltr"),
 }
 _DICT_PARAMS = ("sim_options", "bsl_options")
+# One-line meanings of the Surprise parameters (as scikit-surprise documents them), for `recsys models`.
+_DOCS = {
+    "n_factors": "latent factors",
+    "n_epochs": "passes over the ratings",
+    "biased": "learn user/item biases",
+    "init_mean": "mean of the initial factors",
+    "init_std_dev": "standard deviation of the initial factors",
+    "init_low": "lower bound of the uniform initial factors",
+    "init_high": "upper bound of the uniform initial factors",
+    "lr_all": "learning rate of every parameter",
+    "reg_all": "regularisation of every parameter",
+    "lr_bu": "learning rate of the user biases (overrides lr_all)",
+    "lr_bi": "learning rate of the item biases (overrides lr_all)",
+    "lr_pu": "learning rate of the user factors (overrides lr_all)",
+    "lr_qi": "learning rate of the item factors (overrides lr_all)",
+    "lr_yj": "learning rate of the implicit item factors (overrides lr_all)",
+    "reg_bu": "regularisation of the user biases",
+    "reg_bi": "regularisation of the item biases",
+    "reg_pu": "regularisation of the user factors",
+    "reg_qi": "regularisation of the item factors",
+    "reg_yj": "regularisation of the implicit item factors (overrides reg_all)",
+    "cache_ratings": "cache the user's ratings between epochs (faster, more memory)",
+    "k": "maximum neighbours used per prediction",
+    "min_k": "fewer usable neighbours than this falls back to the mean/baseline",
+    "sim_options": 'JSON similarity options, e.g. {"name": "pearson_baseline", "user_based": false}',
+    "bsl_options": 'JSON baseline options, e.g. {"method": "als", "reg_u": 15, "reg_i": 10}',
+    "n_cltr_u": "user clusters",
+    "n_cltr_i": "item clusters",
+}
 _SKIP = {"self", "verbose", "random_state", "args", "kwargs"}
 
 
@@ -59,18 +88,20 @@ def adapter_class(algo: str) -> type[SurpriseModel]:
         if p.name in _SKIP or p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
             continue
         default = p.default if p.default is not inspect.Parameter.empty else None
+        meta = {"doc": _DOCS.get(p.name, f"scikit-surprise's {p.name} of {algo}")}
         if p.name in _DICT_PARAMS:
-            fields.append((p.name, str, dataclasses.field(default=json.dumps(default or {}))))
+            fields.append((p.name, str, dataclasses.field(default=json.dumps(default or {}), metadata=meta)))
         elif isinstance(default, bool):
-            fields.append((p.name, bool, dataclasses.field(default=default)))
+            fields.append((p.name, bool, dataclasses.field(default=default, metadata=meta)))
         elif isinstance(default, int):
-            fields.append((p.name, int, dataclasses.field(default=default)))
+            fields.append((p.name, int, dataclasses.field(default=default, metadata=meta)))
         elif isinstance(default, float):
-            fields.append((p.name, float, dataclasses.field(default=default)))
+            fields.append((p.name, float, dataclasses.field(default=default, metadata=meta)))
         elif default is None and p.name.startswith(("lr_", "reg_")):
-            fields.append((p.name, Optional[float], dataclasses.field(default=None)))
+            fields.append((p.name, Optional[float], dataclasses.field(default=None, metadata=meta)))
         else:
-            fields.append((p.name, Optional[str], dataclasses.field(default=None if default is None else str(default))))
+            fields.append((p.name, Optional[str],
+                           dataclasses.field(default=None if default is None else str(default), metadata=meta)))
     config_cls = dataclasses.make_dataclass(f"Surprise{algo}Config", fields, bases=(ModelConfig,), frozen=True)
     model_cls = type(f"Surprise{algo}", (SurpriseModel,), {"name": f"surprise:{algo}", "Config": config_cls, "algo": algo})
     _CLASSES[algo] = model_cls

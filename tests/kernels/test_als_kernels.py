@@ -228,12 +228,6 @@ def test_cg_does_not_depend_on_thread_count_and_accepts_int64_indptr():
     np.testing.assert_array_equal(results[0], results[1])
 
 
-def test_ials_loss_matches_dense_reference():
-    indptr, indices, conf, X, Y = ials_setup(seed=4)
-    assert KI.ials_loss(indptr, indices, conf, X, Y, 0.1) == pytest.approx(
-        KI.ials_loss_ref(indptr, indices, conf, X, Y, 0.1), rel=1e-5)
-
-
 def test_ials_fold_in_equals_the_exact_solve_for_that_user():
     indptr, indices, conf, X, Y = ials_setup(seed=5)
     KI.ials_half_step_cholesky(indptr, indices, conf, X, Y, KI.gram(Y), 0.1)

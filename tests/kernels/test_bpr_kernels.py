@@ -8,7 +8,7 @@ import pytest
 import scipy.sparse as sp
 
 from recsys_cli.models._kernels import bpr as K
-from recsys_cli.models._kernels.seen import maybe_seen_pair
+from recsys_cli.models._kernels.seen import maybe_seen, seen_hash
 
 K_FACTORS = 8
 
@@ -189,6 +189,6 @@ def test_seen_filter_holds_every_pair_and_few_others():
     seen = K.seen_filter(m.indptr, m.indices)
     dense = m.toarray() > 0
     assert seen.dtype == np.uint32 and seen.size % 16 == 0
-    maybe = np.array([[maybe_seen_pair(seen, u, j) for j in range(150)] for u in range(200)])
+    maybe = np.array([[maybe_seen(seen, np.uint64(seen_hash(u, j))) for j in range(150)] for u in range(200)])
     assert maybe[dense].all()  # no false "no": a liked item is never taken as a negative
     assert maybe[~dense].mean() < 0.08

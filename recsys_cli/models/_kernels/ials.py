@@ -1,4 +1,4 @@
-"""Implicit ALS kernels (Hu, Koren & Volinsky 2008): conjugate gradient, exact solves, the loss; NumPy twins.
+"""Implicit ALS kernels (Hu, Koren & Volinsky 2008): conjugate gradient and exact solves, with NumPy twins.
 
 The CSR data holds `conf = alpha * w` (confidence minus one) and every observed entry has preference 1.
 A row is solved exactly (Cholesky, float64) or by conjugate gradient (float32, with prefetching of
@@ -210,53 +210,3 @@ def ials_fold_in_ref(item_indices, conf, Y, YtY, reg) -> np.ndarray:
     c = np.asarray(conf, np.float64)
     A = YtY.astype(np.float64) + reg * np.eye(Y.shape[1]) + (Yu.T * c) @ Yu
     return np.linalg.solve(A, Yu.T @ (1.0 + c)).astype(np.float32)
-
-
-# ---------------------------------------------------------------- implicit ALS: training loss
-
-
-@njit(parallel=True, cache=True, fastmath=FM)
-def _ials_loss_kernel(indptr, indices, conf, X, Y, G, bounds):
-    k = X.shape[1]
-    n_chunks = bounds.shape[0] - 1
-    out = np.zeros(n_chunks)
-    for c in prange(n_chunks):
-        total = 0.0
-        for u in range(bounds[c], bounds[c + 1]):
-            for a in range(k):  # x^T YtY x: every entry counted as unobserved (weight 1, p = 0)
-                s = 0.0
-                for b in range(k):
-                    s += G[a, b] * X[u, b]
-                total += s * X[u, a]
-            for nz in range(indptr[u], indptr[u + 1]):
-                i = indices[nz]
-                d = 0.0
-                for f in range(k):
-                    d += X[u, f] * Y[i, f]
-                total += (1.0 + conf[nz]) * (1.0 - d) ** 2 - d * d  # swap in the observed term
-        out[c] = total
-    return out.sum()
-
-
-def ials_loss(indptr, indices, conf, X, Y, reg: float) -> float:
-    """Full iALS objective sum_ui c_ui (p_ui - x_u.y_i)^2 + reg (|X|^2 + |Y|^2), without a dense matrix.
-
-    Divide by n_rows * n_cols + conf.sum() for a per-entry figure comparable across datasets.
-    """
-    check_factors(X, Y)
-    G = Y.astype(np.float64).T @ Y.astype(np.float64)
-    with dynamic_schedule():
-        loss = _ials_loss_kernel(indptr, indices, conf, X, Y, G, row_chunks(indptr, X.shape[1] / 2.0))
-    norms = float(np.square(X, dtype=np.float64).sum() + np.square(Y, dtype=np.float64).sum())
-    return float(loss) + reg * norms
-
-
-def ials_loss_ref(indptr, indices, conf, X, Y, reg) -> float:
-    """Reference twin of `ials_loss`: dense P and C matrices (tiny data only)."""
-    n_rows, n_cols = len(indptr) - 1, Y.shape[0]
-    P, C = np.zeros((n_rows, n_cols)), np.ones((n_rows, n_cols))
-    for u in range(n_rows):
-        P[u, indices[indptr[u]:indptr[u + 1]]] = 1.0
-        C[u, indices[indptr[u]:indptr[u + 1]]] += conf[indptr[u]:indptr[u + 1]]
-    S = X.astype(np.float64) @ Y.astype(np.float64).T
-    return float((C * (P - S) ** 2).sum() + reg * ((X.astype(np.float64) ** 2).sum() + (Y.astype(np.float64) ** 2).sum()))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from recsys_cli.data.dataset import row_entries
+from recsys_cli.models._kernels.csr import row_entries
 
 MODES = ("basic", "means", "baseline")
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from recsys_cli.data.dataset import row_entries
+from recsys_cli.models._kernels.csr import row_entries
 from recsys_cli.models._kernels.knn import (
     _check_index,
     _csr,

@@ -353,32 +353,7 @@ def shuffle_within_rows(indptr: np.ndarray, rng: np.random.Generator) -> np.ndar
     return shuffle_rows(np.asarray(indptr, np.int64), seed64(rng.integers(2**63)))
 
 
-# ---------------------------------------------------------------- scoring
-
-
-@njit(cache=True, parallel=True, fastmath=_FM)
-def predict_mf(users, items, mu, bu, bi, P, Q):
-    """Scores mu + bu[u] + bi[i] + P[u].Q[i] for index pairs, as float32 (no clipping).
-
-    For SVD++ pass P + user_implicit(...) as P; for unbiased MF pass mu=0 and zero biases.
-    """
-    n = users.shape[0]
-    out = np.empty(n, dtype=np.float32)
-    for t in prange(n):
-        u = users[t]
-        i = items[t]
-        s = np.float64(mu) + np.float64(bu[u]) + np.float64(bi[i])
-        for f in range(P.shape[1]):
-            s += np.float64(P[u, f]) * np.float64(Q[i, f])
-        out[t] = s
-    return out
-
-
-def predict_mf_ref(users, items, mu, bu, bi, P, Q) -> np.ndarray:
-    """Plain-NumPy twin of `predict_mf`."""
-    P64, Q64 = P[users].astype(np.float64), Q[items].astype(np.float64)
-    s = float(mu) + bu[users].astype(np.float64) + bi[items].astype(np.float64)
-    return (s + np.einsum("nk,nk->n", P64, Q64)).astype(np.float32)
+# ---------------------------------------------------------------- SVD++ user factors
 
 
 @njit(cache=True, parallel=True, fastmath=_FM)

@@ -42,12 +42,6 @@ def maybe_seen(seen, h):
 
 
 @njit(cache=True)
-def maybe_seen_pair(seen, u, j):
-    """Whether the filter may hold (u, j): True for every stored pair, rarely for others."""
-    return maybe_seen(seen, seen_hash(u, j))
-
-
-@njit(cache=True)
 def fill_seen(indptr, indices, seen):
     for u in range(indptr.shape[0] - 1):
         end = indptr[u + 1]
