@@ -156,10 +156,10 @@ def emit(
         return
     if fmt == "csv":
         flat = [flatten(row) for row in rows]
-        cols = _columns([{c: None for c in columns}] + flat) if columns else _columns(flat)
-        if columns:  # a declared column holding objects is replaced by its dotted columns
-            cols = [c for c in cols if c not in columns or any(c in r for r in flat) or not any(
-                k.startswith(f"{c}.") for r in flat for k in r)]
+        cols = _columns(flat)
+        if columns:  # the declared columns, in order; one holding objects becomes its dotted columns
+            cols = [x for c in columns
+                    for x in ([k for k in cols if k.startswith(f"{c}.")] or [c])]
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(cols)
         for row in flat:

@@ -63,8 +63,9 @@ def test_jsonl_csv_and_table():
     solver = next(r for r in table if r["parameter"] == "solver")
     assert (solver["default"], solver["allowed"]) == ("cg", "cg | cholesky")
     svd = {r["parameter"]: r for r in csv.DictReader(io.StringIO(run("models", "svd", "-f", "csv").stdout))}
-    assert (svd["lr_all"]["default"], svd["lr_all"]["allowed"], svd["lr_all"]["presets"]) == ("0.01", ">= 0",
-                                                                                               "surprise=0.005")
+    # tidy CSV: a preset is its own column (presets.NAME), one value per cell
+    assert (svd["lr_all"]["default"], svd["lr_all"]["allowed"], svd["lr_all"]["presets.surprise"]) == (
+        "0.01", ">= 0", "0.005")
     res = run("models", "svd", "--format", "table")
     assert res.exit_code == 0 and "learning rate of every parameter" in res.stdout
 
