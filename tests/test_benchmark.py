@@ -15,10 +15,10 @@ from recsys_cli.bench.datasets import parse_scale, prepare, synthetic_sizes
 from recsys_cli.bench.harness import compute_ratios
 from recsys_cli.bench.machine import PeakRSS
 from recsys_cli.bench.measure import DATA_STEPS, MODEL_STEPS, ROW_KEYS, make_row
-from recsys_cli.bench.report import ratio_reading
 from recsys_cli.cli.app import app
 from recsys_cli.errors import DataError, UsageError
 from recsys_cli.models.registry import model_names
+from recsys_cli.output.bench import ratio_reading
 
 SCALE = "3000"  # synthetic: 3,000 ratings, 25 users, 328 items
 MACHINE_KEYS = {"cpu", "cores", "memory_gb", "python", "versions", "date"}

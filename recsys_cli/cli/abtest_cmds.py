@@ -121,9 +121,10 @@ def run_cmd(
     fmt: ReportFormatOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    from recsys_cli.abtest.report import check_plot_path, plot_abtest, render_abtest
+    from recsys_cli.abtest.report import check_plot_path, plot_abtest
     from recsys_cli.api.experiments import abtest
     from recsys_cli.output import console_out, emit
+    from recsys_cli.output.abtest import render_abtest
 
     fmt = _resolve(fmt, as_json)
     if plot is not None:
@@ -202,9 +203,9 @@ def bandit_cmd(
     fmt: ReportFormatOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    from recsys_cli.abtest.report import render_bandit
     from recsys_cli.api.experiments import bandit
     from recsys_cli.output import console_out, emit
+    from recsys_cli.output.abtest import render_bandit
     from recsys_cli.progress import make_progress
 
     fmt = _resolve(fmt, as_json)

@@ -95,10 +95,10 @@ def register(app: typer.Typer) -> None:
         if fmt == "json":
             sys.stdout.write(dumps(report) + "\n")
         elif suite is not None:
-            from recsys_cli.bench.report import render_suite_table
+            from recsys_cli.output.bench import render_suite_table
 
             render_suite_table(report)
         else:
-            from recsys_cli.bench.report import render_table
+            from recsys_cli.output.bench import render_table
 
             render_table(report)

@@ -203,8 +203,8 @@ def register(app: typer.Typer) -> None:
         if result["holdout"] and result["holdout"]["score"] is not None:
             typer.echo(f"held-out {metric}: {result['holdout']['score']:.4f} on {result['holdout']['n_test']:,} ratings never seen while tuning", err=True)
         if train_best:
-            from recsys_cli.progress import make_progress
             from recsys_cli.api.runs import train_run
+            from recsys_cli.progress import make_progress
 
             progress = make_progress()
             try:
