@@ -12,7 +12,7 @@ these functions. See docs/api.md for the walk-through.
 """
 
 from recsys_cli.api import metrics
-from recsys_cli.api.data import Dataset, download, from_frame, load_dataset, preprocess
+from recsys_cli.api.data import Dataset, download, from_frame, item_metadata, load_dataset, preprocess
 from recsys_cli.api.evaluate import Comparison, EvaluationResult, compare, cross_validate, evaluate
 from recsys_cli.api.model import Recommender, create_model, train
 from recsys_cli.api.runs import Manifest, Run, list_runs, load_run, save
@@ -30,6 +30,7 @@ __all__ = [
     "download",
     "evaluate",
     "from_frame",
+    "item_metadata",
     "list_runs",
     "load_dataset",
     "load_run",
