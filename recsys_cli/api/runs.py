@@ -67,6 +67,7 @@ class Manifest:
                 raise ArtifactError(f"{where}: {key!r} should be {'a number' if typ == 'float' else 'a ' + typ}, "
                                     f"got {type(value).__name__} {value!r}"[:300])
             values[key] = float(value) if typ == "float" else value
+        values.setdefault("split", None)  # optional but declared before the required keys (no dataclass default)
         known = {k for k, _, _ in cls._SCHEMA}
         values["extra"] = {k: v for k, v in data.items() if k not in known}
         return cls(**values)
