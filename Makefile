@@ -12,13 +12,13 @@ export RECSYS_NO_PROGRESS ?= 1
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev,serve]'
 	touch $(STAMP)
 
 install: $(STAMP)
 
 $(STAMP_COMPARE): $(STAMP)
-	$(PY) -m pip install --quiet -e '.[dev,compare]'
+	$(PY) -m pip install --quiet -e '.[dev,compare,serve]'
 	touch $(STAMP_COMPARE)
 
 install-compare: $(STAMP_COMPARE)

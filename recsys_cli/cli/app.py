@@ -92,6 +92,7 @@ COMMAND_MODULES = [
     "tune_cmd",  # tune
     "abtest_cmds",  # abtest, abtest plan, abtest bandit
     "bench_cmds",  # benchmark
+    "serve_cmd",  # serve
 ]
 
 for _name in COMMAND_MODULES:
