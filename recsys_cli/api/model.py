@@ -18,7 +18,6 @@ from recsys_cli.errors import UsageError
 if TYPE_CHECKING:
     import polars as pl
 
-    from recsys_cli.api.data import Dataset
     from recsys_cli.api.runs import Run
     from recsys_cli.models.base import RecList
 
