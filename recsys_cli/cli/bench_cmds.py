@@ -34,6 +34,7 @@ Examples:
   recsys benchmark --scale 500k --models bias,svd --json --out bench.json
   recsys benchmark --suite polars500k
   recsys benchmark --suite pipeline --scale 32m   (generate, preprocess, split, train ials, evaluate)
+  recsys benchmark --suite serve   (svd on ml-100k behind recsys serve: req/s and latency percentiles)
 """
 
 
@@ -57,7 +58,8 @@ def register(app: typer.Typer) -> None:
             show_default=False)] = None,
         suite: Annotated[Optional[str], typer.Option(
             "--suite", help="Run a named suite instead: polars500k (the seed's big-data demo redone) or pipeline "
-            "(each command of the user journey in its own process, timed end to end; one run, no repeats).",
+            "(each command of the user journey in its own process, timed end to end; one run, no repeats) or serve "
+            "(recsys serve in its own process under a bounded load at 1, 8 and 64 clients; needs the serve extra).",
             show_default=False)] = None,
         out: Annotated[Optional[Path], typer.Option(
             "--out", help="Also write the JSON report to this file.", show_default=False)] = None,
@@ -95,9 +97,15 @@ def register(app: typer.Typer) -> None:
 
                 report = run_pipeline(scale or "32m", threads=threads, seed=seed, data_dir=data_dir,
                                       log=lambda msg: console_err().print(msg, markup=False, highlight=False))
+            elif suite == "serve":
+                from recsys_cli.bench.serve import run_serve_suite
+                from recsys_cli.output import console_err
+
+                report = run_serve_suite(scale or "ml-100k", threads=threads, seed=seed, data_dir=data_dir,
+                                         log=lambda msg: console_err().print(msg, markup=False, highlight=False))
             else:
                 if suite not in SUITES:
-                    raise UsageError(f"unknown suite {suite!r}; choose from {', '.join(SUITES)}, pipeline")
+                    raise UsageError(f"unknown suite {suite!r}; choose from {', '.join(SUITES)}, pipeline, serve")
                 n = SUITE_RATINGS if scale is None else parse_scale(scale).n_ratings
                 if n is None:
                     raise UsageError("--suite polars500k takes --scale as a number of ratings (e.g. 500k)")
@@ -122,6 +130,10 @@ def register(app: typer.Typer) -> None:
             write_text_atomic(out, dumps(report) + "\n")
         if fmt == "json":
             sys.stdout.write(dumps(report) + "\n")
+        elif suite == "serve":
+            from recsys_cli.bench.serve import render_serve_table
+
+            render_serve_table(report)
         elif suite is not None:
             from recsys_cli.bench.report import render_suite_table
 
