@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-dev
 STAMP_COMPARE := $(VENV)/.installed-compare
 export RECSYS_NO_PROGRESS ?= 1
 
-.PHONY: install install-compare demo test lint bench bench-readme bench-readme-scale clean
+.PHONY: install install-compare demo serve test lint bench bench-readme bench-readme-scale clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ demo: install
 	$(RECSYS) recommend ials-ml-100k-user --ratings 183:5,185:5,200:5,218:5,219:5 -n 5 --format table
 	$(RECSYS) similar item-knn-ml-100k --item 1 -n 5 --format table
 	$(RECSYS) runs --format table
+
+# After `make demo`: the demo's runs over HTTP on 127.0.0.1:8000 (Ctrl-C stops it); see /docs.
+serve: install
+	$(RECSYS) serve svd-ml-100k-random ials-ml-100k-user item-knn-ml-100k --default svd-ml-100k-random
 
 test: install-compare
 	$(PY) -m pytest -q

@@ -69,7 +69,7 @@ def _json(obj: Any, status: int = 200) -> Response:
         body = json.dumps(obj, ensure_ascii=False, allow_nan=False)
     except ValueError:  # NaN/inf somewhere: null, as the CLI prints it
         body = json.dumps(_clean(obj), ensure_ascii=False, allow_nan=False)
-    return Response(body.encode(), status_code=status, media_type="application/json")
+    return Response((body + "\n").encode(), status_code=status, media_type="application/json")
 
 
 def _example(example: Any, description: str = "OK") -> dict:
