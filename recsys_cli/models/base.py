@@ -352,7 +352,9 @@ class Recommender:
         """
         from recsys_cli import settings
 
-        threads = settings.threads() if self.blas_scores else 1
+        # Small batches never split (the test below fails for any threads >= 2): skip the thread count,
+        # os.cpu_count() costs ~15 us, a tenth of a single-user recommend.
+        threads = settings.threads() if self.blas_scores and len(users) >= 2 * PARALLEL_ROWS else 1
         if threads < 2 or len(users) < PARALLEL_ROWS * threads:
             for start in range(0, len(users), batch_size):
                 stop = min(start + batch_size, len(users))
