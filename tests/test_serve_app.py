@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 
 import pytest
@@ -93,6 +94,10 @@ def test_health_ready_runs_items_and_docs(env, server):
                  "/metrics", "/admin/reload"):
         assert path in spec["paths"], path
     assert spec["components"]["schemas"]["RecommendBody"]["examples"][0] == {"users": [1, 2, 3], "n": 10}
+    params = {p["name"]: p for p in spec["paths"]["/recommend"]["get"]["parameters"]}
+    assert set(params) == {"user", "n", "run", "exclude_seen"} and params["user"]["required"] is True
+    assert params["n"]["schema"] == {"type": "integer", "default": 10}
+    assert spec["components"]["securitySchemes"]["APIKeyHeader"]["name"] == "X-API-Key"
     assert client.get("/docs").status_code == 200
 
 
@@ -238,7 +243,9 @@ def test_reload_swaps_a_retrained_run_and_a_failed_reload_keeps_the_old_one(env,
     assert old.model.params["factors"] == 8  # a request holding the old run still has the whole old model
     assert not any(k[1] == old.generation for k in app.registry.cache._data)
     # a broken retrain: the old model keeps answering, and the reason is reported
-    (arts / SVD / "arrays.npz").write_bytes(b"not a zip")
+    broken = arts / SVD / "arrays.npz.new"  # replaced, as a retrain does (the served run's file is mapped)
+    broken.write_bytes(b"not a zip")
+    os.replace(broken, arts / SVD / "arrays.npz")
     report = client.post("/admin/reload").json()
     assert report["ok"] is False and report["reloaded"] == [] and "corrupt arrays.npz" in report["failed"][SVD]
     assert client.get("/recommend", params={"user": 1, "n": 5}).json() == after

@@ -74,6 +74,10 @@ def register(app: typer.Typer) -> None:
             "--cache-size", min=0, help="Recommendation lists kept in the LRU cache (0: no cache).")] = 10_000,
         max_batch: Annotated[int, typer.Option(
             "--max-batch", min=1, help="Most users (or pairs) in one POST; more is a 413.")] = 10_000,
+        mmap: Annotated[bool, typer.Option(
+            "--mmap/--no-mmap", help="Map the runs' arrays from arrays.npz (pages shared by workers and touched on "
+            "demand) instead of reading them. Retraining with --force is safe; never overwrite a served "
+            "run's files in place.")] = True,
         artifacts_dir: ArtifactsDirOpt = None,
         data_dir: DataDirOpt = None,
     ) -> None:
@@ -93,7 +97,7 @@ def register(app: typer.Typer) -> None:
             raise UsageError(f"refusing to serve on {host} without an API key: set --api-key or $RECSYS_API_KEY, "
                              "or pass --insecure")
         config = dict(runs=list(runs), default=default, cache_size=cache_size, api_key=api_key or None,
-                      max_batch=max_batch, artifacts_dir=str(artifacts_dir) if artifacts_dir else None,
+                      max_batch=max_batch, mmap=mmap, artifacts_dir=str(artifacts_dir) if artifacts_dir else None,
                       data_dir=str(data_dir) if data_dir else None)
         # uvicorn re-raises SIGTERM/SIGINT after its graceful shutdown; these handlers make that a clean exit 0.
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -378,11 +378,11 @@ def create_app(registry: RunRegistry, *, api_key: str | None = None, metrics: Se
 
 def serve_app(runs: list[str], *, default: str | None = None, artifacts_dir=None, data_dir=None,
               cache_size: int = 10_000, api_key: str | None = None, max_batch: int = MAX_BATCH,
-              handle_sighup: bool = False, log=None):
+              handle_sighup: bool = False, mmap: bool = True, log=None):
     """Load `runs` and build the app (an ASGI callable). Raises the first load error, naming the run."""
     metrics = ServerMetrics()
     registry = RunRegistry(runs, default=default, artifacts_dir=artifacts_dir, data_dir=data_dir,
-                           cache_size=cache_size, on_load=metrics.on_load)
+                           cache_size=cache_size, on_load=metrics.on_load, mmap=mmap)
     registry.load_all()
     app = create_app(registry, api_key=api_key, metrics=metrics, max_batch=max_batch, handle_sighup=handle_sighup,
                      log=log)

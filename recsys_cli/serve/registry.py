@@ -119,7 +119,7 @@ class RunRegistry:
     """The named runs of one server. `get(name)` is what every request calls; `reload()` swaps changed ones."""
 
     def __init__(self, names: list[str], *, default: str | None = None, artifacts_dir=None, data_dir=None,
-                 cache_size: int = 10_000, on_load=None) -> None:
+                 cache_size: int = 10_000, on_load=None, mmap: bool = True) -> None:
         from recsys_cli.api.runs import Run
 
         if not names:
@@ -135,6 +135,7 @@ class RunRegistry:
         self.data_dir = data_dir
         self.cache = LRUCache(cache_size)
         self.on_load = on_load  # callback(run, seconds, ok) for metrics
+        self.mmap = mmap  # arrays mapped from arrays.npz (shared between workers), not read
         self._runs: dict[str, LoadedRun] = {}
         self._errors: dict[str, str] = {}
         self._generation = 0
@@ -146,7 +147,7 @@ class RunRegistry:
         from recsys_cli.api.runs import load_run
 
         t0 = time.perf_counter()
-        run = load_run(name, artifacts_dir=self.artifacts_dir)
+        run = load_run(name, artifacts_dir=self.artifacts_dir, mmap=self.mmap)
         signature = folder_signature(run.path)
         model = run.model  # the arrays, now (not on the first request)
         known = model.user_ids[:WARM_USERS]
