@@ -283,7 +283,8 @@ def map_npz(path: Path) -> dict[str, np.ndarray] | None:
             if count * dtype.itemsize < MMAP_MIN_BYTES:
                 arr = np.fromfile(fh, dtype=dtype, count=count).reshape(shape, order=order)
             else:
-                arr = np.memmap(path, dtype=dtype, mode="c", offset=offset, shape=shape, order=order)
+                # a plain ndarray view (its base keeps the map open): no memmap subclass on every result
+                arr = np.memmap(path, dtype=dtype, mode="c", offset=offset, shape=shape, order=order).view(np.ndarray)
             out[info.filename[:-4]] = arr
     return out
 
