@@ -249,11 +249,12 @@ MMAP_MIN_BYTES = 1 << 16  # smaller arrays are read (a mapping costs a page and 
 
 
 def map_npz(path: Path) -> dict[str, np.ndarray] | None:
-    """Every array of an uncompressed .npz (np.savez) as a copy-on-write memory map; None if it cannot be mapped.
+    """The arrays of an uncompressed .npz (np.savez), mapped copy-on-write where they allow; None if none can be.
 
     An uncompressed .npz is a zip of .npy files stored as they are, so each array's bytes sit at a
-    fixed offset in the file: after the member's local header and its .npy header. Object arrays are
-    refused (like allow_pickle=False); compressed members mean "read it the normal way".
+    fixed offset in the file: after the member's local header and its .npy header. Arrays at an
+    aligned offset are mapped; small or unaligned ones are read. Object arrays are refused (like
+    allow_pickle=False); compressed members mean "read it the normal way".
     """
     import struct
 
@@ -280,7 +281,9 @@ def map_npz(path: Path) -> dict[str, np.ndarray] | None:
             if offset + count * dtype.itemsize > info.header_offset + 30 + name_len + extra_len + info.file_size:
                 raise ValueError(f"{info.filename} is shorter than its header says")
             order = "F" if fortran else "C"
-            if count * dtype.itemsize < MMAP_MIN_BYTES:
+            # np.savez does not align its members: an array whose bytes are not aligned in the file is read,
+            # since NumPy skips BLAS on unaligned arrays (a 1 x 64 by 64 x 59k product: 0.3 ms -> 36 ms).
+            if count * dtype.itemsize < MMAP_MIN_BYTES or offset % dtype.alignment:
                 arr = np.fromfile(fh, dtype=dtype, count=count).reshape(shape, order=order)
             else:
                 # a plain ndarray view (its base keeps the map open): no memmap subclass on every result

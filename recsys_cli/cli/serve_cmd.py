@@ -105,7 +105,7 @@ def register(app: typer.Typer) -> None:
         options = dict(host=host, port=port, access_log=False, log_level="warning", timeout_graceful_shutdown=30,
                        server_header=False)
         if workers == 1:
-            application = serve_app(**config, handle_sighup=True)
+            application = serve_app(**config, handle_sighup=True, single_thread_blas=True)
             sock = listen(host, port)  # bound here: a busy port is one clear error line, and --port 0 works
             where = f"http://{host}:{sock.getsockname()[1]}"
             typer.echo(f"serving {', '.join(runs)} on {where} (docs: {where}/docs; pid {os.getpid()})", err=True)
