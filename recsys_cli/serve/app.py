@@ -222,10 +222,20 @@ def create_app(registry: RunRegistry, *, api_key: str | None = None, metrics: Se
             raise ApiError(413, f"{count:,} {what} in one request; at most {max_batch:,} (--max-batch)",
                            "payload_too_large")
 
+    heavy: dict[str, Any] = {}
+
     async def call(size: int, fn, *args, **kwargs):
+        """Small requests on the event loop; large ones in a thread, at most one per core at a time (each batch
+        holds up to ~64 MB of scores and already uses every core, so more at once only adds memory)."""
         if size <= INLINE_USERS:
             return fn(*args, **kwargs)
-        return await run_in_threadpool(fn, *args, **kwargs)
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        if heavy.get("loop") is not loop:  # one semaphore per event loop (test clients may start several)
+            heavy["loop"], heavy["sem"] = loop, asyncio.Semaphore(max(1, os.cpu_count() or 1))
+        async with heavy["sem"]:
+            return await run_in_threadpool(fn, *args, **kwargs)
 
     def recommend_users(loaded: LoadedRun, users: list[int], n: int, exclude_seen: bool, use_cache: bool):
         """Rows for each user, from the cache where it has them; one API call for the rest."""
