@@ -221,6 +221,7 @@ def run_serve_suite(scale_text: str = "ml-100k", *, seed: int = 42, data_dir=Non
     from recsys_cli.bench.datasets import parse_scale, prepare
 
     log = log or (lambda msg: None)
+    load_before = os.getloadavg()
     scale = parse_scale(scale_text)
     data = prepare(scale, data_dir=data_dir, seed=seed) if scale.release == "ml-100k" else None
     model, params = ("svd", {}) if data is not None else ("ials", {"factors": 64})
@@ -285,7 +286,11 @@ def run_serve_suite(scale_text: str = "ml-100k", *, seed: int = 42, data_dir=Non
             except subprocess.TimeoutExpired:
                 proc.kill()
         shutil.rmtree(scratch, ignore_errors=True)
-    return _report(rows, scale.label, described, model, params, arrays, baseline, overall_peak, seed, threads)
+    report = _report(rows, scale.label, described, model, params, arrays, baseline, overall_peak, seed, threads)
+    load_after = os.getloadavg()
+    report["notes"].append(f"machine load average (1 min) at start / end: {load_before[0]:.1f} / {load_after[0]:.1f} "
+                           "(other jobs share the cores when it is above ~1)")
+    return report
 
 
 def _report(rows, scale, described, model, params, arrays, baseline, overall_peak, seed, threads) -> dict[str, Any]:
