@@ -7,18 +7,18 @@ STAMP := $(VENV)/.installed-dev
 STAMP_COMPARE := $(VENV)/.installed-compare
 export RECSYS_NO_PROGRESS ?= 1
 
-.PHONY: install install-compare demo test lint bench bench-readme bench-readme-scale clean
+.PHONY: install install-compare demo serve test lint bench bench-readme bench-readme-scale clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev,serve]'
 	touch $(STAMP)
 
 install: $(STAMP)
 
 $(STAMP_COMPARE): $(STAMP)
-	$(PY) -m pip install --quiet -e '.[dev,compare,plot]'
+	$(PY) -m pip install --quiet -e '.[dev,compare,plot,serve]'
 	touch $(STAMP_COMPARE)
 
 install-compare: $(STAMP_COMPARE)
@@ -27,6 +27,10 @@ install-compare: $(STAMP_COMPARE)
 # said plainly, when the download cannot be had).
 demo: install
 	RECSYS=$(RECSYS) bash scripts/demo.sh
+
+# After `make demo`: the demo's runs over HTTP on 127.0.0.1:8000 (Ctrl-C stops it); see /docs.
+serve: install
+	$(RECSYS) serve svd-ml-100k-random ials-ml-100k-user item-knn-ml-100k --default svd-ml-100k-random
 
 test: install-compare
 	$(PY) -m pytest -q

@@ -175,8 +175,14 @@ class ArtifactStore:
             )
         return manifest
 
-    def load(self, run: str, *, expect_fingerprint: str | None = None):
-        """(model, manifest). Checks format version and dataset fingerprint before the arrays."""
+    def load(self, run: str, *, expect_fingerprint: str | None = None, mmap: bool = False):
+        """(model, manifest). Checks format version and dataset fingerprint before the arrays.
+
+        mmap=True maps the arrays from arrays.npz (copy-on-write) instead of reading them: pages are
+        shared with other processes serving the same run, and only what is touched is resident.
+        Safe across `train --force` (the folder is replaced, the mapped file lives on until unmapped);
+        overwriting arrays.npz in place under a server would not be.
+        """
         from recsys_cli.models.registry import get_model_class
 
         manifest = self.manifest(run)
@@ -192,8 +198,10 @@ class ArtifactStore:
             raise ArtifactError(f"run {run!r} has a config this version of recsys cannot use ({exc}); "
                                 f"retrain it") from None
         try:
-            with np.load(self.path(run) / "arrays.npz", allow_pickle=False) as npz:
-                state = {k: npz[k] for k in npz.files}
+            state = map_npz(self.path(run) / "arrays.npz") if mmap else None
+            if state is None:
+                with np.load(self.path(run) / "arrays.npz", allow_pickle=False) as npz:
+                    state = {k: npz[k] for k in npz.files}
         except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
             why = "it holds pickled objects, which recsys never loads" if "allow_pickle" in str(exc) else str(exc)
             raise ArtifactError(f"run {run!r}: corrupt arrays.npz ({why}); retrain it") from None
@@ -270,6 +278,53 @@ def check_state(state: dict[str, np.ndarray], where: str) -> None:
     rank = need("fb_rank")
     if n_items and (rank.min() < 0 or rank.max() >= n_items):
         raise ArtifactError(f"{where}: 'fb_rank' holds item indices outside 0..{n_items - 1}; retrain the run")
+
+
+MMAP_MIN_BYTES = 1 << 16  # smaller arrays are read (a mapping costs a page and a file descriptor's worth)
+
+
+def map_npz(path: Path) -> dict[str, np.ndarray] | None:
+    """The arrays of an uncompressed .npz (np.savez), mapped copy-on-write where they allow; None if none can be.
+
+    An uncompressed .npz is a zip of .npy files stored as they are, so each array's bytes sit at a
+    fixed offset in the file: after the member's local header and its .npy header. Arrays at an
+    aligned offset are mapped; small or unaligned ones are read. Object arrays are refused (like
+    allow_pickle=False); compressed members mean "read it the normal way".
+    """
+    import struct
+
+    from numpy.lib import format as npy
+
+    out: dict[str, np.ndarray] = {}
+    with zipfile.ZipFile(path) as zf, open(path, "rb") as fh:
+        for info in zf.infolist():
+            if info.compress_type != zipfile.ZIP_STORED or not info.filename.endswith(".npy"):
+                return None
+            fh.seek(info.header_offset)
+            local = fh.read(30)
+            if len(local) != 30 or local[:4] != b"PK\x03\x04":
+                raise ValueError(f"bad zip member header for {info.filename}")
+            name_len, extra_len = struct.unpack("<HH", local[26:30])
+            fh.seek(info.header_offset + 30 + name_len + extra_len)
+            version = npy.read_magic(fh)
+            read_header = npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0
+            shape, fortran, dtype = read_header(fh)
+            if dtype.hasobject:
+                raise ValueError(f"{info.filename} holds Python objects; refusing to load it")
+            offset = fh.tell()
+            count = int(np.prod(shape, dtype=np.int64))
+            if offset + count * dtype.itemsize > info.header_offset + 30 + name_len + extra_len + info.file_size:
+                raise ValueError(f"{info.filename} is shorter than its header says")
+            order = "F" if fortran else "C"
+            # np.savez does not align its members: an array whose bytes are not aligned in the file is read,
+            # since NumPy skips BLAS on unaligned arrays (a 1 x 64 by 64 x 59k product: 0.3 ms -> 36 ms).
+            if count * dtype.itemsize < MMAP_MIN_BYTES or offset % dtype.alignment:
+                arr = np.fromfile(fh, dtype=dtype, count=count).reshape(shape, order=order)
+            else:
+                # a plain ndarray view (its base keeps the map open): no memmap subclass on every result
+                arr = np.memmap(path, dtype=dtype, mode="c", offset=offset, shape=shape, order=order).view(np.ndarray)
+            out[info.filename[:-4]] = arr
+    return out
 
 
 def _json_default(obj: Any):

@@ -152,7 +152,7 @@ def test_evaluate_compares_models_on_identical_folds(env):
 def test_every_command_has_help():
     res = run("--help")
     for cmd in ("download", "preprocess", "split", "generate", "info", "train", "predict", "recommend", "similar",
-                "runs", "evaluate", "tune", "abtest", "insights"):
+                "runs", "evaluate", "tune", "abtest", "insights", "serve"):
         assert cmd in res.stdout
         sub = run(cmd, "--help")
         assert sub.exit_code == 0 and "Example" in sub.stdout, cmd
@@ -165,7 +165,7 @@ def test_one_command_app_matches_the_full_app():
     runner = CliRunner()
     names = [c.name for c in app.registered_commands] + [g.name for g in app.registered_groups]
     assert set(names) == {"download", "preprocess", "info", "split", "generate", "train", "predict", "recommend",
-                          "similar", "runs", "models", "evaluate", "tune", "abtest", "benchmark", "insights"}
+                          "similar", "runs", "models", "evaluate", "tune", "abtest", "benchmark", "insights", "serve"}
     for name in names:
         one = only(name)
         assert one is not app and len(one.registered_commands) + len(one.registered_groups) == 1

@@ -20,6 +20,7 @@ from recsys_cli.api.data import (
     download,
     from_frame,
     generate,
+    item_metadata,
     load_dataset,
     preprocess,
 )
@@ -64,6 +65,7 @@ __all__ = [
     "evaluate",
     "from_frame",
     "generate",
+    "item_metadata",
     "list_runs",
     "load_dataset",
     "load_run",

@@ -202,6 +202,20 @@ def load_dataset(name: str, *, data_dir=None) -> Dataset:
     return Dataset(None, name=name, processed=ds)
 
 
+def item_metadata(name: str, *, data_dir=None) -> dict[int, dict[str, Any]]:
+    """item_id -> {"title", "genres"} from a processed dataset's items table, without reading its ratings.
+
+    DataError when the dataset is not processed (faces that only have a run omit genres then).
+    """
+    from recsys_cli.data.dataset import load_dataset as load_processed
+
+    table = load_processed(name, data_dir).items_table
+    titles = table["title"].to_list() if "title" in table.columns else [None] * table.height
+    genres = table["genres"].to_list() if "genres" in table.columns else [None] * table.height
+    return {int(i): {"title": t, "genres": [g for g in (gs or []) if g and g != "(no genres listed)"]}
+            for i, t, gs in zip(table["item_id"].to_list(), titles, genres, strict=True)}
+
+
 def download(name: str, *, mirror: str | None = None, from_zip=None, force: bool = False, data_dir=None,
              timeout: float = 30.0, retries: int = 3, progress=None):
     """Fetch a GroupLens release into DATA/raw/NAME (checksum-verified); returns a `DownloadResult`."""

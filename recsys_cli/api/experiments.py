@@ -162,8 +162,9 @@ def benchmark(*, scale: str | None = None, models: str | Sequence[str] | None = 
               log=None) -> BenchmarkReport:
     """Time our models side by side with the peers (surprise, implicit) at a scale, or run a named suite.
 
-    suite: 'polars500k' (data-frame work at 500k ratings) or 'pipeline' (each command of the user
-    journey in its own process, timed end to end); a suite runs its own tasks (no models/peers/steps).
+    suite: 'polars500k' (data-frame work at 500k ratings), 'pipeline' (each command of the user
+    journey in its own process, timed end to end) or 'serve' (recsys serve under a bounded load at
+    1, 8 and 64 clients); a suite runs its own tasks (no models/peers/steps).
     """
     if repeat < 1 or (threads is not None and threads < 1):
         raise UsageError("--repeat and --threads must be at least 1")
@@ -181,11 +182,16 @@ def benchmark(*, scale: str | None = None, models: str | Sequence[str] | None = 
 
         return BenchmarkReport(run_pipeline(scale or "32m", threads=threads, seed=seed, data_dir=data_dir,
                                             log=log or (lambda message: None)))
+    if suite == "serve":
+        from recsys_cli.bench.serve import run_serve_suite
+
+        return BenchmarkReport(run_serve_suite(scale or "ml-100k", threads=threads, seed=seed, data_dir=data_dir,
+                                               log=log or (lambda message: None)))
     from recsys_cli.bench.datasets import parse_scale
     from recsys_cli.bench.suites import SUITE_RATINGS, SUITES, run_suite
 
     if suite not in SUITES:
-        raise UsageError(f"unknown suite {suite!r}; choose from {', '.join(SUITES)}, pipeline")
+        raise UsageError(f"unknown suite {suite!r}; choose from {', '.join(SUITES)}, pipeline, serve")
     n = SUITE_RATINGS if scale is None else parse_scale(scale).n_ratings
     if n is None:
         raise UsageError("--suite polars500k takes --scale as a number of ratings (e.g. 500k)")

@@ -67,6 +67,7 @@ class Manifest:
                 raise ArtifactError(f"{where}: {key!r} should be {'a number' if typ == 'float' else 'a ' + typ}, "
                                     f"got {type(value).__name__} {value!r}"[:300])
             values[key] = float(value) if typ == "float" else value
+        values.setdefault("split", None)  # optional but declared before the required keys (no dataclass default)
         known = {k for k, _, _ in cls._SCHEMA}
         values["extra"] = {k: v for k, v in data.items() if k not in known}
         return cls(**values)
@@ -79,7 +80,7 @@ class Manifest:
 class Run:
     """A saved run: its name, folder, typed manifest and the model (loaded on first use)."""
 
-    def __init__(self, name: str, *, artifacts_dir=None, model: Recommender | None = None) -> None:
+    def __init__(self, name: str, *, artifacts_dir=None, model: Recommender | None = None, mmap: bool = False) -> None:
         from recsys_cli.artifacts import ArtifactStore
 
         self.store = ArtifactStore(artifacts_dir)
@@ -87,6 +88,7 @@ class Run:
         self.path: Path = self.store.path(name)
         self._model = model
         self._manifest: Manifest | None = None
+        self.mmap = mmap  # map the arrays instead of reading them (see ArtifactStore.load)
 
     def __repr__(self) -> str:
         m = self.manifest
@@ -104,7 +106,7 @@ class Run:
         if self._model is None:
             from recsys_cli.api.model import Recommender
 
-            estimator, raw = self.store.load(self.name)
+            estimator, raw = self.store.load(self.name, mmap=self.mmap)
             m = Manifest.from_dict(raw, where=str(self.path / "manifest.json"))
             self._manifest = m
             self._model = Recommender(
@@ -163,9 +165,13 @@ def save(model: Recommender, name: str | None = None, *, force: bool = False, ar
     return Run(run, artifacts_dir=artifacts_dir, model=model)
 
 
-def load_run(name: str, *, artifacts_dir=None) -> Run:
-    """Open a saved run (checks it exists and its manifest now; loads the arrays on `.model`)."""
-    run = Run(name, artifacts_dir=artifacts_dir)
+def load_run(name: str, *, artifacts_dir=None, mmap: bool = False) -> Run:
+    """Open a saved run (checks it exists and its manifest now; loads the arrays on `.model`).
+
+    mmap=True maps the arrays from the run's arrays.npz instead of reading them (servers: shared
+    pages, only what is touched resident); never overwrite a mapped run's files in place.
+    """
+    run = Run(name, artifacts_dir=artifacts_dir, mmap=mmap)
     run.manifest  # noqa: B018 - fail now, with the run's name, if it is missing or damaged
     return run
 

@@ -163,6 +163,7 @@ COMMAND_MODULES = [
     "abtest_cmds",  # abtest, abtest plan, abtest bandit
     "bench_cmds",  # benchmark
     "insights_cmd",  # insights
+    "serve_cmd",  # serve
 ]
 
 for _name in COMMAND_MODULES:

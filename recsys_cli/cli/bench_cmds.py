@@ -34,6 +34,7 @@ Examples:
   recsys benchmark --scale 500k --models bias,svd --json --out bench.json
   recsys benchmark --suite polars500k
   recsys benchmark --suite pipeline --scale 32m   (generate, preprocess, split, train ials, evaluate)
+  recsys benchmark --suite serve   (svd on ml-100k behind recsys serve: req/s and latency percentiles)
 """
 
 
@@ -56,8 +57,9 @@ def register(app: typer.Typer) -> None:
             "--threads", help="Compute threads for us and implicit (default: $RECSYS_THREADS or every core).",
             show_default=False)] = None,
         suite: Annotated[Optional[str], typer.Option(
-            "--suite", help="Run a named suite instead: polars500k (Polars aggregations, joins and a sparse matrix build on 500k ratings) or pipeline "
-            "(each command of the user journey in its own process, timed end to end; one run, no repeats).",
+            "--suite", help="Run a named suite instead: polars500k (Polars aggregations, joins and a sparse matrix build on 500k ratings), pipeline "
+            "(each command of the user journey in its own process, timed end to end; one run, no repeats) or serve "
+            "(recsys serve in its own process under a bounded load at 1, 8 and 64 clients; needs the serve extra).",
             show_default=False)] = None,
         out: Annotated[Optional[Path], typer.Option(
             "--out", help="Also write the JSON report to this file.", show_default=False)] = None,
@@ -94,6 +96,10 @@ def register(app: typer.Typer) -> None:
             write_text_atomic(out, dumps(report) + "\n")
         if fmt == "json":
             sys.stdout.write(dumps(report) + "\n")
+        elif suite == "serve":
+            from recsys_cli.bench.serve import render_serve_table
+
+            render_serve_table(report)
         elif suite is not None:
             from recsys_cli.output.bench import render_suite_table
 

@@ -1,0 +1,122 @@
+"""serve: answer recommend/predict/similar over HTTP (FastAPI + uvicorn; the optional `serve` extra)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from recsys_cli.cli.common import ArtifactsDirOpt, DataDirOpt
+
+HELP = """Serve trained runs over HTTP: the JSON rows of recommend, predict and similar, raw MovieLens ids.
+
+Runs are loaded once at start-up. POST /admin/reload or `kill -HUP PID` reloads runs whose folders
+changed (e.g. after `recsys train --force`), swapping each in atomically. Binds to 127.0.0.1 by
+default; any other address needs an API key (--api-key or $RECSYS_API_KEY, sent as X-API-Key)
+unless --insecure. SIGTERM or Ctrl-C finishes the requests in flight and exits 0.
+Endpoints and examples: http://HOST:PORT/docs. Needs `pip install 'recsys-cli[serve]'`.
+
+Examples:
+
+\b
+  recsys serve svd-ml-100k-random
+  recsys serve svd-ml-100k-random ials-ml-100k-user --default svd-ml-100k-random --port 8080
+  RECSYS_API_KEY=secret recsys serve svd-ml-100k-random --host 0.0.0.0 --workers 2
+  curl 'http://127.0.0.1:8000/recommend?user=1&n=5'
+"""
+
+
+def is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def listen(host: str, port: int):
+    """A bound socket for uvicorn; UsageError naming the address when it is taken or not ours."""
+    import socket
+
+    from recsys_cli.errors import UsageError
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        family, kind, proto, _, address = infos[0]
+        # proto IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on such sockets (else 40 ms Nagle/delayed-ACK stalls)
+        sock = socket.socket(family, kind, proto)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as exc:
+        raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    return sock
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("serve", help=HELP)
+    def serve(
+        runs: Annotated[list[str], typer.Argument(help="Runs to serve (see `recsys runs`).", show_default=False)],
+        host: Annotated[str, typer.Option("--host", help="Address to bind.")] = "127.0.0.1",
+        port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port (0: any free port).")] = 8000,
+        workers: Annotated[int, typer.Option("--workers", min=1, help="Worker processes (each loads the runs).")] = 1,
+        default: Annotated[Optional[str], typer.Option(
+            "--default", help="Run used when a request names none (default: the only run, if one).",
+            show_default=False)] = None,
+        api_key: Annotated[Optional[str], typer.Option(
+            "--api-key", envvar="RECSYS_API_KEY", help="Require this key (X-API-Key or Authorization: Bearer) on "
+            "every endpoint but /health. Default: $RECSYS_API_KEY.", show_default=False, show_envvar=False)] = None,
+        insecure: Annotated[bool, typer.Option(
+            "--insecure", help="Allow a non-loopback --host without an API key.")] = False,
+        cache_size: Annotated[int, typer.Option(
+            "--cache-size", min=0, help="Recommendation lists kept in the LRU cache (0: no cache).")] = 10_000,
+        max_batch: Annotated[int, typer.Option(
+            "--max-batch", min=1, help="Most users (or pairs) in one POST; more is a 413.")] = 10_000,
+        mmap: Annotated[bool, typer.Option(
+            "--mmap/--no-mmap", help="Map the runs' arrays from arrays.npz (pages shared by workers and touched on "
+            "demand) instead of reading them. Retraining with --force is safe; never overwrite a served "
+            "run's files in place.")] = True,
+        artifacts_dir: ArtifactsDirOpt = None,
+        data_dir: DataDirOpt = None,
+    ) -> None:
+        import json
+        import os
+        import signal
+
+        from recsys_cli.errors import UsageError
+
+        try:
+            import uvicorn
+
+            from recsys_cli.serve.app import CONFIG_ENV, serve_app
+        except ImportError as exc:
+            raise UsageError(f"recsys serve needs the serve extra: pip install 'recsys-cli[serve]' ({exc})") from None
+        if not is_loopback(host) and not api_key and not insecure:
+            raise UsageError(f"refusing to serve on {host} without an API key: set --api-key or $RECSYS_API_KEY, "
+                             "or pass --insecure")
+        config = dict(runs=list(runs), default=default, cache_size=cache_size, api_key=api_key or None,
+                      max_batch=max_batch, mmap=mmap, artifacts_dir=str(artifacts_dir) if artifacts_dir else None,
+                      data_dir=str(data_dir) if data_dir else None)
+        # uvicorn re-raises SIGTERM/SIGINT after its graceful shutdown; these handlers make that a clean exit 0.
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: None)
+        options = dict(host=host, port=port, access_log=False, log_level="warning", timeout_graceful_shutdown=30,
+                       server_header=False)
+        if workers == 1:
+            application = serve_app(**config, handle_sighup=True, single_thread_blas=True)
+            sock = listen(host, port)  # bound here: a busy port is one clear error line, and --port 0 works
+            where = f"http://{host}:{sock.getsockname()[1]}"
+            typer.echo(f"serving {', '.join(runs)} on {where} (docs: {where}/docs; pid {os.getpid()})", err=True)
+            uvicorn.Server(uvicorn.Config(application, **options)).run(sockets=[sock])
+        else:
+            where = f"http://{host}:{port}"
+            from recsys_cli.api import load_run
+
+            for name in runs:  # fail here, once, rather than in every worker
+                load_run(name, artifacts_dir=artifacts_dir)
+            os.environ[CONFIG_ENV] = json.dumps(config)
+            typer.echo(f"serving {', '.join(runs)} on {where} with {workers} workers (pid {os.getpid()})", err=True)
+            uvicorn.run("recsys_cli.serve.app:app_from_env", factory=True, workers=workers, **options)
+        typer.echo("server stopped", err=True)

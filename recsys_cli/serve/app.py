@@ -1,0 +1,365 @@
+"""The FastAPI app of `recsys serve`: each endpoint parses the request, makes one call into
+`recsys_cli.api` and returns the CLI's JSON rows (raw MovieLens ids, titles, fallback labels).
+
+    app = serve_app(["svd-ml-100k-random"])            # loads the runs, builds the app
+    uvicorn.run(app, host="127.0.0.1", port=8000)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from typing import Any
+
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from recsys_cli import __version__
+from recsys_cli.errors import ArtifactError, DataError, RecsysError, UnknownIdError, UsageError
+from recsys_cli.serve.metrics import ServerMetrics
+from recsys_cli.serve.middleware import ServeMiddleware, error_body
+from recsys_cli.serve.registry import LoadedRun, RunRegistry
+from recsys_cli.serve.schemas import (
+    PREDICT_PARAMS,
+    RECOMMEND_PARAMS,
+    SIMILAR_PARAMS,
+    ApiError,
+    PredictBody,
+    RecommendBody,
+    openapi_params,
+    parse_query,
+)
+
+MAX_BATCH = 10_000
+MAX_BODY = 1 << 20  # 1 MiB: a full batch of 10,000 ids is ~80 KB
+MAX_URL = 8192
+INLINE_USERS = 32  # smaller requests are answered on the event loop (sub-millisecond); larger ones in a thread
+
+ROW_EXAMPLE = [{"user_id": 1, "rank": 1, "item_id": 50, "title": "Star Wars", "score": 4.71}]
+
+
+
+def _status(exc: RecsysError) -> tuple[int, str]:
+    if isinstance(exc, UnknownIdError):
+        return 404, "unknown_id"
+    if isinstance(exc, ArtifactError):
+        return 404, "unknown_run"
+    if isinstance(exc, UsageError):
+        return 422, "invalid"
+    if isinstance(exc, DataError):
+        return 422, "data"
+    return 500, "internal"
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    return value
+
+
+def _json(obj: Any, status: int = 200) -> Response:
+    try:
+        body = json.dumps(obj, ensure_ascii=False, allow_nan=False)
+    except ValueError:  # NaN/inf somewhere: null, as the CLI prints it
+        body = json.dumps(_clean(obj), ensure_ascii=False, allow_nan=False)
+    return Response((body + "\n").encode(), status_code=status, media_type="application/json")
+
+
+def _example(example: Any, description: str = "OK") -> dict:
+    return {200: {"description": description, "content": {"application/json": {"example": example}}}}
+
+
+def create_app(registry: RunRegistry, *, api_key: str | None = None, metrics: ServerMetrics | None = None,
+               max_batch: int = MAX_BATCH, max_body: int = MAX_BODY, max_url: int = MAX_URL,
+               handle_sighup: bool = False, log=None) -> FastAPI:
+    """The app over already-loaded runs (see `serve_app`)."""
+    from contextlib import asynccontextmanager
+
+    from recsys_cli.api import queries
+
+    metrics = metrics or ServerMetrics()
+    cache = registry.cache
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        if handle_sighup:  # `kill -HUP PID` reloads changed runs, like POST /admin/reload
+            import asyncio
+            import signal
+
+            loop = asyncio.get_running_loop()
+            try:
+                loop.add_signal_handler(signal.SIGHUP, lambda: loop.run_in_executor(None, registry.reload))
+            except (NotImplementedError, RuntimeError, ValueError, AttributeError):
+                pass
+        yield
+
+    app = FastAPI(
+        title="recsys", version=__version__, lifespan=lifespan,
+        description="Recommendations from trained recsys runs: the JSON rows of `recsys recommend/predict/"
+                    "similar`, raw MovieLens ids, titles and fallback labels. Name the run with `run` (optional "
+                    "when the server has a default run). Errors are `{\"error\": ..., \"code\": ...}`.",
+    )
+
+    def openapi() -> dict:
+        # The key is checked by ServeMiddleware, not by a per-route dependency (it cost ~20 us a request);
+        # the document still declares it so /docs has an Authorize button.
+        if app.openapi_schema is None:
+            from fastapi.openapi.utils import get_openapi
+
+            doc = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            doc.setdefault("components", {})["securitySchemes"] = {"APIKeyHeader": {
+                "type": "apiKey", "in": "header", "name": "X-API-Key",
+                "description": "Needed on every endpoint but /health when the server has a key."}}
+            doc["security"] = [{"APIKeyHeader": []}]
+            app.openapi_schema = doc
+        return app.openapi_schema
+
+    app.openapi = openapi
+
+    @app.exception_handler(RecsysError)
+    async def _recsys_error(request: Request, exc: RecsysError):
+        status, code = _status(exc)
+        return Response(error_body(str(exc)[:1000], code), status, media_type="application/json")
+
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError):
+        return Response(error_body(str(exc), exc.code), exc.status, media_type="application/json")
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError):
+        errors = exc.errors()
+        if any(e.get("type") == "json_invalid" for e in errors):
+            return Response(error_body("the body is not valid JSON", "malformed_json"), 400,
+                            media_type="application/json")
+        first = errors[0] if errors else {}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "body"
+        message = f"{where}: {first.get('msg', 'invalid')}"
+        if len(errors) > 1:
+            message += f" (and {len(errors) - 1} more)"
+        return Response(error_body(message[:500], "invalid"), 422, media_type="application/json")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException):
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "bad_request")
+        message = "no such endpoint; see /docs" if exc.status_code == 404 else str(exc.detail)
+        return Response(error_body(message, code), exc.status_code, media_type="application/json")
+
+    def use(request: Request, run: str | None) -> LoadedRun:
+        loaded = registry.get(run)
+        request.scope["recsys.run"] = loaded.name  # the metrics label: only names of served runs
+        return loaded
+
+    def check_n(loaded: LoadedRun, n: int) -> int:
+        if not 1 <= n <= loaded.n_items:
+            raise ApiError(422, f"n must be between 1 and {loaded.n_items:,} (the catalogue), got {n}", "invalid")
+        return n
+
+    def check_batch(count: int, what: str) -> None:
+        if count > max_batch:
+            raise ApiError(413, f"{count:,} {what} in one request; at most {max_batch:,} (--max-batch)",
+                           "payload_too_large")
+
+    heavy: dict[str, Any] = {}
+
+    async def call(size: int, fn, *args, **kwargs):
+        """Small requests on the event loop; large ones in a thread, at most one per core at a time (each batch
+        holds up to ~64 MB of scores and already uses every core, so more at once only adds memory)."""
+        if size <= INLINE_USERS:
+            return fn(*args, **kwargs)
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        if heavy.get("loop") is not loop:  # one semaphore per event loop (test clients may start several)
+            heavy["loop"], heavy["sem"] = loop, asyncio.Semaphore(max(1, os.cpu_count() or 1))
+        async with heavy["sem"]:
+            return await run_in_threadpool(fn, *args, **kwargs)
+
+    def recommend_users(loaded: LoadedRun, users: list[int], n: int, exclude_seen: bool, use_cache: bool):
+        """Rows for each user, from the cache where it has them; one API call for the rest."""
+        per_user: dict[int, list] = {}
+        misses = []
+        for u in dict.fromkeys(users):
+            rows = cache.get((loaded.name, loaded.generation, u, n, exclude_seen)) if use_cache else None
+            if rows is None:
+                misses.append(u)
+            else:
+                per_user[u] = rows
+        if use_cache and cache.size:
+            if per_user:
+                metrics.cache_hits.labels(loaded.name).inc(len(per_user))
+            if misses:
+                metrics.cache_misses.labels(loaded.name).inc(len(misses))
+        if misses:
+            fresh: dict[int, list] = {u: [] for u in misses}
+            for row in queries.recommend(loaded.run, misses, n=n, exclude_seen=exclude_seen).rows():
+                fresh[row["user_id"]].append(row)
+            for u, rows in fresh.items():
+                cache.put((loaded.name, loaded.generation, u, n, exclude_seen), rows)
+            per_user.update(fresh)
+        return [row for u in users for row in per_user[u]]
+
+    def wants_cache(request: Request) -> bool:
+        return "no-cache" not in request.headers.get("cache-control", "")
+
+    # ----- liveness and runs ---------------------------------------------------------------------
+    @app.get("/health", tags=["server"], responses=_example(
+        {"status": "ok", "version": __version__, "runs": ["svd-ml-100k-random"], "default": "svd-ml-100k-random",
+         "uptime_seconds": 12.5}))
+    async def health():
+        """Liveness: the version and the runs loaded (never needs the API key)."""
+        return _json({"status": "ok", "version": __version__, "runs": [r.name for r in registry.loaded()],
+                      "default": registry.default, "uptime_seconds": round(time.time() - registry.started, 3)})
+
+    @app.get("/ready", tags=["server"], responses=_example({"ready": True, "runs": 1}))
+    async def ready():
+        """Readiness: 200 once every run is loaded (they are loaded before the port opens)."""
+        n = len(registry.loaded())
+        return _json({"ready": n == len(registry.names), "runs": n}, 200 if n == len(registry.names) else 503)
+
+    @app.get("/runs", tags=["runs"])
+    async def runs():
+        """The served runs with their model, dataset, split, metrics and when they were loaded."""
+        out = []
+        for r in registry.loaded():
+            m = r.run.manifest
+            out.append({"run": r.name, "model": m.model, "dataset": m.dataset, "split": m.split,
+                        "created": m.created, "default": r.name == registry.default, "loaded_at": r.loaded_at,
+                        "metrics": m.metrics})
+        return _json(out)
+
+    @app.get("/runs/{run}", tags=["runs"])
+    async def run_detail(request: Request, run: str):
+        """A run's manifest (config, dataset, seed, metrics ...) and its load state."""
+        loaded = use(request, run)
+        return _json({**loaded.run.manifest.to_dict(), "loaded_at": loaded.loaded_at,
+                      "load_seconds": round(loaded.load_seconds, 4), "generation": loaded.generation,
+                      "last_reload_error": registry.last_error(loaded.name)})
+
+    # ----- questions to a run ----------------------------------------------------------------------
+    @app.get("/recommend", tags=["recommend"], responses=_example(ROW_EXAMPLE), **openapi_params(*RECOMMEND_PARAMS))
+    async def recommend(request: Request):
+        """Top-n for one user, as `recsys recommend RUN --user U --format json` prints it. An unknown user gets
+        the most popular items, labelled `"fallback": "popularity"`. Send `Cache-Control: no-cache` to skip the cache.
+        """
+        user, n, run, exclude_seen = parse_query(request, RECOMMEND_PARAMS)
+        loaded = use(request, run)
+        n = check_n(loaded, n)
+        return _json(recommend_users(loaded, [user], n, exclude_seen, wants_cache(request)))
+
+    @app.post("/recommend", tags=["recommend"], responses=_example(ROW_EXAMPLE))
+    async def recommend_batch(request: Request, body: RecommendBody):
+        """A batch of users (`users`), or one new user's `ratings` folded in (rows have `user_id: -1` and
+        `fallback: "fold_in"`), exactly one of the two."""
+        loaded = use(request, body.run)
+        n = check_n(loaded, body.n)
+        if (body.users is None) == (body.ratings is None):
+            raise ApiError(422, "give exactly one of users or ratings", "invalid")
+        if body.ratings is not None:
+            check_batch(len(body.ratings), "ratings")
+            recs = await call(len(body.ratings), queries.recommend, loaded.run, ratings=body.ratings, n=n,
+                              exclude_seen=body.exclude_seen)
+            return _json(recs.to_dict())
+        check_batch(len(body.users), "users")
+        if not body.users:
+            raise ApiError(422, "users: give at least one user id", "invalid")
+        rows = await call(len(body.users), recommend_users, loaded, body.users, n, body.exclude_seen,
+                          wants_cache(request))
+        return _json(rows)
+
+    @app.get("/predict", tags=["predict"], responses=_example(
+        {"user_id": 1, "item_id": 50, "prediction": 4.62, "fallback": None}), **openapi_params(*PREDICT_PARAMS))
+    async def predict(request: Request):
+        """Predicted rating for one pair, as `recsys predict RUN --user U --item I --format json` prints it."""
+        user, item, run = parse_query(request, PREDICT_PARAMS)
+        loaded = use(request, run)
+        return _json(queries.predict(loaded.run, [user], [item]).to_dict()[0])
+
+    @app.post("/predict", tags=["predict"])
+    async def predict_batch(request: Request, body: PredictBody):
+        """Predicted ratings for (user, item) pairs; a pair the model cannot score says which fallback it used."""
+        loaded = use(request, body.run)
+        check_batch(len(body.pairs), "pairs")
+        if not body.pairs:
+            raise ApiError(422, "pairs: give at least one [user, item] pair", "invalid")
+        users = [p[0] for p in body.pairs]
+        items = [p[1] for p in body.pairs]
+        result = await call(len(users), queries.predict, loaded.run, users, items)
+        return _json(result.to_dict())
+
+    @app.get("/similar", tags=["items"], responses=_example(
+        [{"item_id": 1, "rank": 1, "similar_item_id": 50, "title": "Star Wars", "similarity": 0.61}]),
+             **openapi_params(*SIMILAR_PARAMS))
+    async def similar(request: Request):
+        """The n items most similar to `item` by the run's own similarity (404 for an item not in the catalogue)."""
+        item, n, run = parse_query(request, SIMILAR_PARAMS)
+        loaded = use(request, run)
+        n = check_n(loaded, n)
+        return _json(queries.similar(loaded.run, item, n=n).to_dict())
+
+    @app.get("/items/{item}", tags=["items"], responses=_example(
+        {"item_id": 1, "title": "Toy Story", "genres": ["Animation", "Children's", "Comedy"]}))
+    async def item_info(request: Request, item: int, run: str | None = None):
+        """An item of the run's catalogue: title, and genres when the run's dataset is on this machine."""
+        loaded = use(request, run)
+        info = await run_in_threadpool(loaded.item_info, registry.data_dir)
+        if item not in info:
+            raise ApiError(404, f"item {item} is not in run {loaded.name!r}'s catalogue", "unknown_id")
+        return _json(info[item])
+
+    # ----- operations ------------------------------------------------------------------------------
+    @app.get("/metrics", tags=["server"])
+    async def prometheus():
+        """Prometheus text: requests and latency per endpoint and run, cache hits/misses, model load times."""
+        body, content_type = metrics.render()
+        return Response(body, media_type=content_type)
+
+    @app.post("/admin/reload", tags=["server"], responses=_example(
+        {"reloaded": ["svd-ml-100k-random"], "unchanged": [], "failed": {}, "ok": True}))
+    async def reload(force: bool = Query(False, description="Reload every run, changed or not.")):
+        """Reload runs whose folder changed (e.g. after `recsys train --force`): each new model is loaded beside
+        the old one and swapped in at once; a run that fails to load keeps serving the old one (see `failed`)."""
+        return _json(await run_in_threadpool(registry.reload, force=force))
+
+    return ServeMiddleware(app, api_key=api_key, metrics=metrics, max_body=max_body, max_url=max_url, log=log)
+
+
+def serve_app(runs: list[str], *, default: str | None = None, artifacts_dir=None, data_dir=None,
+              cache_size: int = 10_000, api_key: str | None = None, max_batch: int = MAX_BATCH,
+              handle_sighup: bool = False, mmap: bool = True, single_thread_blas: bool = False, log=None):
+    """Load `runs` and build the app (an ASGI callable). Raises the first load error, naming the run.
+
+    single_thread_blas: cap BLAS at one thread for the whole process (what `recsys serve` does). A
+    one-user product is too small to split, and BLAS threads spinning beside concurrent requests cost
+    up to 5x (1 x 64 by 64 x 59k: 2.4 ms on one thread, 11.6 ms on two, on a busy 2-core machine).
+    Large batches still use every core: the model splits them over its own threads.
+    """
+    if single_thread_blas:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=1, user_api="blas")
+    metrics = ServerMetrics()
+    registry = RunRegistry(runs, default=default, artifacts_dir=artifacts_dir, data_dir=data_dir,
+                           cache_size=cache_size, on_load=metrics.on_load, mmap=mmap)
+    registry.load_all()
+    app = create_app(registry, api_key=api_key, metrics=metrics, max_batch=max_batch, handle_sighup=handle_sighup,
+                     log=log)
+    app.registry = registry  # for tests and the CLI
+    return app
+
+
+CONFIG_ENV = "RECSYS_SERVE_CONFIG"
+
+
+def app_from_env():
+    """uvicorn factory for --workers N: each worker process loads the runs itself from the JSON config."""
+    config = json.loads(os.environ[CONFIG_ENV])
+    return serve_app(**config, handle_sighup=True, single_thread_blas=True)

@@ -1,0 +1,100 @@
+"""Requests: bodies of the POST endpoints (strict: unknown keys are a 422) with the examples shown at /docs, and
+the query parameters of the hot GET endpoints."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.requests import Request
+
+
+class RecommendBody(BaseModel):
+    """A batch of known (or unknown) users, or one new user's ratings to fold in: exactly one of the two."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"users": [1, 2, 3], "n": 10},
+        {"ratings": {"50": 5, "172": 4.5, "181": 5}, "n": 5, "run": "ials-ml-100k-user"},
+    ]})
+
+    run: str | None = Field(None, description="Run name; optional when the server has a default run.")
+    users: list[int] | None = Field(None, description="Raw user ids (at most --max-batch).")
+    ratings: dict[int, float] | None = Field(None, description="A new user's ratings {item_id: rating}.")
+    n: int = Field(10, description="Items per user (1 .. catalogue size).")
+    exclude_seen: bool = Field(True, description="Leave out items the user rated in training.")
+
+
+class PredictBody(BaseModel):
+    """(user, item) pairs of raw ids."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"pairs": [[1, 50], [1, 172], [99999, 50]]},
+    ]})
+
+    run: str | None = Field(None, description="Run name; optional when the server has a default run.")
+    pairs: list[tuple[int, int]] = Field(..., description="[[user_id, item_id], ...] (at most --max-batch).")
+
+
+class ApiError(Exception):
+    """A refusal with its HTTP status and error code (the app turns it into {"error", "code"})."""
+
+    def __init__(self, status: int, message: str, code: str) -> None:
+        super().__init__(message)
+        self.status, self.code = status, code
+
+
+_TRUE, _FALSE = {"true", "1", "yes", "on", "t", "y"}, {"false", "0", "no", "off", "f", "n"}
+_TYPES = {int: "integer", str: "string", bool: "boolean"}
+
+
+class Param:
+    """A query parameter of a hot GET endpoint, parsed by hand (cheaper than FastAPI's per-request validation on
+    the endpoints that run most), documented in OpenAPI all the same. Same rules and 422 messages as FastAPI's."""
+
+    def __init__(self, name: str, kind: type, default: Any = ..., description: str = "", example: Any = None):
+        self.name, self.kind, self.default, self.description, self.example = name, kind, default, description, example
+
+    def openapi(self) -> dict:
+        schema: dict[str, Any] = {"type": _TYPES[self.kind]}
+        if self.default is not ... and self.default is not None:
+            schema["default"] = self.default
+        out = {"name": self.name, "in": "query", "required": self.default is ..., "schema": schema,
+               "description": self.description}
+        if self.example is not None:
+            out["example"] = self.example
+        return out
+
+    def parse(self, params) -> Any:
+        raw = params.get(self.name)
+        if raw is None:
+            if self.default is ...:
+                raise ApiError(422, f"query.{self.name}: Field required", "invalid")
+            return self.default
+        if self.kind is int:
+            text = raw.strip()
+            if not (text.lstrip("+-").isdigit() and text.isascii()):
+                raise ApiError(422, f"query.{self.name}: Input should be a valid integer", "invalid")
+            return int(text)
+        if self.kind is bool:
+            if raw.lower() in _TRUE:
+                return True
+            if raw.lower() in _FALSE:
+                return False
+            raise ApiError(422, f"query.{self.name}: Input should be a valid boolean", "invalid")
+        return raw
+
+
+def openapi_params(*params: Param) -> dict:
+    return {"openapi_extra": {"parameters": [p.openapi() for p in params]}}
+
+
+RUN_PARAM = Param("run", str, None, "Run name (default: the server's default run).")
+RECOMMEND_PARAMS = (Param("user", int, ..., "Raw user id.", 1), Param("n", int, 10, "Items (1 .. catalogue size)."),
+                    RUN_PARAM, Param("exclude_seen", bool, True, "Leave out items the user rated."))
+PREDICT_PARAMS = (Param("user", int, ..., "Raw user id.", 1), Param("item", int, ..., "Raw item id.", 50), RUN_PARAM)
+SIMILAR_PARAMS = (Param("item", int, ..., "Raw item id.", 1), Param("n", int, 10, "How many neighbours."), RUN_PARAM)
+
+
+def parse_query(request: Request, params: tuple[Param, ...]) -> list[Any]:
+    query = request.query_params
+    return [p.parse(query) for p in params]

@@ -1,0 +1,271 @@
+"""`recsys serve` in process (FastAPI test client): every endpoint, status code and error body; answers equal
+the CLI's JSON for the same run; API key; reload with an atomic swap; 25+ malformed requests."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+
+import pytest
+
+pytest.importorskip("fastapi")
+pytest.importorskip("httpx")
+
+from fastapi.testclient import TestClient  # noqa: E402
+from typer.testing import CliRunner  # noqa: E402
+
+from recsys_cli.cli.app import app as cli  # noqa: E402
+from recsys_cli.serve.app import serve_app  # noqa: E402
+from recsys_cli.serve.registry import LRUCache  # noqa: E402
+
+SVD, KNN = "svd-synth-random", "item-knn-synth"
+KEY = "s3cret-key-42"
+
+
+def run_cli(*args):
+    res = CliRunner().invoke(cli, [str(a) for a in args])
+    assert res.exit_code == 0, res.output
+    return res
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    root = tmp_path_factory.mktemp("serve")
+    data, arts = root / "data", root / "artifacts"
+    run_cli("generate", "synth", "--users", "120", "--items", "80", "--ratings", "4000", "--data-dir", data)
+    run_cli("preprocess", "synth", "--data-dir", data, "--format", "json")
+    run_cli("train", "svd", "--dataset", "synth", "--split", "random", "--data-dir", data, "--artifacts-dir", arts,
+            "-p", "factors=8", "-p", "epochs=10", "--format", "json")
+    # no split: its manifest has split null (the API used to fail loading such runs)
+    run_cli("train", "item-knn", "--dataset", "synth", "--data-dir", data, "--artifacts-dir", arts, "--format", "json")
+    return {"data": data, "arts": arts}
+
+
+def cli_json(env, *args):
+    return json.loads(run_cli(*args, "--artifacts-dir", env["arts"], "--format", "json").stdout)
+
+
+@pytest.fixture(scope="module")
+def server(env):
+    log = io.StringIO()
+    app = serve_app([SVD, KNN], default=SVD, artifacts_dir=env["arts"], data_dir=env["data"], cache_size=100,
+                    max_batch=500, log=log)
+    with TestClient(app) as client:
+        yield client, app.registry, log
+
+
+def test_answers_equal_the_cli_json(env, server):
+    client, _, _ = server
+    assert client.get("/recommend", params={"user": 1, "n": 5}).json() == cli_json(env, "recommend", SVD, "--user", 1,
+                                                                                    "-n", 5)
+    batch = client.post("/recommend", json={"users": [3, 1, 99999], "n": 4}).json()
+    assert batch == cli_json(env, "recommend", SVD, "--user", "3,1,99999", "-n", 4)
+    assert [r["fallback"] for r in batch if r["user_id"] == 99999] == ["popularity"] * 4
+    assert "fallback" not in batch[0]
+    fold = client.post("/recommend", json={"ratings": {"5": 5, "7": 1.5}, "n": 3}).json()
+    assert fold == cli_json(env, "recommend", SVD, "--ratings", "5:5,7:1.5", "-n", 3)
+    assert client.get("/predict", params={"user": 1, "item": 5}).json() == cli_json(env, "predict", SVD, "--user", 1,
+                                                                                      "--item", 5)
+    pairs = client.post("/predict", json={"pairs": [[1, 5], [99999, 5], [2, 99999]]}).json()
+    assert [p["fallback"] for p in pairs] == [None, "item_bias", "user_bias"]
+    assert client.get("/similar", params={"item": 5, "n": 3, "run": KNN}).json() == cli_json(
+        env, "similar", KNN, "--item", 5, "-n", 3)
+    unseen = client.get("/recommend", params={"user": 1, "n": 5, "exclude_seen": "false"}).json()
+    assert unseen == cli_json(env, "recommend", SVD, "--user", 1, "-n", 5, "--include-seen")
+
+
+def test_health_ready_runs_items_and_docs(env, server):
+    client, registry, _ = server
+    health = client.get("/health").json()
+    assert health["status"] == "ok" and health["runs"] == [SVD, KNN] and health["default"] == SVD
+    assert client.get("/ready").json() == {"ready": True, "runs": 2}
+    runs = client.get("/runs").json()
+    assert [(r["run"], r["model"], r["split"], r["default"]) for r in runs] == [(SVD, "svd", "random", True),
+                                                                               (KNN, "item-knn", None, False)]
+    detail = client.get(f"/runs/{SVD}").json()
+    assert detail["config"]["factors"] == 8 and detail["dataset"] == "synth" and detail["last_reload_error"] is None
+    item = client.get("/items/5").json()
+    titles = registry.get(SVD).model.titles
+    assert item["item_id"] == 5 and item["title"] == titles[5] and item["genres"] and isinstance(item["genres"], list)
+    spec = client.get("/openapi.json").json()
+    for path in ("/health", "/ready", "/runs", "/runs/{run}", "/recommend", "/predict", "/similar", "/items/{item}",
+                 "/metrics", "/admin/reload"):
+        assert path in spec["paths"], path
+    assert spec["components"]["schemas"]["RecommendBody"]["examples"][0] == {"users": [1, 2, 3], "n": 10}
+    params = {p["name"]: p for p in spec["paths"]["/recommend"]["get"]["parameters"]}
+    assert set(params) == {"user", "n", "run", "exclude_seen"} and params["user"]["required"] is True
+    assert params["n"]["schema"] == {"type": "integer", "default": 10}
+    assert spec["components"]["securitySchemes"]["APIKeyHeader"]["name"] == "X-API-Key"
+    assert client.get("/docs").status_code == 200
+
+
+def test_cache_hits_and_metrics(server):
+    client, registry, log = server
+    first = client.get("/recommend", params={"user": 7, "n": 6}).json()
+    again = client.get("/recommend", params={"user": 7, "n": 6}).json()
+    bypass = client.get("/recommend", params={"user": 7, "n": 6}, headers={"Cache-Control": "no-cache"}).json()
+    assert first == again == bypass
+    assert (SVD, registry.get(SVD).generation, 7, 6, True) in registry.cache._data
+    text = client.get("/metrics").text
+    lines = {ln.rsplit(" ", 1)[0]: float(ln.rsplit(" ", 1)[1]) for ln in text.splitlines() if ln and ln[0] != "#"}
+    assert lines[f'recsys_cache_hits_total{{run="{SVD}"}}'] >= 1
+    assert lines[f'recsys_cache_misses_total{{run="{SVD}"}}'] >= 1
+    assert lines[f'recsys_requests_total{{endpoint="/recommend",run="{SVD}",status="200"}}'] >= 3
+    assert f'recsys_request_seconds_bucket{{endpoint="/recommend",le="0.005",run="{SVD}"}}' in lines
+    assert lines[f'recsys_model_loads_total{{result="ok",run="{KNN}"}}'] == 1
+    assert lines[f'recsys_model_load_seconds{{run="{SVD}"}}'] > 0
+    entries = [json.loads(x) for x in log.getvalue().splitlines()]
+    assert {"ts", "method", "path", "status", "ms"} <= set(entries[-1])
+    assert any(e["path"] == "/recommend" and e["status"] == 200 and e["run"] == SVD for e in entries)
+
+
+def test_lru_cache_evicts_least_recent_and_invalidates_per_run():
+    cache = LRUCache(2)
+    cache.put(("a", 1, 1, 10, True), [1])
+    cache.put(("a", 1, 2, 10, True), [2])
+    assert cache.get(("a", 1, 1, 10, True)) == [1]  # 1 is now the most recent
+    cache.put(("b", 1, 3, 10, True), [3])
+    assert cache.get(("a", 1, 2, 10, True)) is None and len(cache) == 2
+    assert cache.invalidate("a") == 1 and cache.get(("b", 1, 3, 10, True)) == [3]
+    off = LRUCache(0)
+    off.put(("a", 1, 1, 10, True), [1])
+    assert off.get(("a", 1, 1, 10, True)) is None
+
+
+BAD = [
+    # (method, path, kwargs, status, code)
+    ("post", "/recommend", {"content": b"{not json", "headers": {"content-type": "application/json"}}, 400,
+     "malformed_json"),
+    ("post", "/predict", {"content": b'{"pairs": [[1, 2]', "headers": {"content-type": "application/json"}}, 400,
+     "malformed_json"),
+    ("post", "/recommend", {"json": [1, 2]}, 422, "invalid"),
+    ("post", "/recommend", {"json": {"users": "1,2"}}, 422, "invalid"),
+    ("post", "/recommend", {"json": {"users": [1, "x"]}}, 422, "invalid"),
+    ("post", "/recommend", {"json": {"users": [1], "n": "ten"}}, 422, "invalid"),
+    ("post", "/recommend", {"json": {"users": [1], "colour": "red"}}, 422, "invalid"),
+    ("post", "/recommend", {"json": {"users": []}}, 422, "invalid"),
+    ("post", "/recommend", {"json": {"users": [1], "ratings": {"5": 4}}}, 422, "invalid"),
+    ("post", "/recommend", {"json": {}}, 422, "invalid"),
+    ("post", "/recommend", {"json": {"users": list(range(100_000))}}, 413, "payload_too_large"),
+    ("post", "/recommend", {"json": {"users": list(range(501))}}, 413, "payload_too_large"),
+    ("post", "/recommend", {"content": b'{"ratings": {"5": NaN}}', "headers": {"content-type": "application/json"}},
+     422, "invalid"),
+    ("post", "/recommend", {"json": {"ratings": {"5": 7}}}, 422, "invalid"),
+    ("post", "/recommend", {"json": {"ratings": {"5": -1}}}, 422, "invalid"),
+    ("post", "/recommend", {"json": {"ratings": {}}}, 422, "invalid"),
+    ("post", "/recommend", {"json": {"ratings": {"99999": 4}}}, 422, "invalid"),
+    ("post", "/recommend", {"json": {"users": [1], "run": "../x"}}, 404, "unknown_run"),
+    ("post", "/predict", {"json": {"pairs": [[1]]}}, 422, "invalid"),
+    ("post", "/predict", {"json": {"pairs": []}}, 422, "invalid"),
+    ("post", "/predict", {"json": {"pairs": [[1, 2]] * 501}}, 413, "payload_too_large"),
+    ("post", "/recommend", {"content": b"[" + b"1," * 600_000 + b"1]",
+                            "headers": {"content-type": "application/json"}}, 413, "payload_too_large"),
+    ("get", "/recommend", {"params": {"user": 1, "n": 0}}, 422, "invalid"),
+    ("get", "/recommend", {"params": {"user": 1, "n": -5}}, 422, "invalid"),
+    ("get", "/recommend", {"params": {"user": 1, "n": 10**12}}, 422, "invalid"),
+    ("get", "/recommend", {"params": {"user": 1, "n": 81}}, 422, "invalid"),  # catalogue is 80
+    ("get", "/recommend", {"params": {"user": "abc"}}, 422, "invalid"),
+    ("get", "/recommend", {"params": {"user": 1.5}}, 422, "invalid"),
+    ("get", "/recommend", {"params": {"user": 10**30}}, 422, "invalid"),
+    ("get", "/recommend", {}, 422, "invalid"),
+    ("get", "/recommend", {"params": {"user": 1, "exclude_seen": "maybe"}}, 422, "invalid"),
+    ("get", "/recommend", {"params": {"user": 1, "run": "nosuch"}}, 404, "unknown_run"),
+    ("get", "/recommend", {"params": {"user": 1, "run": "../../etc/passwd"}}, 404, "unknown_run"),
+    ("get", "/recommend", {"params": {"user": 1, "q": "x" * 20_000}}, 414, "uri_too_long"),
+    ("get", "/predict", {"params": {"user": 1}}, 422, "invalid"),
+    ("get", "/similar", {"params": {"item": 99999}}, 404, "unknown_id"),
+    ("get", "/similar", {"params": {"item": 5, "n": 0}}, 422, "invalid"),
+    ("get", "/items/99999", {}, 404, "unknown_id"),
+    ("get", "/items/abc", {}, 422, "invalid"),
+    ("get", "/runs/..%2Fx", {}, 404, "not_found"),  # decodes to /runs/../x: no route has a slash there
+    ("get", "/runs/..x", {}, 404, "unknown_run"),
+    ("get", "/runs/nosuch", {}, 404, "unknown_run"),
+    ("get", "/nosuch", {}, 404, "not_found"),
+    ("delete", "/recommend", {}, 405, "method_not_allowed"),
+]
+
+
+@pytest.mark.parametrize("method, path, kwargs, status, code", BAD,
+                         ids=[f"{m}-{p}-{k}" for k, (m, p, *_ ) in enumerate(BAD)])
+def test_malformed_requests_get_a_json_4xx_and_the_server_keeps_serving(server, method, path, kwargs, status, code):
+    client, _, _ = server
+    res = getattr(client, method)(path, **kwargs)
+    assert (res.status_code, res.json()["code"]) == (status, code), res.text
+    assert set(res.json()) == {"error", "code"} and "Traceback" not in res.text
+    assert client.get("/recommend", params={"user": 1, "n": 2}).status_code == 200
+
+
+def test_no_default_run_means_run_is_required(env):
+    app = serve_app([SVD, KNN], artifacts_dir=env["arts"], log=io.StringIO())
+    client = TestClient(app)
+    res = client.get("/recommend", params={"user": 1})
+    assert res.status_code == 422 and "name the run" in res.json()["error"]
+    assert client.get("/recommend", params={"user": 1, "run": KNN}).status_code == 200
+
+
+def test_api_key_is_needed_everywhere_but_health_and_never_logged(env):
+    log = io.StringIO()
+    client = TestClient(serve_app([SVD], artifacts_dir=env["arts"], api_key=KEY, log=log))
+    calls = [("get", "/ready", {}), ("get", "/runs", {}), ("get", f"/runs/{SVD}", {}),
+             ("get", "/recommend", {"params": {"user": 1}}), ("post", "/recommend", {"json": {"users": [1]}}),
+             ("get", "/predict", {"params": {"user": 1, "item": 5}}),
+             ("post", "/predict", {"json": {"pairs": [[1, 5]]}}), ("get", "/similar", {"params": {"item": 5}}),
+             ("get", "/items/5", {}), ("get", "/metrics", {}), ("post", "/admin/reload", {})]
+    for method, path, kw in calls:
+        none = getattr(client, method)(path, **kw)
+        wrong = getattr(client, method)(path, headers={"X-API-Key": "nope"}, **kw)
+        assert (none.status_code, none.json()["code"]) == (401, "unauthorized"), path
+        assert (wrong.status_code, wrong.json()["error"]) == (401, "wrong API key"), path
+        right = getattr(client, method)(path, headers={"X-API-Key": KEY}, **kw)
+        bearer = getattr(client, method)(path, headers={"Authorization": f"Bearer {KEY}"}, **kw)
+        assert right.status_code == bearer.status_code == 200, (path, right.text)
+    assert client.get("/health").status_code == 200
+    assert KEY not in log.getvalue() and log.getvalue().count("\n") == 4 * len(calls) + 1
+
+
+def test_reload_swaps_a_retrained_run_and_a_failed_reload_keeps_the_old_one(env, tmp_path):
+    arts = tmp_path / "artifacts"
+    shutil.copytree(env["arts"] / SVD, arts / SVD)
+    app = serve_app([SVD], artifacts_dir=arts, data_dir=env["data"], log=io.StringIO())
+    client = TestClient(app)
+    before = client.get("/recommend", params={"user": 1, "n": 5}).json()
+    assert client.post("/admin/reload").json() == {"reloaded": [], "unchanged": [SVD], "failed": {}, "ok": True}
+    run_cli("train", "svd", "--dataset", "synth", "--split", "random", "--data-dir", env["data"], "--artifacts-dir",
+            arts, "-p", "factors=4", "-p", "epochs=3", "--seed", 7, "--force", "--format", "json")
+    old = app.registry.get(SVD)
+    report = client.post("/admin/reload").json()
+    assert report == {"reloaded": [SVD], "unchanged": [], "failed": {}, "ok": True}
+    after = client.get("/recommend", params={"user": 1, "n": 5}).json()
+    assert after != before and after == cli_json({"arts": arts}, "recommend", SVD, "--user", 1, "-n", 5)
+    assert client.get(f"/runs/{SVD}").json()["config"]["factors"] == 4
+    assert old.model.params["factors"] == 8  # a request holding the old run still has the whole old model
+    assert not any(k[1] == old.generation for k in app.registry.cache._data)
+    # a broken retrain: the old model keeps answering, and the reason is reported
+    broken = arts / SVD / "arrays.npz.new"  # replaced, as a retrain does (the served run's file is mapped)
+    broken.write_bytes(b"not a zip")
+    os.replace(broken, arts / SVD / "arrays.npz")
+    report = client.post("/admin/reload").json()
+    assert report["ok"] is False and report["reloaded"] == [] and "corrupt arrays.npz" in report["failed"][SVD]
+    assert client.get("/recommend", params={"user": 1, "n": 5}).json() == after
+    assert "corrupt arrays.npz" in client.get(f"/runs/{SVD}").json()["last_reload_error"]
+    shutil.rmtree(arts / SVD)
+    report = client.post("/admin/reload").json()
+    assert report["ok"] is False and "gone" in report["failed"][SVD]
+    assert client.get("/recommend", params={"user": 1, "n": 5}).json() == after
+
+
+def test_cli_refuses_public_address_without_key_and_unknown_runs(env):
+    from recsys_cli.cli.serve_cmd import is_loopback
+
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost") and is_loopback("127.0.0.2")
+    assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.4") and not is_loopback("example.com")
+    runner = CliRunner()
+    res = runner.invoke(cli, ["serve", SVD, "--host", "0.0.0.0", "--artifacts-dir", str(env["arts"])],
+                        env={"RECSYS_API_KEY": ""})
+    assert res.exit_code == 2 and res.stderr.startswith("error: refusing to serve on 0.0.0.0 without an API key")
+    res = runner.invoke(cli, ["serve", "nosuch", "--artifacts-dir", str(env["arts"])])
+    assert res.exit_code == 7 and res.stderr.startswith("error: cannot serve run 'nosuch': unknown run 'nosuch'")
+    res = runner.invoke(cli, ["serve", "../x", "--artifacts-dir", str(env["arts"])])
+    assert res.exit_code == 2 and "invalid run name" in res.stderr

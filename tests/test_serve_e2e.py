@@ -1,0 +1,121 @@
+"""`recsys serve` as a real process: start on a free loopback port, wait for /ready, query it over HTTP, swap a
+run (`train --force` + reload, and again with SIGHUP) while requests keep coming, then SIGTERM -> exit 0."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+httpx = pytest.importorskip("httpx")
+pytest.importorskip("fastapi")
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[1]
+RUN = "svd-synth-random"
+
+
+def recsys(*args, env) -> subprocess.CompletedProcess:
+    res = subprocess.run([sys.executable, "-m", "recsys_cli", *map(str, args)], env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    return res
+
+
+def train(env, seed: int, factors: int):
+    recsys("train", "svd", "--dataset", "synth", "--split", "random", "-p", f"factors={factors}", "-p", "epochs=5",
+           "--seed", seed, "--force", "--format", "json", env=env)
+
+
+def wait_for(predicate, timeout: float, what: str):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_real_server_reload_under_load_and_sigterm(tmp_path):
+    env = {**os.environ, "RECSYS_DATA_DIR": str(tmp_path / "data"), "RECSYS_ARTIFACTS_DIR": str(tmp_path / "arts"),
+           "RECSYS_NO_PROGRESS": "1", "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    env.pop("RECSYS_API_KEY", None)
+    recsys("generate", "synth", "--users", "150", "--items", "90", "--ratings", "5000", env=env)
+    recsys("preprocess", "synth", "--format", "json", env=env)
+    train(env, seed=1, factors=8)
+
+    log = tmp_path / "serve.log"
+    with open(log, "w") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "recsys_cli", "serve", RUN, "--port", "0", "--cache-size", "50"],
+                                env=env, stdout=subprocess.DEVNULL, stderr=err)
+    try:
+        match = wait_for(lambda: re.search(r"on http://127\.0\.0\.1:(\d+)", log.read_text()), 120, "the server")
+        base = f"http://127.0.0.1:{match.group(1)}"
+        client = httpx.Client(base_url=base, timeout=30)
+        wait_for(lambda: client.get("/ready").status_code == 200, 60, "/ready")
+
+        def cli_recs():
+            out = recsys("recommend", RUN, "--user", 1, "-n", 5, "--format", "json", env=env).stdout
+            return json.loads(out)
+
+        first = client.get("/recommend", params={"user": 1, "n": 5}).json()
+        assert first == cli_recs()
+        assert client.get("/health").json()["runs"] == [RUN]
+
+        failures: list[str] = []
+        answers = {"count": 0}
+        stop = threading.Event()
+
+        def hammer():  # requests in flight during the swaps: none may fail
+            with httpx.Client(base_url=base, timeout=30) as c:
+                while not stop.is_set():
+                    r = c.get("/recommend", params={"user": 1 + answers["count"] % 40, "n": 5})
+                    b = c.post("/recommend", json={"users": [1, 2, 3, 99999], "n": 3})
+                    for res in (r, b):
+                        if res.status_code != 200 or not res.json():
+                            failures.append(f"{res.status_code} {res.text[:200]}")
+                    answers["count"] += 1
+
+        threads = [threading.Thread(target=hammer) for _ in range(2)]
+        for t in threads:
+            t.start()
+        try:
+            train(env, seed=2, factors=4)
+            report = client.post("/admin/reload").json()
+            assert report == {"reloaded": [RUN], "unchanged": [], "failed": {}, "ok": True}
+            second = client.get("/recommend", params={"user": 1, "n": 5}).json()
+            assert second != first and second == cli_recs()
+
+            train(env, seed=3, factors=6)
+            proc.send_signal(signal.SIGHUP)
+            wait_for(lambda: client.get(f"/runs/{RUN}").json()["config"]["factors"] == 6, 60, "the SIGHUP reload")
+            third = client.get("/recommend", params={"user": 1, "n": 5}).json()
+            assert third != second and third == cli_recs()
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(60)
+        assert failures == [] and answers["count"] > 0
+
+        metrics = client.get("/metrics").text
+        assert re.search(rf'recsys_model_loads_total{{result="ok",run="{RUN}"}} 3\.0', metrics)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    lines = log.read_text().splitlines()
+    requests = [json.loads(x) for x in lines if x.startswith("{")]
+    assert len(requests) >= 2 * answers["count"] and all({"method", "path", "status", "ms"} <= set(r) for r in requests)
+    assert lines[-1] == "server stopped"
