@@ -191,8 +191,11 @@ def test_only_the_cli_and_the_api_import_bench():
 
 
 def test_the_server_and_the_cli_never_import_each_other():
+    """Both faces go through the api; the one exception is `recsys serve`, the command that starts the server."""
+    starter = f"{PACKAGE}.cli.serve_cmd"
     bad = [str(i) for i in internal()
-           if (_in(i.importer, "serve") and _in(i.target, "cli")) or (_in(i.importer, "cli") and _in(i.target, "serve"))]
+           if (_in(i.importer, "serve") and _in(i.target, "cli"))
+           or (_in(i.importer, "cli") and _in(i.target, "serve") and i.importer != starter)]
     assert not bad, "\n".join(bad)
 
 
