@@ -105,7 +105,7 @@ def test_recommend_formats(env):
     assert res.exit_code == 0, res.output
     rows = json.loads(res.stdout)
     assert [(r["user_id"], r["rank"]) for r in rows] == [(1, 1), (1, 2), (1, 3), (1, 4), (2, 1), (2, 2), (2, 3), (2, 4)]
-    assert set(rows[0]) == {"user_id", "rank", "item_id", "title", "score"}
+    assert set(rows[0]) == {"user_id", "rank", "item_id", "title", "score", "fallback"} and rows[0]["fallback"] is None
     res = run("recommend", "svd-synth-random", "--user", "1", "-n", "3", "--format", "csv", *A(env))
     lines = res.stdout.splitlines()
     assert lines[0] == "user_id,rank,item_id,title,score,fallback" and len(lines) == 4

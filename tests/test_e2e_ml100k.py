@@ -116,7 +116,7 @@ def test_recommend_known_unknown_and_folded_in_user(env):
     assert res.exit_code == 0, res.output
     rows = json.loads(res.stdout)
     assert [r["rank"] for r in rows] == list(range(1, 11))
-    assert set(rows[0]) == {"user_id", "rank", "item_id", "title", "score"}
+    assert set(rows[0]) == {"user_id", "rank", "item_id", "title", "score", "fallback"} and rows[0]["fallback"] is None
     assert all(r["user_id"] == 1 and r["title"] for r in rows)
     res = run("recommend", "svd-all", "--user", "999999", "-n", "5", *common)
     rows = json.loads(res.stdout)

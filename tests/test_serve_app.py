@@ -63,7 +63,7 @@ def test_answers_equal_the_cli_json(env, server):
     batch = client.post("/recommend", json={"users": [3, 1, 99999], "n": 4}).json()
     assert batch == cli_json(env, "recommend", SVD, "--user", "3,1,99999", "-n", 4)
     assert [r["fallback"] for r in batch if r["user_id"] == 99999] == ["popularity"] * 4
-    assert "fallback" not in batch[0]
+    assert batch[0]["fallback"] is None
     fold = client.post("/recommend", json={"ratings": {"5": 5, "7": 1.5}, "n": 3}).json()
     assert fold == cli_json(env, "recommend", SVD, "--ratings", "5:5,7:1.5", "-n", 3)
     assert client.get("/predict", params={"user": 1, "item": 5}).json() == cli_json(env, "predict", SVD, "--user", 1,

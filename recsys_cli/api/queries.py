@@ -96,7 +96,7 @@ class Predictions:
     def rows(self) -> Iterator[dict[str, Any]]:
         for u, i, p, fb in zip(self.users.tolist(), self.items.tolist(), self.predictions.tolist(), self.fallback,
                                strict=True):
-            yield {"user_id": u, "item_id": i, "prediction": round(float(p), 6), "fallback": fb}
+            yield {"user_id": u, "item_id": i, "prediction": float(p), "fallback": fb}
 
     def to_dict(self) -> list[dict[str, Any]]:
         return list(self.rows())
@@ -129,7 +129,7 @@ class Similar:
     def rows(self) -> Iterator[dict[str, Any]]:
         for k, (j, s) in enumerate(zip(self.items.tolist(), self.similarities.tolist(), strict=True)):
             yield {"item_id": self.item, "rank": k + 1, "similar_item_id": int(j), "title": self.titles.get(int(j)),
-                   "similarity": round(float(s), 6)}
+                   "similarity": float(s)}
 
     def to_dict(self) -> list[dict[str, Any]]:
         return list(self.rows())

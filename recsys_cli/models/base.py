@@ -39,7 +39,7 @@ class RecList:
     fallback: list[str | None]
 
     def rows(self, titles: dict[int, str] | None = None):
-        """Yield one dict per (user, rank) in the CLI's JSON shape."""
+        """Yield one dict per (user, rank) in the CLI's JSON shape: user_id, rank, item_id[, title], score, fallback."""
         # Python lists first: indexing NumPy arrays element by element costs ~3x more (10,000-row batches).
         items, scores = self.items.tolist(), self.scores.tolist()
         for r, user in enumerate(self.users.tolist()):
@@ -50,9 +50,8 @@ class RecList:
                 row = {"user_id": user, "rank": k + 1, "item_id": item}
                 if titles is not None:
                     row["title"] = titles.get(item)
-                row["score"] = round(scores[r][k], 6)
-                if fallback:
-                    row["fallback"] = fallback
+                row["score"] = scores[r][k]  # full precision in machine formats; tables round
+                row["fallback"] = fallback  # always present (null: the model itself), as in CSV
                 yield row
 
 
