@@ -105,7 +105,7 @@ class FM(Recommender):
                     hyper.sample(rng, w, V, d, sse, n)
                     z = rng.standard_normal(1 + nf * (k + 1))
                 else:
-                    z = np.zeros(1)
+                    z = np.zeros(0)
                 sse = K.fm_sweep(mode, d.row_ent, e, d.blk_ent, d.blk_feat, d.rows_ptr, d.rows, d.feat_ptr,
                                  d.feat_ent, d.feat_val, d.feat_group, d.feat_obs, w0, w, V, lin, S, Q,
                                  hyper.alpha, hyper.mu_w, hyper.lam_w, hyper.mu_v, hyper.lam_v, c.fit_w0, z, o_buf)

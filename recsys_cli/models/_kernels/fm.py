@@ -89,9 +89,10 @@ def predict_rows_ref(row_ent, w0, lin, S, Q) -> np.ndarray:
 
 
 @njit(cache=True)
-def _draw(mode, mean, prec, z):
+def _draw(mode, mean, prec, z, idx):
+    """A draw from N(mean, 1/prec) with z[idx] (MODE_SAMPLE), else the mean (z may then be empty)."""
     if mode == MODE_SAMPLE:
-        return mean + z / np.sqrt(prec)
+        return mean + z[idx] / np.sqrt(prec)
     return mean
 
 
@@ -122,7 +123,7 @@ def _fm_sweep(mode, row_ent, e, blk_ent, blk_feat, rows_ptr, rows, feat_ptr, fea
         for r in range(n):
             she += e[r]
         old = w0[0]
-        new = _draw(mode, old + she / n, alpha * n, z[0])
+        new = _draw(mode, old + she / n, alpha * n, z, 0)
         d = new - old
         for r in prange(n):
             e[r] -= d
@@ -154,7 +155,7 @@ def _fm_sweep(mode, row_ent, e, blk_ent, blk_feat, rows_ptr, rows, feat_ptr, fea
                     she += x * E[gl]
                 prec = alpha * sh2 + lam_w[grp]
                 mean = (alpha * (she + old * sh2) + mu_w[grp] * lam_w[grp]) / prec
-                new = _draw(mode, mean, prec, z[1 + j])
+                new = _draw(mode, mean, prec, z, 1 + j)
             d = new - old
             if d != 0.0:
                 for p in range(feat_ptr[j], feat_ptr[j + 1]):
@@ -220,7 +221,7 @@ def _fm_sweep(mode, row_ent, e, blk_ent, blk_feat, rows_ptr, rows, feat_ptr, fea
                         she += x * (a * E[gl] + EO[gl])
                     prec = alpha * sh2 + lam_v[grp, f]
                     mean = (alpha * (she + old * sh2) + mu_v[grp, f] * lam_v[grp, f]) / prec
-                    new = _draw(mode, mean, prec, z[1 + n_feat + f * n_feat + j])
+                    new = _draw(mode, mean, prec, z, 1 + n_feat + f * n_feat + j)
                 d = new - old
                 if d != 0.0:
                     for p in range(feat_ptr[j], feat_ptr[j + 1]):
@@ -280,11 +281,11 @@ def fm_sweep_ref(mode, X, ratings, feat_blocks, feat_group, w0, w, V, alpha, mu_
     e = ratings - predict()
     obs = (X != 0).any(axis=0)
 
-    def draw(mean, prec, zz):
-        return mean + zz / np.sqrt(prec) if mode == MODE_SAMPLE else mean
+    def draw(mean, prec, idx):
+        return mean + z[idx] / np.sqrt(prec) if mode == MODE_SAMPLE else mean
 
     if fit_w0:
-        new = draw(w0[0] + e.sum() / n, alpha * n, z[0])
+        new = draw(w0[0] + e.sum() / n, alpha * n, 0)
         e -= new - w0[0]
         w0[0] = new
     n_blocks = int(feat_blocks.max()) + 1 if n_feat else 0
@@ -297,7 +298,7 @@ def fm_sweep_ref(mode, X, ratings, feat_blocks, feat_group, w0, w, V, alpha, mu_
             else:
                 sh2, she = h @ h, h @ e
                 prec = alpha * sh2 + lam_w[grp]
-                new = draw((alpha * (she + w[j] * sh2) + mu_w[grp] * lam_w[grp]) / prec, prec, z[1 + j])
+                new = draw((alpha * (she + w[j] * sh2) + mu_w[grp] * lam_w[grp]) / prec, prec, 1 + j)
             e -= (new - w[j]) * h
             w[j] = new
     for f in range(k):
@@ -311,7 +312,7 @@ def fm_sweep_ref(mode, X, ratings, feat_blocks, feat_group, w0, w, V, alpha, mu_
                     sh2, she = h @ h, h @ e
                     prec = alpha * sh2 + lam_v[grp, f]
                     mean = (alpha * (she + V[f, j] * sh2) + mu_v[grp, f] * lam_v[grp, f]) / prec
-                    new = draw(mean, prec, z[1 + n_feat + f * n_feat + j])
+                    new = draw(mean, prec, 1 + n_feat + f * n_feat + j)
                 e -= (new - V[f, j]) * h
                 V[f, j] = new
     return e
@@ -367,7 +368,7 @@ def fm_sgd_epoch_ref(order, X, ratings, w0, w, V, lr, reg_w, reg_v, fit_w0) -> f
     for r in order:
         x = X[r]
         s = V @ x
-        y = w0[0] + w @ x + 0.5 * (s @ s - (V * V) @ (x * x))
+        y = w0[0] + w @ x + 0.5 * (s @ s - ((V * V) @ (x * x)).sum())
         err = ratings[r] - y
         sse += err * err
         if fit_w0:
