@@ -143,7 +143,7 @@ def test_config_errors():
 def test_bpmf_is_the_user_item_preset():
     m = create_model("bpmf")
     assert m.groups == ("user", "item") and m.config.solver == "mcmc"
-    assert create_model("fm").groups == ("user", "implicit", "item", "implicit_item")
+    assert create_model("fm").groups == ("user", "implicit", "item", "implicit_item", "genres")
 
 
 def test_blend_takes_fm_members():
