@@ -119,9 +119,10 @@ def test_cold_item_scored_from_its_genres_and_labelled():
     data = data.subset(keep)
     model = create_model("fm", {"groups": "user,item,genres", "factors": 4, "iterations": 60, "burn_in": 20})
     model.fit(data, seed=2)
-    pred, labels = model.predict([101, 121], [1006, 1006])
-    assert labels == ["genre", "genre"]
+    pred, labels = model.predict([101, 121, 99999], [1006, 1006, 1006])
+    assert labels == ["genre", "genre", "genre"]
     assert pred[0] > pred[1] + 1.0, pred  # a group-0 user likes a group-0 genre far more
+    assert pred[2] == pytest.approx(model.mu + model.bi[5], abs=1e-6)  # unknown user: the genres' own part
     recs = model.recommend([101], 3)
     assert 1006 in recs.items[0]  # ranked although nobody rated it
     plain = create_model("fm", {"groups": "user,item", "factors": 4, "iterations": 30, "burn_in": 10}).fit(data)

@@ -146,14 +146,20 @@ class FM(Recommender):
         return self.Q
 
     def _cold_item_scores(self, items: np.ndarray, users: np.ndarray):
-        """Known users x items without ratings but with genres: the item's entity is its genre features."""
+        """Items without ratings but with genres: the item's entity is its genre features.
+
+        A known user gets the full model; an unknown one w0 plus the item's genre part.
+        """
         if "genres" not in self.groups:
             return None
-        ok = (items >= 0) & (users >= 0)
+        ok = items >= 0
         ok[ok] &= (self.item_counts[items[ok]] == 0) & self.has_genres[items[ok]]
         vals = np.zeros(len(items), np.float32)
-        if ok.any():
-            vals[ok] = self._predict_known(users[ok], items[ok])
+        known = ok & (users >= 0)
+        if known.any():
+            vals[known] = self._predict_known(users[known], items[known])
+        anon = ok & (users < 0)
+        vals[anon] = self.mu + self.bi[items[anon]]
         return vals, ok
 
     @property
