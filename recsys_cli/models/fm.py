@@ -80,6 +80,8 @@ class FM(Recommender):
 
         c = self.config
         rng = np.random.default_rng(seed)
+        genres = data.item_genres
+        self._has_genres = (genres > 0).any(axis=1) if genres is not None else np.zeros(data.n_items, bool)
         d = build_design(data, self.groups)
         k, nf, n = c.factors, d.n_feat, len(data)
         ratings = data.ratings.astype(np.float64)
@@ -166,11 +168,6 @@ class FM(Recommender):
     @property
     def has_genres(self) -> np.ndarray:
         return self._has_genres
-
-    def fit(self, data: Interactions, *, seed: int = 42, progress=None):
-        genres = data.item_genres
-        self._has_genres = (genres > 0).any(axis=1) if genres is not None else np.zeros(data.n_items, bool)
-        return super().fit(data, seed=seed, progress=progress)
 
     # ----- persistence ------------------------------------------------------------------
     def _state(self) -> dict:
