@@ -88,12 +88,14 @@ def test_caches_and_row_predictions_match_the_fm_equation():
 
 @pytest.mark.parametrize("mode", [K.MODE_SAMPLE, K.MODE_MEAN])
 @pytest.mark.parametrize("kernel", [K.fm_sweep_serial, K.fm_sweep_parallel])
-def test_sweep_matches_dense_twin(mode, kernel):
+@pytest.mark.parametrize("groups", [GROUPS, ("user", "implicit")], ids=["two-blocks", "one-block"])
+def test_sweep_matches_dense_twin(mode, kernel, groups):
     data = tiny_data()
-    d = build_design(data, GROUPS)
+    d = build_design(data, groups)
+    assert len(d.blk_names) == (2 if len(groups) == 5 else 1)
     rng = np.random.default_rng(5)
     w, V = params(d)
-    G = len(GROUPS)
+    G = len(groups)
     mu_w, lam_w = rng.normal(0, 0.1, G), rng.uniform(0.5, 2, G)
     mu_v, lam_v = rng.normal(0, 0.1, (G, K_FACTORS)), rng.uniform(0.5, 2, (G, K_FACTORS))
     z = rng.standard_normal(1 + d.n_feat * (K_FACTORS + 1))
@@ -125,7 +127,7 @@ def test_sweep_matches_dense_twin(mode, kernel):
     np.testing.assert_allclose(Q, Q2, atol=1e-9)
     np.testing.assert_allclose(e, ratings - naive_fm(X, w0a[0], wa, Va), atol=1e-9)
     # an unobserved feature sits at its group's prior mean
-    j = np.flatnonzero(~d.feat_obs)[0]
+    j = np.flatnonzero(~d.feat_obs)[0]  # the implicit feature of item 8, which nobody rated
     assert wa[j] == mu_w[d.feat_group[j]] and (Va[:, j] == mu_v[d.feat_group[j]]).all()
 
 

@@ -104,19 +104,196 @@ def _renamed(fn, name: str):
     return out
 
 
-def _fm_sweep(mode, row_ent, e, blk_ent, blk_feat, rows_ptr, rows, feat_ptr, feat_ent, feat_val,
-             feat_group, feat_obs, w0, w, V, lin, S, Q, alpha, mu_w, lam_w, mu_v, lam_v, fit_w0, z, o_buf):
-    """One pass over every parameter: w0, the linear weights block by block, then each factor block by block.
-
-    In place: w0 (array of one), w, V, the caches lin/S/Q and the residuals e (rating - prediction).
-    blk_ent / blk_feat: (B+1) ranges of global entity / feature ids per block; rows_ptr/rows: the rows
-    of each global entity; feat_ptr/feat_ent/feat_val: each feature's entities and values; feat_obs:
-    feature touches at least one row (others are set to their group's prior mean); mode: MODE_SAMPLE
-    or MODE_MEAN. z holds 1 + n_feat * (k + 1) standard normal draws. Returns the sum of e^2.
-    """
-    n_blocks, n = row_ent.shape
-    k = V.shape[0]
+@njit(cache=True)
+def _factor_features(mode, f, j0, j1, e0, feat_ptr, feat_ent, feat_val, feat_group, feat_obs, V, S, Q, cnt, O1, O2,
+                     E, EO, alpha, mu_v, lam_v, z):
+    """Update V[f, j] for the features j0..j1 of one block from its entities' aggregates (kept current)."""
     n_feat = V.shape[1]
+    for j in range(j0, j1):
+        grp = feat_group[j]
+        old = V[f, j]
+        if not feat_obs[j]:
+            new = mu_v[grp, f]
+        else:
+            sh2 = 0.0
+            she = 0.0
+            for p in range(feat_ptr[j], feat_ptr[j + 1]):
+                x = np.float64(feat_val[p])
+                g = feat_ent[p]
+                gl = g - e0
+                a = S[f, g] - old * x
+                sh2 += x * x * (cnt[gl] * a * a + 2.0 * a * O1[gl] + O2[gl])
+                she += x * (a * E[gl] + EO[gl])
+            prec = alpha * sh2 + lam_v[grp, f]
+            mean = (alpha * (she + old * sh2) + mu_v[grp, f] * lam_v[grp, f]) / prec
+            new = _draw(mode, mean, prec, z, 1 + n_feat + f * n_feat + j)
+        d = new - old
+        if d != 0.0:
+            for p in range(feat_ptr[j], feat_ptr[j + 1]):
+                x = np.float64(feat_val[p])
+                g = feat_ent[p]
+                gl = g - e0
+                a = S[f, g] - old * x
+                E[gl] -= d * x * (cnt[gl] * a + O1[gl])
+                EO[gl] -= d * x * (a * O1[gl] + O2[gl])
+                S[f, g] += d * x
+                Q[f, g] += (new * new - old * old) * x * x
+            V[f, j] = new
+
+
+def _factors_any_blocks(mode, row_ent, e, blk_ent, blk_feat, rows_ptr, rows, feat_ptr, feat_ent, feat_val,
+                        feat_group, feat_obs, V, S, Q, alpha, mu_v, lam_v, z, o_buf):
+    """Factor updates for any number of blocks: per factor and block, aggregate, update, then fix e."""
+    n_blocks = row_ent.shape[0]
+    k = V.shape[0]
+    for f in range(k):
+        for b in range(n_blocks):
+            e0, e1 = blk_ent[b], blk_ent[b + 1]
+            m = e1 - e0
+            cnt = np.empty(m)
+            O1 = np.empty(m)
+            O2 = np.empty(m)
+            E = np.empty(m)
+            EO = np.empty(m)
+            s_old = S[f, e0:e1].copy()
+            q_old = Q[f, e0:e1].copy()
+            for g in prange(e0, e1):
+                o1 = 0.0
+                o2 = 0.0
+                se = 0.0
+                seo = 0.0
+                for p in range(rows_ptr[g], rows_ptr[g + 1]):
+                    r = rows[p]
+                    o = 0.0
+                    for b2 in range(n_blocks):
+                        if b2 != b:
+                            o += S[f, row_ent[b2, r]]
+                    o_buf[r] = o
+                    er = e[r]
+                    o1 += o
+                    o2 += o * o
+                    se += er
+                    seo += er * o
+                gl = g - e0
+                cnt[gl] = rows_ptr[g + 1] - rows_ptr[g]
+                O1[gl] = o1
+                O2[gl] = o2
+                E[gl] = se
+                EO[gl] = seo
+            _factor_features(mode, f, blk_feat[b], blk_feat[b + 1], e0, feat_ptr, feat_ent, feat_val, feat_group,
+                             feat_obs, V, S, Q, cnt, O1, O2, E, EO, alpha, mu_v, lam_v, z)
+            for g in prange(e0, e1):
+                gl = g - e0
+                ds = S[f, g] - s_old[gl]
+                dc = 0.5 * ((S[f, g] * S[f, g] - Q[f, g]) - (s_old[gl] * s_old[gl] - q_old[gl]))
+                if ds != 0.0 or dc != 0.0:
+                    for p in range(rows_ptr[g], rows_ptr[g + 1]):
+                        r = rows[p]
+                        e[r] -= dc + ds * o_buf[r]
+
+
+def _factors_two_blocks(mode, row_ent, e, blk_ent, blk_feat, rows_ptr, rows, feat_ptr, feat_ent, feat_val,
+                        feat_group, feat_obs, V, S, Q, alpha, mu_v, lam_v, z):
+    """The same updates for a user and an item block, with two row passes per factor instead of four.
+
+    The pass that applies the user block's change at factor f to e runs item by item and, from the new
+    residuals and the new user vectors, sums the item block's aggregates at f on the way; the pass that
+    applies the item block's change runs user by user and sums the user aggregates for factor f + 1
+    (the item vectors at f + 1 do not move before then).
+    """
+    k = V.shape[0]
+    u0, u1, i0, i1 = blk_ent[0], blk_ent[1], blk_ent[1], blk_ent[2]
+    nu, ni = u1 - u0, i1 - i0
+    cnt_u = np.empty(nu)
+    cnt_i = np.empty(ni)
+    for g in range(u0, u1):
+        cnt_u[g - u0] = rows_ptr[g + 1] - rows_ptr[g]
+    for g in range(i0, i1):
+        cnt_i[g - i0] = rows_ptr[g + 1] - rows_ptr[g]
+    O1u, O2u, Eu, EOu = np.zeros(nu), np.zeros(nu), np.zeros(nu), np.zeros(nu)
+    O1i, O2i, Ei, EOi = np.zeros(ni), np.zeros(ni), np.zeros(ni), np.zeros(ni)
+    ds_u, dc_u, ds_i, dc_i = np.empty(nu), np.empty(nu), np.empty(ni), np.empty(ni)
+    if k > 0:  # user aggregates at factor 0
+        for g in prange(u0, u1):
+            o1 = 0.0
+            o2 = 0.0
+            se = 0.0
+            seo = 0.0
+            for p in range(rows_ptr[g], rows_ptr[g + 1]):
+                r = rows[p]
+                o = S[0, row_ent[1, r]]
+                er = e[r]
+                o1 += o
+                o2 += o * o
+                se += er
+                seo += er * o
+            gl = g - u0
+            O1u[gl], O2u[gl], Eu[gl], EOu[gl] = o1, o2, se, seo
+    for f in range(k):
+        # ---- user block at f
+        s_old = S[f, u0:u1].copy()
+        q_old = Q[f, u0:u1].copy()
+        _factor_features(mode, f, blk_feat[0], blk_feat[1], u0, feat_ptr, feat_ent, feat_val, feat_group, feat_obs,
+                         V, S, Q, cnt_u, O1u, O2u, Eu, EOu, alpha, mu_v, lam_v, z)
+        for g in prange(u0, u1):
+            gl = g - u0
+            ds_u[gl] = S[f, g] - s_old[gl]
+            dc_u[gl] = 0.5 * ((S[f, g] * S[f, g] - Q[f, g]) - (s_old[gl] * s_old[gl] - q_old[gl]))
+        for g in prange(i0, i1):  # apply it to e; item aggregates at f
+            own = S[f, g]
+            o1 = 0.0
+            o2 = 0.0
+            se = 0.0
+            seo = 0.0
+            for p in range(rows_ptr[g], rows_ptr[g + 1]):
+                r = rows[p]
+                u = row_ent[0, r]
+                ul = u - u0
+                er = e[r] - (dc_u[ul] + ds_u[ul] * own)
+                e[r] = er
+                o = S[f, u]
+                o1 += o
+                o2 += o * o
+                se += er
+                seo += er * o
+            gl = g - i0
+            O1i[gl], O2i[gl], Ei[gl], EOi[gl] = o1, o2, se, seo
+        # ---- item block at f
+        s_old = S[f, i0:i1].copy()
+        q_old = Q[f, i0:i1].copy()
+        _factor_features(mode, f, blk_feat[1], blk_feat[2], i0, feat_ptr, feat_ent, feat_val, feat_group, feat_obs,
+                         V, S, Q, cnt_i, O1i, O2i, Ei, EOi, alpha, mu_v, lam_v, z)
+        for g in prange(i0, i1):
+            gl = g - i0
+            ds_i[gl] = S[f, g] - s_old[gl]
+            dc_i[gl] = 0.5 * ((S[f, g] * S[f, g] - Q[f, g]) - (s_old[gl] * s_old[gl] - q_old[gl]))
+        nxt = f + 1
+        for g in prange(u0, u1):  # apply it to e; user aggregates at f + 1
+            own = S[f, g]
+            o1 = 0.0
+            o2 = 0.0
+            se = 0.0
+            seo = 0.0
+            for p in range(rows_ptr[g], rows_ptr[g + 1]):
+                r = rows[p]
+                i = row_ent[1, r]
+                il = i - i0
+                er = e[r] - (dc_i[il] + ds_i[il] * own)
+                e[r] = er
+                if nxt < k:
+                    o = S[nxt, i]
+                    o1 += o
+                    o2 += o * o
+                    se += er
+                    seo += er * o
+            gl = g - u0
+            O1u[gl], O2u[gl], Eu[gl], EOu[gl] = o1, o2, se, seo
+
+
+def _fm_linear(mode, row_ent, e, blk_ent, blk_feat, rows_ptr, rows, feat_ptr, feat_ent, feat_val, feat_group,
+               feat_obs, w0, w, lin, alpha, mu_w, lam_w, fit_w0, z):
+    """The first part of a sweep: w0, then the linear weights block by block (in place, e kept current)."""
+    n_blocks, n = row_ent.shape
     # ---- global bias (flat prior)
     if fit_w0:
         she = 0.0
@@ -169,95 +346,62 @@ def _fm_sweep(mode, row_ent, e, blk_ent, blk_feat, rows_ptr, rows, feat_ptr, fea
             if d != 0.0:
                 for p in range(rows_ptr[g], rows_ptr[g + 1]):
                     e[rows[p]] -= d
-    # ---- factors
-    for f in range(k):
-        for b in range(n_blocks):
-            e0, e1 = blk_ent[b], blk_ent[b + 1]
-            m = e1 - e0
-            cnt = np.empty(m)
-            O1 = np.empty(m)
-            O2 = np.empty(m)
-            E = np.empty(m)
-            EO = np.empty(m)
-            s_old = S[f, e0:e1].copy()
-            q_old = Q[f, e0:e1].copy()
-            for g in prange(e0, e1):
-                o1 = 0.0
-                o2 = 0.0
-                se = 0.0
-                seo = 0.0
-                for p in range(rows_ptr[g], rows_ptr[g + 1]):
-                    r = rows[p]
-                    o = 0.0
-                    for b2 in range(n_blocks):
-                        if b2 != b:
-                            o += S[f, row_ent[b2, r]]
-                    o_buf[r] = o
-                    er = e[r]
-                    o1 += o
-                    o2 += o * o
-                    se += er
-                    seo += er * o
-                gl = g - e0
-                cnt[gl] = rows_ptr[g + 1] - rows_ptr[g]
-                O1[gl] = o1
-                O2[gl] = o2
-                E[gl] = se
-                EO[gl] = seo
-            for j in range(blk_feat[b], blk_feat[b + 1]):
-                grp = feat_group[j]
-                old = V[f, j]
-                if not feat_obs[j]:
-                    new = mu_v[grp, f]
-                else:
-                    sh2 = 0.0
-                    she = 0.0
-                    for p in range(feat_ptr[j], feat_ptr[j + 1]):
-                        x = np.float64(feat_val[p])
-                        g = feat_ent[p]
-                        gl = g - e0
-                        a = S[f, g] - old * x
-                        sh2 += x * x * (cnt[gl] * a * a + 2.0 * a * O1[gl] + O2[gl])
-                        she += x * (a * E[gl] + EO[gl])
-                    prec = alpha * sh2 + lam_v[grp, f]
-                    mean = (alpha * (she + old * sh2) + mu_v[grp, f] * lam_v[grp, f]) / prec
-                    new = _draw(mode, mean, prec, z, 1 + n_feat + f * n_feat + j)
-                d = new - old
-                if d != 0.0:
-                    for p in range(feat_ptr[j], feat_ptr[j + 1]):
-                        x = np.float64(feat_val[p])
-                        g = feat_ent[p]
-                        gl = g - e0
-                        a = S[f, g] - old * x
-                        E[gl] -= d * x * (cnt[gl] * a + O1[gl])
-                        EO[gl] -= d * x * (a * O1[gl] + O2[gl])
-                        S[f, g] += d * x
-                        Q[f, g] += (new * new - old * old) * x * x
-                    V[f, j] = new
-            for g in prange(e0, e1):
-                gl = g - e0
-                ds = S[f, g] - s_old[gl]
-                dc = 0.5 * ((S[f, g] * S[f, g] - Q[f, g]) - (s_old[gl] * s_old[gl] - q_old[gl]))
-                if ds != 0.0 or dc != 0.0:
-                    for p in range(rows_ptr[g], rows_ptr[g + 1]):
-                        r = rows[p]
-                        e[r] -= dc + ds * o_buf[r]
+
+
+def _sum_squares(e):
     sse = 0.0
-    for r in prange(n):
+    for r in prange(len(e)):
         sse += e[r] * e[r]
     return sse
 
 
-# One body, two compilations: the parallel loops pay off on millions of ratings, while on small data
-# their barriers (45 per sweep at 10 factors) cost more than the work, badly so on a busy machine.
-# (The parallel one is a renamed copy of the function, so the two on-disk caches never collide.)
-fm_sweep_serial = njit(cache=True)(_fm_sweep)
-fm_sweep_parallel = njit(cache=True, parallel=True)(_renamed(_fm_sweep, "_fm_sweep_parallel"))
+# Each kernel compiled twice: the parallel loops pay off on millions of ratings, while on small data
+# their barriers (a few per factor) cost more than the work, badly so on a busy machine. The parallel
+# builds are renamed copies of the functions, so the two on-disk caches never collide.
+_KERNELS = {}
+for _name, _flags in (("serial", {}), ("parallel", {"parallel": True})):
+    _KERNELS[_name] = tuple(
+        njit(cache=True, **_flags)(_renamed(fn, f"{fn.__name__}_{_name}"))
+        for fn in (_fm_linear, _factors_any_blocks, _factors_two_blocks, _sum_squares)
+    )
 PARALLEL_ROWS = 1_000_000
 
 
-def fm_sweep(mode, row_ent, *args):
-    """`_fm_sweep` compiled serial below PARALLEL_ROWS ratings, parallel from there."""
+def _sweep(flavor, mode, row_ent, e, blk_ent, blk_feat, rows_ptr, rows, feat_ptr, feat_ent, feat_val, feat_group,
+           feat_obs, w0, w, V, lin, S, Q, alpha, mu_w, lam_w, mu_v, lam_v, fit_w0, z, o_buf) -> float:
+    linear, any_blocks, two_blocks, sum_squares = _KERNELS[flavor]
+    linear(mode, row_ent, e, blk_ent, blk_feat, rows_ptr, rows, feat_ptr, feat_ent, feat_val, feat_group, feat_obs,
+           w0, w, lin, alpha, mu_w, lam_w, fit_w0, z)
+    common = (mode, row_ent, e, blk_ent, blk_feat, rows_ptr, rows, feat_ptr, feat_ent, feat_val, feat_group,
+              feat_obs, V, S, Q, alpha, mu_v, lam_v, z)
+    if row_ent.shape[0] == 2:
+        two_blocks(*common)
+    else:
+        any_blocks(*common, o_buf)
+    return float(sum_squares(e))
+
+
+def fm_sweep_serial(*args) -> float:
+    """One pass over every parameter: w0, the linear weights block by block, then each factor block by block.
+
+    In place: w0 (array of one), w, V, the caches lin/S/Q and the residuals e (rating - prediction).
+    Arguments: mode, row_ent, e, blk_ent, blk_feat, rows_ptr, rows, feat_ptr, feat_ent, feat_val,
+    feat_group, feat_obs, w0, w, V, lin, S, Q, alpha, mu_w, lam_w, mu_v, lam_v, fit_w0, z, o_buf.
+    blk_ent / blk_feat: (B+1) ranges of global entity / feature ids per block; rows_ptr/rows: the rows
+    of each global entity; feat_ptr/feat_ent/feat_val: each feature's entities and values; feat_obs:
+    feature touches at least one row (others are set to their group's prior mean); mode: MODE_SAMPLE
+    or MODE_MEAN. z holds 1 + n_feat * (k + 1) standard normal draws. Returns the sum of e^2.
+    """
+    return _sweep("serial", *args)
+
+
+def fm_sweep_parallel(*args) -> float:
+    """`fm_sweep_serial` with the row passes parallel over entities (same result up to rounding)."""
+    return _sweep("parallel", *args)
+
+
+def fm_sweep(mode, row_ent, *args) -> float:
+    """The serial build below PARALLEL_ROWS ratings, the parallel one from there."""
     kernel = fm_sweep_parallel if row_ent.shape[1] >= PARALLEL_ROWS else fm_sweep_serial
     return kernel(mode, row_ent, *args)
 
