@@ -33,7 +33,7 @@ class FMConfig(ModelConfig):
     # Defaults chosen on ml-100k by 3-fold CV on a seeded 80% of the ratings (the other 20% never seen while
     # choosing; RMSE there in brackets). factors: 8 -> 0.8982 (0.8876), 16 -> 0.9004, 32 -> 0.9034:
     #   recsys tune fm -d ml-100k --grid factors=8,16,32 --cv 3 --metric rmse
-    # iterations: 200 -> 0.8982, 500 -> 0.8975 (0.8861), 4 factors 0.9006 / 0.9000; 200 kept (2.5x cheaper):
+    # iterations: 200 -> 0.8982, 500 -> 0.8975 (0.8861), 4 factors 0.9006 / 0.9000:
     #   recsys tune fm -d ml-100k --grid factors=4,8 --grid iterations=200,500 --cv 3 --metric rmse
     # and with genres, 200 -> 0.8949, 500 -> 0.8943:  recsys tune fm -d ml-100k --grid iterations=200,500 --cv 3
     # genres: adding the group 0.8982 -> 0.8949:
@@ -43,7 +43,7 @@ class FMConfig(ModelConfig):
     solver: str = choice("mcmc", "mcmc", "als", "sgd",
                          doc="mcmc (Gibbs sampling, averaged predictions), als (coordinate descent) or sgd")
     factors: int = param(8, "latent factors", low=0)
-    iterations: int = param(200, "sweeps (mcmc, als) or epochs (sgd)", low=1)
+    iterations: int = param(500, "sweeps (mcmc, als) or epochs (sgd)", low=1)
     burn_in: int = param(30, "mcmc: sweeps before predictions are averaged", low=0)
     keep_rank: int = param(0, "mcmc: rank of the stored average user-item interaction (0: 4 x factors)", low=0)
     init_std: float = param(0.1, "standard deviation of the initial factors", low=0.0)
