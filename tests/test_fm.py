@@ -10,7 +10,7 @@ from contract import checkerboard
 from recsys_cli.data.dataset import Interactions
 from recsys_cli.errors import ConfigError, UsageError
 from recsys_cli.models._kernels import fm as K
-from recsys_cli.models._kernels.als import als_explicit_half_step
+from recsys_cli.models._kernels.als import als_explicit_half_step_ref
 from recsys_cli.models.fm_design import build_design
 from recsys_cli.models.registry import create_model
 
@@ -88,14 +88,14 @@ def test_als_with_user_item_groups_reaches_biased_als_optimum():
     gP = np.zeros_like(P)
     np.add.at(gP, u, err[:, None] * Qm[i])
     np.testing.assert_allclose(gP, reg_f * P, atol=1e-6)
-    # the project's exact biased ALS (same loss, mu fixed) gets to the same loss value
+    # the project's exact biased ALS (its NumPy twin; same loss, mu fixed) gets to the same loss value
     ui, iu = data.csr(), data.csc()
     X = rng.normal(0, 0.1, (nu, k)).astype(np.float32)
     Y = rng.normal(0, 0.1, (data.n_items, k)).astype(np.float32)
     bx, by = np.zeros(nu, np.float32), np.zeros(data.n_items, np.float32)
     for _ in range(200):
-        als_explicit_half_step(ui.indptr, ui.indices, ui.data, X, Y, bx, by, mu, reg_f, reg_b, False)
-        als_explicit_half_step(iu.indptr, iu.indices, iu.data, Y, X, by, bx, mu, reg_f, reg_b, False)
+        als_explicit_half_step_ref(ui.indptr, ui.indices, ui.data, X, Y, bx, by, mu, reg_f, reg_b, False)
+        als_explicit_half_step_ref(iu.indptr, iu.indices, iu.data, Y, X, by, bx, mu, reg_f, reg_b, False)
     err_als = r - (mu + bx[u] + by[i] + np.einsum("nk,nk->n", X[u], Y[i]))
     assert loss(err, bu, bi, P, Qm) == pytest.approx(loss(err_als, bx, by, X, Y), rel=1e-4)
 
