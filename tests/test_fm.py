@@ -141,6 +141,14 @@ def test_config_errors():
         create_model("fm", {"groups": "user,item,genres", "iterations": 2, "burn_in": 1}).fit(no_genres)
 
 
+def test_divergence_is_one_error_naming_the_fix():
+    from recsys_cli.models.mf import DivergedError
+
+    data, _ = checkerboard()
+    with np.errstate(all="ignore"), pytest.raises(DivergedError, match=r"^fm diverged at iteration 1 .*; lower lr"):
+        create_model("fm", {"solver": "sgd", "lr": 1e6, "iterations": 3}).fit(data, seed=1)
+
+
 def test_bpmf_is_the_user_item_preset():
     m = create_model("bpmf")
     assert m.groups == ("user", "item") and m.config.solver == "mcmc"

@@ -60,6 +60,7 @@ class FM(Recommender):
     iterative = True
     name = "fm"
     Config = FMConfig
+    divergence_hint = "lower lr (sgd) or raise reg_w and reg_v (als)"
 
     def __init__(self, config=None, **params) -> None:
         super().__init__(config, **params)
@@ -93,7 +94,7 @@ class FM(Recommender):
         n_groups = len(self.groups)
         hyper = _Hyper(n_groups, k, c)
         acc = _Average(d, c.keep_rank or 4 * max(1, k))
-        progress.start(c.iterations, f"{self.name} {'sweeps' if c.solver != 'sgd' else 'epochs'}")
+        progress.start(c.iterations, f"{self.name} iterations")
         losses = []
         if c.solver == "sgd":
             order_rng = np.random.default_rng(rng.integers(2**63))
@@ -101,8 +102,8 @@ class FM(Recommender):
                 order = order_rng.permutation(n).astype(np.int64)
                 sse = K.fm_sgd_epoch(order, d.row_ent, ratings, d.ent_ptr, d.ent_feat, d.ent_val, w0, w, V, c.lr,
                                      c.reg_w, c.reg_v, c.fit_w0)
-                losses.append(_rmse(sse, n, it, self.name))
-                progress.advance(1, epoch=it + 1, train_rmse=losses[-1])
+                losses.append(self._rmse(sse, n, it))
+                progress.advance(1, iteration=it + 1, train_rmse=losses[-1])
             K.entity_caches(d.ent_ptr, d.ent_feat, d.ent_val, w, V, lin, S, Q)
             acc.add(w0[0], lin, S, Q)
         else:
@@ -119,7 +120,7 @@ class FM(Recommender):
                 sse = K.fm_sweep(mode, d.row_ent, e, d.blk_ent, d.blk_feat, d.rows_ptr, d.rows, d.feat_ptr,
                                  d.feat_ent, d.feat_val, d.feat_group, d.feat_obs, w0, w, V, lin, S, Q,
                                  hyper.alpha, hyper.mu_w, hyper.lam_w, hyper.mu_v, hyper.lam_v, c.fit_w0, z, o_buf)
-                losses.append(_rmse(sse, n, it, self.name))
+                losses.append(self._rmse(sse, n, it))
                 progress.advance(1, iteration=it + 1, train_rmse=losses[-1])
                 if mode == K.MODE_SAMPLE and it >= c.burn_in:
                     acc.add(w0[0], lin, S, Q)
@@ -129,6 +130,15 @@ class FM(Recommender):
         self.fit_info = {"train_rmse": losses, "samples_averaged": acc.count, "features": int(nf)}
         if c.solver == "mcmc":
             self.fit_info["noise_precision"] = round(float(hyper.alpha), 4)
+
+    def _rmse(self, sse: float, n: int, it: int) -> float:
+        from recsys_cli.models.mf import DivergedError
+
+        rmse = float(np.sqrt(sse / max(1, n)))
+        if not np.isfinite(rmse):
+            raise DivergedError(f"{self.name} diverged at iteration {it + 1} (train_rmse not finite); "
+                                f"{self.divergence_hint}")
+        return rmse
 
     def _set_scoring(self, parts: dict) -> None:
         self.mu = np.float32(parts["mu"])
@@ -284,13 +294,3 @@ class _Average:
         else:
             out["P"], out["Q"] = np.zeros((n_users, 1), np.float32), np.zeros((n_items, 1), np.float32)
         return out
-
-
-def _rmse(sse: float, n: int, it: int, name: str) -> float:
-    from recsys_cli.models.mf import DivergedError
-
-    rmse = float(np.sqrt(sse / max(1, n)))
-    if not np.isfinite(rmse):
-        raise DivergedError(f"{name} diverged at iteration {it + 1} (loss is not finite); "
-                            "lower lr (sgd) or raise reg_w/reg_v")
-    return rmse
