@@ -137,8 +137,12 @@ def test_config_errors():
     data, _ = checkerboard()
     no_genres = Interactions(users=data.users, items=data.items, ratings=data.ratings, user_ids=data.user_ids,
                              item_ids=data.item_ids, rating_scale=data.rating_scale)
-    with pytest.raises(UsageError, match="genres"):
-        create_model("fm", {"groups": "user,item,genres", "iterations": 2, "burn_in": 1}).fit(no_genres)
+    with pytest.raises(UsageError, match="genres"):  # genres alone cannot be fitted without genres
+        create_model("fm", {"groups": "genres", "iterations": 2, "burn_in": 1}).fit(no_genres)
+    # the default includes genres: a dataset without them trains without the group, and says so
+    model = create_model("fm", {"factors": 2, "iterations": 4, "burn_in": 1}).fit(no_genres)
+    assert model.fit_info["groups_skipped"] == ["genres"] and not model.scores_cold_items
+    assert model.predict([101], [1001])[1] == [None]
 
 
 def test_divergence_is_one_error_naming_the_fix():

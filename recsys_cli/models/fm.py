@@ -83,7 +83,12 @@ class FM(Recommender):
         rng = np.random.default_rng(seed)
         genres = data.item_genres
         self._has_genres = (genres > 0).any(axis=1) if genres is not None else np.zeros(data.n_items, bool)
-        d = build_design(data, self.groups)
+        groups, skipped = self.groups, ()
+        if "genres" in groups and not self._has_genres.any() and len(groups) > 1:
+            # The default includes genres; a dataset without them (a generic CSV) trains without the group.
+            groups, skipped = tuple(g for g in groups if g != "genres"), ("genres",)
+        self.scores_cold_items = "genres" in groups
+        d = build_design(data, groups)
         k, nf, n = c.factors, d.n_feat, len(data)
         ratings = data.ratings.astype(np.float64)
         w0 = np.array([float(self.global_mean)])
@@ -128,6 +133,8 @@ class FM(Recommender):
                 acc.add(w0[0], lin, S, Q)
         self._set_scoring(acc.result(data.n_users, data.n_items))
         self.fit_info = {"train_rmse": losses, "samples_averaged": acc.count, "features": int(nf)}
+        if skipped:
+            self.fit_info["groups_skipped"] = list(skipped)  # said in the run's manifest, never silent
         if c.solver == "mcmc":
             self.fit_info["noise_precision"] = round(float(hyper.alpha), 4)
 
@@ -182,11 +189,12 @@ class FM(Recommender):
     # ----- persistence ------------------------------------------------------------------
     def _state(self) -> dict:
         return {"mu": np.float32(self.mu), "bu": self.bu, "bi": self.bi, "P": self.P, "Q": self.Q,
-                "has_genres": self._has_genres}
+                "has_genres": self._has_genres, "scores_cold_items": np.bool_(self.scores_cold_items)}
 
     def _load_state(self, state: dict) -> None:
         self._set_scoring({k: state[k] for k in ("mu", "bu", "bi", "P", "Q")})
         self._has_genres = np.asarray(state["has_genres"], bool)
+        self.scores_cold_items = bool(state["scores_cold_items"])
 
 
 @dataclass(frozen=True)

@@ -95,8 +95,7 @@ def build_design(data: Interactions, groups: tuple[str, ...]) -> Design:
         parts["implicit_item"] = _row_scaled(data.csc(), icount)
     if "genres" in groups:
         if data.item_genres is None or not data.item_genres.any():
-            raise UsageError("fm: the genres group needs item genres, and this dataset has none; leave it out, "
-                             "e.g. -p groups=user,item,implicit,implicit_item")
+            raise UsageError("fm: the genres group needs item genres, and this dataset has none")
         G = sp.csr_matrix((data.item_genres > 0).astype(np.float32))
         parts["genres"] = _row_scaled(G, np.asarray(G.sum(axis=1)).ravel())
 
