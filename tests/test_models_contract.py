@@ -109,3 +109,18 @@ class TestBPR(ModelContract):
     model_name = "bpr"
     params = {"factors": 8, "epochs": 40, "lr": 0.05, "reg": 0.01, "threads": 1}
     predicts_ratings = False
+
+
+class TestFM(ModelContract):
+    model_name = "fm"
+    params = {"factors": 4, "iterations": 40, "burn_in": 10}
+
+
+class TestFMALS(ModelContract):
+    model_name = "fm"
+    params = {"solver": "als", "groups": "user,item,genres", "factors": 4, "iterations": 20, "reg_w": 1.0, "reg_v": 1.0}
+
+
+class TestBPMF(ModelContract):
+    model_name = "bpmf"
+    params = {"factors": 4, "iterations": 40, "burn_in": 10}

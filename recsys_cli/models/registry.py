@@ -21,6 +21,8 @@ MODELS: dict[str, str] = {
     "hybrid-als": "recsys_cli.models.hybrid:HybridALS",
     "bpr": "recsys_cli.models.bpr:BPR",
     "blend": "recsys_cli.models.blend:BlendModel",
+    "fm": "recsys_cli.models.fm:FM",
+    "bpmf": "recsys_cli.models.fm:BPMF",
 }
 
 SURPRISE_PREFIX = "surprise:"
