@@ -109,3 +109,15 @@ class TestBPR(ModelContract):
     model_name = "bpr"
     params = {"factors": 8, "epochs": 40, "lr": 0.05, "reg": 0.01, "threads": 1}
     predicts_ratings = False
+
+
+class TestEASE(ModelContract):
+    model_name = "ease"
+    params = {"reg": 10.0}
+    predicts_ratings = False
+
+
+class TestEASERestricted(ModelContract):
+    model_name = "ease"
+    params = {"reg": 10.0, "dtype": "float32", "max_items": 29, "weight": "rating"}
+    predicts_ratings = False

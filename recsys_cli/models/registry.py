@@ -21,6 +21,8 @@ MODELS: dict[str, str] = {
     "hybrid-als": "recsys_cli.models.hybrid:HybridALS",
     "bpr": "recsys_cli.models.bpr:BPR",
     "blend": "recsys_cli.models.blend:BlendModel",
+    "ease": "recsys_cli.models.ease:EASE",
+    "rank-blend": "recsys_cli.models.rank_blend:RankBlend",
 }
 
 SURPRISE_PREFIX = "surprise:"
