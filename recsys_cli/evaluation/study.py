@@ -1,7 +1,7 @@
 """Optuna under `recsys tune`: samplers, pruners, a resumable study and the trial scheduler.
 
 A trial's CV folds run one after another; after each fold the running mean of the metric is
-reported to Optuna as the trial's intermediate value at step fold, so a pruner (median or
+reported to Optuna as the trial's intermediate value at step = folds done, so a pruner (median or
 successive halving) can stop a trial that is already worse than the others. With `jobs` > 1,
 up to `jobs` trials are in flight at once, each fold fitted in a worker process; Optuna
 itself is only touched from this process (asks, reports, tells), so any storage works.
@@ -194,7 +194,7 @@ def run_study(study, n_trials: int, *, suggest: Callable, task: Callable, cv: in
                 step = len(run.scores)
                 mean = float(np.mean(run.scores))
                 if math.isfinite(mean):
-                    run.trial.report(mean, step - 1)
+                    run.trial.report(mean, step)  # step = folds done: the resource halving counts
                 if step == cv:
                     _finish(study, run, "complete", None, on_result)
                 elif math.isfinite(mean) and run.trial.should_prune():
