@@ -199,6 +199,29 @@ class RankBlend(Recommender):
                 out += np.float32(w) * self._member_scores(model, users, seen)
         return out
 
+    @property
+    def supports_fold_in(self) -> bool:  # type: ignore[override]
+        members = getattr(self, "members", None)
+        return bool(members) and all(m.supports_fold_in for (_, m), w in zip(members, self.weights, strict=True) if w > 0)
+
+    def fold_in(self, raw_items, ratings) -> np.ndarray:
+        """A new user's fused scores: each member's fold-in, normalised over the items not rated."""
+        from recsys_cli.data.dataset import lookup
+
+        if not self.supports_fold_in:
+            raise UsageError("rank-blend can fold in a new user only when every weighted member can")
+        idx = lookup(self.item_ids, raw_items)
+        seen = np.zeros((1, self.n_items), bool)
+        seen[0, idx[idx >= 0]] = True
+        out = np.zeros((1, self.n_items), np.float32)
+        for (_, model), w in zip(self.members, self.weights, strict=True):
+            if w > 0:
+                s = np.array(model.fold_in(raw_items, ratings), dtype=np.float32)[None, :]
+                if not model.scores_cold_items:
+                    s[:, model.item_counts == 0] = -np.inf
+                out += np.float32(w) * normalise(s, seen, self.config.fusion, self.config.rrf_k)
+        return out[0]
+
     def _state(self) -> dict:
         out: dict = {"weights": self.weights}
         for k, (_name, model) in enumerate(self.members):
