@@ -12,10 +12,10 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
+from recsys_cli import ledger
 from recsys_cli.cli.app import app
 from recsys_cli.data.dataset import load_dataset
 from recsys_cli.errors import ConfigError, UsageError
-from recsys_cli import ledger
 from recsys_cli.evaluation import tuning as T
 from recsys_cli.evaluation.search_space import (
     Distribution,
@@ -440,3 +440,14 @@ def test_cli_storage_resume_and_sampler(data_dir, tmp_path):
     assert len(json.loads(again.stdout)["trials"]) == 3
     bad = _run(["bias", "--dataset", "syn", "--grid", "reg_u=1,2", "--storage", "nosuchdb://x"], data_dir, tmp_path)
     assert bad.exit_code == 2 and bad.stderr.startswith("error: --storage nosuchdb://x")
+
+
+def test_cmaes_sampler_runs_a_search(data_dir, tmp_path):
+    pytest.importorskip("cmaes")
+    plan = plan_search("bias", space=parse_space(["reg_u=loguniform(0.1,50)", "reg_i=uniform(0,20)"]), n_trials=4,
+                       sampler="cmaes")
+    out = T.tune("bias", "syn", plan, metric="mae", cv=2, seed=3, data_dir=data_dir, artifacts_dir=tmp_path,
+                 holdout=False, pruner="none")
+    assert out["sampler"] == "cmaes" and len(out["trials"]) == 4
+    assert all(0.1 <= t["params"]["reg_u"] <= 50 and 0 <= t["params"]["reg_i"] <= 20 for t in out["trials"])
+    assert len({t["params"]["reg_u"] for t in out["trials"]}) == 4

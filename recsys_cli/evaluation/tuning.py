@@ -16,7 +16,6 @@ from __future__ import annotations
 import math
 import os
 import re
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -24,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from recsys_cli.data.dataset import Interactions
-from recsys_cli.errors import ConfigError, DataError, RecsysError, UsageError
+from recsys_cli.errors import DataError, RecsysError, UsageError
 from recsys_cli.evaluation.protocols import EvalSettings
 from recsys_cli.evaluation.search_space import SearchPlan
 
