@@ -129,7 +129,7 @@ def test_weights_are_chosen_on_the_inner_split(data):
 
 
 def test_three_rankers_beat_or_match_the_best_member_on_validation(data):
-    model = create_model("rank-blend", blend("ials,ease,item-knn")).fit(data, seed=1)
+    model = create_model("rank-blend", blend("ials,ease,item-knn", weight_step=0.25)).fit(data, seed=1)
     info = model.fit_info
     assert info["val_ndcg"] >= max(info["val_ndcg_alone"].values()) - 1e-12
     assert sum(info["weights"].values()) == pytest.approx(1.0)

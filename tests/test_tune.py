@@ -369,6 +369,8 @@ def test_pruner_stops_a_bad_trial_after_its_first_fold(pruner, data_dir, tmp_pat
     rows = ledger.query(root=tmp_path, kind="tune-trial")
     states = {r["params"]["reg_u"]: r["protocol"]["state"] for r in rows}
     assert states[1e9] == "pruned" and rows[-1]["protocol"]["folds_done"] in (1, 3)
+    if pruner != "median":
+        return
     # with no pruner the same trial runs every fold, and is worse on each
     full = T.tune("bias", "syn", plan, metric="mae", cv=3, seed=2, data_dir=data_dir, artifacts_dir=tmp_path,
                   pruner="none", holdout=False)
