@@ -71,11 +71,14 @@ def _show(value: Any) -> str:
 
 def _trial_line(res: dict[str, Any], total: int, metric: str) -> str:
     params = " ".join(f"{k}={_show(v)}" for k, v in res["params"].items())
+    head = f"trial {res.get('done', res['trial'] + 1)}/{total}"
+    if res.get("done", res["trial"] + 1) != res["trial"] + 1:  # resumed: numbers skip trials cut off earlier
+        head += f" (#{res['trial'] + 1})"
     if res["error"]:
-        return f"trial {res['trial'] + 1}/{total}: {params}  failed: {res['error']}"
+        return f"{head}: {params}  failed: {res['error']}"
     fit = f"  fit {res['fit_seconds']:.2f} s" if res["fit_seconds"] is not None else ""
     pruned = f"  pruned after {len(res['fold_scores'])} fold(s)" if res.get("state") == "pruned" else ""
-    return f"trial {res['trial'] + 1}/{total}: {params}  {metric}={res['score']:.4f} ± {res['std']:.4f}{fit}{pruned}"
+    return f"{head}: {params}  {metric}={res['score']:.4f} ± {res['std']:.4f}{fit}{pruned}"
 
 
 def _score_cell(r: dict[str, Any]) -> str:

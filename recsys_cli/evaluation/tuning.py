@@ -289,7 +289,11 @@ def tune(
     with TuneLog(mlflow, model=model, metric=metric, seed=seed, dataset=dataset, fingerprint=ds.fingerprint,
                  split=split, protocol={**protocol, "n_trials": plan.n_trials}) as log:
 
+        finished = [len(done)]
+
         def record_trial(res: dict[str, Any]) -> None:
+            finished[0] += 1
+            res["done"] = finished[0]  # trials with a result so far, resumed ones included (for progress lines)
             config = create_model(model, res["params"]).config.to_dict() if res["params"] else {}
             ledger.record(
                 "tune-trial", root=artifacts_dir, model=model, params=config, seed=seed, dataset=dataset,
