@@ -424,6 +424,7 @@ def test_interrupted_grid_resumes_the_missing_points_once(data_dir, tmp_path, mo
     seen: list = []
     out = _tune_stored(plan, data_dir, tmp_path, seen)
     assert out["resumed_trials"] == 1 and len(seen) == 2
+    assert [r["done"] for r in seen] == [2, 3] and [r["trial"] for r in seen] == [2, 3]  # trial 1 was cut off
     assert sorted(t["params"]["reg_u"] for t in out["trials"]) == [1.0, 5.0, 25.0]
     assert all(t["state"] == "complete" for t in out["trials"])
 
