@@ -33,6 +33,7 @@ def test_two_items_by_hand():
     x = np.array([[1, 1], [1, 0], [1, 1], [0, 1], [1, 0]], np.float64)
     a, b, c, reg = 4.0, 3.0, 2.0, 1.5
     got = ease_weights(np.asfortranarray(x.T @ x), reg)
+    assert got.flags.f_contiguous
     np.testing.assert_allclose(got, [[0.0, c / (a + reg)], [c / (b + reg), 0.0]], rtol=1e-12)
 
 
@@ -66,8 +67,8 @@ def test_memory_refusal_says_estimate_and_how_to_raise():
     assert "12 items" in msg and "max_memory_gb" in msg and "max_items=" in msg
     # the limit is what refuses: just above the estimate, the same fit goes through
     create_model("ease", {"max_memory_gb": need * 1.01}).fit(_interactions(x), seed=0)
-    # float32 needs 8 bytes an entry instead of 12
-    assert memory_estimate_gb(1000, "float32") == pytest.approx(0.008)
+    # float32 needs 4 bytes an entry (inverted and kept in place) instead of 8 + a 4-byte float32 copy
+    assert memory_estimate_gb(1000, "float32") == pytest.approx(0.004)
 
 
 def test_reg_zero_on_a_singular_gram_is_a_clear_error():
@@ -106,3 +107,19 @@ def test_fold_in_equals_a_trained_users_scores():
     got = model.fold_in(500 + rated, x[u, rated])
     np.testing.assert_allclose(got, model._score_users(np.array([u]))[0], rtol=1e-5, atol=1e-6)
     assert isinstance(model, EASE)
+
+
+def test_blocked_gram_and_in_place_inverse_past_one_block():
+    import scipy.sparse as sp
+
+    from recsys_cli.models.ease import BLOCK, gram_matrix
+
+    rng = np.random.default_rng(5)
+    n = BLOCK + 77  # two blocks, the second one partial
+    x = sp.random(300, n, density=0.05, random_state=rng, format="csr", dtype=np.float64)
+    x.data[:] = 1.0
+    g = gram_matrix(x, "float64")
+    np.testing.assert_allclose(g, (x.T @ x).toarray())
+    b = ease_weights(g, 7.0)
+    assert np.shares_memory(b, g)  # inverted and turned into weights in place: the memory estimate holds
+    np.testing.assert_allclose(b, ease_weights_ref(x.toarray(), 7.0), atol=1e-9)

@@ -30,21 +30,37 @@ class EASEConfig(ModelConfig):
     interactions: str = choice("all", "all", "threshold", doc="which ratings count: all, or rating >= min_rating")
     min_rating: float = param(4.0, "with interactions=threshold, the smallest rating that counts")
     weight: str = choice("binary", "binary", "rating", doc="x_ui: 1 for an interaction, or the rating")
-    dtype: str = choice("float64", "float32", "float64", doc="precision of the inverse (float32 halves memory)")
+    dtype: str = choice("float64", "float32", "float64", doc="precision of the inverse (float32 needs a third of the memory)")
     max_items: int = param(0, "keep only the N most-rated items (0: every item)", low=0)
     max_memory_gb: float = param(4.0, "refuse to fit when the item-item matrices need more than this", low=0.0)
 
 
+BLOCK = 512  # columns handled at once when building and symmetrising the dense matrices
+
+
 def memory_estimate_gb(n_items: int, dtype: str) -> float:
-    """Peak bytes of a fit, in GB: the Gram matrix inverted in place plus the float32 weights."""
+    """Peak bytes of a fit, in GB: one dense n x n matrix of `dtype` (the Gram matrix, inverted and turned
+    into the weights in place) plus, for float64, the float32 copy that is kept."""
     itemsize = np.dtype(dtype).itemsize
-    return n_items * n_items * (itemsize + 4) / 1e9
+    return n_items * n_items * (itemsize + (4 if itemsize != 4 else 0)) / 1e9
+
+
+def gram_matrix(x, dtype: str) -> np.ndarray:
+    """Dense X^T X (Fortran order, for LAPACK in place), built a block of columns at a time so the
+    only n x n allocation is the result."""
+    n = x.shape[1]
+    xt, xc = x.T.tocsr(), x.tocsc()
+    g = np.empty((n, n), dtype=dtype, order="F")
+    for j in range(0, n, BLOCK):
+        g[:, j:j + BLOCK] = (xt @ xc[:, j:j + BLOCK]).toarray()
+    return g
 
 
 def ease_weights(gram: np.ndarray, reg: float) -> np.ndarray:
-    """B = I - P / diag(P) with P = (gram + reg I)^-1, by Cholesky (LAPACK potrf/potri, in place).
+    """B = I - P / diag(P) with P = (gram + reg I)^-1, by Cholesky (LAPACK potrf/potri), all in place.
 
-    `gram` is overwritten. Raises UsageError when gram + reg I is not positive definite.
+    `gram` (Fortran order) is overwritten and returned as B. Raises UsageError when gram + reg I is
+    not positive definite.
     """
     from scipy.linalg import lapack
 
@@ -57,11 +73,14 @@ def ease_weights(gram: np.ndarray, reg: float) -> np.ndarray:
     p, info = potri(c, lower=False, overwrite_c=True)
     if info != 0:
         raise UsageError(f"ease: the inverse failed (LAPACK info {info}); use a larger reg")
-    p = np.triu(p) + np.triu(p, 1).T  # potri fills the upper triangle only
+    for j in range(0, n, BLOCK):  # potri fills the upper triangle only: mirror it, a block of rows at a time
+        blk = p[j:j + BLOCK, j:j + BLOCK]
+        blk[...] = np.triu(blk) + np.triu(blk, 1).T
+        p[j:j + BLOCK, :j] = p[:j, j:j + BLOCK].T
     d = np.diag(p).copy()
-    b = p / -d[None, :]  # B_ij = -P_ij / P_jj
-    b[np.diag_indices(n)] = 0.0
-    return b
+    p /= -d[None, :]  # B_ij = -P_ij / P_jj
+    p[np.diag_indices(n)] = 0.0
+    return p
 
 
 def ease_weights_ref(x: np.ndarray, reg: float) -> np.ndarray:
@@ -120,8 +139,7 @@ class EASE(Recommender):
         x = sp.csr_matrix((vals[keep], (data.users[keep], cols[keep])), shape=(data.n_users, len(kept)),
                           dtype=np.float64 if c.dtype == "float64" else np.float32)
         progress.log(f"ease: inverting a {len(kept):,} x {len(kept):,} Gram matrix ({need:.2f} GB)")
-        gram = np.asarray((x.T @ x).toarray(), dtype=c.dtype, order="F")
-        self.B = ease_weights(gram, c.reg).astype(np.float32)
+        self.B = ease_weights(gram_matrix(x, c.dtype), c.reg).astype(np.float32, copy=False)
         x.sum_duplicates()
         self.x_indptr = x.indptr.astype(np.int64)
         self.x_indices = x.indices.astype(np.int32)
