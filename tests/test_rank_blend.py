@@ -159,3 +159,9 @@ def test_fold_in_of_a_known_user_equals_their_fused_scores(data):
     rows = data.users == u
     got = model.fold_in(data.item_ids[data.items[rows]], data.ratings[rows])
     np.testing.assert_allclose(got, model._score_users(np.array([u]))[0], rtol=1e-5, atol=1e-5)
+
+
+def test_validation_users_are_sampled_by_seed(data):
+    a = create_model("rank-blend", blend("ease,popularity", max_val_users=50)).fit(data, seed=9)
+    b = create_model("rank-blend", blend("ease,popularity", max_val_users=50)).fit(data, seed=9)
+    assert a.fit_info["val_users"] == 50 and a.fit_info == b.fit_info

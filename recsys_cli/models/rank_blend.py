@@ -41,7 +41,8 @@ class RankBlendConfig(ModelConfig):
                                 low=0.01, high=0.5)
     weight_step: float = param(0.1, "grid step of the weights (they sum to 1)", low=0.01, high=1.0)
     k: int = param(10, "weights maximise nDCG at this cut-off on the inner validation split", low=1)
-    max_val_users: int = param(5000, "validation users sampled (seeded) to choose weights", low=1)
+    # 3,000 users x 59k items (ml-25m) x 3 members is 2.1 GB of float32 scores for the weight search
+    max_val_users: int = param(3000, "validation users sampled (seeded) to choose weights", low=1)
 
 
 def simplex_grid(m: int, step: float) -> np.ndarray:
@@ -163,12 +164,13 @@ class RankBlend(Recommender):
         relevant = np.zeros((len(users), data.n_items), bool)
         sel = pos[val.users] >= 0
         relevant[pos[val.users[sel]], val.items[sel]] = True
-        stacked = []
-        for name, model in members:
+        Z = np.empty((len(members), len(users), data.n_items), np.float32)
+        rows = max(1, (64 << 20) // (4 * max(1, data.n_items)))  # ~64 MB of scores at a time: bounded temporaries
+        for j, (name, model) in enumerate(members):
             model.fit(inner, seed=seed)
-            stacked.append(self._member_scores(model, users, seen))
+            for lo in range(0, len(users), rows):
+                Z[j, lo:lo + rows] = self._member_scores(model, users[lo:lo + rows], seen[lo:lo + rows])
             progress.advance(1, model=name)
-        Z = np.stack(stacked)
         Z[:, seen] = -np.inf  # the base masks seen items before ranking; the search does the same
         grid = simplex_grid(len(members), c.weight_step)
         best, best_w = -1.0, grid[0]
