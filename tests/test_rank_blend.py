@@ -164,3 +164,17 @@ def test_validation_users_are_sampled_by_seed(data):
     a = create_model("rank-blend", blend("ease,popularity", max_val_users=50)).fit(data, seed=9)
     b = create_model("rank-blend", blend("ease,popularity", max_val_users=50)).fit(data, seed=9)
     assert a.fit_info["val_users"] == 50 and a.fit_info == b.fit_info
+
+
+def test_fold_in_needs_every_weighted_member_to_fold_in(data):
+    from recsys_cli.errors import UsageError
+
+    params = {"models": "ease,bpr", "weight_step": 0.5,
+              "params": json.dumps({"ease": {"reg": 20}, "bpr": {"factors": 4, "epochs": 3, "threads": 1}})}
+    model = create_model("rank-blend", params).fit(data, seed=2)
+    model.weights = np.array([0.5, 0.5])
+    assert not model.supports_fold_in
+    with pytest.raises(UsageError, match="every weighted member"):
+        model.fold_in([7, 14], [5, 4])
+    model.weights = np.array([1.0, 0.0])  # bpr weighed out: ease alone decides
+    assert model.supports_fold_in and np.isfinite(model.fold_in([7, 14], [5, 4])).any()
