@@ -124,3 +124,35 @@ class TestFMALS(ModelContract):
 class TestBPMF(ModelContract):
     model_name = "bpmf"
     params = {"factors": 4, "iterations": 40, "burn_in": 10}
+
+
+class TestEASE(ModelContract):
+    model_name = "ease"
+    params = {"reg": 10.0}
+    predicts_ratings = False
+
+
+class TestEASERestricted(ModelContract):
+    model_name = "ease"
+    params = {"reg": 10.0, "dtype": "float32", "max_items": 29, "weight": "rating"}
+    predicts_ratings = False
+
+
+class TestRankBlend(ModelContract):
+    model_name = "rank-blend"
+    params = {
+        "models": "ials,ease",
+        "params": '{"ials": {"factors": 8, "iterations": 10, "reg": 0.1}, "ease": {"reg": 10}}',
+    }
+    predicts_ratings = False
+
+
+class TestRankBlendRankFusion(ModelContract):
+    model_name = "rank-blend"
+    params = {
+        "models": "ials,ease,item-knn",
+        "params": '{"ials": {"factors": 8, "iterations": 10, "reg": 0.1}, "ease": {"reg": 10}, "item-knn": {"k": 10}}',
+        "fusion": "rank",
+        "weight_step": 0.25,
+    }
+    predicts_ratings = False

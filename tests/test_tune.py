@@ -1,4 +1,5 @@
-"""`recsys tune`: search-space parsing, seeded random search, nested CV + holdout, ledger, CLI."""
+"""`recsys tune`: search-space parsing, Optuna samplers and pruners, resumable studies, nested CV + holdout,
+ledger, CLI."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from recsys_cli.evaluation.search_space import (
     parse_distribution,
     parse_grid,
     parse_space,
-    random_trials,
+    plan_search,
 )
 
 N_USERS, N_ITEMS, PER_USER = 120, 80, 30
@@ -99,12 +100,28 @@ def test_parse_distribution_rejects(text):
         parse_distribution(text, "x")
 
 
-def test_random_trials_deterministic_by_seed_and_in_bounds():
+def _draws(space, n, sampler="random", seed=7):
+    """n draws of an Optuna sampler from a parsed space, with no objective (the values only)."""
+    import optuna
+
+    from recsys_cli.evaluation.study import make_sampler
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(sampler=make_sampler(sampler, seed))
+    out = []
+    for _ in range(n):
+        trial = study.ask()
+        out.append({k: d.suggest(trial, k) for k, d in space.items()})
+        study.tell(trial, 0.0)
+    return out
+
+
+def test_sampled_values_deterministic_by_seed_and_in_bounds():
     space = parse_space(["lr=loguniform(0.001,0.1)", "u=uniform(-1,1)", "n=int(2,4)", "m=intlog(1,1000)",
                          "c=choice(a,b,c)"])
-    a, b = random_trials(space, 200, seed=7), random_trials(space, 200, seed=7)
+    a, b = _draws(space, 200), _draws(space, 200)
     assert a == b
-    assert a != random_trials(space, 200, seed=8)
+    assert a != _draws(space, 200, seed=8)
     lr = np.array([t["lr"] for t in a])
     assert lr.min() >= 0.001 and lr.max() <= 0.1
     assert (np.log10(lr) < -2).mean() == pytest.approx(0.5, abs=0.12)  # log-uniform: half below 0.01
@@ -114,8 +131,29 @@ def test_random_trials_deterministic_by_seed_and_in_bounds():
     assert m.min() >= 1 and m.max() <= 1000 and (m < 32).mean() == pytest.approx(0.5, abs=0.12)
     assert {t["c"] for t in a} == {"a", "b", "c"}
     assert all(isinstance(t["n"], int) and isinstance(t["m"], int) for t in a)
-    with pytest.raises(UsageError):
-        random_trials(space, 0, seed=1)
+    assert all(t["lr"] == float(f"{t['lr']:.6g}") for t in a)  # 6 significant digits, readable configs
+
+
+def test_tpe_concentrates_where_the_objective_is_good():
+    """TPE, after its 10 random start-up trials, draws near the optimum far more often than random search."""
+    import optuna
+
+    from recsys_cli.evaluation.study import make_sampler
+
+    space = parse_space(["x=uniform(0,10)"])
+
+    def run(sampler):
+        study = optuna.create_study(sampler=make_sampler(sampler, 3))
+        xs = []
+        for _ in range(40):
+            trial = study.ask()
+            x = space["x"].suggest(trial, "x")
+            xs.append(x)
+            study.tell(trial, (x - 7.3) ** 2)
+        return np.array(xs[10:])
+
+    near = lambda xs: float(np.mean(np.abs(xs - 7.3) < 1.0))  # noqa: E731
+    assert near(run("tpe")) > 0.5 > 0.3 > near(run("random"))
 
 
 def test_metrics_and_direction():
@@ -130,25 +168,43 @@ def test_metrics_and_direction():
     assert s.ks == (5,) and s.relevance == "any" and not s.rating_metrics and s.ranking_metrics
 
 
-def test_plan_trials_validates_before_running():
-    trials = T.plan_trials("svd", grid={"factors": ["2", "4"], "lr_all": ["0.01"]}, fixed={"epochs": "3"})
-    assert trials == [{"epochs": 3, "factors": 2, "lr_all": 0.01}, {"epochs": 3, "factors": 4, "lr_all": 0.01}]
+def test_plan_search_validates_before_running():
+    plan = plan_search("svd", grid={"factors": ["2", "4"], "lr_all": ["0.01"]}, fixed={"epochs": "3"})
+    assert plan.sampler == "grid" and plan.n_trials == 2 and plan.fixed == {"epochs": "3"}
+    sampled = plan_search("svd", space={"lr_all": Distribution("loguniform", (0.001, 0.1))}, n_trials=5)
+    assert sampled.sampler == "tpe" and sampled.n_trials == 5
+    assert plan_search("svd", space=sampled.space, n_trials=5, sampler="random").sampler == "random"
     with pytest.raises(ConfigError, match="valid parameters: factors, epochs"):
-        T.plan_trials("svd", grid={"factorz": ["1", "2"]})
+        plan_search("svd", grid={"factorz": ["1", "2"]})
     with pytest.raises(ConfigError, match="valid parameters"):
-        T.plan_trials("svd", space={"lr": Distribution("uniform", (0.0, 1.0))}, n_random=2)
+        plan_search("svd", space={"lr": Distribution("uniform", (0.0, 1.0))}, n_trials=2)
     with pytest.raises(ConfigError):
-        T.plan_trials("svd", grid={"factors": ["2", "many"]})
-    with pytest.raises(ConfigError):  # a drawn value below the config's minimum
-        T.plan_trials("svd", space={"factors": Distribution("int", (-3, -1))}, n_random=2)
+        plan_search("svd", grid={"factors": ["2", "many"]})
+    with pytest.raises(ConfigError):  # a range the config refuses at one end
+        plan_search("svd", space={"factors": Distribution("int", (-3, 5))}, n_trials=2)
     with pytest.raises(UsageError, match="not both"):
-        T.plan_trials("svd", grid={"factors": ["2"]}, space={"lr_all": Distribution("uniform", (0.0, 1.0))}, n_random=2)
+        plan_search("svd", grid={"factors": ["2"]}, space={"lr_all": Distribution("uniform", (0.0, 1.0))}, n_trials=2)
     with pytest.raises(UsageError, match="--space"):
-        T.plan_trials("svd", n_random=3)
+        plan_search("svd", n_trials=3)
     with pytest.raises(UsageError, match="both fixed"):
-        T.plan_trials("svd", grid={"factors": ["2"]}, fixed={"factors": "3"})
+        plan_search("svd", grid={"factors": ["2"]}, fixed={"factors": "3"})
     with pytest.raises(UsageError, match="nothing to tune"):
-        T.plan_trials("svd")
+        plan_search("svd")
+    with pytest.raises(UsageError, match="--grid runs every combination"):
+        plan_search("svd", grid={"factors": ["2"]}, sampler="tpe")
+    with pytest.raises(UsageError, match="--sampler grid"):
+        plan_search("svd", space=sampled.space, n_trials=2, sampler="grid")
+    with pytest.raises(UsageError, match="unknown --sampler"):
+        plan_search("svd", space=sampled.space, n_trials=2, sampler="bayes")
+
+
+def test_cmaes_without_its_package_names_the_install_command(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "cmaes" else real(name, *a))
+    with pytest.raises(UsageError, match=r"pip install 'recsys-cli\[cmaes\]'"):
+        plan_search("svd", space={"lr_all": Distribution("uniform", (0.001, 0.01))}, n_trials=2, sampler="cmaes")
 
 
 # ------------------------------------------------------------------------ the search
@@ -164,12 +220,13 @@ def test_tuning_portions_are_disjoint_and_cover_the_ratings(data_dir):
 
 
 def test_tune_finds_the_learning_rate_that_can_learn(data_dir, tmp_path):
-    trials = T.plan_trials("svd", grid={"lr_all": ["0.00001", "0.01"]}, fixed={"factors": "2", "epochs": "6"})
+    trials = plan_search("svd", grid={"lr_all": ["0.00001", "0.01"]}, fixed={"factors": "2", "epochs": "6"})
     seen = []
     out = T.tune("svd", "syn", trials, metric="rmse", cv=2, seed=5, data_dir=data_dir,
                  artifacts_dir=tmp_path, on_trial=seen.append)
     assert out["best_params"] == {"factors": 2, "epochs": 6, "lr_all": 0.01}
-    assert out["direction"] == "minimize" and [r["trial"] for r in seen] == [0, 1]
+    assert out["direction"] == "minimize" and [r["trial"] for r in seen] == [0, 1]  # grid: in the order given
+    assert [t["state"] for t in out["trials"]] == ["complete", "complete"] and out["sampler"] == "grid"
     slow, fast = out["trials"]
     assert fast["score"] < slow["score"] - 0.05 and out["best_score"] == fast["score"]
     assert len(fast["fold_scores"]) == 2 and out["best_std"] == pytest.approx(np.std(fast["fold_scores"]))
@@ -193,10 +250,11 @@ def test_tune_finds_the_learning_rate_that_can_learn(data_dir, tmp_path):
 
 def test_random_search_is_reproducible_and_parallel_equals_serial(data_dir, tmp_path):
     space = parse_space(["reg_u=loguniform(0.1,50)", "reg_i=uniform(0,20)"])
-    trials = T.plan_trials("bias", space=space, n_random=3, seed=11)
-    assert trials == T.plan_trials("bias", space=space, n_random=3, seed=11)
-    one = T.tune("bias", "syn", trials, metric="mae", cv=2, seed=11, data_dir=data_dir, artifacts_dir=tmp_path, jobs=1)
-    two = T.tune("bias", "syn", trials, metric="mae", cv=2, seed=11, data_dir=data_dir, artifacts_dir=tmp_path, jobs=2)
+    trials = plan_search("bias", space=space, n_trials=3, sampler="random")
+    one = T.tune("bias", "syn", trials, metric="mae", cv=2, seed=11, data_dir=data_dir, artifacts_dir=tmp_path, jobs=1,
+                 pruner="none")
+    two = T.tune("bias", "syn", trials, metric="mae", cv=2, seed=11, data_dir=data_dir, artifacts_dir=tmp_path, jobs=2,
+                 pruner="none")
     strip = lambda r: [{k: t[k] for k in ("params", "score", "std", "fold_scores")} for t in r["trials"]]  # noqa: E731
     assert strip(one) == strip(two)
     assert one["best_params"] == two["best_params"] and one["holdout"]["score"] == two["holdout"]["score"]
@@ -204,7 +262,7 @@ def test_random_search_is_reproducible_and_parallel_equals_serial(data_dir, tmp_
 
 
 def test_early_stopping_records_the_chosen_epochs(data_dir, tmp_path):
-    trials = T.plan_trials("svd", grid={"lr_all": ["0.01"]}, fixed={"factors": "2", "epochs": "8"})
+    trials = plan_search("svd", grid={"lr_all": ["0.01"]}, fixed={"factors": "2", "epochs": "8"})
     out = T.tune("svd", "syn", trials, metric="rmse", cv=2, seed=1, data_dir=data_dir, artifacts_dir=tmp_path,
                  early_stopping=True, holdout=False)
     (trial,) = out["trials"]
@@ -214,7 +272,7 @@ def test_early_stopping_records_the_chosen_epochs(data_dir, tmp_path):
     assert trial["params"]["epochs"] == info["chosen"] == min(tried, key=tried.get)
     assert trial["fold_scores"][0] == tried[info["chosen"]] and out["holdout"] is None
     with pytest.raises(UsageError, match="epoch-based"):
-        T.tune("bias", "syn", T.plan_trials("bias", grid={"reg_u": ["5"]}), metric="rmse", data_dir=data_dir,
+        T.tune("bias", "syn", plan_search("bias", grid={"reg_u": ["5"]}), metric="rmse", data_dir=data_dir,
                artifacts_dir=tmp_path, early_stopping=True)
 
 
@@ -271,7 +329,13 @@ def test_cli_split_table_and_ranking_metric(tmp_path):
     (["svd", *SVD_GRID, "--metric", "ndgc@10"], "known metrics"),
     (["svd", "--random", "3", "--space", "lr_all=normal(0,1)"], "--space lr_all=normal(0,1)"),
     (["svd", "--random", "3"], "--space"),
-    (["svd", "--space", "lr_all=uniform(0.001,0.01)"], "--random"),
+    (["svd", "--trials", "3"], "--space"),
+    (["svd", "--space", "lr_all=uniform(0.001,0.01)"], "--trials"),
+    (["svd", "--trials", "2", "--random", "2", "--space", "lr_all=uniform(0.001,0.01)"], "not both"),
+    (["svd", "--random", "2", "--sampler", "tpe", "--space", "lr_all=uniform(0.001,0.01)"], "--trials N"),
+    (["svd", "--trials", "2", "--sampler", "bayes", "--space", "lr_all=uniform(0.001,0.01)"], "unknown --sampler"),
+    (["svd", *SVD_GRID, "--pruner", "hyperband"], "unknown --pruner"),
+    (["svd", *SVD_GRID, "--sampler", "random"], "--grid runs every combination"),
     (["svd", "--grid", "factors=2", "--random", "2", "--space", "lr_all=uniform(0.001,0.01)"], "not both"),
     (["svd", *SVD_GRID, "--name", "x"], "--train-best"),
     (["svd", *SVD_GRID, "--cv", "1"], "--cv"),
@@ -286,3 +350,107 @@ def test_cli_bad_inputs_exit_2_without_running(args, message, data_dir, tmp_path
     assert res.exit_code == 2, res.output
     assert message in res.stderr and res.stderr.startswith("error: ")
     assert ledger.query(root=tmp_path, kind="tune-trial") == []
+
+
+# ------------------------------------------------------------------------ pruning and resuming (Optuna)
+BAD_LAST = {"reg_u": ["1", "2", "3", "4", "5", "1e9"]}  # the last trial's user biases are squashed to zero
+
+
+@pytest.mark.parametrize("pruner", ["median", "halving"])
+def test_pruner_stops_a_bad_trial_after_its_first_fold(pruner, data_dir, tmp_path):
+    plan = plan_search("bias", grid=BAD_LAST, fixed={"reg_i": "5"})
+    out = T.tune("bias", "syn", plan, metric="mae", cv=3, seed=2, data_dir=data_dir, artifacts_dir=tmp_path,
+                 pruner=pruner, holdout=False)
+    last = out["trials"][-1]
+    assert last["params"]["reg_u"] == 1e9 and last["state"] == "pruned" and len(last["fold_scores"]) == 1
+    assert last["score"] == last["fold_scores"][0] and out["pruned_trials"] >= 1
+    assert all(len(t["fold_scores"]) == 3 for t in out["trials"] if t["state"] == "complete")
+    assert out["best_params"]["reg_u"] != 1e9
+    rows = ledger.query(root=tmp_path, kind="tune-trial")
+    states = {r["params"]["reg_u"]: r["protocol"]["state"] for r in rows}
+    assert states[1e9] == "pruned" and rows[-1]["protocol"]["folds_done"] in (1, 3)
+    if pruner != "median":
+        return
+    # with no pruner the same trial runs every fold, and is worse on each
+    full = T.tune("bias", "syn", plan, metric="mae", cv=3, seed=2, data_dir=data_dir, artifacts_dir=tmp_path,
+                  pruner="none", holdout=False)
+    assert full["pruned_trials"] == 0 and len(full["trials"][-1]["fold_scores"]) == 3
+    assert full["trials"][-1]["fold_scores"][0] == pytest.approx(last["fold_scores"][0])
+    assert min(t["score"] for t in full["trials"][:-1]) < full["trials"][-1]["score"]
+
+
+SPACE = parse_space(["reg_u=loguniform(0.1,50)", "reg_i=uniform(0,20)"])
+
+
+def _tune_stored(plan, data_dir, tmp_path, seen=None, **kw):
+    return T.tune("bias", "syn", plan, metric="mae", cv=2, seed=4, data_dir=data_dir, artifacts_dir=tmp_path,
+                  storage=f"sqlite:///{tmp_path / 'study.db'}", study_name="s", holdout=False,
+                  on_trial=(seen.append if seen is not None else None), **kw)
+
+
+def test_resume_continues_a_stored_study_without_repeating_trials(data_dir, tmp_path):
+    seen: list = []
+    first = _tune_stored(plan_search("bias", space=SPACE, n_trials=3), data_dir, tmp_path, seen)
+    assert first["resumed_trials"] == 0 and len(seen) == 3
+    seen.clear()
+    more = _tune_stored(plan_search("bias", space=SPACE, n_trials=5), data_dir, tmp_path, seen)
+    assert more["resumed_trials"] == 3 and [r["trial"] for r in seen] == [3, 4]  # only the two missing ones ran
+    assert [t["trial"] for t in more["trials"]] == [0, 1, 2, 3, 4]
+    assert more["trials"][:3] == first["trials"]  # the stored results come back as they were
+    params = [tuple(sorted(t["params"].items())) for t in more["trials"]]
+    assert len(set(params)) == 5  # the resumed sampler drew new points
+    again = _tune_stored(plan_search("bias", space=SPACE, n_trials=5), data_dir, tmp_path, seen)
+    assert len(seen) == 2 and again["best_params"] == more["best_params"]  # nothing left to run
+    assert len(ledger.query(root=tmp_path, kind="tune-trial")) == 5
+    with pytest.raises(UsageError, match="different search"):
+        _tune_stored(plan_search("bias", space=parse_space(["reg_u=uniform(1,2)"]), n_trials=5), data_dir, tmp_path)
+
+
+def test_interrupted_grid_resumes_the_missing_points_once(data_dir, tmp_path, monkeypatch):
+    plan = plan_search("bias", grid={"reg_u": ["1", "5", "25"]}, fixed={"reg_i": "5"})
+    calls = {"n": 0}
+    real = T.TrialContext.fit_score
+
+    def flaky(self, *args):
+        calls["n"] += 1
+        if calls["n"] == 4:  # trial 2's first fold: the run is killed mid-trial
+            raise KeyboardInterrupt
+        return real(self, *args)
+
+    monkeypatch.setattr(T.TrialContext, "fit_score", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        _tune_stored(plan, data_dir, tmp_path)
+    monkeypatch.setattr(T.TrialContext, "fit_score", real)
+    seen: list = []
+    out = _tune_stored(plan, data_dir, tmp_path, seen)
+    assert out["resumed_trials"] == 1 and len(seen) == 2
+    assert [r["done"] for r in seen] == [2, 3] and [r["trial"] for r in seen] == [2, 3]  # trial 1 was cut off
+    assert sorted(t["params"]["reg_u"] for t in out["trials"]) == [1.0, 5.0, 25.0]
+    assert all(t["state"] == "complete" for t in out["trials"])
+
+
+def test_cli_storage_resume_and_sampler(data_dir, tmp_path):
+    db = f"sqlite:///{tmp_path / 'cli.db'}"
+    args = ["bias", "--dataset", "syn", "--trials", "2", "--space", "reg_u=loguniform(0.1,50)", "--cv", "2",
+            "--storage", db, "--study", "b", "--format", "json", "--no-holdout"]
+    res = _run(args, data_dir, tmp_path / "art")
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert out["sampler"] == "tpe" and out["pruner"] == "median" and out["study"] == "b" and len(out["trials"]) == 2
+    again = _run([*args[:4], "3", *args[5:]], data_dir, tmp_path / "art")
+    assert again.exit_code == 0, again.output
+    assert "resumed study 'b': 2 trial(s) already done" in again.stderr and "trial 3/3" in again.stderr
+    assert len(json.loads(again.stdout)["trials"]) == 3
+    bad = _run(["bias", "--dataset", "syn", "--grid", "reg_u=1,2", "--storage", "nosuchdb://x"], data_dir, tmp_path)
+    assert bad.exit_code == 2 and bad.stderr.startswith("error: --storage nosuchdb://x")
+
+
+def test_cmaes_sampler_runs_a_search(data_dir, tmp_path):
+    pytest.importorskip("cmaes")
+    plan = plan_search("bias", space=parse_space(["reg_u=loguniform(0.1,50)", "reg_i=uniform(0,20)"]), n_trials=4,
+                       sampler="cmaes")
+    out = T.tune("bias", "syn", plan, metric="mae", cv=2, seed=3, data_dir=data_dir, artifacts_dir=tmp_path,
+                 holdout=False, pruner="none")
+    assert out["sampler"] == "cmaes" and len(out["trials"]) == 4
+    assert all(0.1 <= t["params"]["reg_u"] <= 50 and 0 <= t["params"]["reg_i"] <= 20 for t in out["trials"])
+    assert len({t["params"]["reg_u"] for t in out["trials"]}) == 4

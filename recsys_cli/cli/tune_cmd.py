@@ -1,4 +1,5 @@
-"""tune: grid or random hyperparameter search with K-fold CV and an untouched holdout report."""
+"""tune: Optuna hyperparameter search (TPE, random, grid, CMA-ES) with K-fold CV, pruning, resumable studies
+and an untouched holdout report."""
 
 from __future__ import annotations
 
@@ -21,10 +22,22 @@ from recsys_cli.cli.common import (
 
 HELP = """Search hyperparameters by K-fold CV, then report the best config on held-out data.
 
-Grid search tries every combination of the --grid lists; random search draws --random N
-trials (seeded) from --space distributions: loguniform(a,b), uniform(a,b), int(a,b)
-(integers a..b), intlog(a,b) (log-uniform integers) or choice(a,b,...). --param fixes
-other hyperparameters. rmse, mae and popularity_bias@K are minimised, others maximised.
+Runs on Optuna. --grid tries every combination of its lists (sampler grid, in order);
+--trials N draws N trials from --space distributions: loguniform(a,b), uniform(a,b),
+int(a,b) (integers a..b), intlog(a,b) (log-uniform integers) or choice(a,b,...), with
+--sampler tpe (default), random or cmaes (needs: pip install 'recsys-cli[cmaes]'), seeded
+by --seed. --random N is short for --trials N --sampler random. --param fixes other
+hyperparameters. rmse, mae and popularity_bias@K are minimised, others maximised.
+
+Pruning: after each CV fold a trial reports its running mean; --pruner median (default)
+stops a trial worse than the median of earlier trials at the same fold (after 5 trials),
+halving keeps the best third at each rung, none runs every fold. Pruned trials never win.
+
+Resuming: --storage sqlite:///tune.db keeps the study (named by --study, default
+MODEL-DATASET-SPLIT-METRIC). Rerunning the same command continues it: finished trials are
+not repeated and the trial count is a total. A different search under the same name is an
+error. With --jobs > 1, grid and random searches draw the same trials as with one job;
+TPE, CMA-ES and pruning then depend on which trials finished first.
 
 Nested so tuning never sees the data it reports on: the test part of --split (default: a
 seeded random 20% of the ratings) is held out, the CV runs on the rest only, and the best
@@ -44,6 +57,8 @@ Examples:
 \b
   recsys tune svd --dataset ml-100k --grid factors=50,100 --grid lr_all=0.005,0.01 --cv 3
   recsys tune svd -d ml-100k --random 30 --space 'lr_all=loguniform(0.001,0.05)' --space 'factors=intlog(10,200)' --jobs 2
+  recsys tune svd -d ml-100k --trials 40 --space 'lr_all=loguniform(0.001,0.02)' --space 'reg_all=loguniform(0.005,0.2)' --storage sqlite:///tune.db
+  recsys tune ease -d ml-100k --split user --relevance any --metric ndcg@10 --trials 20 --space 'reg=loguniform(10,5000)'
   recsys tune popularity -d ml-100k --grid min_ratings=5,20,50 --metric ndcg@10 --relevance any --split user
   recsys tune bias -d ml-100k --grid reg_u=5,15,25 --train-best --name bias-best --force
 """
@@ -56,10 +71,20 @@ def _show(value: Any) -> str:
 
 def _trial_line(res: dict[str, Any], total: int, metric: str) -> str:
     params = " ".join(f"{k}={_show(v)}" for k, v in res["params"].items())
+    head = f"trial {res.get('done', res['trial'] + 1)}/{total}"
+    if res.get("done", res["trial"] + 1) != res["trial"] + 1:  # resumed: numbers skip trials cut off earlier
+        head += f" (#{res['trial'] + 1})"
     if res["error"]:
-        return f"trial {res['trial'] + 1}/{total}: {params}  failed: {res['error']}"
+        return f"{head}: {params}  failed: {res['error']}"
     fit = f"  fit {res['fit_seconds']:.2f} s" if res["fit_seconds"] is not None else ""
-    return f"trial {res['trial'] + 1}/{total}: {params}  {metric}={res['score']:.4f} ± {res['std']:.4f}{fit}"
+    pruned = f"  pruned after {len(res['fold_scores'])} fold(s)" if res.get("state") == "pruned" else ""
+    return f"{head}: {params}  {metric}={res['score']:.4f} ± {res['std']:.4f}{fit}{pruned}"
+
+
+def _score_cell(r: dict[str, Any]) -> str:
+    if r["error"]:
+        return "failed"
+    return f"{r['score']:.4f} (pruned)" if r.get("state") == "pruned" else f"{r['score']:.4f}"
 
 
 class TrialDisplay:
@@ -86,10 +111,10 @@ class TrialDisplay:
         keys = list(dict.fromkeys(k for r in self.rows for k in r["params"]))
         for col in ["#", *keys, self.metric, "± std", "fit s"]:
             table.add_column(col)
-        done = [r for r in self.rows if not r["error"]]
+        done = [r for r in self.rows if not r["error"] and r.get("state") != "pruned"]
         best = min(done, key=lambda r: r["score"] if self.lower else -r["score"], default=None)
         for r in sorted(self.rows, key=lambda r: r["trial"]):
-            score = "failed" if r["error"] else f"{r['score']:.4f}"
+            score = _score_cell(r)
             std = "" if r["error"] else f"{r['std']:.4f}"
             fit = "" if r["fit_seconds"] is None else f"{r['fit_seconds']:.2f}"
             style = "bold green" if r is best else None
@@ -115,11 +140,12 @@ def _emit_table(result: dict[str, Any]) -> None:
     rows = []
     for t in result["trials"]:
         row = {"trial": t["trial"] + 1, **{k: _show(v) for k, v in t["params"].items()}}
-        row[metric] = "failed" if t["error"] else f"{t['score']:.4f} ± {t['std']:.4f}"
+        row[metric] = _score_cell(t) if t["error"] or t.get("state") == "pruned" else f"{t['score']:.4f} ± {t['std']:.4f}"
         row["fit s"] = "" if t["fit_seconds"] is None else f"{t['fit_seconds']:.2f}"
         row["best"] = "*" if t["trial"] == result["best_trial"] else ""
         rows.append(row)
-    emit(rows, "table", title=f"{result['model']} on {result['dataset']}: {result['cv']}-fold CV {metric} ({result['direction']})")
+    emit(rows, "table", title=f"{result['model']} on {result['dataset']}: {result['cv']}-fold CV {metric} "
+                              f"({result['direction']}, sampler {result['sampler']}, pruner {result['pruner']})")
     summary = {
         "best params": " ".join(f"{k}={_show(v)}" for k, v in result["best_params"].items()),
         f"cv {metric}": f"{result['best_score']:.4f} ± {result['best_std']:.4f}",
@@ -139,7 +165,9 @@ def register(app: typer.Typer) -> None:
         model: Annotated[str, typer.Argument(help="Model to tune (see `recsys train --help`).")],
         dataset: Annotated[str, typer.Option("--dataset", "-d", help="Processed dataset name.")],
         grid: Annotated[Optional[list[str]], typer.Option("--grid", "-g", help="key=v1,v2,... values to try (repeatable; cartesian product).")] = None,
-        random: Annotated[Optional[int], typer.Option("--random", help="Random search: number of trials to draw from --space.")] = None,
+        trials: Annotated[Optional[int], typer.Option("--trials", "-t", help="Number of trials to draw from --space (a total when resuming).")] = None,
+        sampler: Annotated[Optional[str], typer.Option("--sampler", help="tpe (default with --space), random, cmaes, or grid (with --grid).")] = None,
+        random: Annotated[Optional[int], typer.Option("--random", help="Random search: --trials N --sampler random.")] = None,
         space: Annotated[Optional[list[str]], typer.Option("--space", help="key=loguniform(a,b) | uniform(a,b) | int(a,b) | intlog(a,b) | choice(a,b,...) (repeatable).")] = None,
         param: ParamOpt = None,
         cv: Annotated[int, typer.Option("--cv", help="Folds of the CV over the tuning portion.")] = 3,
@@ -150,6 +178,9 @@ def register(app: typer.Typer) -> None:
         relevance_threshold: Annotated[float, typer.Option("--relevance-threshold", help="Minimum held-out rating that counts as relevant.")] = 4.0,
         jobs: Annotated[int, typer.Option("--jobs", "-j", help="Trials run in this many processes (1 Numba thread each).")] = 1,
         early_stopping: Annotated[bool, typer.Option("--early-stopping", help="Epoch-based models: choose epochs on fold 0 (see above).")] = False,
+        pruner: Annotated[str, typer.Option("--pruner", help="Stop poor trials between CV folds: median, halving or none.")] = "median",
+        storage: Annotated[Optional[str], typer.Option("--storage", help="Optuna storage URL to keep and resume the study, e.g. sqlite:///tune.db.")] = None,
+        study: Annotated[Optional[str], typer.Option("--study", help="Study name in --storage (default: MODEL-DATASET-SPLIT-METRIC).")] = None,
         train_best: Annotated[bool, typer.Option("--train-best", help="Train the best config on all ratings (or the split's train part) and save it.")] = False,
         name: Annotated[Optional[str], typer.Option("--name", "-n", help="Run name for --train-best (default: MODEL-DATASET[-SPLIT]).")] = None,
         force: ForceOpt = False,
@@ -163,7 +194,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         from recsys_cli.errors import UsageError
         from recsys_cli.evaluation import tuning
-        from recsys_cli.evaluation.search_space import parse_grid, parse_space
+        from recsys_cli.evaluation.search_space import parse_grid, parse_space, plan_search
         from recsys_cli.models.registry import get_model_class
         from recsys_cli.output import emit, resolve_format
         from recsys_cli.tracking import mlflow_options
@@ -180,8 +211,16 @@ def register(app: typer.Typer) -> None:
             raise UsageError(f"--jobs must be at least 1, got {jobs}")
         if name and not train_best:
             raise UsageError("--name names the run of --train-best; add --train-best")
-        trials = tuning.plan_trials(model, grid=parse_grid(grid), space=parse_space(space), n_random=random or 0,
-                                    fixed=parse_params(param), seed=seed)
+        if random is not None and trials is not None:
+            raise UsageError("give --trials N (with --sampler) or --random N (random search), not both")
+        if random is not None and sampler not in (None, "random"):
+            raise UsageError(f"--random N is random search; for --sampler {sampler} give --trials N")
+        if random is not None:
+            trials, sampler = random, "random"
+        if pruner not in ("median", "halving", "none"):
+            raise UsageError(f"unknown --pruner {pruner!r}; choose one of median, halving, none")
+        plan = plan_search(model, grid=parse_grid(grid), space=parse_space(space), n_trials=trials or 0,
+                           sampler=sampler, fixed=parse_params(param))
         if train_best:
             from recsys_cli.artifacts import ArtifactStore, check_run_name
             from recsys_cli.training import default_run_name
@@ -189,16 +228,18 @@ def register(app: typer.Typer) -> None:
             name = check_run_name(name or default_run_name(model, dataset, split))
             store = ArtifactStore(artifacts_dir)
             store.check_writable(name, force=force)
-        display = TrialDisplay(len(trials), metric, tuning.lower_is_better(metric))
+        display = TrialDisplay(plan.n_trials, metric, tuning.lower_is_better(metric))
         try:
             result = tuning.tune(
-                model, dataset, trials, metric=metric, cv=cv, split=split, holdout=not no_holdout,
+                model, dataset, plan, metric=metric, cv=cv, split=split, holdout=not no_holdout,
                 relevance=relevance, threshold=relevance_threshold, jobs=jobs, early_stopping=early_stopping,
-                seed=seed, search="random" if random else "grid", data_dir=data_dir, artifacts_dir=artifacts_dir,
-                on_trial=display, mlflow=tracking,
+                seed=seed, pruner=pruner, storage=storage, study_name=study, data_dir=data_dir,
+                artifacts_dir=artifacts_dir, on_trial=display, mlflow=tracking,
             )
         finally:
             display.close()
+        if result["resumed_trials"]:
+            typer.echo(f"resumed study {result['study']!r}: {result['resumed_trials']} trial(s) already done", err=True)
         typer.echo(f"best {metric}: {result['best_score']:.4f} ± {result['best_std']:.4f} (CV) with {result['best_params']}", err=True)
         if result["holdout"] and result["holdout"]["score"] is not None:
             typer.echo(f"held-out {metric}: {result['holdout']['score']:.4f} on {result['holdout']['n_test']:,} ratings never seen while tuning", err=True)

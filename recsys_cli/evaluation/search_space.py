@@ -1,19 +1,17 @@
 """Search spaces for `recsys tune`, parsed by hand (CLI text is never evaluated).
 
-Grid: `key=v1,v2,...` (raw strings; the model config coerces types). Random search:
+Grid: `key=v1,v2,...` (raw strings; the model config coerces types). Sampled searches:
 `key=loguniform(a,b)`, `uniform(a,b)`, `int(a,b)` (uniform integer, both ends included),
-`intlog(a,b)` (log-uniform integer) or `choice(a,b,...)`, drawn with Generator(PCG64(seed)).
+`intlog(a,b)` (log-uniform integer) or `choice(a,b,...)`; each maps onto one Optuna
+`suggest_*` call, so whichever Optuna sampler runs the search (TPE, random, CMA-ES) draws it.
 """
 
 from __future__ import annotations
 
 import itertools
-import math
 import re
 from dataclasses import dataclass
 from typing import Any
-
-import numpy as np
 
 from recsys_cli.errors import UsageError
 
@@ -29,19 +27,18 @@ class Distribution:
     kind: str
     args: tuple
 
-    def sample(self, rng: np.random.Generator) -> Any:
-        """Draw one value (floats rounded to 6 significant digits so configs stay readable)."""
+    def suggest(self, trial, key: str) -> Any:
+        """Ask an Optuna trial for this dimension (floats rounded to 6 significant digits so configs stay readable)."""
         if self.kind == "choice":
-            return self.args[int(rng.integers(len(self.args)))]
+            return trial.suggest_categorical(key, list(self.args))
         lo, hi = self.args
-        if self.kind == "uniform":
-            return _round6(rng.uniform(lo, hi))
-        if self.kind == "loguniform":
-            return _round6(math.exp(rng.uniform(math.log(lo), math.log(hi))))
-        if self.kind == "int":
-            return int(rng.integers(lo, hi + 1))
-        # intlog: log-uniform over the integers lo..hi (each integer owns [v, v+1) in log space)
-        return int(min(hi, math.floor(math.exp(rng.uniform(math.log(lo), math.log(hi + 1))))))
+        if self.kind in ("uniform", "loguniform"):
+            return _round6(trial.suggest_float(key, lo, hi, log=self.kind == "loguniform"))
+        return int(trial.suggest_int(key, lo, hi, log=self.kind == "intlog"))
+
+    def bounds(self) -> tuple:
+        """Values a config must accept: the choices, or both ends of the range."""
+        return self.args
 
     def __str__(self) -> str:
         return f"{self.kind}({','.join(map(str, self.args))})"
@@ -129,9 +126,81 @@ def grid_trials(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
     return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*(grid[k] for k in keys))]
 
 
-def random_trials(space: dict[str, Distribution], n: int, seed: int) -> list[dict[str, Any]]:
-    """n draws from the space with Generator(PCG64(seed)); same seed, same trials."""
-    if n < 1:
-        raise UsageError(f"--random needs at least one trial, got {n}")
-    rng = np.random.Generator(np.random.PCG64(seed))
-    return [{k: d.sample(rng) for k, d in space.items()} for _ in range(n)]
+# ----------------------------------------------------------------------------- a whole search
+SAMPLERS = ("tpe", "random", "grid", "cmaes")
+
+
+@dataclass(frozen=True)
+class SearchPlan:
+    """What to search: `grid` (every combination, sampler grid) or `space` drawn `n_trials` times by `sampler`."""
+
+    sampler: str
+    n_trials: int
+    grid: dict[str, list[str]]
+    space: dict[str, Distribution]
+    fixed: dict[str, Any]
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-able identity of the search (a resumed study must match it, trial count aside)."""
+        return {"sampler": self.sampler, "grid": self.grid, "space": {k: str(d) for k, d in self.space.items()},
+                "fixed": {k: str(v) for k, v in self.fixed.items()}}
+
+    def suggest(self, trial) -> dict[str, Any]:
+        """The raw params of one Optuna trial: the fixed ones, then the tuned ones in the order given."""
+        raw = dict(self.fixed)
+        for key, values in self.grid.items():
+            raw[key] = trial.suggest_categorical(key, values)
+        for key, dist in self.space.items():
+            raw[key] = dist.suggest(trial, key)
+        return raw
+
+
+def check_sampler_installed(sampler: str) -> None:
+    if sampler == "cmaes":
+        import importlib.util
+
+        if importlib.util.find_spec("cmaes") is None:
+            raise UsageError("--sampler cmaes needs the cmaes package: pip install 'recsys-cli[cmaes]'")
+
+
+def plan_search(model: str, *, grid: dict[str, list[str]] | None = None, space: dict[str, Distribution] | None = None,
+                n_trials: int = 0, sampler: str | None = None, fixed: dict[str, Any] | None = None) -> SearchPlan:
+    """Validate a search against the model's config up front (keys, every grid value, both ends of every range)."""
+    from recsys_cli.errors import ConfigError
+    from recsys_cli.models.registry import create_model, get_model_class
+
+    grid, space, fixed = grid or {}, space or {}, fixed or {}
+    if sampler is not None and sampler not in SAMPLERS:
+        raise UsageError(f"unknown --sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
+    if grid and (space or n_trials):
+        raise UsageError("give either --grid (every combination) or --trials N with --space (a sampled search), not both")
+    if n_trials and not space:
+        raise UsageError("--trials N (or --random N) needs at least one --space key=distribution(...)")
+    if space and not n_trials:
+        raise UsageError("--space needs --trials N (or --random N): the number of trials to draw")
+    if not grid and not space:
+        raise UsageError("nothing to tune: give --grid key=v1,v2 or --trials N --space key=dist(a,b)")
+    if n_trials < 0:
+        raise UsageError(f"--trials must be at least 1, got {n_trials}")
+    if grid and sampler not in (None, "grid"):
+        raise UsageError(f"--grid runs every combination (sampler grid); --sampler {sampler} draws from --space")
+    if space and sampler == "grid":
+        raise UsageError("--sampler grid runs the combinations of --grid key=v1,v2; --space needs tpe, random or cmaes")
+    sampler = "grid" if grid else (sampler or "tpe")
+    check_sampler_installed(sampler)
+    fields = get_model_class(model).Config.field_names()
+    for option, keys in (("--grid", grid), ("--space", space), ("--param", fixed)):
+        for key in keys:
+            if key.replace("-", "_") not in fields:
+                raise ConfigError(f"{model}: {option} {key}: unknown parameter; valid parameters: {', '.join(fields)}")
+    both = sorted(set(fixed) & (set(grid) | set(space)))
+    if both:
+        raise UsageError(f"{', '.join(both)} is both fixed with --param and tuned; drop one")
+    create_model(model, fixed)  # ConfigError on a bad fixed value
+    for combo in grid_trials(grid):  # ConfigError on a value (or combination) the config refuses
+        create_model(model, {**fixed, **combo})
+    for key, dist in space.items():
+        for value in dist.bounds():
+            create_model(model, {**fixed, key: value})
+    n = len(grid_trials(grid)) if grid else n_trials
+    return SearchPlan(sampler=sampler, n_trials=n, grid=grid, space=space, fixed=fixed)

@@ -1,4 +1,4 @@
-"""Hyperparameter search: grid or seeded random search, K-fold CV on a tuning portion, holdout report.
+"""Hyperparameter search on Optuna: K-fold CV on a tuning portion, pruning, resumable studies, holdout report.
 
 Nested so the reported number is honest: a test part is held out first (a named split's test
 part, else a fresh seeded 80/20 random holdout), every trial is scored by K-fold CV over the
@@ -6,14 +6,16 @@ remaining tuning portion only, and the best config is refitted on the whole tuni
 scored once on the held-out part. `holdout=False` tunes on every rating (optimistic: the best
 CV score is then the only, and an upward-biased, estimate).
 
-Search spaces (`--grid`, `--space`) are parsed in search_space.py.
+Search spaces (`--grid`, `--space`) are parsed and validated in search_space.py; the Optuna
+study (sampler tpe|random|grid|cmaes, pruner median|halving|none, storage, resume) and the
+trial scheduler are in study.py. Optuna is imported only when a search runs.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import time
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -21,9 +23,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from recsys_cli.data.dataset import Interactions
-from recsys_cli.errors import ConfigError, DataError, RecsysError, UsageError
+from recsys_cli.errors import DataError, RecsysError, UsageError
 from recsys_cli.evaluation.protocols import EvalSettings
-from recsys_cli.evaluation.search_space import Distribution, grid_trials, random_trials
+from recsys_cli.evaluation.search_space import SearchPlan
 
 if TYPE_CHECKING:
     from recsys_cli.tracking import MlflowOptions
@@ -61,45 +63,6 @@ def metric_settings(metric: str, relevance: str = "threshold", threshold: float 
         rating_metrics=base in RATING_METRICS, ranking_metrics=base not in RATING_METRICS,
         fcp=base == "fcp", auc=base == "auc",
     )
-
-
-# ----------------------------------------------------------------------------- planning
-def plan_trials(
-    model: str,
-    *,
-    grid: dict[str, list[str]] | None = None,
-    space: dict[str, Distribution] | None = None,
-    n_random: int = 0,
-    fixed: dict[str, Any] | None = None,
-    seed: int = 42,
-) -> list[dict[str, Any]]:
-    """Every trial's params (tuned + fixed, typed), validated against the model config up front."""
-    from recsys_cli.models.registry import create_model, get_model_class
-
-    grid, space, fixed = grid or {}, space or {}, fixed or {}
-    if grid and (space or n_random):
-        raise UsageError("give either --grid (grid search) or --random N with --space (random search), not both")
-    if n_random and not space:
-        raise UsageError("--random N needs at least one --space key=distribution(...)")
-    if space and not n_random:
-        raise UsageError("--space needs --random N (the number of trials to draw)")
-    if not grid and not space:
-        raise UsageError("nothing to tune: give --grid key=v1,v2 or --random N --space key=dist(a,b)")
-    fields = get_model_class(model).Config.field_names()
-    for option, keys in (("--grid", grid), ("--space", space), ("--param", fixed)):
-        for key in keys:
-            if key.replace("-", "_") not in fields:
-                raise ConfigError(f"{model}: {option} {key}: unknown parameter; valid parameters: {', '.join(fields)}")
-    both = sorted(set(fixed) & (set(grid) | set(space)))
-    if both:
-        raise UsageError(f"{', '.join(both)} is both fixed with --param and tuned; drop one")
-    raw = grid_trials(grid) if grid else random_trials(space, n_random, seed)
-    trials = []
-    for params in raw:
-        merged = {**fixed, **params}
-        config = create_model(model, merged).config.to_dict()  # ConfigError on a bad value
-        trials.append({k: config[k] for k in merged})
-    return trials
 
 
 def tuning_portions(ds, *, split: str | None, holdout: bool, seed: int) -> tuple[Interactions, Interactions | None, dict]:
@@ -188,27 +151,16 @@ def _early_stop(ctx: TrialContext, params: dict[str, Any]) -> tuple[dict[str, An
     return {**params, "epochs": best[0]}, {"epochs_tried": tried, "chosen": best[0]}, best[1:]
 
 
-def evaluate_trial(ctx: TrialContext, index: int, params: dict[str, Any]) -> dict[str, Any]:
-    """Mean and std (ddof=0) of the metric over the CV folds; a failed fit is reported, not raised."""
-    t0 = time.perf_counter()
-    out: dict[str, Any] = {"trial": index, "params": dict(params)}
+def _run_task(ctx: TrialContext, kind: str, params: dict[str, Any], fold: int) -> tuple:
+    """One unit of a trial (see study.run_study): a fold's fit and score, or fold 0 with epochs chosen."""
     try:
-        first = None
-        if ctx.early_stopping:
-            params, out["early_stopping"], first = _early_stop(ctx, params)
-            out["params"] = dict(params)
-        scores, fits = [], []
-        for f in range(ctx.cv):
-            score, secs = first if (f == 0 and first is not None) else ctx.fit_score(params, *ctx.fold(f))
-            scores.append(score)
-            fits.append(secs)
-    except RecsysError as exc:
-        out.update(score=float("nan"), std=float("nan"), fold_scores=[], fit_seconds=None, error=str(exc))
-    else:
-        out.update(score=float(np.mean(scores)), std=float(np.std(scores)), fold_scores=scores,
-                   fit_seconds=float(np.nanmean(fits)), error=None)
-    out["seconds"] = time.perf_counter() - t0
-    return out
+        if kind == "early":
+            params, info, first = _early_stop(ctx, params)
+            return ("early", params, info, first)
+        score, secs = ctx.fit_score(params, *ctx.fold(fold))
+        return ("fold", score, secs)
+    except RecsysError as exc:  # a failed fit is reported as the trial's error, not raised
+        return ("error", str(exc))
 
 
 _WORKER_CTX: TrialContext | None = None
@@ -220,61 +172,50 @@ def _init_worker(ctx: TrialContext) -> None:
     _WORKER_CTX = ctx
 
 
-def _worker_trial(index: int, params: dict[str, Any]) -> dict[str, Any]:
+def _worker_task(kind: str, params: dict[str, Any], fold: int) -> tuple:
     assert _WORKER_CTX is not None, "worker not initialised"
-    return evaluate_trial(_WORKER_CTX, index, params)
+    return _run_task(_WORKER_CTX, kind, params, fold)
 
 
-def run_trials(ctx: TrialContext, trials: list[dict[str, Any]], *, jobs: int = 1,
-               on_trial: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
-    """Evaluate every trial (in `jobs` spawned processes when > 1); results in trial order."""
-    if jobs < 1:
-        raise UsageError(f"--jobs must be at least 1, got {jobs}")
-    results: list[dict[str, Any] | None] = [None] * len(trials)
-    if jobs == 1 or len(trials) == 1:
-        for i, params in enumerate(trials):
-            results[i] = evaluate_trial(ctx, i, params)
-            if on_trial:
-                on_trial(results[i])
-        return results  # type: ignore[return-value]
+def _executor(ctx: TrialContext, jobs: int):
+    """(executor, task): in this process for one job, else `jobs` spawned processes holding ctx."""
+    from recsys_cli.evaluation.study import InlineExecutor
+
+    if jobs == 1:
+        return InlineExecutor(), lambda kind, params, fold: _run_task(ctx, kind, params, fold)
     import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures import ProcessPoolExecutor
 
     mp = multiprocessing.get_context("spawn")  # fork after Numba started threads is unsafe
-    pool = ProcessPoolExecutor(max_workers=min(jobs, len(trials)), mp_context=mp,
-                               initializer=_init_worker, initargs=(ctx,))
-    try:
-        futures = {pool.submit(_worker_trial, i, p): i for i, p in enumerate(trials)}
-        for fut in as_completed(futures):
-            res = fut.result()
-            results[futures[fut]] = res
-            if on_trial:
-                on_trial(res)
-    except BaseException:
-        pool.shutdown(wait=False, cancel_futures=True)  # Ctrl-C or an error: drop queued trials
-        raise
-    pool.shutdown()
-    return results  # type: ignore[return-value]
+    return ProcessPoolExecutor(max_workers=jobs, mp_context=mp, initializer=_init_worker, initargs=(ctx,)), _worker_task
+
+
+def default_study_name(model: str, dataset: str, split: str | None, metric: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", f"{model}-{dataset}-{split or 'holdout'}-{metric}")
 
 
 def best_trial(results: list[dict[str, Any]], metric: str) -> dict[str, Any]:
-    """The trial with the best finite score (lowest for errors); ties go to the earliest trial."""
+    """The complete trial with the best finite score (pruned ones never win); ties go to the earliest trial."""
     lower = lower_is_better(metric)
     best = None
     for res in results:
-        if _better(res["score"], None if best is None else best["score"], lower):
+        if res.get("state", "complete") == "complete" and _better(res["score"], None if best is None else best["score"], lower):
             best = res
     if best is None:
         errors = sorted({r["error"] for r in results if r.get("error")})
-        raise UsageError(f"every trial failed: {'; '.join(errors) or 'no finite ' + metric}")
+        pruned = sum(r.get("state") == "pruned" for r in results)
+        why = "; ".join(errors) or (f"{pruned} pruned" if pruned else "no finite " + metric)
+        raise UsageError(f"no trial finished: {why}")
     return best
+
+
 
 
 # ----------------------------------------------------------------------------- the whole search
 def tune(
     model: str,
     dataset: str,
-    trials: list[dict[str, Any]],
+    plan: SearchPlan,
     *,
     metric: str,
     cv: int = 3,
@@ -285,21 +226,26 @@ def tune(
     jobs: int = 1,
     early_stopping: bool = False,
     seed: int = 42,
-    search: str = "grid",
+    pruner: str = "median",
+    storage: str | None = None,
+    study_name: str | None = None,
     data_dir=None,
     artifacts_dir=None,
     on_trial: Callable[[dict[str, Any]], None] | None = None,
     mlflow: MlflowOptions | None = None,
 ) -> dict[str, Any]:
-    """Run `trials` (from plan_trials) by K-fold CV on the tuning portion, record each in the
-    ledger, refit the best on the tuning portion and score it on the held-out part.
+    """Run the search `plan` (from search_space.plan_search) as an Optuna study: each trial is K-fold CV
+    on the tuning portion (pruned early by `pruner`), recorded in the ledger as it finishes; then
+    refit the best on the tuning portion and score it on the held-out part.
 
-    mlflow: also log the search to MLflow as it runs (a parent run, one nested run per trial as
-    each finishes; `tracking.TuneLog`)."""
+    storage (e.g. sqlite:///tune.db) and study_name: a study there that this same search started
+    is resumed (its finished trials count towards plan.n_trials and are not rerun).
+    mlflow: also log the search to MLflow as it runs (`tracking.TuneLog`)."""
     from recsys_cli import ledger
     from recsys_cli.data.dataset import load_dataset
     from recsys_cli.data.splits import kfold
     from recsys_cli.evaluation.protocols import score_model
+    from recsys_cli.evaluation.study import PRUNERS, finished_results, open_study, run_study
     from recsys_cli.models.registry import create_model, get_model_class
     from recsys_cli.tracking import TuneLog
     from recsys_cli.training import fit_model
@@ -312,6 +258,10 @@ def tune(
         raise UsageError(f"--early-stopping needs an epoch-based model (with an epochs parameter); {model} is not")
     if cv < 2:
         raise UsageError(f"--cv needs at least 2 folds, got {cv}")
+    if jobs < 1:
+        raise UsageError(f"--jobs must be at least 1, got {jobs}")
+    if pruner not in PRUNERS:
+        raise UsageError(f"unknown --pruner {pruner!r}; choose one of {', '.join(PRUNERS)}")
     settings = metric_settings(metric, relevance, threshold)
     ds = load_dataset(dataset, data_dir)
     tune_part, test_part, holdout_desc = tuning_portions(ds, split=split, holdout=holdout, seed=seed)
@@ -319,34 +269,59 @@ def tune(
         raise DataError(f"the tuning portion has {len(tune_part)} ratings, fewer than --cv {cv}")
     codes = kfold(len(tune_part), k=cv, seed=seed)
     ctx = TrialContext(model, tune_part, codes, cv, seed, metric, settings, early_stopping)
-    protocol = {"kind": "tune", "search": search, "cv": cv, "metric": metric, "seed": seed,
-                "holdout": holdout_desc, "relevance": settings.describe(), "early_stopping": early_stopping}
+    direction = "minimize" if lower_is_better(metric) else "maximize"
+    study_name = study_name or default_study_name(model, dataset, split, metric)
+    protocol = {"kind": "tune", "search": plan.sampler, "pruner": pruner, "cv": cv, "metric": metric, "seed": seed,
+                "holdout": holdout_desc, "relevance": settings.describe(), "early_stopping": early_stopping,
+                "study": study_name, "storage": storage}
+    signature = {"model": model, "dataset": dataset, "fingerprint": ds.fingerprint, "split": split,
+                 "holdout": holdout, "metric": metric, "cv": cv, "seed": seed, "relevance": settings.describe(),
+                 "early_stopping": early_stopping, **plan.describe()}
+    study, done = open_study(name=study_name, storage=storage, direction=direction, signature=signature, plan=plan,
+                             pruner=pruner, seed=seed)
+    remaining = max(0, plan.n_trials - len(done))
+
+    def suggest(trial) -> dict[str, Any]:
+        raw = plan.suggest(trial)
+        config = create_model(model, raw).config.to_dict()  # typed values, as the model sees them
+        return {k: config[k] for k in raw}
 
     with TuneLog(mlflow, model=model, metric=metric, seed=seed, dataset=dataset, fingerprint=ds.fingerprint,
-                 split=split, protocol={**protocol, "n_trials": len(trials)}) as log:
+                 split=split, protocol={**protocol, "n_trials": plan.n_trials}) as log:
+
+        finished = [len(done)]
 
         def record_trial(res: dict[str, Any]) -> None:
-            config = create_model(model, res["params"]).config.to_dict()
+            finished[0] += 1
+            res["done"] = finished[0]  # trials with a result so far, resumed ones included (for progress lines)
+            config = create_model(model, res["params"]).config.to_dict() if res["params"] else {}
             ledger.record(
                 "tune-trial", root=artifacts_dir, model=model, params=config, seed=seed, dataset=dataset,
                 fingerprint=ds.fingerprint, split=split,
-                protocol={**protocol, "trial": res["trial"], "error": res["error"]},
-                metrics={} if res["error"] else {metric: res["score"], f"{metric}_std": res["std"]},
+                protocol={**protocol, "trial": res["trial"], "state": res["state"], "error": res["error"],
+                          "folds_done": len(res["fold_scores"])},
+                metrics={} if res["state"] == "failed" else {metric: res["score"], f"{metric}_std": res["std"]},
                 timings={"fit_seconds": res["fit_seconds"], "seconds": round(res["seconds"], 4)},
             )
             log.trial({**res, "params": config})
             if on_trial:
                 on_trial(res)
 
-        results = run_trials(ctx, trials, jobs=jobs, on_trial=record_trial)
+        executor, task = _executor(ctx, jobs)
+        run_study(study, remaining, suggest=suggest, task=task, cv=cv, early_stopping=early_stopping,
+                  executor=executor, jobs=jobs, on_result=record_trial)
+        results = finished_results(study)
         best = best_trial(results, metric)
         out: dict[str, Any] = {
-            "model": model, "dataset": dataset, "metric": metric,
-            "direction": "minimize" if lower_is_better(metric) else "maximize",
-            "search": search, "cv": cv, "seed": seed, "split": split,
+            "model": model, "dataset": dataset, "metric": metric, "direction": direction,
+            "search": plan.sampler, "sampler": plan.sampler, "pruner": pruner, "study": study_name, "storage": storage,
+            "n_trials": plan.n_trials, "resumed_trials": len(done),
+            "pruned_trials": sum(r["state"] == "pruned" for r in results),
+            "cv": cv, "seed": seed, "split": split,
             "n_tune_ratings": len(tune_part), "best_trial": best["trial"],
             "best_params": best["params"], "best_score": best["score"], "best_std": best["std"],
-            "trials": [{k: r[k] for k in ("trial", "params", "score", "std", "fit_seconds", "fold_scores", "error")}
+            "trials": [{k: r[k] for k in ("trial", "params", "state", "score", "std", "fit_seconds", "fold_scores",
+                                          "error")}
                        | ({"early_stopping": r["early_stopping"]} if "early_stopping" in r else {}) for r in results],
             "holdout": None,
         }
@@ -361,7 +336,7 @@ def tune(
         ledger.record(
             "tune", root=artifacts_dir, model=model, params=out["best_config"], seed=seed, dataset=dataset,
             fingerprint=ds.fingerprint, split=split,
-            protocol={**protocol, "n_trials": len(trials), "best_cv_score": best["score"], "best_cv_std": best["std"]},
+            protocol={**protocol, "n_trials": plan.n_trials, "best_cv_score": best["score"], "best_cv_std": best["std"]},
             metrics=out["holdout"]["metrics"] if out["holdout"] else {metric: best["score"]},
         )
         log.finish(params=out["best_config"], best_trial=out["best_trial"], best_score=best["score"],

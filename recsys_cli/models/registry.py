@@ -23,6 +23,8 @@ MODELS: dict[str, str] = {
     "blend": "recsys_cli.models.blend:BlendModel",
     "fm": "recsys_cli.models.fm:FM",
     "bpmf": "recsys_cli.models.fm:BPMF",
+    "ease": "recsys_cli.models.ease:EASE",
+    "rank-blend": "recsys_cli.models.rank_blend:RankBlend",
 }
 
 SURPRISE_PREFIX = "surprise:"
