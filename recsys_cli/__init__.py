@@ -17,7 +17,7 @@ _API = (
     "Comparison", "Dataset", "EvaluationResult", "Manifest", "Predictions", "Recommendations", "Recommender", "Run",
     "Similar", "compare", "create_model", "create_split", "cross_validate", "dataset_info", "datasets", "download", "evaluate", "from_frame", "generate",
     "list_runs", "load_dataset", "load_run", "metrics", "predict", "preprocess", "recommend", "save", "similar",
-    "train", "train_run",
+    "train", "train_run", "tune", "TuneResult", "item_metadata",
 )
 _ERRORS = ("RecsysError", "UsageError", "ConfigError", "DataError", "ArtifactError", "UnknownIdError")
 

@@ -29,10 +29,12 @@ from recsys_cli.api.experiments import (
     ABTestResult,
     BanditResult,
     BenchmarkReport,
+    TuneResult,
     abtest,
     abtest_plan,
     bandit,
     benchmark,
+    tune,
 )
 from recsys_cli.api.model import Recommender, create_model, train
 from recsys_cli.api.queries import Predictions, Recommendations, Similar, predict, recommend, similar
@@ -77,4 +79,6 @@ __all__ = [
     "similar",
     "train",
     "train_run",
+    "tune",
+    "TuneResult",
 ]

@@ -196,3 +196,104 @@ def benchmark(*, scale: str | None = None, models: str | Sequence[str] | None = 
     if n is None:
         raise UsageError("--suite polars500k takes --scale as a number of ratings (e.g. 500k)")
     return BenchmarkReport(run_suite(suite, n_ratings=n, repeat=repeat, threads=threads, seed=seed))
+
+
+class TuneResult(Report):
+    """`tune`: the search (sampler, pruner, study), every trial, the best params and score, the held-out check."""
+
+    def __init__(self, data: dict[str, Any], notes: list[str] | None = None) -> None:
+        super().__init__(data, notes or [], "trials")
+
+    @property
+    def best_params(self) -> dict[str, Any]:
+        return self.data["best_params"]
+
+    @property
+    def best_score(self) -> float:
+        return self.data["best_score"]
+
+    def to_frame(self) -> pl.DataFrame:
+        """One row per trial: trial, each searched parameter as a column, score, std, state."""
+        import polars as pl
+
+        rows = [{"trial": t["trial"], **t["params"], "score": t["score"], "std": t["std"], "state": t.get("state"),
+                 "fit_seconds": t["fit_seconds"]} for t in self.data["trials"]]
+        return pl.DataFrame(rows, infer_schema_length=None)
+
+
+def _specs(value: Any, what: str) -> list[str] | None:
+    """--grid/--space as the CLI gives them (['key=...']) or as a notebook does ({key: ...})."""
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        out = []
+        for key, spec in value.items():
+            if what == "grid" and isinstance(spec, (list, tuple)):
+                spec = ",".join(map(str, spec))
+            out.append(f"{key}={spec}")
+        return out
+    if isinstance(value, str):
+        return [value]
+    return list(value)
+
+
+def tune(model: str, dataset: str, *, grid: Any = None, space: Any = None, trials: int | None = None,
+         sampler: str | None = None, params: dict[str, Any] | None = None, metric: str | None = None, cv: int = 3,
+         split: str | None = None, holdout: bool = True, relevance: str = "threshold", threshold: float = 4.0,
+         jobs: int = 1, early_stopping: bool = False, pruner: str = "median", storage: str | None = None,
+         study: str | None = None, train_best: bool = False, name: str | None = None, force: bool = False,
+         seed: int = 42, data_dir=None, artifacts_dir=None, on_start=None, on_trial=None, mlflow=None,
+         progress=None) -> TuneResult:
+    """Search hyperparameters by K-fold CV on the training data (Optuna: tpe, random, grid or cmaes).
+
+    grid: {"factors": [20, 50]} or ["factors=20,50"] (every combination); space with trials:
+    {"lr_all": "loguniform(0.001,0.02)"}. The best config is refitted and scored on a held-out
+    part never seen while tuning; train_best=True also trains it on the data and saves it as a run.
+    storage='sqlite:///tune.db' keeps the study, so the same call resumes it. on_start(n_trials)
+    and on_trial(result) report progress as the search runs.
+    """
+    from recsys_cli.evaluation import tuning
+    from recsys_cli.evaluation.search_space import parse_grid, parse_space, plan_search
+    from recsys_cli.models.registry import get_model_class
+
+    cls = get_model_class(model)
+    metric = metric or ("rmse" if cls.predicts_ratings else "ndcg@10")
+    tuning.check_metric(metric)
+    tuning.metric_settings(metric, relevance, threshold)  # validates relevance
+    if cv < 2:
+        raise UsageError(f"--cv needs at least 2 folds, got {cv}")
+    if jobs < 1:
+        raise UsageError(f"--jobs must be at least 1, got {jobs}")
+    if name and not train_best:
+        raise UsageError("--name names the run of --train-best; add --train-best")
+    if pruner not in ("median", "halving", "none"):
+        raise UsageError(f"unknown --pruner {pruner!r}; choose one of median, halving, none")
+    plan = plan_search(model, grid=parse_grid(_specs(grid, "grid")), space=parse_space(_specs(space, "space")),
+                       n_trials=trials or 0, sampler=sampler, fixed=dict(params or {}))
+    if train_best:
+        from recsys_cli.artifacts import ArtifactStore, check_run_name
+        from recsys_cli.training import default_run_name
+
+        name = check_run_name(name or default_run_name(model, dataset, split))
+        ArtifactStore(artifacts_dir).check_writable(name, force=force)  # before the search, not after it
+    if on_start is not None:
+        on_start(plan.n_trials)
+    result = tuning.tune(model, dataset, plan, metric=metric, cv=cv, split=split, holdout=holdout,
+                         relevance=relevance, threshold=threshold, jobs=jobs, early_stopping=early_stopping, seed=seed,
+                         pruner=pruner, storage=storage, study_name=study, data_dir=data_dir,
+                         artifacts_dir=artifacts_dir, on_trial=on_trial, mlflow=mlflow)
+    notes = []
+    if result["resumed_trials"]:
+        notes.append(f"resumed study {result['study']!r}: {result['resumed_trials']} trial(s) already done")
+    notes.append(f"best {metric}: {result['best_score']:.4f} ± {result['best_std']:.4f} (CV) with {result['best_params']}")
+    if result["holdout"] and result["holdout"]["score"] is not None:
+        notes.append(f"held-out {metric}: {result['holdout']['score']:.4f} on {result['holdout']['n_test']:,} "
+                     "ratings never seen while tuning")
+    if train_best:
+        from recsys_cli.api.runs import train_run
+
+        result["run"] = train_run(model, dataset, split=split, params=result["best_params"], seed=seed, name=name,
+                                  data_dir=data_dir, artifacts_dir=artifacts_dir, force=force, progress=progress,
+                                  mlflow=mlflow)
+        notes.append(f"saved run {name!r} at {result['run']['path']}")
+    return TuneResult(result, notes)

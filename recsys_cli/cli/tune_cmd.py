@@ -19,6 +19,7 @@ from recsys_cli.cli.common import (
     SeedOpt,
     parse_params,
 )
+from recsys_cli.output.tune import score_cell, show_value, trial_line  # stdlib only: cheap at start-up
 
 HELP = """Search hyperparameters by K-fold CV, then report the best config on held-out data.
 
@@ -64,36 +65,16 @@ Examples:
 """
 
 
-def _show(value: Any) -> str:
-    """A parameter value as typed (floats in %g so 1e-05 does not print as 0.0000)."""
-    return f"{value:g}" if isinstance(value, float) else str(value)
-
-
-def _trial_line(res: dict[str, Any], total: int, metric: str) -> str:
-    params = " ".join(f"{k}={_show(v)}" for k, v in res["params"].items())
-    head = f"trial {res.get('done', res['trial'] + 1)}/{total}"
-    if res.get("done", res["trial"] + 1) != res["trial"] + 1:  # resumed: numbers skip trials cut off earlier
-        head += f" (#{res['trial'] + 1})"
-    if res["error"]:
-        return f"{head}: {params}  failed: {res['error']}"
-    fit = f"  fit {res['fit_seconds']:.2f} s" if res["fit_seconds"] is not None else ""
-    pruned = f"  pruned after {len(res['fold_scores'])} fold(s)" if res.get("state") == "pruned" else ""
-    return f"{head}: {params}  {metric}={res['score']:.4f} ± {res['std']:.4f}{fit}{pruned}"
-
-
-def _score_cell(r: dict[str, Any]) -> str:
-    if r["error"]:
-        return "failed"
-    return f"{r['score']:.4f} (pruned)" if r.get("state") == "pruned" else f"{r['score']:.4f}"
-
-
 class TrialDisplay:
     """Live table of finished trials on stderr for a person watching, else one log line per trial."""
 
     def __init__(self, total: int, metric: str, lower: bool) -> None:
+        import time
+
         from recsys_cli.settings import show_progress
 
         self.total, self.metric, self.lower = total, metric, lower
+        self.t0 = time.perf_counter()
         self.rows: list[dict[str, Any]] = []
         self.live = None
         if show_progress():
@@ -107,56 +88,46 @@ class TrialDisplay:
     def _table(self):
         from rich.table import Table
 
-        table = Table(title=f"trials ({len(self.rows)}/{self.total} done, {self.metric})")
+        table = Table(title=f"trials ({len(self.rows)}/{self.total} done, {self.metric}{self._eta()})")
         keys = list(dict.fromkeys(k for r in self.rows for k in r["params"]))
         for col in ["#", *keys, self.metric, "± std", "fit s"]:
             table.add_column(col)
         done = [r for r in self.rows if not r["error"] and r.get("state") != "pruned"]
         best = min(done, key=lambda r: r["score"] if self.lower else -r["score"], default=None)
         for r in sorted(self.rows, key=lambda r: r["trial"]):
-            score = _score_cell(r)
+            score = score_cell(r)
             std = "" if r["error"] else f"{r['std']:.4f}"
             fit = "" if r["fit_seconds"] is None else f"{r['fit_seconds']:.2f}"
             style = "bold green" if r is best else None
-            table.add_row(str(r["trial"] + 1), *[_show(r["params"].get(k, "")) for k in keys], score, std, fit, style=style)
+            table.add_row(str(r["trial"] + 1), *[show_value(r["params"].get(k, "")) for k in keys], score, std, fit, style=style)
         return table
+
+    def start(self, total: int) -> None:
+        """The search's trial count, known once the plan is checked."""
+        self.total = total
+        if self.live is not None:
+            self.live.update(self._table())
+
+    def _eta(self) -> str:
+        """', about M:SS left' from the mean time of the trials done so far."""
+        import time
+
+        done = len(self.rows)
+        if not done or done >= self.total:
+            return ""
+        left = (time.perf_counter() - self.t0) / done * (self.total - done)
+        return f", about {int(left // 60)}:{int(left % 60):02d} left"
 
     def __call__(self, res: dict[str, Any]) -> None:
         self.rows.append(res)
         if self.live is not None:
             self.live.update(self._table())
         else:
-            typer.echo(_trial_line(res, self.total, self.metric), err=True)
+            typer.echo(trial_line(res, self.total, self.metric), err=True)
 
     def close(self) -> None:
         if self.live is not None:
             self.live.stop()
-
-
-def _emit_table(result: dict[str, Any]) -> None:
-    from recsys_cli.output import emit
-
-    metric = result["metric"]
-    rows = []
-    for t in result["trials"]:
-        row = {"trial": t["trial"] + 1, **{k: _show(v) for k, v in t["params"].items()}}
-        row[metric] = _score_cell(t) if t["error"] or t.get("state") == "pruned" else f"{t['score']:.4f} ± {t['std']:.4f}"
-        row["fit s"] = "" if t["fit_seconds"] is None else f"{t['fit_seconds']:.2f}"
-        row["best"] = "*" if t["trial"] == result["best_trial"] else ""
-        rows.append(row)
-    emit(rows, "table", title=f"{result['model']} on {result['dataset']}: {result['cv']}-fold CV {metric} "
-                              f"({result['direction']}, sampler {result['sampler']}, pruner {result['pruner']})")
-    summary = {
-        "best params": " ".join(f"{k}={_show(v)}" for k, v in result["best_params"].items()),
-        f"cv {metric}": f"{result['best_score']:.4f} ± {result['best_std']:.4f}",
-    }
-    if result["holdout"]:
-        h = result["holdout"]
-        summary[f"holdout {metric}"] = h["score"]
-        summary["holdout"] = f"{h['n_test']:,} held-out ratings, tuned on {h['n_tune']:,}"
-    if result.get("run"):
-        summary["run"] = result["run"]["run"]
-    emit(summary, "table", title="best")
 
 
 def register(app: typer.Typer) -> None:
@@ -192,70 +163,41 @@ def register(app: typer.Typer) -> None:
         fmt: FormatOpt = None,
         as_json: JsonOpt = False,
     ) -> None:
+        from recsys_cli.api.experiments import tune as search
         from recsys_cli.errors import UsageError
-        from recsys_cli.evaluation import tuning
-        from recsys_cli.evaluation.search_space import parse_grid, parse_space, plan_search
+        from recsys_cli.evaluation.tuning import lower_is_better
         from recsys_cli.models.registry import get_model_class
         from recsys_cli.output import emit, resolve_format
+        from recsys_cli.output.tune import render_tune
+        from recsys_cli.progress import make_progress
         from recsys_cli.tracking import mlflow_options
 
         fmt = resolve_format(fmt, as_json)
         tracking = mlflow_options(mlflow, mlflow_experiment, artifacts_dir)
-        cls = get_model_class(model)
-        metric = metric or ("rmse" if cls.predicts_ratings else "ndcg@10")
-        tuning.check_metric(metric)
-        tuning.metric_settings(metric, relevance, relevance_threshold)  # validates --relevance
-        if cv < 2:
-            raise UsageError(f"--cv needs at least 2 folds, got {cv}")
-        if jobs < 1:
-            raise UsageError(f"--jobs must be at least 1, got {jobs}")
-        if name and not train_best:
-            raise UsageError("--name names the run of --train-best; add --train-best")
         if random is not None and trials is not None:
             raise UsageError("give --trials N (with --sampler) or --random N (random search), not both")
         if random is not None and sampler not in (None, "random"):
             raise UsageError(f"--random N is random search; for --sampler {sampler} give --trials N")
         if random is not None:
             trials, sampler = random, "random"
-        if pruner not in ("median", "halving", "none"):
-            raise UsageError(f"unknown --pruner {pruner!r}; choose one of median, halving, none")
-        plan = plan_search(model, grid=parse_grid(grid), space=parse_space(space), n_trials=trials or 0,
-                           sampler=sampler, fixed=parse_params(param))
-        if train_best:
-            from recsys_cli.artifacts import ArtifactStore, check_run_name
-            from recsys_cli.training import default_run_name
-
-            name = check_run_name(name or default_run_name(model, dataset, split))
-            store = ArtifactStore(artifacts_dir)
-            store.check_writable(name, force=force)
-        display = TrialDisplay(plan.n_trials, metric, tuning.lower_is_better(metric))
+        shown = metric or ("rmse" if get_model_class(model).predicts_ratings else "ndcg@10")
+        display = TrialDisplay(trials or 0, shown, lower_is_better(shown))
+        progress = make_progress()
         try:
-            result = tuning.tune(
-                model, dataset, plan, metric=metric, cv=cv, split=split, holdout=not no_holdout,
-                relevance=relevance, threshold=relevance_threshold, jobs=jobs, early_stopping=early_stopping,
-                seed=seed, pruner=pruner, storage=storage, study_name=study, data_dir=data_dir,
-                artifacts_dir=artifacts_dir, on_trial=display, mlflow=tracking,
-            )
+            report = search(model, dataset, grid=grid, space=space, trials=trials, sampler=sampler,
+                            params=parse_params(param), metric=metric, cv=cv, split=split, holdout=not no_holdout,
+                            relevance=relevance, threshold=relevance_threshold, jobs=jobs,
+                            early_stopping=early_stopping, pruner=pruner, storage=storage, study=study,
+                            train_best=train_best, name=name, force=force, seed=seed, data_dir=data_dir,
+                            artifacts_dir=artifacts_dir, on_start=display.start, on_trial=display, mlflow=tracking,
+                            progress=progress)
         finally:
             display.close()
-        if result["resumed_trials"]:
-            typer.echo(f"resumed study {result['study']!r}: {result['resumed_trials']} trial(s) already done", err=True)
-        typer.echo(f"best {metric}: {result['best_score']:.4f} ± {result['best_std']:.4f} (CV) with {result['best_params']}", err=True)
-        if result["holdout"] and result["holdout"]["score"] is not None:
-            typer.echo(f"held-out {metric}: {result['holdout']['score']:.4f} on {result['holdout']['n_test']:,} ratings never seen while tuning", err=True)
-        if train_best:
-            from recsys_cli.api.runs import train_run
-            from recsys_cli.progress import make_progress
-
-            progress = make_progress()
-            try:
-                result["run"] = train_run(model, dataset, split=split, params=result["best_params"], seed=seed,
-                                          name=name, data_dir=data_dir, artifacts_dir=artifacts_dir,
-                                          force=force, progress=progress, mlflow=tracking)
-            finally:
-                progress.close()
-            typer.echo(f"saved run {name!r} at {result['run']['path']}", err=True)
+            progress.close()
+        for line in report.notes:
+            typer.echo(line, err=True)
+        result = report.to_dict()
         if fmt == "table":
-            _emit_table(result)
+            render_tune(result)
         else:
             emit(result, fmt)
