@@ -17,7 +17,7 @@ function el(tag, attrs, ...children) {
     else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
     else node.setAttribute(k, v === true ? "" : v);
   }
-  for (const c of children.flat()) {
+  for (const c of children.flat(Infinity)) {
     if (c === null || c === undefined || c === false) continue;
     node.append(c instanceof Node ? c : document.createTextNode(String(c)));
   }
@@ -28,7 +28,7 @@ const SVG_NS = "http://www.w3.org/2000/svg";
 function svg(tag, attrs, ...children) {
   const node = document.createElementNS(SVG_NS, tag);
   for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, v);
-  for (const c of children.flat()) {
+  for (const c of children.flat(Infinity)) {
     if (c === null || c === undefined) continue;
     node.append(c instanceof Node ? c : document.createTextNode(String(c)));
   }
@@ -274,7 +274,7 @@ function abChart(chart, alpha) {
   left.append(svg("text", { x: pad.l, y: 18, class: "chart-title" }, `CTR per arm (${Math.round(100 * (1 - alpha))}% CI)`));
   for (const t of niceTicks(0, top, 5)) {
     left.append(svg("line", { x1: pad.l, x2: pad.l + pw, y1: y(t), y2: y(t), class: "grid" }));
-    left.append(svg("text", { x: pad.l - 8, y: y(t) + 4, class: "tick", "text-anchor": "end" }, pct(t, t < 0.1 ? 1 : 0)));
+    left.append(svg("text", { x: pad.l - 8, y: y(t) + 4, class: "tick", "text-anchor": "end" }, pct(t, top < 0.1 ? 1 : 0)));
   }
   const bw = pw / (arms.length * 2);
   arms.forEach((a, i) => {
@@ -340,7 +340,7 @@ async function runAbTest() {
     const t = r.tests[r.primary_test];
     const verdict = el("p", { class: r.winner.significant ? "verdict win" : "verdict" }, r.winner.message);
     const arms = el("table", { class: "small" },
-      el("thead", {}, el("tr", {}, ["arm", "run", "users", "impressions", "clicks", "per-user CTR"].map((h) => el("th", {}, h)))),
+      el("thead", {}, el("tr", {}, ["arm", "run", "users", "impressions", "clicks", "per-user CTR"].map((h, i) => el("th", { class: i < 2 ? "text" : null }, h)))),
       el("tbody", {}, r.arms.map((x) => el("tr", {}, el("td", {}, x.arm), el("td", { class: "text" }, x.run), el("td", {}, fmt(x.users)),
         el("td", {}, fmt(x.impressions)), el("td", {}, fmt(x.clicks)), el("td", {}, pct(x.user_ctr_mean, 2))))));
     const facts = el("dl", { class: "facts" },
@@ -358,7 +358,7 @@ async function runAbTest() {
 // ----- insights ---------------------------------------------------------------------------------------------------------
 function smallTable(rows, columns, limit = 10) {
   return el("table", { class: "small" },
-    el("thead", {}, el("tr", {}, columns.map(([, label]) => el("th", {}, label)))),
+    el("thead", {}, el("tr", {}, columns.map(([c, label]) => el("th", { class: rows.length && typeof rows[0][c] === "string" ? "text" : null }, label)))),
     el("tbody", {}, rows.slice(0, limit).map((r) => el("tr", {}, columns.map(([c]) =>
       el("td", { class: typeof r[c] === "string" ? "text" : null }, typeof r[c] === "number" && !Number.isInteger(r[c]) ? fmt(r[c], 2) : fmt(r[c])))))));
 }
@@ -387,14 +387,14 @@ async function insights() {
     const statements = ins.statements.length
       ? el("ul", { class: "statements" }, ins.statements.slice(0, 8).map((t) => el("li", {}, t))) : null;
     const tops = el("div", { class: "columns" },
-      el("div", {}, el("h3", {}, "Most rated"), smallTable(ins.tables.top_items_by_count || [], [["title", "movie"], ["ratings", "ratings"], ["mean", "mean"]])),
+      el("div", {}, el("h3", {}, "Most rated"), smallTable(ins.tables.top_items_by_count || [], [["title", "movie"], ["ratings", "ratings"], ["mean_rating", "mean"]])),
       el("div", {}, el("h3", {}, "Best rated (damped mean)"), smallTable(ins.tables.top_items_by_damped_mean || [], [["title", "movie"], ["ratings", "ratings"], ["damped_mean", "damped mean"]])));
     const figures = el("div", { class: "figures" }, ins.figures.map((f) => {
       const holder = el("div", { class: "figure-holder" }, el("p", { class: "hint busy" }, "drawing…"));
       loadFigure(holder, dataset, f.name);
       return el("figure", { "data-figure": f.name }, holder, el("figcaption", {}, f.caption));
     }));
-    target.replaceChildren(el("h2", {}, dataset), facts, statements, tops, el("h2", {}, "Figures"), figures);
+    target.replaceChildren(...[el("h2", {}, dataset), facts, statements, tops, el("h2", {}, "Figures"), figures].filter(Boolean));
   } catch (e) { showError(target, e); }
 }
 
@@ -455,7 +455,7 @@ async function leaderboard() {
     if (!board.rows.length) { target.replaceChildren(el("p", { class: "hint" }, "No ledger entry has metrics yet: run `recsys evaluate RUN`.")); return; }
     const others = board.metrics.filter((m) => m !== board.metric && /^(rmse|mae|ndcg@10|precision@10|recall@10|map@10)$/.test(m)).slice(0, 4);
     const table = el("table", { class: "small leaderboard" },
-      el("thead", {}, el("tr", {}, ["#", "run", "model", "dataset", "split", "entry", `${board.metric} ${board.lower_is_better ? "↓" : "↑"}`, ...others, "when"].map((h) => el("th", {}, h)))),
+      el("thead", {}, el("tr", {}, ["#", "run", "model", "dataset", "split", "entry", `${board.metric} ${board.lower_is_better ? "↓" : "↑"}`, ...others, "when"].map((h, i) => el("th", { class: i >= 1 && i <= 5 || h === "when" ? "text" : null }, h)))),
       el("tbody", {}, board.rows.map((r, i) => el("tr", {},
         el("td", {}, i + 1), el("td", { class: "text" }, r.run || "–"), el("td", { class: "text" }, r.model || "–"),
         el("td", { class: "text" }, r.dataset || "–"), el("td", { class: "text" }, r.split || "–"), el("td", { class: "text" }, r.kind),
