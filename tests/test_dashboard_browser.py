@@ -267,3 +267,26 @@ def test_the_page_asks_for_the_key_and_sends_it(browser, server, tmp_path):
     assert page.is_hidden("#banner")
     tab.shot(tmp_path, "key")
     tab.close()
+
+
+def test_reasons_show_when_rows_carry_them(browser, server, tmp_path):
+    # Rows of `recommend --explain` carry `reasons`; the page renders them in a "because" column.
+    tab = Page(browser, server["base"])
+    page = tab.open("recommend")
+    page.wait_for_selector("#rec-list table.recs")
+    assert page.locator("#rec-list th", has_text="because").count() == 0  # this server sends no reasons
+    rows = server["api"].get("/recommend", params={"run": SVD, "user": 1, "n": 2}).json()
+    rows[0]["reasons"] = [{"kind": "rated", "item_id": 5, "title": "Some Movie", "contribution": 0.41},
+                          {"kind": "genre", "item_id": None, "title": "Drama", "contribution": -0.125},
+                          {"kind": "baseline", "item_id": None, "title": "global mean + biases", "contribution": 3.5}]
+    rows[1]["reasons"] = []
+    texts = page.evaluate("""async ([run, rows]) => {
+        const box = document.getElementById('rec-list');
+        await renderList(box, run, rows);
+        return [...box.querySelectorAll('td.reasons')].map(td => [...td.querySelectorAll('li')].map(li => li.textContent));
+    }""", [SVD, rows])
+    assert texts == [["you rated Some Movie +0.410", "genre Drama −0.125", "global mean + biases +3.500"], []]
+    assert page.locator("#rec-list th", has_text="because").count() == 1
+    tab.shot(tmp_path, "reasons")
+    assert tab.errors == []
+    tab.close()

@@ -98,17 +98,15 @@ async function itemInfo(run, ids) {
   return (i) => state.items.get(`${run}/${i}`) || { item_id: i };
 }
 
+// One part of a row's `reasons` (recsys recommend --explain): {kind, item_id, title, contribution}; strings pass.
+const REASON_LABELS = { popular: "popular with everyone", baseline: "global mean + biases", residual: "solver residual" };
 function reasonText(r) {
   if (r === null || r === undefined) return "";
   if (typeof r === "string") return r;
-  if (r.text) return r.text;
-  if (r.reason) return r.reason;
-  const title = r.title || (r.item_id !== undefined ? `item ${r.item_id}` : "");
-  const parts = [title, r.rating !== undefined ? `you rated ${r.rating}` : "",
-    r.similarity !== undefined ? `similarity ${fmt(r.similarity, 2)}` : "",
-    r.contribution !== undefined ? `+${fmt(r.contribution, 2)}` : "",
-    r.weight !== undefined ? `weight ${fmt(r.weight, 2)}` : ""].filter(Boolean);
-  return parts.length ? parts.join(", ") : JSON.stringify(r);
+  const name = r.kind === "rated" ? `you rated ${r.title || "item " + r.item_id}`
+    : r.kind === "genre" ? `genre ${r.title}` : (r.title || REASON_LABELS[r.kind] || r.kind || "");
+  const c = typeof r.contribution === "number" ? ` ${r.contribution >= 0 ? "+" : "−"}${Math.abs(r.contribution).toFixed(3)}` : "";
+  return (name + c).trim() || JSON.stringify(r);
 }
 
 // One recommendation list as a table: rank, title (+ genres), score, reasons when the server sends them.
