@@ -60,8 +60,13 @@ def add_dashboard(app: FastAPI, registry, *, json_response, use, ui: bool = Fals
             raise ApiError(404, f"dataset {dataset[:200]!r} is not the dataset of a served run "
                            f"({', '.join(sorted(served_datasets()))})", "unknown_dataset")
 
+    def fingerprints(dataset: str) -> tuple:
+        # part of the memo key: runs retrained on re-processed data (then reloaded) get fresh insights
+        return tuple(sorted({r.run.manifest.dataset_fingerprint for r in registry.loaded()
+                             if r.run.manifest.dataset == dataset}))
+
     def insights_of(dataset: str):
-        return memo.get_or_compute(("insights", dataset),
+        return memo.get_or_compute(("insights", dataset, fingerprints(dataset)),
                                    lambda: explore.dataset_insights(dataset, data_dir=registry.data_dir))
 
     @app.get("/items", tags=["items"])
@@ -117,7 +122,7 @@ def add_dashboard(app: FastAPI, registry, *, json_response, use, ui: bool = Fals
         def draw():
             return explore.insight_figure_svg(insights_of(dataset), name)
 
-        svg = await run_in_threadpool(memo.get_or_compute, ("figure", dataset, name), draw)
+        svg = await run_in_threadpool(memo.get_or_compute, ("figure", dataset, fingerprints(dataset), name), draw)
         return Response(svg.encode("utf-8"), media_type="image/svg+xml")
 
     @app.get("/map", tags=["dashboard"])
