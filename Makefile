@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-dev
 STAMP_COMPARE := $(VENV)/.installed-compare
 export RECSYS_NO_PROGRESS ?= 1
 
-.PHONY: install install-compare demo serve test lint bench bench-readme bench-readme-scale clean
+.PHONY: install install-compare ensure-chromium demo serve test lint bench bench-readme bench-readme-scale clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 $(STAMP_COMPARE): $(STAMP)
-	$(PY) -m pip install --quiet -e '.[dev,compare,plot,serve]'
+	$(PY) -m pip install --quiet -e '.[dev,compare,plot,serve,ui-test]'
 	touch $(STAMP_COMPARE)
 
 install-compare: $(STAMP_COMPARE)
@@ -30,9 +30,20 @@ demo: install
 
 # After `make demo`: the demo's runs over HTTP on 127.0.0.1:8000 (Ctrl-C stops it); see /docs.
 serve: install
-	$(RECSYS) serve svd-ml-100k-random ials-ml-100k-user item-knn-ml-100k --default svd-ml-100k-random
+	$(RECSYS) serve svd-ml-100k-random ials-ml-100k-user item-knn-ml-100k --default svd-ml-100k-random --ui
 
-test: install-compare
+# The dashboard's browser tests drive Debian's chromium (Playwright with executable_path: no browser download).
+# Installed with apt-get where missing when we are root; elsewhere those tests skip, saying why.
+ensure-chromium:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing chromium (apt-get) for the dashboard's browser tests"; \
+		DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null || \
+		echo "could not install chromium: the dashboard's browser tests will skip"; \
+	else echo "chromium missing and not root: the dashboard's browser tests will skip"; fi
+
+test: install-compare ensure-chromium
 	$(PY) -m pytest -q
 
 lint: install

@@ -22,6 +22,7 @@ Examples:
   recsys serve svd-ml-100k-random
   recsys serve svd-ml-100k-random ials-ml-100k-user --default svd-ml-100k-random --port 8080
   RECSYS_API_KEY=secret recsys serve svd-ml-100k-random --host 0.0.0.0 --workers 2
+  recsys serve svd-ml-100k-random ials-ml-100k-user --ui     # then open http://127.0.0.1:8000/
   curl 'http://127.0.0.1:8000/recommend?user=1&n=5'
 """
 
@@ -78,6 +79,8 @@ def register(app: typer.Typer) -> None:
             "--mmap/--no-mmap", help="Map the runs' arrays from arrays.npz (pages shared by workers and touched on "
             "demand) instead of reading them. Retraining with --force is safe; never overwrite a served "
             "run's files in place.")] = True,
+        ui: Annotated[bool, typer.Option(
+            "--ui", help="Also serve the dashboard at http://HOST:PORT/ui/ (a page over the same JSON API).")] = False,
         artifacts_dir: ArtifactsDirOpt = None,
         data_dir: DataDirOpt = None,
     ) -> None:
@@ -97,7 +100,7 @@ def register(app: typer.Typer) -> None:
             raise UsageError(f"refusing to serve on {host} without an API key: set --api-key or $RECSYS_API_KEY, "
                              "or pass --insecure")
         config = dict(runs=list(runs), default=default, cache_size=cache_size, api_key=api_key or None,
-                      max_batch=max_batch, mmap=mmap, artifacts_dir=str(artifacts_dir) if artifacts_dir else None,
+                      max_batch=max_batch, mmap=mmap, ui=ui, artifacts_dir=str(artifacts_dir) if artifacts_dir else None,
                       data_dir=str(data_dir) if data_dir else None)
         # uvicorn re-raises SIGTERM/SIGINT after its graceful shutdown; these handlers make that a clean exit 0.
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -108,7 +111,8 @@ def register(app: typer.Typer) -> None:
             application = serve_app(**config, handle_sighup=True, single_thread_blas=True)
             sock = listen(host, port)  # bound here: a busy port is one clear error line, and --port 0 works
             where = f"http://{host}:{sock.getsockname()[1]}"
-            typer.echo(f"serving {', '.join(runs)} on {where} (docs: {where}/docs; pid {os.getpid()})", err=True)
+            extra = f"; dashboard: {where}/ui/" if ui else ""
+            typer.echo(f"serving {', '.join(runs)} on {where} (docs: {where}/docs{extra}; pid {os.getpid()})", err=True)
             uvicorn.Server(uvicorn.Config(application, **options)).run(sockets=[sock])
         else:
             where = f"http://{host}:{port}"

@@ -80,8 +80,8 @@ def _example(example: Any, description: str = "OK") -> dict:
 
 def create_app(registry: RunRegistry, *, api_key: str | None = None, metrics: ServerMetrics | None = None,
                max_batch: int = MAX_BATCH, max_body: int = MAX_BODY, max_url: int = MAX_URL,
-               handle_sighup: bool = False, log=None) -> FastAPI:
-    """The app over already-loaded runs (see `serve_app`)."""
+               handle_sighup: bool = False, ui: bool = False, log=None) -> FastAPI:
+    """The app over already-loaded runs (see `serve_app`); ui=True also serves the dashboard page at /ui/."""
     from contextlib import asynccontextmanager
 
     from recsys_cli.api import queries
@@ -329,12 +329,17 @@ def create_app(registry: RunRegistry, *, api_key: str | None = None, metrics: Se
         the old one and swapped in at once; a run that fails to load keeps serving the old one (see `failed`)."""
         return _json(await run_in_threadpool(registry.reload, force=force))
 
+    from recsys_cli.serve.dashboard import add_dashboard
+
+    add_dashboard(app, registry, json_response=_json, use=use, ui=ui)
+
     return ServeMiddleware(app, api_key=api_key, metrics=metrics, max_body=max_body, max_url=max_url, log=log)
 
 
 def serve_app(runs: list[str], *, default: str | None = None, artifacts_dir=None, data_dir=None,
               cache_size: int = 10_000, api_key: str | None = None, max_batch: int = MAX_BATCH,
-              handle_sighup: bool = False, mmap: bool = True, single_thread_blas: bool = False, log=None):
+              handle_sighup: bool = False, mmap: bool = True, single_thread_blas: bool = False, ui: bool = False,
+              log=None):
     """Load `runs` and build the app (an ASGI callable). Raises the first load error, naming the run.
 
     single_thread_blas: cap BLAS at one thread for the whole process (what `recsys serve` does). A
@@ -351,7 +356,7 @@ def serve_app(runs: list[str], *, default: str | None = None, artifacts_dir=None
                            cache_size=cache_size, on_load=metrics.on_load, mmap=mmap)
     registry.load_all()
     app = create_app(registry, api_key=api_key, metrics=metrics, max_batch=max_batch, handle_sighup=handle_sighup,
-                     log=log)
+                     ui=ui, log=log)
     app.registry = registry  # for tests and the CLI
     return app
 

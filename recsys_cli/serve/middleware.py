@@ -10,7 +10,8 @@ import json
 import sys
 import time
 
-OPEN_PATHS = frozenset({"/health", "/docs", "/docs/oauth2-redirect", "/openapi.json"})  # no data behind them
+OPEN_PATHS = frozenset({"/health", "/docs", "/docs/oauth2-redirect", "/openapi.json", "/", "/ui"})  # no data behind them
+OPEN_PREFIX = "/ui/"  # the dashboard's static files: the page asks for the key and sends it on every API call
 
 
 class BodyTooLarge(Exception):
@@ -41,7 +42,7 @@ class ServeMiddleware:
         """(status, message, code) when the request is refused before it reaches a route."""
         if len(scope.get("query_string", b"")) + len(scope.get("raw_path", b"") or b"") > self.max_url:
             return 414, f"the URL is longer than {self.max_url:,} bytes", "uri_too_long"
-        if self.key is not None and scope["path"] not in OPEN_PATHS:
+        if self.key is not None and scope["path"] not in OPEN_PATHS and not scope["path"].startswith(OPEN_PREFIX):
             given = None
             for name, value in scope["headers"]:
                 if name == b"x-api-key":

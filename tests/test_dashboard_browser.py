@@ -1,0 +1,292 @@
+"""The dashboard in a real headless Chromium against a real `recsys serve --ui` process on loopback: a user's list
+appears with titles, a fold-in changes it, the A/B chart renders, insights, the item map and the leaderboard show,
+the API key typed into the page is sent; no console errors. Screenshots land in the test's temp dir.
+
+Chromium: Debian's package (installed with apt-get when missing and we are root), driven by Playwright's Python
+client with executable_path (no browser download). Skips, saying why, only where neither can be had.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+httpx = pytest.importorskip("httpx")
+pytest.importorskip("fastapi")
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[1]
+SVD, IALS = "svd-synth-user", "ials-synth-user"
+KEY = "browser-key-5"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+VIEWPORT = {"width": 1280, "height": 800}
+
+
+def find_chromium() -> str | None:
+    for name in ("chromium", "chromium-browser"):
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Debian's chromium, installed with apt-get where missing (as root); skip with the reason otherwise."""
+    path = find_chromium()
+    if path is None:
+        if os.geteuid() != 0 or shutil.which("apt-get") is None:
+            pytest.skip("chromium is not installed and cannot be (needs root and apt-get): apt-get install chromium")
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        try:
+            subprocess.run(["apt-get", "update", "-qq"], env=env, capture_output=True, timeout=600, check=True)
+            subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], env=env, capture_output=True, timeout=900,
+                           check=True)
+        except (subprocess.SubprocessError, OSError) as exc:
+            pytest.skip(f"chromium is not installed and apt-get could not install it: {exc}")
+        path = find_chromium()
+        if path is None:
+            pytest.skip("apt-get install chromium succeeded but no chromium executable is on PATH")
+    return path
+
+
+@pytest.fixture(scope="session")
+def browser(chromium, tmp_path_factory):
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install 'recsys-cli[ui-test]' (playwright)")
+    profile = tmp_path_factory.mktemp("chromium-profile")
+    with sync_api.sync_playwright() as p:
+        # a persistent context is the only way to give Chromium a user-data dir of our own: a fresh one per session
+        context = p.chromium.launch_persistent_context(str(profile), executable_path=chromium, args=FLAGS,
+                                                       headless=True, viewport=VIEWPORT)
+        yield context
+        context.close()
+
+
+def recsys(*args, env) -> subprocess.CompletedProcess:
+    res = subprocess.run([sys.executable, "-m", "recsys_cli", *map(str, args)], env=env, capture_output=True,
+                         text=True, timeout=600)
+    assert res.returncode == 0, res.stderr
+    return res
+
+
+def wait_for(predicate, timeout: float, what: str):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """`recsys serve SVD IALS --ui` with an API key, on a free loopback port, over tiny synthetic runs."""
+    root = tmp_path_factory.mktemp("dashboard-e2e")
+    env = {**os.environ, "RECSYS_DATA_DIR": str(root / "data"), "RECSYS_ARTIFACTS_DIR": str(root / "arts"),
+           "RECSYS_NO_PROGRESS": "1", "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    recsys("generate", "synth", "--users", "150", "--items", "90", "--ratings", "5000", env=env)
+    recsys("preprocess", "synth", "--format", "json", env=env)
+    recsys("train", "svd", "--dataset", "synth", "--split", "user", "-p", "factors=8", "-p", "epochs=10",
+           "--format", "json", env=env)
+    recsys("train", "ials", "--dataset", "synth", "--split", "user", "-p", "factors=8", "-p", "iterations=5",
+           "--format", "json", env=env)
+    recsys("evaluate", SVD, "--format", "json", env=env)
+    log = root / "serve.log"
+    with open(log, "w") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "recsys_cli", "serve", SVD, IALS, "--ui", "--port", "0"],
+                                env={**env, "RECSYS_API_KEY": KEY}, stdout=subprocess.DEVNULL, stderr=err)
+    try:
+        match = wait_for(lambda: re.search(r"on http://127\.0\.0\.1:(\d+)", log.read_text()), 120, "the server")
+        base = f"http://127.0.0.1:{match.group(1)}"
+        api = httpx.Client(base_url=base, timeout=60, headers={"X-API-Key": KEY})
+        wait_for(lambda: api.get("/ready").status_code == 200, 60, "/ready")
+        yield {"base": base, "api": api, "log": log}
+        api.close()
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+class Page:
+    """A tab with the key in sessionStorage (as if typed in) and every console error and page error recorded."""
+
+    def __init__(self, browser, base: str, key: str | None = KEY) -> None:
+        self.page = browser.new_page()
+        self.errors: list[str] = []
+        self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
+        self.page.on("pageerror", lambda e: self.errors.append(f"page error: {e}"))
+        self.base = base
+        if key:  # before the page's own script runs, on every navigation
+            self.page.add_init_script(f"sessionStorage.setItem('recsys-api-key', {json.dumps(key)})")
+
+    def open(self, tab: str):
+        self.page.goto(f"{self.base}/ui/#{tab}")
+        self.page.reload()  # the hash alone does not reload; start from a fresh page for each tab
+        return self.page
+
+    def shot(self, tmp_path: Path, name: str, full: bool = False) -> Path:
+        path = tmp_path / f"{name}.png"
+        self.page.screenshot(path=str(path), full_page=full)
+        assert path.stat().st_size > 10_000  # a rendered page, not a blank one
+        return path
+
+    def close(self) -> None:
+        self.page.close()
+
+
+def rows_of(page, selector: str) -> list[int]:
+    return [int(x) for x in page.eval_on_selector_all(f"{selector} tr[data-item]", "rs => rs.map(r => r.dataset.item)")]
+
+
+def test_user_list_appears_with_titles_and_genres(browser, server, tmp_path):
+    tab = Page(browser, server["base"])
+    page = tab.open("recommend")
+    page.fill("#rec-user", "7")
+    page.click("#rec-form button")
+    page.wait_for_selector("#rec-list table.recs")
+    page.wait_for_function("document.querySelector('#rec-note').textContent.includes('user 7')")
+    expected = server["api"].get("/recommend", params={"run": SVD, "user": 7, "n": 10}).json()
+    assert rows_of(page, "#rec-list") == [r["item_id"] for r in expected]
+    titles = page.eval_on_selector_all("#rec-list .title", "ts => ts.map(t => t.firstChild.textContent)")
+    assert titles == [r["title"] for r in expected]
+    first = server["api"].get(f"/items/{expected[0]['item_id']}", params={"run": SVD}).json()
+    shown = page.eval_on_selector_all("#rec-list tbody tr:first-child .genre", "gs => gs.map(g => g.textContent)")
+    assert shown == first["genres"] and shown
+    tab.shot(tmp_path, "recommend")
+    assert tab.errors == []
+    tab.close()
+
+
+def test_fold_in_changes_the_list(browser, server, tmp_path):
+    tab = Page(browser, server["base"])
+    page = tab.open("coldstart")
+    page.wait_for_selector("#cs-list table.recs")
+    page.wait_for_selector("#cs-results .pick")
+    before = rows_of(page, "#cs-list")
+    popular = server["api"].get("/recommend", params={"run": SVD, "user": -1, "n": 10}).json()
+    assert before == [r["item_id"] for r in popular]  # no ratings yet: the popularity ranking
+    picks = page.eval_on_selector_all("#cs-results .pick .star[data-value='1']", "s => s.map(b => b.dataset.item)")
+    ratings = {picks[0]: 5, picks[1]: 5, picks[2]: 1}
+    for item, stars in ratings.items():
+        page.click(f"#cs-results .star[data-item='{item}'][data-value='{stars}']")
+    assert page.locator("#cs-rated .chip").count() == 3
+    page.click("#cs-go")
+    page.wait_for_function("document.querySelector('#cs-title').textContent.startsWith('For you')")
+    page.wait_for_selector("#cs-list .fallback")
+    after = rows_of(page, "#cs-list")
+    folded = server["api"].post("/recommend", json={"run": SVD, "ratings": ratings, "n": 10}).json()
+    assert after == [r["item_id"] for r in folded] and after != before
+    assert not set(int(i) for i in ratings) & set(after)  # rated movies are not recommended back
+    tab.shot(tmp_path, "coldstart")
+    assert tab.errors == []
+    tab.close()
+
+
+def test_compare_and_ab_chart_render_without_console_errors(browser, server, tmp_path):
+    tab = Page(browser, server["base"])
+    page = tab.open("compare")
+    page.wait_for_selector("#cmp-b-list table.recs")
+    assert page.input_value("#cmp-a") == SVD and page.input_value("#cmp-b") == IALS
+    a = server["api"].get("/recommend", params={"run": SVD, "user": 1}).json()
+    b = server["api"].get("/recommend", params={"run": IALS, "user": 1}).json()
+    assert rows_of(page, "#cmp-a-list") == [r["item_id"] for r in a]
+    assert rows_of(page, "#cmp-b-list") == [r["item_id"] for r in b]
+    shared = {r["item_id"] for r in a} & {r["item_id"] for r in b}
+    assert page.locator("#cmp-a-list tr.shared").count() == len(shared)
+    page.fill("#ab-boot", "500")
+    page.click("#ab-form button")
+    page.wait_for_selector("#ab-chart", timeout=120_000)
+    result = server["api"].get("/abtest", params={"run_a": SVD, "run_b": IALS, "bootstrap": 500, "k": 10}).json()
+    assert page.text_content(".verdict") == result["winner"]["message"]
+    bars = page.eval_on_selector_all("#ab-chart rect.arm-bar", "rs => rs.map(r => r.getBBox().height)")
+    assert len(bars) == 2 and all(h > 0 for h in bars)
+    # taller bar = higher CTR, as in the JSON
+    ctr = [arm["user_ctr_mean"] for arm in result["arms"]]
+    assert (bars[0] > bars[1]) == (ctr[0] > ctr[1])
+    assert page.locator("#ab-chart rect.hist").count() == len(result["chart"]["lift"])
+    assert page.locator("#ab-chart line.ci-line").count() == 2
+    tab.shot(tmp_path, "compare", full=True)
+    assert tab.errors == []
+    tab.close()
+
+
+def test_insights_map_and_leaderboard(browser, server, tmp_path):
+    pytest.importorskip("matplotlib")
+    tab = Page(browser, server["base"])
+    page = tab.open("insights")
+    figures = server["api"].get("/insights/synth").json()["figures"]
+    page.wait_for_function(f"document.querySelectorAll('#ins-body figure img').length === {len(figures)}",
+                           timeout=120_000)
+    page.wait_for_function("[...document.querySelectorAll('#ins-body figure img')].every(i => i.complete && i.naturalWidth > 0)")
+    assert page.locator("#ins-body .error").count() == 0
+    tab.shot(tmp_path, "insights", full=True)
+
+    page = tab.open("map")
+    page.wait_for_selector("#map-chart")
+    points = server["api"].get("/map", params={"run": SVD}).json()["points"]
+    assert page.locator("#map-chart circle.dot").count() == len(points) == 90
+    page.fill("#map-find", points[0]["title"])
+    page.click("#map-form button")
+    page.wait_for_selector("#map-chart circle.hit")
+    assert page.get_attribute("#map-chart circle.hit", "data-item") == str(points[0]["item_id"])
+    tab.shot(tmp_path, "map")
+
+    page = tab.open("leaderboard")
+    page.wait_for_selector("#lb-body table")
+    board = server["api"].get("/leaderboard").json()
+    assert page.locator("#lb-body tbody tr").count() == len(board["rows"]) >= 1
+    assert page.text_content("#lb-body tbody tr:first-child td:nth-child(2)") == board["rows"][0]["run"]
+    tab.shot(tmp_path, "leaderboard")
+    assert tab.errors == []
+    tab.close()
+
+
+def test_the_page_asks_for_the_key_and_sends_it(browser, server, tmp_path):
+    tab = Page(browser, server["base"], key=None)
+    page = tab.open("recommend")
+    page.evaluate("sessionStorage.clear()")
+    page.reload()
+    page.wait_for_selector("#banner:not([hidden])")
+    assert "API key" in page.text_content("#banner")
+    assert tab.errors and all("401" in e for e in tab.errors)  # the refused /runs, and nothing else
+    page.fill("#api-key", KEY)
+    page.click("#key-form button")
+    page.wait_for_selector("#rec-list table.recs")
+    assert page.evaluate("sessionStorage.getItem('recsys-api-key')") == KEY
+    assert page.is_hidden("#banner")
+    tab.shot(tmp_path, "key")
+    tab.close()
+
+
+def test_reasons_show_when_rows_carry_them(browser, server, tmp_path):
+    # Rows of `recommend --explain` carry `reasons`; the page renders them in a "because" column.
+    tab = Page(browser, server["base"])
+    page = tab.open("recommend")
+    page.wait_for_selector("#rec-list table.recs")
+    assert page.locator("#rec-list th", has_text="because").count() == 0  # this server sends no reasons
+    rows = server["api"].get("/recommend", params={"run": SVD, "user": 1, "n": 2}).json()
+    rows[0]["reasons"] = [{"kind": "rated", "item_id": 5, "title": "Some Movie", "contribution": 0.41},
+                          {"kind": "genre", "item_id": None, "title": "Drama", "contribution": -0.125},
+                          {"kind": "baseline", "item_id": None, "title": "global mean + biases", "contribution": 3.5}]
+    rows[1]["reasons"] = []
+    texts = page.evaluate("""async ([run, rows]) => {
+        const box = document.getElementById('rec-list');
+        await renderList(box, run, rows);
+        return [...box.querySelectorAll('td.reasons')].map(td => [...td.querySelectorAll('li')].map(li => li.textContent));
+    }""", [SVD, rows])
+    assert texts == [["you rated Some Movie +0.410", "genre Drama −0.125", "global mean + biases +3.500"], []]
+    assert page.locator("#rec-list th", has_text="because").count() == 1
+    tab.shot(tmp_path, "reasons")
+    assert tab.errors == []
+    tab.close()
