@@ -184,7 +184,7 @@ def create_app(registry: RunRegistry, *, api_key: str | None = None, metrics: Se
 
     async def call(size: int, fn, *args, **kwargs):
         """Small requests on the event loop; large ones in a thread, at most one per core at a time (each batch
-        holds up to ~64 MB of scores and already uses every core, so more at once only adds memory)."""
+        holds up to ~64 MB of scores: more at once than there are cores only adds memory, not speed)."""
         if size <= INLINE_USERS:
             return fn(*args, **kwargs)
         import asyncio
