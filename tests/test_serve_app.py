@@ -256,8 +256,11 @@ def test_reload_swaps_a_retrained_run_and_a_failed_reload_keeps_the_old_one(env,
     assert client.get("/recommend", params={"user": 1, "n": 5}).json() == after
 
 
-def test_cli_refuses_public_address_without_key_and_unknown_runs(env):
+def test_cli_refuses_public_address_without_key_and_unknown_runs(env, monkeypatch):
     from recsys_cli.cli.serve_cmd import is_loopback
+
+    for var in ("RECSYS_THREADS", "NUMBA_NUM_THREADS"):  # serve sets them (--threads); undone after the test
+        monkeypatch.setenv(var, "7")
 
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost") and is_loopback("127.0.0.2")
     assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.4") and not is_loopback("example.com")
@@ -269,3 +272,4 @@ def test_cli_refuses_public_address_without_key_and_unknown_runs(env):
     assert res.exit_code == 7 and res.stderr.startswith("error: cannot serve run 'nosuch': unknown run 'nosuch'")
     res = runner.invoke(cli, ["serve", "../x", "--artifacts-dir", str(env["arts"])])
     assert res.exit_code == 2 and "invalid run name" in res.stderr
+    assert os.environ["RECSYS_THREADS"] == os.environ["NUMBA_NUM_THREADS"] == "1"  # --threads default

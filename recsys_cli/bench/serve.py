@@ -72,8 +72,10 @@ def get(path: str, *, no_cache: bool = False) -> bytes:
     return f"GET {path} HTTP/1.1\r\nHost: bench\r\n{extra}\r\n".encode()
 
 
-def post(path: str, body: bytes) -> bytes:
-    head = f"POST {path} HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+def post(path: str, body: bytes, *, no_cache: bool = False) -> bytes:
+    extra = "Cache-Control: no-cache\r\n" if no_cache else ""
+    head = (f"POST {path} HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n{extra}"
+            f"Content-Length: {len(body)}\r\n\r\n")
     return head.encode() + body
 
 
@@ -135,10 +137,13 @@ def _reset_hwm(pid: int) -> bool:
         return False
 
 
-def _start_server(run: str, env: dict[str, str], log_path: Path, cache_size: int) -> tuple[subprocess.Popen, int]:
+def _start_server(run: str, env: dict[str, str], log_path: Path, cache_size: int,
+                  threads: int | None = None) -> tuple[subprocess.Popen, int]:
+    extra = ["--threads", str(threads)] if threads else []
     with open(log_path, "w") as err:
         proc = subprocess.Popen([sys.executable, "-m", "recsys_cli", "serve", run, "--port", "0",
-                                 "--cache-size", str(cache_size)], env=env, stdout=subprocess.DEVNULL, stderr=err)
+                                 "--cache-size", str(cache_size), *extra], env=env, stdout=subprocess.DEVNULL,
+                                stderr=err)
     end = time.monotonic() + 300
     while time.monotonic() < end:
         match = re.search(r"on http://127\.0\.0\.1:(\d+)", log_path.read_text())
@@ -231,8 +236,8 @@ def run_serve_suite(scale_text: str = "ml-100k", *, seed: int = 42, data_dir=Non
     env = {**os.environ, "RECSYS_ARTIFACTS_DIR": str(scratch), "RECSYS_NO_PROGRESS": "1",
            "RECSYS_DATA_DIR": str(data.data_dir if data is not None else root)}
     env.pop("RECSYS_API_KEY", None)
-    if threads is not None:
-        env["RECSYS_THREADS"] = str(threads)
+    # the server's compute threads (serve --threads, default 1), also for the in-process memory baseline
+    env["RECSYS_THREADS"] = env["NUMBA_NUM_THREADS"] = str(threads or 1)
     rows: list[dict[str, Any]] = []
     proc = None
     try:
@@ -245,7 +250,7 @@ def run_serve_suite(scale_text: str = "ml-100k", *, seed: int = 42, data_dir=Non
             log(f"serve suite: writing an ials run of {scale.label} shape")
             run, described = _shape_run(scale, scratch, seed)
         log("serve suite: starting recsys serve")
-        proc, port = _start_server(run, env, scratch / "serve.log", cache_size=1_000_000)
+        proc, port = _start_server(run, env, scratch / "serve.log", cache_size=1_000_000, threads=threads)
         from recsys_cli.api import load_run
 
         rec = load_run(run, artifacts_dir=scratch).model
@@ -258,23 +263,27 @@ def run_serve_suite(scale_text: str = "ml-100k", *, seed: int = 42, data_dir=Non
             ("GET /recommend (uncached)", [get(f"/recommend?user={u}&n=10", no_cache=True) for u in pick_u],
              LIGHT_REQUESTS),
             ("GET /recommend (cached)", [get(f"/recommend?user={u}&n=10") for u in pick_u], LIGHT_REQUESTS),
-            (f"POST /recommend ({BATCH_USERS:,} users)",
-             [post("/recommend", ('{"n": 10, "users": [' + ",".join(map(str, rng.choice(users, BATCH_USERS)))
-                                  + "]}").encode()) for _ in range(8)], BATCH_REQUESTS),
             ("GET /predict", [get(f"/predict?user={u}&item={i}") for u, i in zip(pick_u, pick_i, strict=True)],
              LIGHT_REQUESTS),
+            (f"POST /recommend ({BATCH_USERS:,} users, uncached)",
+             [post("/recommend", ('{"n": 10, "users": [' + ",".join(map(str, rng.choice(users, BATCH_USERS)))
+                                  + "]}").encode(), no_cache=True) for _ in range(8)], BATCH_REQUESTS),
         ]
         # fill the cache with every sampled user once (cached phase then measures hits only)
         drive("127.0.0.1", port, [get(f"/recommend?user={u}&n=10") for u in np.unique(pick_u)], concurrency=8,
               total=len(np.unique(pick_u)), seconds=120)
-        for task, requests, total in phases:
+        for _, requests, _ in phases:
             drive("127.0.0.1", port, requests, concurrency=4, total=WARMUP_REQUESTS, seconds=30)
-            for c in CONCURRENCY:
+        # Endpoints interleaved per concurrency level: /health is measured seconds before the endpoints it is the
+        # ceiling of, so a change in the machine's load between phases skews the ratios less.
+        for c in CONCURRENCY:
+            for task, requests, total in phases:
                 log(f"serve suite: {task} at concurrency {c}")
                 reset = _reset_hwm(proc.pid)
                 result = drive("127.0.0.1", port, requests, concurrency=c, total=total)
                 rows.append({"task": task, "concurrency": c, **result,
                              "peak_rss_mb": round(_hwm_mb(proc.pid) or 0, 1) if reset else None})
+        rows.sort(key=lambda r: [p[0] for p in phases].index(r["task"]))  # the table: by endpoint, then clients
         overall_peak = _hwm_mb(proc.pid)
         arrays = _arrays_mb(scratch / run)
         baseline = _baseline_mb(run, env)
@@ -294,7 +303,6 @@ def run_serve_suite(scale_text: str = "ml-100k", *, seed: int = 42, data_dir=Non
 
 
 def _report(rows, scale, described, model, params, arrays, baseline, overall_peak, seed, threads) -> dict[str, Any]:
-    from recsys_cli import settings
     from recsys_cli.bench.machine import machine_info
 
     def at(task_prefix: str, c: int) -> dict[str, Any] | None:
@@ -319,17 +327,17 @@ def _report(rows, scale, described, model, params, arrays, baseline, overall_pea
                      f"run in process (interpreter, libraries, JIT kernels, arrays; no HTTP) {baseline:.1f} MB; server peak {overall_peak or 0:.1f} MB; "
                      f"target peak <= interpreter + 2x arrays = {interpreter + 2 * arrays:.1f} MB: {verdict}")
     if scale == "ml-100k":
-        u, c, b, h = at("GET /recommend (uncached)", 8), at("GET /recommend (cached)", 8), at("POST /recommend", 8), \
+        u, c, b, h = at("GET /recommend (uncached)", 8), at("GET /recommend (cached)", 8), at("POST /recommend", 1), \
             at("GET /health", 8)
         if u and c and b and h and h["rps"]:
             checks = [
                 ("uncached >= 0.5x health", u["rps"] / h["rps"] >= TARGETS["uncached_ratio"]),
                 ("uncached p99 <= 25 ms", u["p99_ms"] <= TARGETS["uncached_p99_ms"]),
                 ("cached >= 0.8x health", c["rps"] / h["rps"] >= TARGETS["cached_ratio"]),
-                ("batch of 1,000 p50 <= 50 ms", b["p50_ms"] <= TARGETS["batch_p50_ms"]),
+                ("batch of 1,000 p50 <= 50 ms (1 client: latency of one batch)", b["p50_ms"] <= TARGETS["batch_p50_ms"]),
                 ("zero errors", all(r["errors"] == 0 for r in rows)),
             ]
-            notes.append("targets at concurrency 8: " + "; ".join(f"{k}: {'met' if ok else 'missed'}" for k, ok in checks))
+            notes.append("targets (ratios and single-user p99 at 8 clients): " + "; ".join(f"{k}: {'met' if ok else 'missed'}" for k, ok in checks))
     if scale == "ml-25m":
         u = at("GET /recommend (uncached)", 8)
         if u:
@@ -337,7 +345,7 @@ def _report(rows, scale, described, model, params, arrays, baseline, overall_pea
                          + ("met" if u["p99_ms"] <= TARGETS["shape25m_p99_ms"] else "missed"))
     return {
         "machine": machine_info(), "suite": "serve", "scale": scale, "dataset": described,
-        "settings": {"threads": threads or settings.threads(), "seed": seed, "model": model, "params": params,
+        "settings": {"threads": threads or 1, "seed": seed, "model": model, "params": params,
                      "phase_seconds": PHASE_SECONDS, "memory": "server VmHWM"},
         "rows": rows, "ratios": ratios, "memory": {"arrays_mb": round(arrays, 2), "baseline_mb": baseline,
                                                    "server_peak_mb": overall_peak},

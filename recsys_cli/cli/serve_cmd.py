@@ -75,6 +75,9 @@ def register(app: typer.Typer) -> None:
             "--cache-size", min=0, help="Recommendation lists kept in the LRU cache (0: no cache).")] = 10_000,
         max_batch: Annotated[int, typer.Option(
             "--max-batch", min=1, help="Most users (or pairs) in one POST; more is a 413.")] = 10_000,
+        threads: Annotated[int, typer.Option(
+            "--threads", min=1, help="Compute threads per request (Numba kernels, batch scoring). Requests run side "
+            "by side, so 1 uses the cores best; more lowers one big batch's latency on an idle machine.")] = 1,
         mmap: Annotated[bool, typer.Option(
             "--mmap/--no-mmap", help="Map the runs' arrays from arrays.npz (pages shared by workers and touched on "
             "demand) instead of reading them. Retraining with --force is safe; never overwrite a served "
@@ -90,6 +93,8 @@ def register(app: typer.Typer) -> None:
 
         from recsys_cli.errors import UsageError
 
+        # Before Numba is imported (it reads NUMBA_NUM_THREADS once); workers inherit both.
+        os.environ["RECSYS_THREADS"] = os.environ["NUMBA_NUM_THREADS"] = str(threads)
         try:
             import uvicorn
 

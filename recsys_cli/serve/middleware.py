@@ -19,7 +19,7 @@ class BodyTooLarge(Exception):
 
 
 def error_body(message: str, code: str) -> bytes:
-    return (json.dumps({"error": message, "code": code}, ensure_ascii=False) + "\n").encode()
+    return (json.dumps({"error": message, "code": code}, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
 
 
 async def send_error(send, status: int, message: str, code: str) -> None:
