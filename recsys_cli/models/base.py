@@ -142,6 +142,7 @@ class Recommender:
     epoch_based: ClassVar[bool] = False
     iterative: ClassVar[bool] = False  # True: each progress.advance in _fit is one iteration/epoch, and is timed
     blas_scores: ClassVar[bool] = False  # True: _score_users is thread-safe NumPy/BLAS work (no Numba, no caches)
+    needs_ratings_to_explain: ClassVar[bool] = False  # True: `explain` needs the user's training ratings passed in
 
     def __init__(self, config: ModelConfig | None = None, **params: Any) -> None:
         self.config = config if config is not None else self.Config.from_dict(params)
@@ -197,6 +198,20 @@ class Recommender:
         """Predictions for pairs where both user and item have training data."""
         scores = self._score_users(users)
         return scores[np.arange(len(users)), items]
+
+    def explain(self, user: int, items: np.ndarray, *, rated: np.ndarray | None = None,
+                ratings: np.ndarray | None = None) -> list:
+        """Why `user` (an index, or -1 for a new user folded in from `rated`/`ratings`) got each of `items`.
+
+        Returns one `models.explain.Explanation` per item whose parts add up to the score
+        `recommend` gives (for the new user: the fold-in score). rated/ratings are the user's
+        item indices and rating values; for a known user, models flagged
+        `needs_ratings_to_explain` need their training ratings there, the others keep their own.
+        The base answer is kind "none": this model has no explanation.
+        """
+        from recsys_cli.models.explain import Explanation
+
+        return [Explanation("none") for _ in np.asarray(items).reshape(-1)]
 
     def _item_vectors(self) -> np.ndarray | None:
         """Item embedding (n_items, d) for `similar` by cosine, or None."""
