@@ -251,3 +251,4 @@ class IALS(Recommender):
 
     def _load_state(self, state: dict) -> None:
         self.X, self.Y, self.YtY = state["X"], state["Y"], state["YtY"]
+

@@ -158,8 +158,28 @@ class Recommender:
         self._fit(data, seed=seed, progress=laps)
         if self.iterative and laps.seconds:  # median wall seconds of one iteration/epoch (benchmarks compare it)
             self.fit_info["seconds_per_iteration"] = round(float(np.median(laps.seconds)), 6)
+        if self.iterative:
+            self._record_history(laps.seconds)
         self.fitted = True
         return self
+
+    HISTORY_KEYS: ClassVar[tuple[str, ...]] = ("train_rmse", "train_auc", "train_loss")
+
+    def _record_history(self, seconds: list[float]) -> None:
+        """fit_info["history"]: one row per iteration/epoch, {iteration, <per-iteration figures>, seconds}.
+
+        The learning curve of `recsys insights RUN`; built from the per-iteration lists the model
+        recorded (train_rmse, train_auc, train_loss) and the timed laps.
+        """
+        series = {k: v for k, v in self.fit_info.items() if k in self.HISTORY_KEYS and isinstance(v, list)}
+        n = max([len(v) for v in series.values()] + [len(seconds)])
+        if not series or not n:
+            return
+        self.fit_info["history"] = [
+            {"iteration": i + 1, **{k: round(float(v[i]), 6) for k, v in series.items() if i < len(v)},
+             **({"seconds": round(float(seconds[i]), 4)} if i < len(seconds) else {})}
+            for i in range(n)
+        ]
 
     def _fit_common(self, data: Interactions) -> None:
         from recsys_cli.models._kernels.baseline import baseline_als
