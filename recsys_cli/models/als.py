@@ -251,4 +251,3 @@ class IALS(Recommender):
 
     def _load_state(self, state: dict) -> None:
         self.X, self.Y, self.YtY = state["X"], state["Y"], state["YtY"]
-
