@@ -320,12 +320,13 @@ def item_map(table, *, separation: float | None = None, shuffled: float | None =
     shown = counts["genre"].head(genres).to_list()
     rest = table.filter(~table["genre"].is_in(shown) | table["genre"].is_null())
     size = lambda part: 4 + 30 * np.sqrt(part["ratings"].to_numpy() / max(1, table["ratings"].max()))  # noqa: E731
+    # Points rasterised (axes, labels and text stay vector): thousands of dots would make a megabyte SVG.
     ax.scatter(rest["x"].to_list(), rest["y"].to_list(), s=size(rest), color="#c8c8c8", alpha=0.6, linewidths=0,
-               label="other genres")
+               label="other genres", rasterized=True)
     for genre, color in zip(shown, PALETTE, strict=False):
         part = table.filter(table["genre"] == genre)
         ax.scatter(part["x"].to_list(), part["y"].to_list(), s=size(part), color=color, alpha=0.75, linewidths=0,
-                   label=f"{genre} ({len(part)})")
+                   label=f"{genre} ({len(part)})", rasterized=True)
     ax.legend(loc="best", fontsize=8, markerscale=1.5, title="first genre", title_fontsize=8)
     sub = []
     if variance is not None:

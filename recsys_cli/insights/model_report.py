@@ -222,7 +222,7 @@ def _diagnostics(est, recs: np.ndarray, genres: np.ndarray | None, k: int):
 
 def _segment_ndcg(est, processed, split: str, k: int, relevance: str, threshold: float):
     """Per-segment nDCG@k on the split's test part (None without a split or relevant items)."""
-    from recsys_cli.abtest.segments import activity_labels, demographic_labels
+    from recsys_cli.abtest.segments import _sort_key, activity_labels, demographic_labels
     from recsys_cli.api.evaluate import _aligned
     from recsys_cli.evaluation.protocols import EvalSettings, relevant_csr
     from recsys_cli.evaluation.ranking_metrics import ranking_per_user
@@ -251,7 +251,7 @@ def _segment_ndcg(est, processed, split: str, k: int, relevance: str, threshold:
              "sem": float(per_user.std(ddof=1) / np.sqrt(len(users))) if len(users) > 1 else 0.0}]
     for family, labels in families.items():
         labels = np.asarray(labels, dtype=object)
-        for seg in sorted(set(labels.tolist()), key=str):
+        for seg in sorted(set(labels.tolist()), key=lambda x: _sort_key(str(x))):
             sel = labels == seg
             vals = per_user[sel]
             rows.append({"family": family, "segment": str(seg), "users": int(sel.sum()), "ndcg": float(vals.mean()),
