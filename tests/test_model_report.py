@@ -143,3 +143,15 @@ def test_tune_and_benchmark_plots(tmp_path):
         plot_tune(result, tmp_path / "tune.pdf")
     with pytest.raises(UsageError, match="no peer ratios"):
         plot_benchmark({"ratios": []}, tmp_path / "b.png")
+
+
+def test_bandit_allocation_plot(tmp_path):
+    pytest.importorskip("matplotlib")
+    from recsys_cli.figures.plots import bandit_table, plot_bandit
+
+    result = {"arms": [{"arm": "A"}, {"arm": "B"}], "best_arm": "B", "policy": {"name": "thompson"},
+              "allocation": [{"period": "round 1", "first_round": 1, "last_round": 1, "A": 0.5, "B": 0.5},
+                             {"period": "round 2", "first_round": 2, "last_round": 2, "A": 0.2, "B": 0.8}]}
+    table = bandit_table(result)
+    assert table.filter(table["period"] == "round 2")["share"].to_list() == [0.2, 0.8]
+    assert plot_bandit(result, tmp_path / "bandit.png").read_bytes()[:4] == b"\x89PNG"

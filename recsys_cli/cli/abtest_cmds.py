@@ -199,20 +199,25 @@ def bandit_cmd(
     seed: SeedOpt = 42,
     data_dir: DataDirOpt = None,
     artifacts_dir: ArtifactsDirOpt = None,
+    plot: Annotated[Optional[Path], typer.Option("--plot", help="Also draw each arm's share per round to this .png or .svg (needs matplotlib).", show_default=False)] = None,
     fmt: ReportFormatOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     from recsys_cli.abtest.report import render_bandit
     from recsys_cli.api.experiments import bandit
+    from recsys_cli.figures.plots import check_plot_path, plot_bandit
     from recsys_cli.output import console_out, emit
 
     fmt = _resolve(fmt, as_json)
+    check_plot_path(plot)
     report = bandit(runs, dataset=dataset, policy=policy, rounds=rounds, batch=batch, epsilon=epsilon, k=k,
                     click_model=click_model, click_threshold=click_threshold, eta=eta, decay=decay, gamma=gamma,
                     noise=noise, seed=seed, data_dir=data_dir, artifacts_dir=artifacts_dir)
     for line in report.notes:
         typer.echo(line, err=True)
     result = report.to_dict()
+    if plot is not None:
+        typer.echo(f"wrote {plot_bandit(result, plot)}", err=True)
     if fmt == "table":
         render_bandit(result, console_out())
     else:

@@ -412,3 +412,30 @@ def benchmark_ratios(table):
     ax.grid(axis="y", visible=False)
     ax.set(title="Benchmark: ours / peer (time and memory: < 1 is better)", xlabel="ratio (log scale)")
     return fig
+
+
+@themed
+def bandit_allocation(table, *, policy: str = "", best: str | None = None):
+    """period, first_round, last_round, arm, share -> stacked bars of each arm's share of users per period."""
+    periods = list(dict.fromkeys(table["period"].to_list()))
+    bounds = dict(zip(table["period"].to_list(), zip(table["first_round"].to_list(), table["last_round"].to_list(),
+                                                      strict=True), strict=True))
+    labels = [f"{bounds[p][0]}" if bounds[p][0] == bounds[p][1] else f"{bounds[p][0]}-{bounds[p][1]}" for p in periods]
+    arms = list(dict.fromkeys(table["arm"].to_list()))
+    fig, ax = new_figure(size=(9, 4.2))
+    bottom = np.zeros(len(periods))
+    for arm, color in zip(arms, PALETTE, strict=False):
+        part = table.filter(table["arm"] == arm)
+        share = dict(zip(part["period"].to_list(), part["share"].to_list(), strict=True))
+        vals = np.array([share.get(p, 0.0) for p in periods])
+        ax.bar(labels, vals, bottom=bottom, color=color, label=arm + (" (best)" if arm == best else ""))
+        bottom += vals
+    if len(arms):
+        ax.axhline(1.0 / len(arms), color="black", linewidth=0.8, linestyle="--", label="equal split")
+    _percent_axis(ax)
+    ax.tick_params(axis="x", labelsize=8)
+    ax.grid(axis="x", visible=False)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    ax.set(title=f"Bandit allocation over rounds{f' ({policy})' if policy else ''}", ylabel="share of arriving users",
+           xlabel="round")
+    return fig

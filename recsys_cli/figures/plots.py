@@ -75,3 +75,23 @@ def plot_benchmark(report: dict[str, Any], path: Path) -> Path:
     if table.is_empty():
         raise UsageError("--plot: the benchmark has no peer ratios to plot (add --peers)")
     return _write(benchmark_ratios(table), path)
+
+
+def bandit_table(result: dict[str, Any]):
+    """period, first_round, last_round, arm, share (tidy) from a bandit result's `allocation`."""
+    import polars as pl
+
+    arms = [a["arm"] for a in result.get("arms", [])]
+    rows = [{"period": row["period"], "first_round": row["first_round"], "last_round": row["last_round"], "arm": arm,
+             "share": float(row.get(arm, 0.0))} for row in result.get("allocation", []) for arm in arms]
+    return pl.DataFrame(rows, schema={"period": pl.String, "first_round": pl.Int64, "last_round": pl.Int64,
+                                      "arm": pl.String, "share": pl.Float64})
+
+
+def plot_bandit(result: dict[str, Any], path: Path) -> Path:
+    """Each arm's share of the users per round (or decile of rounds), stacked, against the equal split."""
+    from recsys_cli.figures.builders import bandit_allocation
+
+    fig = bandit_allocation(bandit_table(result), policy=result.get("policy", {}).get("name", ""),
+                            best=result.get("best_arm"))
+    return _write(fig, path)
