@@ -206,12 +206,19 @@ class Recommender:
         training ratings come from the processed dataset the run was trained on (factor models);
         `new_user_ratings` are the ratings a fold-in list was made from.
         """
+        from threadpoolctl import threadpool_limits
+
+        est = self._fitted()
+        top = check_n(top, "top")
+        # Many tiny (factors x factors) solves: single-threaded BLAS, or waking its threads costs more than the work.
+        with threadpool_limits(limits=1, user_api="blas"):
+            return self._reasons(est, recs, new_user_ratings, top, data_dir)
+
+    def _reasons(self, est, recs: RecList, new_user_ratings: Any, top: int, data_dir) -> list[list[dict[str, Any]]]:
         from recsys_cli.data.dataset import lookup
         from recsys_cli.models.base import FB_FOLD_IN, FB_POPULARITY
         from recsys_cli.models.explain import popular
 
-        est = self._fitted()
-        top = check_n(top, "top")
         out: list[list[dict[str, Any]]] = []
         for r, user in enumerate(recs.users.tolist()):
             valid = recs.items[r] >= 0
@@ -293,13 +300,18 @@ class Recommender:
 
         est = self._fitted()
         data = self._training_data(data_dir)
+        rows = getattr(self, "_explain_rows", None)
+        if rows is None or rows[0] is not data:  # ratings grouped by user once (argsort, no CSR build: no Numba)
+            order = np.argsort(data.users, kind="stable")
+            bounds = np.searchsorted(data.users[order], np.arange(data.n_users + 1))
+            item_idx = lookup(est.item_ids, data.item_ids[data.items[order]]).astype(np.int64)
+            rows = self._explain_rows = (data, bounds, item_idx, data.ratings[order].astype(np.float32))
+        _, bounds, item_idx, ratings = rows
         du = int(lookup(data.user_ids, [est.user_ids[u]])[0])
         rated, values = np.zeros(0, np.int64), np.zeros(0, np.float32)
         if du >= 0:
-            csr = data.csr()
-            lo, hi = csr.indptr[du], csr.indptr[du + 1]
-            rated = lookup(est.item_ids, data.item_ids[csr.indices[lo:hi]]).astype(np.int64)
-            values = csr.data[lo:hi].astype(np.float32)
+            lo, hi = bounds[du], bounds[du + 1]
+            rated, values = item_idx[lo:hi], ratings[lo:hi]
         seen = est.seen_indices[est.seen_indptr[u]:est.seen_indptr[u + 1]]
         if len(rated) != len(seen) or not np.array_equal(np.sort(rated), np.sort(seen)):
             raise ArtifactError(f"user {int(est.user_ids[u])}'s training ratings in the dataset differ from the "

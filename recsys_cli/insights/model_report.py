@@ -315,6 +315,8 @@ def model_report(run_name: str, *, k: int = 10, sample: int = 1000, relevance: s
             summary[f"ndcg@{k}"] = round(float(seg["ndcg"][0]), 4)
             summary["relevance"] = "any held-out rating" if relevance == "any" else f"held-out rating >= {threshold:g}"
     notes = []
+    if tables["learning_curve"].is_empty():
+        notes.append(f"{m.model} records no per-iteration training figures: no learning curve")
     if processed is None:
         notes.append(f"dataset {m.dataset!r} is not processed here (or changed): no genres, titles or segments")
     return Insights(dataset=run.name, summary=summary, tables=tables, statements=notes)

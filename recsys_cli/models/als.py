@@ -91,7 +91,6 @@ class ALS(Recommender):
     def explain(self, user: int, items: np.ndarray, *, rated=None, ratings=None) -> list:
         """Per rated item: [b_u, x_u] read as its ridge solve (Z^T Z + D)^-1 Z^T t, z_j = [1, y_j],
         t_j = r_uj - mu - b_j, D = diag(reg_bias, reg, ...) (times n with scale_reg); see `models.explain`."""
-        from recsys_cli.models._kernels.als import als_fold_in
         from recsys_cli.models.explain import factor_explanations
 
         c = self.config
@@ -102,6 +101,8 @@ class ALS(Recommender):
         if user >= 0:
             bx, x = float(self.bu[user]), self.X[user]
         else:
+            from recsys_cli.models._kernels.als import als_fold_in  # Numba: only for a new user
+
             bx, x = als_fold_in(rated, r.astype(np.float32), self.Y, self.bi, float(self.mu), c.reg, c.reg_bias,
                                 c.scale_reg)
         Y = self.Y.astype(np.float64)
@@ -218,7 +219,6 @@ class IALS(Recommender):
     def explain(self, user: int, items: np.ndarray, *, rated=None, ratings=None) -> list:
         """implicit's ALS explain: x_u = W^-1 Y_u^T c_u with W = YtY + Y_u^T (C_u - I) Y_u + reg I, so
         score_i = sum_j c_uj y_i^T W^-1 y_j (+ the residual of the stored vector); see `models.explain`."""
-        from recsys_cli.models._kernels.ials import ials_fold_in
         from recsys_cli.models.explain import factor_explanations
 
         c = self.config
@@ -229,7 +229,12 @@ class IALS(Recommender):
             keep = r >= c.min_rating
             rated, r = rated[keep], r[keep]
         conf = self._weights(r).astype(np.float64)  # alpha * w_uj: confidence minus one
-        x = self.X[user] if user >= 0 else ials_fold_in(rated, conf.astype(np.float32), self.Y, self.YtY, c.reg)
+        if user >= 0:
+            x = self.X[user]
+        else:
+            from recsys_cli.models._kernels.ials import ials_fold_in  # Numba: only for a new user
+
+            x = ials_fold_in(rated, conf.astype(np.float32), self.Y, self.YtY, c.reg)
         Y = self.Y.astype(np.float64)
         Yr = Y[rated]
         A = self.YtY.astype(np.float64) + c.reg * np.eye(c.factors) + (Yr.T * conf) @ Yr

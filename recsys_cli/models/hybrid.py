@@ -98,7 +98,6 @@ class HybridALS(ALS):
         """Rated items for items with ratings (as `als`); for a cold item, its genres: the user's affinity
         x_u . W_g plus the genre's bias w_b,g, each genre of the item one part; residual = the gap
         between the stored item vector/bias and the current genre projection."""
-        from recsys_cli.models._kernels.als import als_fold_in
         from recsys_cli.models.explain import Explanation
 
         items = np.asarray(items, np.int64).reshape(-1)
@@ -110,6 +109,8 @@ class HybridALS(ALS):
         if user >= 0:
             bx, x = float(self.bu[user]), self.X[user].astype(np.float64)
         else:
+            from recsys_cli.models._kernels.als import als_fold_in  # Numba: only for a new user
+
             bx, x = als_fold_in(np.asarray(rated, np.int64), np.asarray(ratings, np.float32), self.Y, self.bi,
                                 float(self.mu), c.reg, c.reg_bias, c.scale_reg)
             x = np.asarray(x, np.float64)

@@ -126,7 +126,6 @@ class SVD(Recommender):
         t_j = r_uj - mu - b_j (- q_j . implicit for svdpp) and D = diag(reg_bu, reg_pu, ...);
         a new user is the fold-in's ridge solve itself (residual 0).
         """
-        from recsys_cli.models._kernels.mf_sgd import fold_in_user_ridge
         from recsys_cli.models.explain import factor_explanations
 
         c = self.config
@@ -144,6 +143,8 @@ class SVD(Recommender):
             bu, p = float(self.bu[user]), self.P[user].astype(np.float64)
             diag = n * np.array([c.reg("bu")] + [c.reg("pu")] * c.factors)
         else:
+            from recsys_cli.models._kernels.mf_sgd import fold_in_user_ridge  # Numba: only for a new user
+
             reg = max(c.reg_all, 1e-3) * max(1, n)
             bu, p = fold_in_user_ridge(rated, r, self.mu, self.bi, self.Q, reg=reg, use_bias=c.biased,
                                        implicit=implicit)
