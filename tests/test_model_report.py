@@ -155,3 +155,11 @@ def test_bandit_allocation_plot(tmp_path):
     table = bandit_table(result)
     assert table.filter(table["period"] == "round 2")["share"].to_list() == [0.2, 0.8]
     assert plot_bandit(result, tmp_path / "bandit.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_model_report_from_the_library(synth_run):
+    import recsys_cli as rs
+
+    data, art, run = synth_run
+    ins = rs.model_report(rs.load_run(run, artifacts_dir=art), data_dir=data)
+    assert ins.summary["run"] == run and "segment_ndcg" in ins.tables

@@ -34,7 +34,15 @@ from recsys_cli.api.experiments import (
     benchmark,
 )
 from recsys_cli.api.model import Recommender, create_model, train
-from recsys_cli.api.queries import Predictions, Recommendations, Similar, predict, recommend, similar
+from recsys_cli.api.queries import (
+    Predictions,
+    Recommendations,
+    Similar,
+    model_report,
+    predict,
+    recommend,
+    similar,
+)
 from recsys_cli.api.runs import Manifest, Run, list_runs, load_run, save, train_run
 
 __all__ = [
@@ -68,6 +76,7 @@ __all__ = [
     "load_dataset",
     "load_run",
     "metrics",
+    "model_report",
     "predict",
     "preprocess",
     "recommend",

@@ -349,7 +349,7 @@ def popularity_bias(table):
                     fontsize=9, xytext=(0, 2), textcoords="offset points")
     _percent_axis(ax)
     ax.grid(axis="x", visible=False)
-    ax.set(title="Popularity bias: the long tail (items outside the most-rated 20%)", ylabel="long-tail share")
+    ax.set(title="Long tail: items outside the most-rated 20%", ylabel="long-tail share")
     return fig
 
 
