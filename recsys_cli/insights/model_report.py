@@ -9,11 +9,11 @@ Tables (each a polars DataFrame; the figure beside it shows exactly these number
 - item_map: item_id, title, genre (the item's first listed genre), ratings, x, y: the first
   two principal components of the item factors (PCA by SVD of the centred vectors) of every
   item with training ratings; summary["item_map_variance"] is their share of the variance.
-- genre_separation: genre, items, silhouette: mean silhouette of the items of each first
-  genre (cosine distance between item factors, on an evenly spaced sample of at most
-  `sample` items). summary["genre_separation"] is the mean over the sample and
-  summary["genre_separation_shuffled"] the same score with the genre labels permuted
-  (chance level: what "no genre structure" scores).
+- genre_separation: genre, items, silhouette, shuffled: per genre (one at a time: a movie has
+  several), the mean silhouette of its movies against all others, cosine distance between
+  item factors, on an evenly spaced sample of at most `sample` rated items; `shuffled` is the
+  same for a random set of as many movies (chance). summary["genre_separation"] and
+  ["genre_separation_shuffled"] average them over the genres (each genre counts once).
 - popularity_bias: group (catalogue items, training ratings, top-k slots), long_tail_share:
   the long tail is every rated item outside the most-rated 20% (the short head).
 - diagnostics: metric, value over the top-k lists of every user the run knows: coverage
@@ -60,15 +60,9 @@ def pca_2d(vectors: np.ndarray) -> tuple[np.ndarray, float]:
     return coords, float((s[:2] ** 2).sum() / total) if total > 0 else 0.0
 
 
-def silhouette(points: np.ndarray, labels: np.ndarray, metric: str = "euclidean") -> np.ndarray:
-    """Per-point silhouette (b - a) / max(a, b) (Rousseeuw 1987); 0 for a point alone in its label.
-
-    a = mean distance to the other points of its label, b = the smallest mean distance to the
-    points of another label. metric: euclidean or cosine (1 - cosine similarity). Dense
-    n x n distances: call it on a sample.
-    """
+def distances(points: np.ndarray, metric: str = "euclidean") -> np.ndarray:
+    """Dense n x n distances: euclidean, or cosine (1 - cosine similarity; a zero vector is at 1 from all)."""
     P = np.asarray(points, np.float64)
-    labels = np.asarray(labels)
     if metric == "cosine":
         norm = np.linalg.norm(P, axis=1, keepdims=True)
         U = np.divide(P, norm, out=np.zeros_like(P), where=norm > 0)
@@ -79,21 +73,57 @@ def silhouette(points: np.ndarray, labels: np.ndarray, metric: str = "euclidean"
     else:
         raise ValueError(f"metric must be euclidean or cosine, got {metric!r}")
     np.fill_diagonal(D, 0.0)
+    return D
+
+
+def silhouette(points: np.ndarray | None, labels: np.ndarray, metric: str = "euclidean",
+               D: np.ndarray | None = None) -> np.ndarray:
+    """Per-point silhouette (b - a) / max(a, b) (Rousseeuw 1987); 0 for a point alone in its label.
+
+    a = mean distance to the other points of its label, b = the smallest mean distance to the
+    points of another label. metric: euclidean or cosine; or pass the distances D. Dense
+    n x n: call it on a sample.
+    """
+    D = distances(points, metric) if D is None else D
+    labels = np.asarray(labels)
+    n = len(labels)
     uniq, codes = np.unique(labels, return_inverse=True)
-    onehot = np.zeros((len(P), len(uniq)))
-    onehot[np.arange(len(P)), codes] = 1.0
+    onehot = np.zeros((n, len(uniq)))
+    onehot[np.arange(n), codes] = 1.0
     sums = D @ onehot  # (n, labels): summed distance to each label's points
     sizes = onehot.sum(axis=0)
     own = sizes[codes] - 1
-    a = np.divide(sums[np.arange(len(P)), codes], own, out=np.zeros(len(P)), where=own > 0)
+    a = np.divide(sums[np.arange(n), codes], own, out=np.zeros(n), where=own > 0)
     other = np.where(onehot > 0, np.inf, sums / np.maximum(sizes, 1)[None, :])
-    b = other.min(axis=1) if len(uniq) > 1 else np.zeros(len(P))
+    b = other.min(axis=1) if len(uniq) > 1 else np.zeros(n)
     denom = np.maximum(a, b)
-    s = np.divide(b - a, denom, out=np.zeros(len(P)), where=denom > 0)
-    s[own == 0] = 0.0
+    out = np.divide(b - a, denom, out=np.zeros(n), where=denom > 0)
+    out[own == 0] = 0.0
     if len(uniq) < 2:
-        s[:] = 0.0
-    return s
+        out[:] = 0.0
+    return out
+
+
+def genre_silhouettes(vectors: np.ndarray, genres: np.ndarray, names, *, min_items: int = 10,
+                      seed: int = 42) -> list[dict[str, Any]]:
+    """Per genre: the mean silhouette of its movies against every other movie (cosine distance).
+
+    One genre at a time (a movie has several), so the score says how far the model put that
+    genre's movies apart from the rest; `shuffled` is the same score for a random set of as
+    many movies (chance level, slightly below 0). Genres with fewer than min_items movies are skipped.
+    """
+    D = distances(vectors, "cosine")
+    rng = np.random.default_rng(seed)
+    rows = []
+    for g, name in enumerate(names):
+        member = np.asarray(genres[:, g] > 0)
+        if member.sum() < min_items or member.all():
+            continue
+        fake = rng.permutation(member)
+        rows.append({"genre": str(name), "items": int(member.sum()),
+                     "silhouette": float(silhouette(None, member, D=D)[member].mean()),
+                     "shuffled": float(silhouette(None, fake, D=D)[fake].mean())})
+    return sorted(rows, key=lambda r: (-r["silhouette"], r["genre"]))
 
 
 def even_sample(n: int, size: int) -> np.ndarray:
@@ -146,7 +176,8 @@ def _metrics_table(run, artifacts_dir) -> pl.DataFrame:
     return pl.DataFrame(rows, schema={"source": pl.String, "metric": pl.String, "value": pl.Float64})
 
 
-def _item_map(est, genre_of: dict[int, str], titles: dict[int, str], sample: int, seed: int):
+def _item_map(est, genre_of: dict[int, str], titles: dict[int, str], genres: np.ndarray | None, names,
+              sample: int, seed: int):
     """(item_map table, genre_separation table, summary entries) or None when the model has no item vectors."""
     vec = est._item_vectors()
     if vec is None:
@@ -154,27 +185,23 @@ def _item_map(est, genre_of: dict[int, str], titles: dict[int, str], sample: int
     rated = np.flatnonzero(est.item_counts > 0)
     ids = est.item_ids[rated]
     coords, share = pca_2d(vec[rated])
-    genres = [genre_of.get(int(i)) for i in ids.tolist()]
     item_map = pl.DataFrame({"item_id": ids.astype(np.int64), "title": [titles.get(int(i)) for i in ids.tolist()],
-                             "genre": genres, "ratings": est.item_counts[rated].astype(np.int64),
+                             "genre": [genre_of.get(int(i)) for i in ids.tolist()],
+                             "ratings": est.item_counts[rated].astype(np.int64),
                              "x": coords[:, 0], "y": coords[:, 1]},
                             schema={"item_id": pl.Int64, "title": pl.String, "genre": pl.String, "ratings": pl.Int64,
                                     "x": pl.Float64, "y": pl.Float64})
     summary: dict[str, Any] = {"item_map_items": len(rated), "item_map_variance": round(share, 4)}
-    labelled = np.flatnonzero(np.array([g is not None for g in genres], bool))
-    sep = pl.DataFrame(schema={"genre": pl.String, "items": pl.Int64, "silhouette": pl.Float64})
-    if len(labelled) >= 3:
-        pick = labelled[even_sample(len(labelled), sample)]
-        labels = np.array([genres[k] for k in pick], dtype=object)
-        points = vec[rated][pick]
-        s = silhouette(points, labels, metric="cosine")
-        shuffled = silhouette(points, np.random.default_rng(seed).permutation(labels), metric="cosine")
-        frame = pl.DataFrame({"genre": labels.tolist(), "silhouette": s})
-        sep = (frame.group_by("genre").agg(pl.len().cast(pl.Int64).alias("items"), pl.col("silhouette").mean())
-               .sort(["silhouette", "genre"], descending=[True, False]))
-        summary.update(genre_separation=round(float(s.mean()), 4),
-                       genre_separation_shuffled=round(float(shuffled.mean()), 4),
-                       genre_separation_items=len(pick))
+    schema = {"genre": pl.String, "items": pl.Int64, "silhouette": pl.Float64, "shuffled": pl.Float64}
+    sep = pl.DataFrame(schema=schema)
+    if genres is not None and len(rated) >= 3:
+        pick = rated[even_sample(len(rated), sample)]
+        rows = genre_silhouettes(vec[pick], genres[pick], names, seed=seed)
+        if rows:
+            sep = pl.DataFrame(rows, schema=schema)
+            summary.update(genre_separation=round(float(sep["silhouette"].mean()), 4),
+                           genre_separation_shuffled=round(float(sep["shuffled"].mean()), 4),
+                           genre_separation_items=len(pick))
     return item_map, sep, summary
 
 
@@ -287,11 +314,11 @@ def model_report(run_name: str, *, k: int = 10, sample: int = 1000, relevance: s
         processed = None
     genre_of, titles = _first_genres(processed, est.item_ids) if processed is not None else ({}, {})
     titles = titles or run.model.titles
-    genres = None
+    genres, names = None, ()
     if processed is not None:
         from recsys_cli.data.dataset import lookup
 
-        mat, _ = processed.genres
+        mat, names = processed.genres
         rows = lookup(processed.vocabularies[1], est.item_ids)
         genres = np.where((rows >= 0)[:, None], mat[np.maximum(rows, 0)], 0.0).astype(np.float32)
     tables: dict[str, pl.DataFrame] = {
@@ -300,7 +327,7 @@ def model_report(run_name: str, *, k: int = 10, sample: int = 1000, relevance: s
         "metrics": _metrics_table(run, artifacts_dir),
         "learning_curve": _history_table(m.fit_info),
     }
-    mapped = _item_map(est, genre_of, titles, sample, seed)
+    mapped = _item_map(est, genre_of, titles, genres, names, sample, seed)
     if mapped is not None:
         tables["item_map"], tables["genre_separation"], extra = mapped
         summary.update(extra)

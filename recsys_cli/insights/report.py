@@ -66,8 +66,8 @@ MODEL_SPECS = (
                "Training loss per iteration or epoch, as the model recorded it while fitting."),
     FigureSpec("item_map", "item_map", "item_map",
                "Item factors projected on their first two principal components, coloured by each movie's first genre "
-               "(dot size: ratings). Genre silhouette: cosine distance in the full factor space, against the same "
-               "score with the genre labels shuffled.",
+               "(dot size: ratings). Genre silhouette: per genre, its movies against all others (cosine distance in "
+               "the full factor space), averaged over genres; shuffled: the same for random sets of movies.",
                summary_kwargs={"separation": "genre_separation", "shuffled": "genre_separation_shuffled",
                                "variance": "item_map_variance"}),
     FigureSpec("popularity_bias", "popularity_bias", "popularity_bias",
