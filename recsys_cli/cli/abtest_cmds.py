@@ -205,11 +205,9 @@ def bandit_cmd(
 ) -> None:
     from recsys_cli.abtest.report import render_bandit
     from recsys_cli.api.experiments import bandit
-    from recsys_cli.figures.plots import check_plot_path, plot_bandit
     from recsys_cli.output import console_out, emit
 
     fmt = _resolve(fmt, as_json)
-    check_plot_path(plot)
     report = bandit(runs, dataset=dataset, policy=policy, rounds=rounds, batch=batch, epsilon=epsilon, k=k,
                     click_model=click_model, click_threshold=click_threshold, eta=eta, decay=decay, gamma=gamma,
                     noise=noise, seed=seed, data_dir=data_dir, artifacts_dir=artifacts_dir)
@@ -217,6 +215,9 @@ def bandit_cmd(
         typer.echo(line, err=True)
     result = report.to_dict()
     if plot is not None:
+        from recsys_cli.figures.plots import check_plot_path, plot_bandit
+
+        check_plot_path(plot)
         typer.echo(f"wrote {plot_bandit(result, plot)}", err=True)
     if fmt == "table":
         render_bandit(result, console_out())
