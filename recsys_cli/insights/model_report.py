@@ -162,13 +162,13 @@ def _history_table(fit_info: dict[str, Any]) -> pl.DataFrame:
                                       "seconds": pl.Float64})
 
 
-def _metrics_table(run, artifacts_dir) -> pl.DataFrame:
+def _metrics_table(run: str, manifest: dict[str, Any], artifacts_dir) -> pl.DataFrame:
     from recsys_cli import ledger
 
-    rows = [{"source": "manifest", "metric": k, "value": float(v)} for k, v in run.manifest.metrics.items()
+    rows = [{"source": "manifest", "metric": k, "value": float(v)} for k, v in (manifest.get("metrics") or {}).items()
             if isinstance(v, (int, float)) and not isinstance(v, bool)]
-    for entry in ledger.query(root=artifacts_dir, kind="evaluate", model=run.manifest.model):
-        if entry.get("run") != run.name or not isinstance(entry.get("metrics"), dict):
+    for entry in ledger.query(root=artifacts_dir, kind="evaluate", model=manifest.get("model")):
+        if entry.get("run") != run or not isinstance(entry.get("metrics"), dict):
             continue
         source = f"ledger #{entry['id']} {str(entry.get('created') or '')[:16]}"
         rows.extend({"source": source, "metric": k, "value": float(v)} for k, v in entry["metrics"].items()
@@ -247,14 +247,28 @@ def _diagnostics(est, recs: np.ndarray, genres: np.ndarray | None, k: int):
     return diagnostics, pop
 
 
+def _on_vocabulary(test, item_ids: np.ndarray):
+    """`test` re-indexed onto the run's item vocabulary (ratings of items the run never saw dropped), as evaluate does."""
+    from dataclasses import replace
+
+    from recsys_cli.data.dataset import lookup
+
+    if len(test.item_ids) == len(item_ids) and np.array_equal(test.item_ids, item_ids):
+        return test
+    idx = lookup(item_ids, test.item_ids[test.items])
+    keep = idx >= 0
+    return replace(test, users=test.users[keep], items=idx[keep], ratings=test.ratings[keep],
+                   timestamps=None if test.timestamps is None else test.timestamps[keep], item_ids=item_ids,
+                   item_genres=None, genre_names=(), _cache={}, _left_out=())
+
+
 def _segment_ndcg(est, processed, split: str, k: int, relevance: str, threshold: float):
     """Per-segment nDCG@k on the split's test part (None without a split or relevant items)."""
     from recsys_cli.abtest.segments import _sort_key, activity_labels, demographic_labels
-    from recsys_cli.api.evaluate import _aligned
     from recsys_cli.evaluation.protocols import EvalSettings, relevant_csr
     from recsys_cli.evaluation.ranking_metrics import ranking_per_user
 
-    test = _aligned(processed.interactions(split, "test"), est.item_ids)
+    test = _on_vocabulary(processed.interactions(split, "test"), est.item_ids)
     if not len(test):
         return None
     settings = EvalSettings(relevance=relevance, threshold=threshold, ks=(k,))
@@ -294,26 +308,27 @@ def model_report(run_name: str, *, k: int = 10, sample: int = 1000, relevance: s
     relevance for the segment nDCG: 'threshold' (held-out rating >= threshold) or 'any';
     default: 'any' for ranking models (ials, bpr), 'threshold' for rating models.
     """
-    from recsys_cli.api.runs import load_run
+    from recsys_cli.artifacts import ArtifactStore
     from recsys_cli.data.dataset import load_dataset
     from recsys_cli.errors import DataError
 
-    run = load_run(run_name, artifacts_dir=artifacts_dir)
-    m = run.manifest
-    est = run.model.estimator
+    store = ArtifactStore(artifacts_dir)
+    est, manifest = store.load(run_name)
+    dataset, split = manifest.get("dataset"), manifest.get("split")
     relevance = relevance or ("threshold" if est.predicts_ratings else "any")
-    summary: dict[str, Any] = {"run": run.name, "model": m.model, "dataset": m.dataset, "split": m.split or "",
-                               "seed": m.seed, "train_seconds": round(m.train_seconds, 3),
+    summary: dict[str, Any] = {"run": run_name, "model": manifest.get("model"), "dataset": dataset,
+                               "split": split or "", "seed": manifest.get("seed"),
+                               "train_seconds": round(float(manifest.get("train_seconds") or 0.0), 3),
                                "users": int((est.user_counts > 0).sum()), "items": int(est.n_items),
-                               "train_ratings": m.n_train_ratings or int(len(est.seen_indices))}
+                               "train_ratings": manifest.get("n_train_ratings") or int(len(est.seen_indices))}
     try:
-        processed = load_dataset(m.dataset, data_dir)
-        if m.dataset_fingerprint and processed.fingerprint != m.dataset_fingerprint:
+        processed = load_dataset(dataset, data_dir)
+        if manifest.get("dataset_fingerprint") and processed.fingerprint != manifest["dataset_fingerprint"]:
             processed = None
     except DataError:
         processed = None
     genre_of, titles = _first_genres(processed, est.item_ids) if processed is not None else ({}, {})
-    titles = titles or run.model.titles
+    titles = titles or store.titles(run_name)
     genres, names = None, ()
     if processed is not None:
         from recsys_cli.data.dataset import lookup
@@ -321,11 +336,12 @@ def model_report(run_name: str, *, k: int = 10, sample: int = 1000, relevance: s
         mat, names = processed.genres
         rows = lookup(processed.vocabularies[1], est.item_ids)
         genres = np.where((rows >= 0)[:, None], mat[np.maximum(rows, 0)], 0.0).astype(np.float32)
+    config = manifest.get("config") or {}
     tables: dict[str, pl.DataFrame] = {
-        "hyperparameters": pl.DataFrame({"param": list(m.config), "value": [str(v) for v in m.config.values()]},
+        "hyperparameters": pl.DataFrame({"param": list(config), "value": [str(v) for v in config.values()]},
                                         schema={"param": pl.String, "value": pl.String}),
-        "metrics": _metrics_table(run, artifacts_dir),
-        "learning_curve": _history_table(m.fit_info),
+        "metrics": _metrics_table(run_name, manifest, artifacts_dir),
+        "learning_curve": _history_table(manifest.get("fit_info") or {}),
     }
     mapped = _item_map(est, genre_of, titles, genres, names, sample, seed)
     if mapped is not None:
@@ -335,15 +351,15 @@ def model_report(run_name: str, *, k: int = 10, sample: int = 1000, relevance: s
     tables["diagnostics"], tables["popularity_bias"] = _diagnostics(est, recs, genres, k)
     summary.update({r["metric"]: round(r["value"], 4) for r in tables["diagnostics"].iter_rows(named=True)
                     if r["metric"] != "users"})
-    if processed is not None and m.split:
-        seg = _segment_ndcg(est, processed, m.split, k, relevance, threshold)
+    if processed is not None and split:
+        seg = _segment_ndcg(est, processed, split, k, relevance, threshold)
         if seg is not None:
             tables["segment_ndcg"] = seg
             summary[f"ndcg@{k}"] = round(float(seg["ndcg"][0]), 4)
             summary["relevance"] = "any held-out rating" if relevance == "any" else f"held-out rating >= {threshold:g}"
     notes = []
     if tables["learning_curve"].is_empty():
-        notes.append(f"{m.model} records no per-iteration training figures: no learning curve")
+        notes.append(f"{manifest.get('model')} records no per-iteration training figures: no learning curve")
     if processed is None:
-        notes.append(f"dataset {m.dataset!r} is not processed here (or changed): no genres, titles or segments")
-    return Insights(dataset=run.name, summary=summary, tables=tables, statements=notes)
+        notes.append(f"dataset {dataset!r} is not processed here (or changed): no genres, titles or segments")
+    return Insights(dataset=run_name, summary=summary, tables=tables, statements=notes)
