@@ -250,3 +250,21 @@ def test_cli_explain_reads_the_runs_training_ratings(run_dirs, tmp_path, monkeyp
     table = runner.invoke(app, ["recommend", "knn-lr", "--user", "3", "-n", "2", "--explain", "--format", "table"])
     first = next(p for p in rows[0]["reasons"] if p["kind"] == "rated")
     assert table.exit_code == 0 and f"{first['contribution']:+.3f}" in table.stdout
+
+
+def test_every_registered_model_answers_explain(data):
+    """No model crashes on explain: each gives one explanation per item, adding up to its score or kind 'none'."""
+    from recsys_cli.models.registry import model_names
+
+    small = {"svd": {"epochs": 5}, "svdpp": {"epochs": 3}, "bpr": {"epochs": 3}, "als": {"iterations": 3},
+             "ials": {"iterations": 3}, "hybrid-als": {"iterations": 3},
+             "blend": {"models": "bias,item-knn", "params": '{"item-knn": {"k": 10}}'}}
+    for name in model_names():
+        model = create_model(name, small.get(name, {})).fit(data, seed=1)
+        recs = model.recommend(data.user_ids[[4]], 5)
+        items = np.searchsorted(model.item_ids, recs.items[0])
+        rated, values = user_ratings(data, 4)
+        exps = model.explain(4, items, rated=rated, ratings=values)
+        assert len(exps) == 5, name
+        for e, s in zip(exps, recs.scores[0], strict=True):
+            assert e.kind == "none" or e.total == pytest.approx(float(s), abs=2e-5), name
