@@ -265,7 +265,8 @@ class Recommender:
                 label = f"{rest} other {'genres' if genre else 'rated items'}"
                 parts.append(_part("other_genres" if genre else "other_rated", None, label,
                                    float(e.contributions[top:].sum())))
-        parts.append(_part("baseline", None, "global mean + biases", e.base))
+        if e.base_label or e.base:  # a model without a baseline term (ials, item-knn sum) shows none
+            parts.append(_part("baseline", None, e.base_label or "baseline", e.base))
         if e.residual:
             parts.append(_part("residual", None, "solver residual", e.residual))
         return parts
@@ -403,7 +404,7 @@ def reasons_text(parts: list[dict[str, Any]], top: int = 3) -> str:
         return "popular fallback"
     named = [p for p in parts if p["kind"] in ("rated", "genre")][:top]
     if not named:
-        return "baseline (global mean + biases)"
+        return f"baseline ({parts[0]['title']})" if parts[0]["kind"] == "baseline" else ""
     prefix = "genre " if named[0]["kind"] == "genre" else ""
     return prefix + "; ".join(f"{p['title'] or p['item_id']} {p['contribution']:+.3f}" for p in named)
 

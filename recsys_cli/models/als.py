@@ -239,7 +239,7 @@ class IALS(Recommender):
         Yr = Y[rated]
         A = self.YtY.astype(np.float64) + c.reg * np.eye(c.factors) + (Yr.T * conf) @ Yr
         return factor_explanations(np.zeros(len(items)), A, Yr, 1.0 + conf, np.asarray(x, np.float64), Y[items],
-                                   rated)
+                                   rated, base_label="")
 
     def fold_in(self, raw_items, ratings) -> np.ndarray:
         from recsys_cli.models._kernels.ials import ials_fold_in

@@ -40,6 +40,7 @@ class Explanation:
     keys: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # rated item / genre indices
     contributions: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float64))
     residual: float = 0.0
+    base_label: str = "global mean + biases"  # what `base` holds, as shown in reasons
 
     @property
     def total(self) -> float:
@@ -49,7 +50,8 @@ class Explanation:
     def sorted(self) -> Explanation:
         """The same parts, largest contribution first (ties by key)."""
         order = np.lexsort((self.keys, -self.contributions))
-        return Explanation(self.kind, self.base, self.keys[order], self.contributions[order], self.residual)
+        return Explanation(self.kind, self.base, self.keys[order], self.contributions[order], self.residual,
+                           self.base_label)
 
 
 def ridge_parts(A: np.ndarray, Z: np.ndarray, t: np.ndarray, w: np.ndarray,
@@ -70,13 +72,18 @@ def ridge_parts(A: np.ndarray, Z: np.ndarray, t: np.ndarray, w: np.ndarray,
 
 
 def factor_explanations(base: np.ndarray, A: np.ndarray, Z: np.ndarray, t: np.ndarray, w: np.ndarray,
-                        targets: np.ndarray, rated: np.ndarray, extra: np.ndarray | None = None) -> list[Explanation]:
-    """Explanations of base_i + targets_i . w for each target (extra: (m, n) parts added per rated item)."""
+                        targets: np.ndarray, rated: np.ndarray, extra: np.ndarray | None = None,
+                        base_label: str = "global mean + item bias") -> list[Explanation]:
+    """Explanations of base_i + targets_i . w for each target (extra: (m, n) parts added per rated item).
+
+    The user's own bias, when solved with the vector, is split over the rated items too: base
+    holds what the user's ratings do not move (by default the global mean and the item's bias).
+    """
     contrib, resid = ridge_parts(A, Z, t, w, targets)
     if extra is not None:
         contrib = contrib + extra
     keys = np.asarray(rated, np.int64)
-    return [Explanation("items", float(base[m]), keys, contrib[m], float(resid[m])).sorted()
+    return [Explanation("items", float(base[m]), keys, contrib[m], float(resid[m]), base_label).sorted()
             for m in range(len(targets))]
 
 

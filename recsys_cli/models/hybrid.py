@@ -121,7 +121,8 @@ class HybridALS(ALS):
             parts = affinity[genres]
             prior = self.W[genres].astype(np.float64).sum(axis=0)
             gap = float((self.Y[i].astype(np.float64) - prior) @ x) + float(self.bi[i]) - float(self.wb[genres].sum())
-            out[k] = Explanation("genres", float(self.mu) + bx, genres.astype(np.int64), parts, gap).sorted()
+            out[k] = Explanation("genres", float(self.mu) + bx, genres.astype(np.int64), parts, gap,
+                                 "global mean + user bias").sorted()
         return out
 
     def _state(self) -> dict:

@@ -330,13 +330,15 @@ def _item_knn_explain(model: ItemKNN, user: int, items: np.ndarray, rated: np.nd
         contrib = w * np.array([resid[j] for j in keys.tolist()], np.float64)
         base = (0.0 if c.prediction == "basic" else float(model.row_means[i]) if c.prediction == "means"
                 else mu + float(model.bi[i]) + bu)
+        label = {"basic": "", "means": "item's mean rating", "baseline": "global mean + biases"}[c.prediction]
         ok = len(hit) >= c.min_k and w.sum() > 0
         if c.rank_by == "sum":
-            out.append(Explanation("items", 0.0, keys, contrib if ok else 0.0 * contrib).sorted())
+            out.append(Explanation("items", 0.0, keys, contrib if ok else 0.0 * contrib, base_label="").sorted())
         elif ok:
-            out.append(Explanation("items", base, keys, contrib / w.sum()).sorted())
+            out.append(Explanation("items", base, keys, contrib / w.sum(), base_label=label).sorted())
         else:  # too few rated neighbours: the mean's fallback (mu for basic, else the base)
-            out.append(Explanation("baseline", mu if c.prediction == "basic" else base))
+            out.append(Explanation("baseline", mu if c.prediction == "basic" else base,
+                                   base_label="global mean" if c.prediction == "basic" else label))
     return out
 
 

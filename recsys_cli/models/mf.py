@@ -160,7 +160,8 @@ class SVD(Recommender):
         extra = None
         if implicit is not None:  # q_i . implicit = sum_j |N|^-1/2 q_i . y_j: one exact part per rated item
             extra = (Q[items] @ self.Y[rated].astype(np.float64).T) / np.sqrt(n)
-        return factor_explanations(base, Z.T @ Z + np.diag(diag), Z, t, w, targets, rated, extra)
+        label = "global mean + item bias" if c.biased else "no bias (plain MF)"
+        return factor_explanations(base, Z.T @ Z + np.diag(diag), Z, t, w, targets, rated, extra, base_label=label)
 
     def fold_in(self, raw_items, ratings) -> np.ndarray:
         from recsys_cli.models._kernels.mf_sgd import fold_in_user_ridge
