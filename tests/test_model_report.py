@@ -146,9 +146,10 @@ def test_tune_and_benchmark_plots(tmp_path):
     result = {"metric": "rmse", "direction": "minimize",
               "trials": [{"trial": 0, "score": 0.95, "std": 0.01, "error": None},
                          {"trial": 1, "score": None, "std": None, "error": "diverged"},
-                         {"trial": 2, "score": 0.93, "std": 0.02, "error": None}]}
+                         {"trial": 2, "score": 0.93, "std": 0.02, "error": None},
+                         {"trial": 3, "score": 0.90, "std": 0.02, "error": None, "state": "pruned"}]}
     table = tune_table(result)
-    assert table["trial"].to_list() == [1, 2, 3] and table["score"].to_list() == [0.95, None, 0.93]
+    assert table["trial"].to_list() == [1, 2, 3, 4] and table["score"].to_list() == [0.95, None, 0.93, None]
     assert plot_tune(result, tmp_path / "tune.png").read_bytes()[:4] == b"\x89PNG"
     assert plot_tune(result, tmp_path / "tune.svg").read_text().lstrip().startswith("<?xml")
     report = {"ratios": [{"model": "svd", "peer": "surprise", "step": "fit", "ratio": 0.25},

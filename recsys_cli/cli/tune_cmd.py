@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
@@ -154,7 +153,6 @@ def register(app: typer.Typer) -> None:
         train_best: Annotated[bool, typer.Option("--train-best", help="Train the best config on all ratings (or the split's train part) and save it.")] = False,
         name: Annotated[Optional[str], typer.Option("--name", "-n", help="Run name for --train-best (default: MODEL-DATASET[-SPLIT]).")] = None,
         force: ForceOpt = False,
-        plot: Annotated[Optional[Path], typer.Option("--plot", help="Draw the score of every trial to this .png or .svg (needs matplotlib).", show_default=False)] = None,
         seed: SeedOpt = 42,
         data_dir: DataDirOpt = None,
         artifacts_dir: ArtifactsDirOpt = None,
@@ -171,9 +169,6 @@ def register(app: typer.Typer) -> None:
         from recsys_cli.tracking import mlflow_options
 
         fmt = resolve_format(fmt, as_json)
-        from recsys_cli.figures.plots import check_plot_path, plot_tune
-
-        check_plot_path(plot)
         tracking = mlflow_options(mlflow, mlflow_experiment, artifacts_dir)
         cls = get_model_class(model)
         metric = metric or ("rmse" if cls.predicts_ratings else "ndcg@10")
@@ -219,8 +214,6 @@ def register(app: typer.Typer) -> None:
             finally:
                 progress.close()
             typer.echo(f"saved run {name!r} at {result['run']['path']}", err=True)
-        if plot is not None:
-            plot_tune(result, plot)
         if fmt == "table":
             _emit_table(result)
         else:

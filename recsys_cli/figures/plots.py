@@ -28,12 +28,18 @@ def check_plot_path(path: Path | None) -> None:
         require_matplotlib("--plot")
 
 
+UNFINISHED = ("pruned", "failed", "fail", "running")  # Optuna trial states that have no final score
+
+
 def tune_table(result: dict[str, Any]):
-    """trial (1-based), score, std, failed from a tune result (failed trials: score null)."""
+    """trial (1-based), score, std, failed from a tune result (failed or pruned trials: score null)."""
     import polars as pl
 
-    rows = [{"trial": int(t["trial"]) + 1, "score": None if t.get("error") else t.get("score"),
-             "std": t.get("std"), "failed": bool(t.get("error"))} for t in result.get("trials", [])]
+    def failed(t: dict[str, Any]) -> bool:
+        return bool(t.get("error")) or str(t.get("state") or "").lower() in UNFINISHED or t.get("score") is None
+
+    rows = [{"trial": int(t["trial"]) + 1, "score": None if failed(t) else t.get("score"),
+             "std": t.get("std"), "failed": failed(t)} for t in result.get("trials", [])]
     return pl.DataFrame(rows, schema={"trial": pl.Int64, "score": pl.Float64, "std": pl.Float64, "failed": pl.Boolean})
 
 
