@@ -13,7 +13,7 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 _API = (
-    "ABTestResult", "BanditResult", "BenchmarkReport", "abtest", "abtest_plan", "bandit", "benchmark",
+    "ABTestResult", "BanditResult", "BenchmarkReport", "abtest", "abtest_plan", "bandit", "benchmark", "model_report",
     "Comparison", "Dataset", "EvaluationResult", "Manifest", "Predictions", "Recommendations", "Recommender", "Run",
     "Similar", "compare", "create_model", "create_split", "cross_validate", "dataset_info", "datasets", "download", "evaluate", "from_frame", "generate",
     "list_runs", "load_dataset", "load_run", "metrics", "predict", "preprocess", "recommend", "save", "similar",

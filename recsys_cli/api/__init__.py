@@ -37,7 +37,15 @@ from recsys_cli.api.experiments import (
     tune,
 )
 from recsys_cli.api.model import Recommender, create_model, train
-from recsys_cli.api.queries import Predictions, Recommendations, Similar, predict, recommend, similar
+from recsys_cli.api.queries import (
+    Predictions,
+    Recommendations,
+    Similar,
+    model_report,
+    predict,
+    recommend,
+    similar,
+)
 from recsys_cli.api.runs import Manifest, Run, list_runs, load_run, save, train_run
 
 __all__ = [
@@ -72,6 +80,7 @@ __all__ = [
     "load_dataset",
     "load_run",
     "metrics",
+    "model_report",
     "predict",
     "preprocess",
     "recommend",

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from recsys_cli.errors import UsageError
+from recsys_cli.errors import RecsysError, UsageError
 
 if TYPE_CHECKING:
     import polars as pl
@@ -180,13 +180,150 @@ class Recommender:
         candidates = None if items is None else _ids(items, "item")
         return est.recommend(raw, n, exclude_seen=exclude_seen, candidates=candidates)
 
-    def recommend(self, users: Any = None, n: int = 10, *, exclude_seen: bool = True, items: Any = None) -> pl.DataFrame:
+    def recommend(self, users: Any = None, n: int = 10, *, exclude_seen: bool = True, items: Any = None,
+                  explain: bool = False, top_reasons: int = 3, data_dir=None) -> pl.DataFrame:
         """Top-n items per user: user_id, rank, item_id, title, score, fallback (null = the model itself).
 
         users: one raw id, a list of them, or None for every user the model knows. Unknown users
         get the most popular items, labelled fallback='popularity'. items: restrict to these.
+        explain=True adds `reasons`: per item a list of {kind, item_id, title, contribution} whose
+        contributions add up to the score (see `reasons`).
         """
-        return reclist_frame(self.top_n(users, n, exclude_seen=exclude_seen, items=items), self.titles)
+        recs = self.top_n(users, n, exclude_seen=exclude_seen, items=items)
+        why = self.reasons(recs, top=top_reasons, data_dir=data_dir) if explain else None
+        return reclist_frame(recs, self.titles, reasons=why)
+
+    def reasons(self, recs: RecList, *, new_user_ratings: Any = None, top: int = 3,
+                data_dir=None) -> list[list[dict[str, Any]]]:
+        """Why each item of `recs` was recommended: one list of parts per (user, rank), in `rows()` order.
+
+        Each part is {kind, item_id, title, contribution}; the parts of an item add up to its score
+        (float rounding aside). kind: "rated" (one of the user's rated items; item_id, title),
+        "other_rated" (the rest of them, summed), "genre" (a cold item's genre affinity, title = the
+        genre), "other_genres", "baseline" (global mean and biases), "residual" (what the stored user
+        vector differs from the solve the split reads it as), "popular" (popular fallback). An empty
+        list: the model has no explanation (bpr, user-knn, blend, surprise:*). A known user's
+        training ratings come from the processed dataset the run was trained on (factor models);
+        `new_user_ratings` are the ratings a fold-in list was made from.
+        """
+        from threadpoolctl import threadpool_limits
+
+        est = self._fitted()
+        top = check_n(top, "top")
+        # Many tiny (factors x factors) solves: single-threaded BLAS, or waking its threads costs more than the work.
+        with threadpool_limits(limits=1, user_api="blas"):
+            return self._reasons(est, recs, new_user_ratings, top, data_dir)
+
+    def _reasons(self, est, recs: RecList, new_user_ratings: Any, top: int, data_dir) -> list[list[dict[str, Any]]]:
+        from recsys_cli.data.dataset import lookup
+        from recsys_cli.models.base import FB_FOLD_IN, FB_POPULARITY
+        from recsys_cli.models.explain import popular
+
+        out: list[list[dict[str, Any]]] = []
+        for r, user in enumerate(recs.users.tolist()):
+            valid = recs.items[r] >= 0
+            raw, scores = recs.items[r][valid], recs.scores[r][valid]
+            fb = recs.fallback[r]
+            if fb == FB_POPULARITY:
+                exps = popular(scores)
+            elif fb == FB_FOLD_IN:
+                if new_user_ratings is None:
+                    raise UsageError("give the new user's ratings to explain a fold-in list")
+                rated_raw, values = rating_pairs(new_user_ratings)
+                idx = lookup(est.item_ids, rated_raw)
+                ok = idx >= 0
+                exps = est.explain(-1, lookup(est.item_ids, raw), rated=idx[ok], ratings=values[ok])
+            else:
+                u = int(est.known_users([user])[0])
+                rated = values = None
+                if est.needs_ratings_to_explain:
+                    rated, values = self._training_ratings_of(u, data_dir)
+                exps = est.explain(u, lookup(est.item_ids, raw), rated=rated, ratings=values)
+            out.extend(self._reason_parts(e, top) for e in exps)
+        return out
+
+    def _reason_parts(self, e, top: int) -> list[dict[str, Any]]:
+        """An Explanation as the JSON parts of `reasons`: the top contributors, the rest summed, base, residual."""
+        if e.kind == "none":
+            return []
+        if e.kind == "popular":
+            return [_part("popular", None, "popular fallback", e.total)]
+        parts = []
+        if e.kind in ("items", "genres"):
+            genre = e.kind == "genres"
+            names = self._genre_names() if genre else ()
+            ids = self._fitted().item_ids
+            shown = e.keys[:top].tolist()
+            for key, c in zip(shown, e.contributions[:top].tolist(), strict=True):
+                if genre:
+                    parts.append(_part("genre", None, names[key] if key < len(names) else f"genre {key}", c))
+                else:
+                    item = int(ids[key])
+                    parts.append(_part("rated", item, self.titles.get(item), c))
+            rest = len(e.keys) - len(shown)
+            if rest:
+                label = f"{rest} other {'genres' if genre else 'rated items'}"
+                parts.append(_part("other_genres" if genre else "other_rated", None, label,
+                                   float(e.contributions[top:].sum())))
+        if e.base_label or e.base:  # a model without a baseline term (ials, item-knn sum) shows none
+            parts.append(_part("baseline", None, e.base_label or "baseline", e.base))
+        if e.residual:
+            parts.append(_part("residual", None, "solver residual", e.residual))
+        return parts
+
+    def _training_data(self, data_dir=None):
+        """The Interactions this model was fitted on: in memory, else the run's dataset and split, reloaded."""
+        if self._train is not None:
+            return self._train
+        cached = getattr(self, "_explain_train", None)
+        if cached is not None:
+            return cached
+        from recsys_cli.data.dataset import load_dataset as load_processed
+        from recsys_cli.errors import DataError
+
+        name = self.trained_on.get("dataset")
+        try:
+            processed = load_processed(name, data_dir)
+        except DataError as exc:
+            raise DataError(f"explaining {self.name} needs the user's training ratings from dataset {name!r}: "
+                            f"{exc}") from None
+        fingerprint = self.trained_on.get("fingerprint")
+        if fingerprint and processed.fingerprint != fingerprint:
+            raise DataError(f"dataset {name!r} changed since this run was trained (fingerprint differs); "
+                            "retrain to explain it")
+        self._explain_train = processed.interactions(self.trained_on.get("split"), "train")
+        return self._explain_train
+
+    def _training_ratings_of(self, u: int, data_dir=None) -> tuple[np.ndarray, np.ndarray]:
+        """(item indices in the model's vocabulary, ratings) of known user index u, as the model saw them."""
+        from recsys_cli.data.dataset import lookup
+        from recsys_cli.errors import ArtifactError
+
+        est = self._fitted()
+        data = self._training_data(data_dir)
+        rows = getattr(self, "_explain_rows", None)
+        if rows is None or rows[0] is not data:  # ratings grouped by user once (argsort, no CSR build: no Numba)
+            order = np.argsort(data.users, kind="stable")
+            bounds = np.searchsorted(data.users[order], np.arange(data.n_users + 1))
+            item_idx = lookup(est.item_ids, data.item_ids[data.items[order]]).astype(np.int64)
+            rows = self._explain_rows = (data, bounds, item_idx, data.ratings[order].astype(np.float32))
+        _, bounds, item_idx, ratings = rows
+        du = int(lookup(data.user_ids, [est.user_ids[u]])[0])
+        rated, values = np.zeros(0, np.int64), np.zeros(0, np.float32)
+        if du >= 0:
+            lo, hi = bounds[du], bounds[du + 1]
+            rated, values = item_idx[lo:hi], ratings[lo:hi]
+        seen = est.seen_indices[est.seen_indptr[u]:est.seen_indptr[u + 1]]
+        if len(rated) != len(seen) or not np.array_equal(np.sort(rated), np.sort(seen)):
+            raise ArtifactError(f"user {int(est.user_ids[u])}'s training ratings in the dataset differ from the "
+                                "run's; retrain to explain it")
+        return rated, values
+
+    def _genre_names(self) -> tuple[str, ...]:
+        try:
+            return tuple(self._training_data().genre_names or ())
+        except RecsysError:
+            return ()
 
     def fold_in_list(self, ratings: Any, n: int = 10, *, exclude_seen: bool = True, items: Any = None) -> RecList:
         """Top-n for a new user from their ratings, as arrays (`fold_in` gives a DataFrame)."""
@@ -200,10 +337,15 @@ class Recommender:
         candidates = None if items is None else _ids(items, "item")
         return est.recommend_new_user(raw_items, values, n, exclude_seen=exclude_seen, candidates=candidates)
 
-    def fold_in(self, ratings: Any, n: int = 10, *, exclude_seen: bool = True, items: Any = None) -> pl.DataFrame:
-        """Recommendations for a new user given their ratings ({item: rating} or pairs); user_id is null."""
+    def fold_in(self, ratings: Any, n: int = 10, *, exclude_seen: bool = True, items: Any = None,
+                explain: bool = False, top_reasons: int = 3) -> pl.DataFrame:
+        """Recommendations for a new user given their ratings ({item: rating} or pairs); user_id is null.
+
+        explain=True adds `reasons` (see `reasons`): which of the given ratings drove each item.
+        """
         recs = self.fold_in_list(ratings, n, exclude_seen=exclude_seen, items=items)
-        return reclist_frame(recs, self.titles, new_user=True)
+        why = self.reasons(recs, new_user_ratings=ratings, top=top_reasons) if explain else None
+        return reclist_frame(recs, self.titles, new_user=True, reasons=why)
 
     def predict(self, users: Any, items: Any) -> pl.DataFrame:
         """Predicted ratings for (user, item) pairs: user_id, item_id, prediction, fallback.
@@ -250,7 +392,25 @@ class Recommender:
         return save(self, name, force=force, artifacts_dir=artifacts_dir)
 
 
-def reclist_frame(recs: RecList, titles: dict[int, str], *, new_user: bool = False) -> pl.DataFrame:
+def _part(kind: str, item_id: int | None, title: str | None, contribution: float) -> dict[str, Any]:
+    return {"kind": kind, "item_id": item_id, "title": title, "contribution": round(float(contribution), 6)}
+
+
+def reasons_text(parts: list[dict[str, Any]], top: int = 3) -> str:
+    """Short text of an item's reasons for tables: 'Star Wars +0.41; Fargo +0.20' or 'popular fallback'."""
+    if not parts:
+        return ""
+    if parts[0]["kind"] == "popular":
+        return "popular fallback"
+    named = [p for p in parts if p["kind"] in ("rated", "genre")][:top]
+    if not named:
+        return f"baseline ({parts[0]['title']})" if parts[0]["kind"] == "baseline" else ""
+    prefix = "genre " if named[0]["kind"] == "genre" else ""
+    return prefix + "; ".join(f"{p['title'] or p['item_id']} {p['contribution']:+.3f}" for p in named)
+
+
+def reclist_frame(recs: RecList, titles: dict[int, str], *, new_user: bool = False,
+                  reasons: list[list[dict[str, Any]]] | None = None) -> pl.DataFrame:
     """A RecList as the DataFrame of `recommend` (same columns and values as the CLI's JSON rows)."""
     import polars as pl
 
@@ -271,6 +431,9 @@ def reclist_frame(recs: RecList, titles: dict[int, str], *, new_user: bool = Fal
         schema={"user_id": pl.Int64, "rank": pl.Int32, "item_id": pl.Int64, "title": pl.String,
                 "score": pl.Float64, "fallback": pl.String},
     )
+    if reasons is not None:
+        part = pl.Struct({"kind": pl.String, "item_id": pl.Int64, "title": pl.String, "contribution": pl.Float64})
+        frame = frame.with_columns(pl.Series("reasons", reasons, dtype=pl.List(part)))
     return frame
 
 

@@ -36,6 +36,7 @@ class Recommendations:
     n: int
     run: str | None = None
     new_user: bool = False
+    reasons: list[list[dict[str, Any]]] | None = None  # with explain=True: per (user, rank), in rows() order
 
     @property
     def short(self) -> int:
@@ -58,8 +59,10 @@ class Recommendations:
         return out
 
     def rows(self) -> Iterator[dict[str, Any]]:
-        """One dict per (user, rank): user_id, rank, item_id, title, score[, fallback]."""
-        return self.recs.rows(self.titles)
+        """One dict per (user, rank): user_id, rank, item_id, title, score[, fallback][, reasons]."""
+        if self.reasons is None:
+            return self.recs.rows(self.titles)
+        return ({**row, "reasons": why} for row, why in zip(self.recs.rows(self.titles), self.reasons, strict=True))
 
     def to_dict(self) -> list[dict[str, Any]]:
         return list(self.rows())
@@ -67,12 +70,18 @@ class Recommendations:
     def to_frame(self) -> pl.DataFrame:
         from recsys_cli.api.model import reclist_frame
 
-        return reclist_frame(self.recs, self.titles, new_user=self.new_user)
+        return reclist_frame(self.recs, self.titles, new_user=self.new_user, reasons=self.reasons)
 
 
 def recommend(run: Any, users: Any = None, *, n: int = 10, exclude_seen: bool = True, ratings: Any = None,
-              all_users: bool = False, items: Any = None, artifacts_dir=None) -> Recommendations:
-    """Top-n for raw user ids, for every user the run knows (all_users=True), or for a new user's `ratings`."""
+              all_users: bool = False, items: Any = None, explain: bool = False, top_reasons: int = 3,
+              artifacts_dir=None, data_dir=None) -> Recommendations:
+    """Top-n for raw user ids, for every user the run knows (all_users=True), or for a new user's `ratings`.
+
+    explain=True adds `reasons` to every row: the parts of its score (rated items, genres, baseline,
+    residual, popular fallback) that add up to it; see `api.model.Recommender.reasons`. A factor
+    model reads the user's training ratings from the processed dataset (data_dir).
+    """
     r = _run(run, artifacts_dir)
     chosen = sum([users is not None, bool(all_users), ratings is not None])
     if chosen != 1:
@@ -80,9 +89,11 @@ def recommend(run: Any, users: Any = None, *, n: int = 10, exclude_seen: bool = 
     model = r.model
     if ratings is not None:
         recs = model.fold_in_list(ratings, n, exclude_seen=exclude_seen, items=items)
-        return Recommendations(recs, model.titles, n, run=r.name, new_user=True)
+        why = model.reasons(recs, new_user_ratings=ratings, top=top_reasons) if explain else None
+        return Recommendations(recs, model.titles, n, run=r.name, new_user=True, reasons=why)
     recs = model.top_n(None if all_users else users, n, exclude_seen=exclude_seen, items=items)
-    return Recommendations(recs, model.titles, n, run=r.name)
+    why = model.reasons(recs, top=top_reasons, data_dir=data_dir) if explain else None
+    return Recommendations(recs, model.titles, n, run=r.name, reasons=why)
 
 
 @dataclass
@@ -151,3 +162,17 @@ def similar(run: Any, item: Any, *, n: int = 10, artifacts_dir=None) -> Similar:
         raise UsageError("give one item id")
     items, sims = r.model._fitted().similar_items(int(raw[0]), check_n(n))
     return Similar(int(raw[0]), items, sims, r.model.titles, run=r.name)
+
+
+def model_report(run: Any, *, k: int = 10, relevance: str | None = None, threshold: float = 4.0, data_dir=None,
+                 artifacts_dir=None):
+    """The model report of `recsys insights RUN` (an `Insights`: summary, tables, notes; see insights.model_report).
+
+    Learning curve, hyperparameters and metrics, the item-factor map with its genre silhouette,
+    coverage / novelty / popularity bias / diversity over every user's top-k, nDCG@k per segment.
+    """
+    from recsys_cli.insights.model_report import model_report as build
+
+    name = run if isinstance(run, str) else _run(run, artifacts_dir).name
+    root = artifacts_dir if isinstance(run, str) or artifacts_dir is not None else _run(run).store.root
+    return build(name, k=k, relevance=relevance, threshold=threshold, data_dir=data_dir, artifacts_dir=root)

@@ -200,6 +200,7 @@ def bandit_cmd(
     seed: SeedOpt = 42,
     data_dir: DataDirOpt = None,
     artifacts_dir: ArtifactsDirOpt = None,
+    plot: Annotated[Optional[Path], typer.Option("--plot", help="Also draw each arm's share per round to this .png or .svg (needs matplotlib).", show_default=False)] = None,
     fmt: ReportFormatOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -219,6 +220,11 @@ def bandit_cmd(
     for line in report.notes:
         typer.echo(line, err=True)
     result = report.to_dict()
+    if plot is not None:
+        from recsys_cli.figures.plots import check_plot_path, plot_bandit
+
+        check_plot_path(plot)
+        typer.echo(f"wrote {plot_bandit(result, plot)}", err=True)
     if fmt == "table":
         render_bandit(result, console_out())
     else:

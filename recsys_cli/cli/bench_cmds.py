@@ -63,6 +63,8 @@ def register(app: typer.Typer) -> None:
             show_default=False)] = None,
         out: Annotated[Optional[Path], typer.Option(
             "--out", help="Also write the JSON report to this file.", show_default=False)] = None,
+        plot: Annotated[Optional[Path], typer.Option(
+            "--plot", help="Also draw ours/peer ratios to this .png or .svg (needs matplotlib).", show_default=False)] = None,
         isolate: Annotated[bool, typer.Option(
             "--isolate/--no-isolate", help="Run each model in a fresh process (honest compile time and memory).")] = True,
         param: Annotated[Optional[list[str]], typer.Option(
@@ -82,6 +84,9 @@ def register(app: typer.Typer) -> None:
         fmt = resolve_format(fmt, as_json)
         if fmt not in ("table", "json"):
             raise UsageError(f"benchmark prints --format table or json, not {fmt!r}")
+        from recsys_cli.figures.plots import check_plot_path, plot_benchmark
+
+        check_plot_path(plot)
         from recsys_cli.api.experiments import benchmark as run
 
         progress = make_progress()
@@ -94,6 +99,8 @@ def register(app: typer.Typer) -> None:
             progress.close()
         if out is not None:
             write_text_atomic(out, dumps(report) + "\n")
+        if plot is not None:
+            plot_benchmark(report, plot)
         if fmt == "json":
             sys.stdout.write(dumps(report) + "\n")
         elif suite == "serve":

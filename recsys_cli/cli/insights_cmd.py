@@ -7,9 +7,16 @@ from typing import Annotated, Optional
 
 import typer
 
-from recsys_cli.cli.common import DataDirOpt, FormatOpt, JsonOpt
+from recsys_cli.cli.common import ArtifactsDirOpt, DataDirOpt, FormatOpt, JsonOpt
 
-HELP = """Describe a processed dataset: ratings, long tail, items, genres, time, segments, tags.
+HELP = """Describe a processed dataset (ratings, long tail, items, genres, time, segments, tags) or a trained run.
+
+RUN (a saved run's name): the model report: hyperparameters and metrics (manifest and
+ledger), the learning curve, a 2-D map of the item factors coloured by genre with the genre
+silhouette, coverage / novelty / popularity bias / diversity / long-tail share over every
+user's top-10, and nDCG@10 per user segment on the run's held-out ratings.
+
+DATASET:
 
 Ratings: distribution, activity per user and item, Gini and the share of ratings held by
 the top 1%/10% of items, sparsity, cold-start shares (under 5/20 ratings). Items: top movies
@@ -29,6 +36,7 @@ Examples:
   recsys insights ml-100k
   recsys insights ml-100k --format json > insights.json
   recsys insights ml-100k --out figures/ --html insights.html
+  recsys insights svd-ml-100k-random --html svd-report.html
 """
 
 BARS = "▁▂▃▄▅▆▇█"
@@ -111,16 +119,18 @@ def render_summary(ins, console, statements: int = 8) -> None:
 def register(app: typer.Typer) -> None:
     @app.command("insights", help=HELP)
     def insights_cmd(
-        dataset: Annotated[str, typer.Argument(help="A processed dataset (see `recsys info`).", show_default=False)],
+        dataset: Annotated[str, typer.Argument(help="A processed dataset (see `recsys info`) or a run (see `recsys runs`).", show_default=False, metavar="DATASET|RUN")],
         out: Annotated[Optional[Path], typer.Option("--out", help="Folder for the figures (PNG + SVG) and tables (CSV, insights.json).", show_default=False)] = None,
         html: Annotated[Optional[Path], typer.Option("--html", help="Write a self-contained offline HTML report here.", show_default=False)] = None,
         alpha: Annotated[float, typer.Option("--alpha", help="Significance level for segment findings (after Holm correction).")] = 0.05,
         top: Annotated[int, typer.Option("--top", help="Rows in the top-movie and top-tag tables.", min=1)] = 20,
         data_dir: DataDirOpt = None,
+        artifacts_dir: ArtifactsDirOpt = None,
         fmt: FormatOpt = None,
         as_json: JsonOpt = False,
     ) -> None:
         from recsys_cli.abtest.statistics import check_alpha
+        from recsys_cli.cli.model_report_view import is_run, model_report_cmd
         from recsys_cli.data.dataset import load_dataset
         from recsys_cli.figures.render import require_matplotlib
         from recsys_cli.insights.build import compute_insights, load_frames
@@ -131,6 +141,9 @@ def register(app: typer.Typer) -> None:
         for option, value in (("--out", out), ("--html", html)):
             if value is not None:
                 require_matplotlib(option)
+        if is_run(dataset, artifacts_dir):
+            return model_report_cmd(dataset, out=out, html=html, out_fmt=out_fmt, data_dir=data_dir,
+                                    artifacts_dir=artifacts_dir)
         ins = compute_insights(load_frames(load_dataset(dataset, data_dir)), alpha=alpha, top=top)
         written = []
         if out is not None or html is not None:

@@ -174,7 +174,9 @@ def register(app: typer.Typer) -> None:
         ratings: Annotated[Optional[str], typer.Option("--ratings", help="A new user's ratings, item:rating pairs, e.g. 50:5,172:4.5.")] = None,
         n: Annotated[int, typer.Option("-n", "--n", min=1, help="Items per user.")] = 10,
         include_seen: Annotated[bool, typer.Option("--include-seen", help="Allow items the user already rated.")] = False,
+        explain: Annotated[bool, typer.Option("--explain", help="Add `reasons`: the rated items (or genres, baseline, popular fallback) whose contributions add up to each score.")] = False,
         artifacts_dir: ArtifactsDirOpt = None,
+        data_dir: DataDirOpt = None,
         fmt: FormatOpt = None,
         as_json: JsonOpt = False,
     ) -> None:
@@ -192,11 +194,17 @@ def register(app: typer.Typer) -> None:
         elif users_file is not None:
             users = _read_id_file(users_file, ("user_id",))[0]
         recs = top_n(run, users, n=n, exclude_seen=not include_seen, all_users=all_users,
-                     ratings=_parse_ratings(ratings) if ratings is not None else None, artifacts_dir=artifacts_dir)
+                     ratings=_parse_ratings(ratings) if ratings is not None else None, artifacts_dir=artifacts_dir,
+                     explain=explain, data_dir=data_dir)
         for line in recs.notes():
             typer.echo(line, err=True)
-        cols = ["user_id", "rank", "item_id", "title", "score", "fallback"]
-        emit(recs.rows() if fmt == "jsonl" else list(recs.rows()), fmt, columns=cols)
+        cols = ["user_id", "rank", "item_id", "title", "score", "fallback"] + (["reasons"] if explain else [])
+        rows = recs.rows()
+        if explain and fmt == "table":
+            from recsys_cli.api.model import reasons_text
+
+            rows = ({**row, "reasons": reasons_text(row["reasons"])} for row in rows)
+        emit(rows if fmt == "jsonl" else list(rows), fmt, columns=cols)
 
     @app.command(
         "similar",

@@ -294,3 +294,148 @@ def abtest(arms, lift, lift_ci, *, alpha: float = 0.05, title: str = ""):
     if title:
         fig.suptitle(title, fontsize=9)
     return fig
+
+
+# ----------------------------------------------------------------------------- model report (insights RUN)
+@themed
+def learning_curve(table, *, title: str = "Learning curve"):
+    """iteration, series, value -> one line per series (train_rmse, train_auc) over iterations/epochs."""
+    series = list(dict.fromkeys(table["series"].to_list()))
+    fig, axes = new_figure(1, max(1, len(series)), squeeze=False, size=(8, 4))
+    labels = {"train_rmse": "training RMSE", "train_auc": "training AUC (sampled pairs)"}
+    for ax, name, color in zip(axes[0], series, PALETTE, strict=False):
+        part = table.filter(table["series"] == name).sort("iteration")
+        ax.plot(part["iteration"].to_list(), part["value"].to_list(), marker="o", markersize=3, color=color)
+        ax.set(xlabel="iteration / epoch", ylabel=labels.get(name, name), title=labels.get(name, name))
+    fig.suptitle(title, fontsize=12, fontweight="bold")
+    return fig
+
+
+@themed
+def item_map(table, *, separation: float | None = None, shuffled: float | None = None, variance: float | None = None,
+             genres: int = 7):
+    """item_id, genre, ratings, x, y -> scatter of the items' 2-D projection, the most common first genres in colour."""
+    fig, ax = new_figure(size=(8, 6))
+    counts = table.drop_nulls("genre").group_by("genre").len().sort(["len", "genre"], descending=[True, False])
+    shown = counts["genre"].head(genres).to_list()
+    rest = table.filter(~table["genre"].is_in(shown) | table["genre"].is_null())
+    size = lambda part: 4 + 30 * np.sqrt(part["ratings"].to_numpy() / max(1, table["ratings"].max()))  # noqa: E731
+    # Points rasterised (axes, labels and text stay vector): thousands of dots would make a megabyte SVG.
+    ax.scatter(rest["x"].to_list(), rest["y"].to_list(), s=size(rest), color="#c8c8c8", alpha=0.6, linewidths=0,
+               label="other genres", rasterized=True)
+    for genre, color in zip(shown, PALETTE, strict=False):
+        part = table.filter(table["genre"] == genre)
+        ax.scatter(part["x"].to_list(), part["y"].to_list(), s=size(part), color=color, alpha=0.75, linewidths=0,
+                   label=f"{genre} ({len(part)})", rasterized=True)
+    ax.legend(loc="best", fontsize=8, markerscale=1.5, title="first genre", title_fontsize=8)
+    sub = []
+    if variance is not None:
+        sub.append(f"PCA, {variance:.0%} of the variance")
+    if separation is not None:
+        sub.append(f"genre silhouette {separation:+.3f}" + (f" (shuffled {shuffled:+.3f})" if shuffled is not None else ""))
+    ax.set(title="Item factors in 2-D" + (f"\n{'; '.join(sub)}" if sub else ""), xlabel="component 1",
+           ylabel="component 2")
+    return fig
+
+
+@themed
+def popularity_bias(table):
+    """group, long_tail_share -> bars: the long tail's share of the catalogue, of the ratings and of the top-k slots."""
+    fig, ax = new_figure(size=(7, 4))
+    shares = table["long_tail_share"].to_list()
+    bars = ax.bar(table["group"].to_list(), shares, color=[GREEN, BLUE, ORANGE][: len(table)])
+    for bar, v in zip(bars, shares, strict=True):
+        ax.annotate(f"{v:.1%}", (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center", va="bottom",
+                    fontsize=9, xytext=(0, 2), textcoords="offset points")
+    _percent_axis(ax)
+    ax.grid(axis="x", visible=False)
+    ax.set(title="Long tail: items outside the most-rated 20%", ylabel="long-tail share")
+    return fig
+
+
+@themed
+def segment_ndcg(table, *, k: int = 10):
+    """family, segment, users, ndcg, sem -> horizontal bars of nDCG@k per segment with +-1.96 sem, grouped by family."""
+    rows = table.reverse()
+    labels = [f"{f}: {s} ({n:,})" if f != "all" else f"all users ({n:,})"
+              for f, s, n in zip(rows["family"].to_list(), rows["segment"].to_list(), rows["users"].to_list(), strict=True)]
+    fig, ax = new_figure(size=(8, max(3.2, 0.26 * len(rows) + 1.4)))
+    families = list(dict.fromkeys(table["family"].to_list()))
+    colors = [PALETTE[families.index(f) % len(PALETTE)] for f in rows["family"].to_list()]
+    ax.barh(labels, rows["ndcg"].to_list(), xerr=1.96 * rows["sem"].to_numpy(), color=colors, capsize=2)
+    overall = table.filter(table["family"] == "all")["ndcg"].to_list()
+    if overall:
+        ax.axvline(overall[0], color="black", linewidth=0.8, linestyle="--")
+    ax.tick_params(axis="y", labelsize=8)
+    ax.grid(axis="y", visible=False)
+    ax.set(title=f"nDCG@{k} by user segment (95% interval)", xlabel=f"nDCG@{k} on the held-out ratings")
+    return fig
+
+
+# ----------------------------------------------------------------------------- tune and benchmark (--plot)
+@themed
+def tune_trials(table, *, metric: str = "score", lower_is_better: bool = True):
+    """trial, score[, std] -> each trial's score (with its CV spread) in order and the best so far."""
+    fig, ax = new_figure(size=(8, 4))
+    part = table.drop_nulls("score").sort("trial")
+    from matplotlib.ticker import MaxNLocator
+
+    x, y = part["trial"].to_numpy(), part["score"].to_numpy()
+    std = part["std"].fill_null(0.0).to_numpy() if "std" in part.columns else np.zeros(len(y))
+    ax.errorbar(x, y, yerr=std, fmt="o", color=BLUE, markersize=4, capsize=2, label="trial (+-1 sd over folds)",
+                zorder=3)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if len(y):
+        best = np.minimum.accumulate(y) if lower_is_better else np.maximum.accumulate(y)
+        ax.step(x, best, where="post", color=ORANGE, label="best so far")
+        k = int(np.argmin(y) if lower_is_better else np.argmax(y))
+        ax.annotate(f"best {y[k]:.4f}", (x[k], y[k]), xytext=(4, 6), textcoords="offset points", fontsize=8)
+    ax.legend(fontsize=8)
+    ax.set(title=f"Tuning: {metric} per trial ({'lower' if lower_is_better else 'higher'} is better)",
+           xlabel="trial", ylabel=metric)
+    return fig
+
+
+@themed
+def benchmark_ratios(table):
+    """measure, ratio -> horizontal bars of ours / peer ratios on a log scale (1 = parity; < 1: ours is smaller)."""
+    part = table.drop_nulls("ratio").filter(table.drop_nulls("ratio")["ratio"] > 0).sort("ratio")
+    fig, ax = new_figure(size=(8, max(3.2, 0.3 * len(part) + 1.4)))
+    vals = part["ratio"].to_numpy()
+    ax.barh([_short(m, 48) for m in part["measure"].to_list()], vals,
+            color=[GREEN if v <= 1 else ORANGE for v in vals])
+    for k, v in enumerate(vals):
+        ax.annotate(f"{v:.2f}x", (v, k), va="center", fontsize=8, xytext=(3, 0), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.axvline(1.0, color="black", linewidth=0.8)
+    ax.tick_params(axis="y", labelsize=8)
+    ax.grid(axis="y", visible=False)
+    ax.set(title="Benchmark: ours / peer (time and memory: < 1 is better)", xlabel="ratio (log scale)")
+    return fig
+
+
+@themed
+def bandit_allocation(table, *, policy: str = "", best: str | None = None):
+    """period, first_round, last_round, arm, share -> stacked bars of each arm's share of users per period."""
+    periods = list(dict.fromkeys(table["period"].to_list()))
+    bounds = dict(zip(table["period"].to_list(), zip(table["first_round"].to_list(), table["last_round"].to_list(),
+                                                      strict=True), strict=True))
+    labels = [f"{bounds[p][0]}" if bounds[p][0] == bounds[p][1] else f"{bounds[p][0]}-{bounds[p][1]}" for p in periods]
+    arms = list(dict.fromkeys(table["arm"].to_list()))
+    fig, ax = new_figure(size=(9, 4.2))
+    bottom = np.zeros(len(periods))
+    for arm, color in zip(arms, PALETTE, strict=False):
+        part = table.filter(table["arm"] == arm)
+        share = dict(zip(part["period"].to_list(), part["share"].to_list(), strict=True))
+        vals = np.array([share.get(p, 0.0) for p in periods])
+        ax.bar(labels, vals, bottom=bottom, color=color, label=arm + (" (best)" if arm == best else ""))
+        bottom += vals
+    if len(arms):
+        ax.axhline(1.0 / len(arms), color="black", linewidth=0.8, linestyle="--", label="equal split")
+    _percent_axis(ax)
+    ax.tick_params(axis="x", labelsize=8)
+    ax.grid(axis="x", visible=False)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    ax.set(title=f"Bandit allocation over rounds{f' ({policy})' if policy else ''}", ylabel="share of arriving users",
+           xlabel="round")
+    return fig

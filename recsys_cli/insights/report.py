@@ -26,6 +26,7 @@ class FigureSpec:
     builder: str  # function in recsys_cli.figures.builders
     caption: str
     kwargs: dict = field(default_factory=dict)
+    summary_kwargs: dict = field(default_factory=dict)  # builder keyword -> key of insights.summary
 
 
 SPECS = (
@@ -60,10 +61,27 @@ SPECS = (
 )
 
 
-def figure_specs(insights: Insights) -> list[FigureSpec]:
-    """The figures this dataset supports (their table exists and has rows)."""
+MODEL_SPECS = (
+    FigureSpec("learning_curve", "learning_curve", "learning_curve",
+               "Training loss per iteration or epoch, as the model recorded it while fitting."),
+    FigureSpec("item_map", "item_map", "item_map",
+               "Item factors projected on their first two principal components, coloured by each movie's first genre "
+               "(dot size: ratings). Genre silhouette: per genre, its movies against all others (cosine distance in "
+               "the full factor space), averaged over genres; shuffled: the same for random sets of movies.",
+               summary_kwargs={"separation": "genre_separation", "shuffled": "genre_separation_shuffled",
+                               "variance": "item_map_variance"}),
+    FigureSpec("popularity_bias", "popularity_bias", "popularity_bias",
+               "Share of the long tail (rated items outside the most-rated 20%) in the catalogue, in the training "
+               "ratings and in every user's top-k list."),
+    FigureSpec("segment_ndcg", "segment_ndcg", "segment_ndcg",
+               "nDCG on the run's held-out ratings per user segment (dashed: all users)."),
+)
+
+
+def figure_specs(insights: Insights, specs=SPECS) -> list[FigureSpec]:
+    """The figures this dataset (or run) supports (their table exists and has rows)."""
     out = []
-    for spec in SPECS:
+    for spec in specs:
         table = insights.tables.get(spec.table)
         if table is None or table.is_empty():
             continue
@@ -73,19 +91,20 @@ def figure_specs(insights: Insights) -> list[FigureSpec]:
     return out
 
 
-def build_figures(insights: Insights) -> Iterator[tuple[FigureSpec, object]]:
+def build_figures(insights: Insights, specs=SPECS) -> Iterator[tuple[FigureSpec, object]]:
     """(spec, matplotlib Figure) for every supported figure; close each after use."""
     from recsys_cli.figures import builders
 
-    for spec in figure_specs(insights):
+    for spec in figure_specs(insights, specs):
         kwargs = dict(spec.kwargs)
+        kwargs.update({k: insights.summary[v] for k, v in spec.summary_kwargs.items() if v in insights.summary})
         if spec.builder == "segment_lift":
             kwargs["alpha"] = insights.summary.get("alpha", 0.05)
         yield spec, getattr(builders, spec.builder)(insights.tables[spec.table], **kwargs)
 
 
 def render(insights: Insights, out_dir: Path | None = None, html_path: Path | None = None,
-           formats=("png", "svg")) -> list[Path]:
+           formats=("png", "svg"), *, specs=SPECS, heading: str = "Dataset insights") -> list[Path]:
     """Write figures + tables to out_dir and/or the HTML report; every figure is drawn once. Returns the paths written."""
     from recsys_cli.figures import render as rd
     from recsys_cli.output import dumps
@@ -95,7 +114,7 @@ def render(insights: Insights, out_dir: Path | None = None, html_path: Path | No
 
     written: list[Path] = []
     svgs: dict[str, str] = {}
-    for spec, fig in build_figures(insights):
+    for spec, fig in build_figures(insights, specs):
         try:
             drawn = {}  # each format drawn once: the SVG file and the report's image are the same bytes
             for fmt in (*(formats if out_dir is not None else ()), *(("svg",) if html_path is not None else ())):
@@ -117,7 +136,7 @@ def render(insights: Insights, out_dir: Path | None = None, html_path: Path | No
         write_text_atomic(path, dumps(insights.to_dict()) + "\n")
         written.append(path)
     if html_path is not None:
-        write_text_atomic(Path(html_path), html_report(insights, svgs))
+        write_text_atomic(Path(html_path), html_report(insights, svgs, specs=specs, heading=heading))
         written.append(Path(html_path))
     return written
 
@@ -181,13 +200,13 @@ def _fact(key: str, value) -> str:
     return f"<dt>{html.escape(label)}</dt><dd>{html.escape(text)}</dd>"
 
 
-def html_report(insights: Insights, svgs: dict[str, str]) -> str:
+def html_report(insights: Insights, svgs: dict[str, str], *, specs=SPECS, heading: str = "Dataset insights") -> str:
     """One offline page: key numbers, segment findings, each figure (SVG data URI) with its table."""
     name = html.escape(insights.dataset)
     parts = [f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
              f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
              f"<title>recsys insights: {name}</title><style>{CSS}</style></head><body>",
-             f"<h1>Dataset insights: {name}</h1>", "<h2>Key numbers</h2><dl class=\"facts\">",
+             f"<h1>{html.escape(heading)}: {name}</h1>", "<h2>Key numbers</h2><dl class=\"facts\">",
              *(_fact(k, v) for k, v in insights.summary.items()), "</dl>"]
     if "segment_lift" in insights.tables:
         alpha = insights.summary.get("alpha", 0.05)
@@ -196,9 +215,11 @@ def html_report(insights: Insights, svgs: dict[str, str]) -> str:
                      f"is listed only when the adjusted p is below {alpha:g}.</p>")
         items = "".join(f"<li>{html.escape(s)}</li>" for s in insights.statements)
         parts.append(f"<ul>{items}</ul>" if items else "<p>No segment difference survives the correction.</p>")
+    elif insights.statements:
+        parts.append("<h2>Notes</h2><ul>" + "".join(f"<li>{html.escape(s)}</li>" for s in insights.statements) + "</ul>")
     shown: set[str] = set()
     parts.append("<h2>Figures</h2>")
-    for spec in figure_specs(insights):
+    for spec in figure_specs(insights, specs):
         if spec.name not in svgs:
             continue
         data = base64.b64encode(svgs[spec.name].encode("utf-8")).decode("ascii")

@@ -83,6 +83,34 @@ class ALS(Recommender):
     def _item_vectors(self) -> np.ndarray:
         return self.Y
 
+    needs_ratings_to_explain = True
+
+    def explain(self, user: int, items: np.ndarray, *, rated=None, ratings=None) -> list:
+        """Per rated item: [b_u, x_u] read as its ridge solve (Z^T Z + D)^-1 Z^T t, z_j = [1, y_j],
+        t_j = r_uj - mu - b_j, D = diag(reg_bias, reg, ...) (times n with scale_reg); see `models.explain`."""
+        from recsys_cli.models.explain import factor_explanations
+
+        c = self.config
+        items = np.asarray(items, np.int64).reshape(-1)
+        rated = np.asarray(rated, np.int64)
+        r = np.asarray(ratings, np.float64)
+        n = len(rated)
+        if user >= 0:
+            bx, x = float(self.bu[user]), self.X[user]
+        else:
+            from recsys_cli.models._kernels.als import als_fold_in  # Numba: only for a new user
+
+            bx, x = als_fold_in(rated, r.astype(np.float32), self.Y, self.bi, float(self.mu), c.reg, c.reg_bias,
+                                c.scale_reg)
+        Y = self.Y.astype(np.float64)
+        Z = np.hstack([np.ones((n, 1)), Y[rated]])
+        scale = n if c.scale_reg else 1
+        A = Z.T @ Z + np.diag([c.reg_bias * scale] + [c.reg * scale] * c.factors)
+        t = r - float(self.mu) - self.bi[rated].astype(np.float64)
+        w = np.concatenate([[bx], np.asarray(x, np.float64)])
+        targets = np.hstack([np.ones((len(items), 1)), Y[items]])
+        return factor_explanations(float(self.mu) + self.bi[items].astype(np.float64), A, Z, t, w, targets, rated)
+
     def fold_in(self, raw_items, ratings) -> np.ndarray:
         from recsys_cli.models._kernels.als import als_fold_in
 
@@ -180,6 +208,35 @@ class IALS(Recommender):
 
     def _item_vectors(self) -> np.ndarray:
         return self.Y
+
+    @property
+    def needs_ratings_to_explain(self) -> bool:  # type: ignore[override]
+        return self.config.weight != "binary" or self.config.interactions != "all"
+
+    def explain(self, user: int, items: np.ndarray, *, rated=None, ratings=None) -> list:
+        """implicit's ALS explain: x_u = W^-1 Y_u^T c_u with W = YtY + Y_u^T (C_u - I) Y_u + reg I, so
+        score_i = sum_j c_uj y_i^T W^-1 y_j (+ the residual of the stored vector); see `models.explain`."""
+        from recsys_cli.models.explain import factor_explanations
+
+        c = self.config
+        items = np.asarray(items, np.int64).reshape(-1)
+        rated = np.asarray(rated, np.int64)
+        r = np.ones(len(rated), np.float32) if ratings is None else np.asarray(ratings, np.float32)
+        if c.interactions == "threshold":
+            keep = r >= c.min_rating
+            rated, r = rated[keep], r[keep]
+        conf = self._weights(r).astype(np.float64)  # alpha * w_uj: confidence minus one
+        if user >= 0:
+            x = self.X[user]
+        else:
+            from recsys_cli.models._kernels.ials import ials_fold_in  # Numba: only for a new user
+
+            x = ials_fold_in(rated, conf.astype(np.float32), self.Y, self.YtY, c.reg)
+        Y = self.Y.astype(np.float64)
+        Yr = Y[rated]
+        A = self.YtY.astype(np.float64) + c.reg * np.eye(c.factors) + (Yr.T * conf) @ Yr
+        return factor_explanations(np.zeros(len(items)), A, Yr, 1.0 + conf, np.asarray(x, np.float64), Y[items],
+                                   rated, base_label="")
 
     def fold_in(self, raw_items, ratings) -> np.ndarray:
         from recsys_cli.models._kernels.ials import ials_fold_in

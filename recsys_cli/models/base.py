@@ -143,6 +143,7 @@ class Recommender:
     iterative: ClassVar[bool] = False
     divergence_hint: ClassVar[str] = ""  # what to change when a fit diverges, e.g. "lower lr_all"
     blas_scores: ClassVar[bool] = False  # True: _score_users is thread-safe NumPy/BLAS work (no Numba, no caches)
+    needs_ratings_to_explain: ClassVar[bool] = False  # True: `explain` needs the user's training ratings passed in
 
     def __init__(self, config: ModelConfig | None = None, **params: Any) -> None:
         self.config = config if config is not None else self.Config.from_dict(params)
@@ -163,8 +164,28 @@ class Recommender:
         self._fit(data, seed=seed, progress=laps)
         if self.iterative and laps.seconds:  # median wall seconds of one iteration/epoch (benchmarks compare it)
             self.fit_info["seconds_per_iteration"] = round(float(np.median(laps.seconds)), 6)
+        if self.iterative:
+            self._record_history(laps.seconds)
         self.fitted = True
         return self
+
+    HISTORY_KEYS: ClassVar[tuple[str, ...]] = ("train_rmse", "train_auc", "train_loss")
+
+    def _record_history(self, seconds: list[float]) -> None:
+        """fit_info["history"]: one row per iteration/epoch, {iteration, <per-iteration figures>, seconds}.
+
+        The learning curve of `recsys insights RUN`; built from the per-iteration lists the model
+        recorded (train_rmse, train_auc, train_loss) and the timed laps.
+        """
+        series = {k: v for k, v in self.fit_info.items() if k in self.HISTORY_KEYS and isinstance(v, list)}
+        n = max([len(v) for v in series.values()] + [len(seconds)])
+        if not series or not n:
+            return
+        self.fit_info["history"] = [
+            {"iteration": i + 1, **{k: round(float(v[i]), 6) for k, v in series.items() if i < len(v)},
+             **({"seconds": round(float(seconds[i]), 4)} if i < len(seconds) else {})}
+            for i in range(n)
+        ]
 
     def _fit_common(self, data: Interactions) -> None:
         from recsys_cli.models._kernels.baseline import baseline_als
@@ -203,6 +224,20 @@ class Recommender:
         """Predictions for pairs where both user and item have training data."""
         scores = self._score_users(users)
         return scores[np.arange(len(users)), items]
+
+    def explain(self, user: int, items: np.ndarray, *, rated: np.ndarray | None = None,
+                ratings: np.ndarray | None = None) -> list:
+        """Why `user` (an index, or -1 for a new user folded in from `rated`/`ratings`) got each of `items`.
+
+        Returns one `models.explain.Explanation` per item whose parts add up to the score
+        `recommend` gives (for the new user: the fold-in score). rated/ratings are the user's
+        item indices and rating values; for a known user, models flagged
+        `needs_ratings_to_explain` need their training ratings there, the others keep their own.
+        The base answer is kind "none": this model has no explanation.
+        """
+        from recsys_cli.models.explain import Explanation
+
+        return [Explanation("none") for _ in np.asarray(items).reshape(-1)]
 
     def _item_vectors(self) -> np.ndarray | None:
         """Item embedding (n_items, d) for `similar` by cosine, or None."""

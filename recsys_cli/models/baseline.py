@@ -56,6 +56,19 @@ class BiasModel(Recommender):
     def _predict_known(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         return self.global_mean + self.bu[users] + self.bi[items]
 
+    def explain(self, user: int, items: np.ndarray, *, rated=None, ratings=None) -> list:
+        """Global mean + user bias + item bias: all baseline, no rated item stands out."""
+        from recsys_cli.models.explain import Explanation
+
+        items = np.asarray(items, np.int64).reshape(-1)
+        if user >= 0:
+            bu = float(self.bu[user])
+        else:
+            reg = self.config.reg_u if self.config.method == "als" else self.config.reg
+            r = np.asarray(ratings, np.float32)
+            bu = float(np.sum(r - self.global_mean - self.bi[np.asarray(rated, np.int64)]) / (reg + len(r)))
+        return [Explanation("baseline", float(self.global_mean) + bu + float(self.bi[i])) for i in items]
+
     def fold_in(self, raw_items, ratings) -> np.ndarray:
         idx = lookup(self.item_ids, raw_items)
         ok = idx >= 0
@@ -110,6 +123,11 @@ class PopularityModel(Recommender):
 
     def _popularity_scores(self) -> np.ndarray:
         return self.pop_score
+
+    def explain(self, user: int, items: np.ndarray, *, rated=None, ratings=None) -> list:
+        from recsys_cli.models.explain import popular
+
+        return popular(self.pop_score[np.asarray(items, np.int64).reshape(-1)])
 
     def fold_in(self, raw_items, ratings) -> np.ndarray:
         return self.pop_score.copy()

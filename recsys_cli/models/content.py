@@ -315,6 +315,32 @@ class ContentModel(Recommender):
         norms[norms == 0] = 1.0
         return (sims / (norms * norms[i])).astype(np.float32)
 
+    def explain(self, user: int, items: np.ndarray, *, rated=None, ratings=None) -> list:
+        """Per rated item j: sim(i, j) (r_uj - b_uj) / (sum_j w_j sim(i, j) + shrink), the cosine over
+        genres/tags, around the baseline mu + b_u + b_i; items nobody rated are explained the same way."""
+        from recsys_cli.models.explain import Explanation
+
+        if user >= 0:
+            lo, hi = int(self.seen_indptr[user]), int(self.seen_indptr[user + 1])
+            rated = self.seen_indices[lo:hi].astype(np.int64)
+            resid = self.resid[lo:hi].astype(np.float64)
+            weight = self.seen_weight[lo:hi].astype(np.float64) if len(self.seen_weight) else np.ones(hi - lo)
+            bu = float(self.bu[user])
+        else:  # as fold_in
+            rated, r = np.asarray(rated, np.int64), np.asarray(ratings, np.float32)
+            bu = float(np.sum(r - self.global_mean - self.bi[rated]) / (self.config.reg_u + len(rated)))
+            resid = (r - (self.global_mean + bu + self.bi[rated])).astype(np.float32).astype(np.float64)
+            weight = np.ones(len(rated))
+        F = self.F
+        items = np.asarray(items, np.int64).reshape(-1)
+        sims = np.asarray((F[items].astype(np.float64) @ F[rated].astype(np.float64).T).todense())  # (m, n)
+        den = sims @ weight + self.config.shrink
+        out = []
+        for k, i in enumerate(items):
+            base = float(self.global_mean) + bu + float(self.bi[i])
+            out.append(Explanation("items", base, rated, sims[k] * resid / den[k]).sorted())
+        return out
+
     def fold_in(self, raw_items, ratings) -> np.ndarray:
         idx = lookup(self.item_ids, raw_items)
         ok = idx >= 0

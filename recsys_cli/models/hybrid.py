@@ -92,6 +92,37 @@ class HybridALS(ALS):
             vals[ok] = self._predict_known(users[ok], items[ok])
         return vals, ok
 
+    def explain(self, user: int, items: np.ndarray, *, rated=None, ratings=None) -> list:
+        """Rated items for items with ratings (as `als`); for a cold item, its genres: the user's affinity
+        x_u . W_g plus the genre's bias w_b,g, each genre of the item one part; residual = the gap
+        between the stored item vector/bias and the current genre projection."""
+        from recsys_cli.models.explain import Explanation
+
+        items = np.asarray(items, np.int64).reshape(-1)
+        out = list(super().explain(user, items, rated=rated, ratings=ratings))
+        cold = np.flatnonzero(self.item_counts[items] == 0)
+        if not len(cold):
+            return out
+        c = self.config
+        if user >= 0:
+            bx, x = float(self.bu[user]), self.X[user].astype(np.float64)
+        else:
+            from recsys_cli.models._kernels.als import als_fold_in  # Numba: only for a new user
+
+            bx, x = als_fold_in(np.asarray(rated, np.int64), np.asarray(ratings, np.float32), self.Y, self.bi,
+                                float(self.mu), c.reg, c.reg_bias, c.scale_reg)
+            x = np.asarray(x, np.float64)
+        affinity = self.W.astype(np.float64) @ x + self.wb.astype(np.float64)  # per genre
+        for k in cold:
+            i = items[k]
+            genres = np.flatnonzero(self.G[i] > 0)
+            parts = affinity[genres]
+            prior = self.W[genres].astype(np.float64).sum(axis=0)
+            gap = float((self.Y[i].astype(np.float64) - prior) @ x) + float(self.bi[i]) - float(self.wb[genres].sum())
+            out[k] = Explanation("genres", float(self.mu) + bx, genres.astype(np.int64), parts, gap,
+                                 "global mean + user bias").sorted()
+        return out
+
     def _state(self) -> dict:
         return {**super()._state(), "W": self.W, "wb": self.wb, "G": self.G}
 

@@ -267,6 +267,10 @@ class ItemKNN(_KNN):
     user_based = False
     supports_fold_in = True
 
+    def explain(self, user: int, items: np.ndarray, *, rated=None, ratings=None) -> list:
+        """Each rated neighbour's similarity x residual rating (see `_item_knn_explain`)."""
+        return _item_knn_explain(self, user, items, rated, ratings)
+
     def fold_in(self, raw_items, ratings) -> np.ndarray:
         """Score every item for a new user from their ratings, item neighbours unchanged."""
         from recsys_cli.data.dataset import lookup
@@ -285,6 +289,58 @@ class ItemKNN(_KNN):
             r, aggregate=self.config.rank_by, inverted=self._inverted_lists(),
             operand=self._sum_operand() if self.config.rank_by == "sum" else None, **kw,
         )[0]
+
+
+def _item_knn_explain(model: ItemKNN, user: int, items: np.ndarray, rated: np.ndarray | None,
+                      ratings: np.ndarray | None) -> list:
+    """Item-knn's score of each item split over the user's rated neighbours (knn_numpy's semantics).
+
+    rank_by=sum: score = sum over every stored positive-similarity neighbour j the user rated of
+    sim(i, j) * (r_uj - offset_j); rank_by=mean: base + that sum over the first k such neighbours
+    divided by their summed similarity. offset and base follow `prediction` (Surprise's modes).
+    """
+    from recsys_cli.models.explain import Explanation
+
+    c = model.config
+    mu = float(model.global_mean)
+    if user >= 0:
+        lo, hi = int(model.seen_indptr[user]), int(model.seen_indptr[user + 1])
+        rated = model.seen_indices[lo:hi].astype(np.int64)
+        vals = model.r_data[lo:hi].astype(np.float64)
+        bu = float(model.bu[user])
+    else:
+        rated, vals = np.asarray(rated, np.int64), np.asarray(ratings, np.float64)
+        bu = float(np.sum(vals.astype(np.float32) - model.global_mean - model.bi[rated])
+                   / (c.reg_u + len(rated)))  # as ItemKNN.fold_in
+    if c.prediction == "means":
+        resid_of = vals - model.row_means[rated].astype(np.float64)
+    elif c.prediction == "baseline":
+        resid_of = vals - (mu + model.bi[rated].astype(np.float64) + bu)
+    else:
+        resid_of = vals
+    resid = dict(zip(rated.tolist(), resid_of.tolist(), strict=True))
+    out = []
+    for i in np.asarray(items, np.int64).reshape(-1):
+        nbr, sims = model.neighbors[i], model.sims[i].astype(np.float64)
+        valid = np.logical_and.accumulate((nbr >= 0) & (sims > 0))
+        hit = np.flatnonzero(valid & np.isin(nbr, rated))
+        if c.rank_by == "mean":
+            hit = hit[: c.k]
+        keys = nbr[hit].astype(np.int64)
+        w = sims[hit]
+        contrib = w * np.array([resid[j] for j in keys.tolist()], np.float64)
+        base = (0.0 if c.prediction == "basic" else float(model.row_means[i]) if c.prediction == "means"
+                else mu + float(model.bi[i]) + bu)
+        label = {"basic": "", "means": "item's mean rating", "baseline": "global mean + biases"}[c.prediction]
+        ok = len(hit) >= c.min_k and w.sum() > 0
+        if c.rank_by == "sum":
+            out.append(Explanation("items", 0.0, keys, contrib if ok else 0.0 * contrib, base_label="").sorted())
+        elif ok:
+            out.append(Explanation("items", base, keys, contrib / w.sum(), base_label=label).sorted())
+        else:  # too few rated neighbours: the mean's fallback (mu for basic, else the base)
+            out.append(Explanation("baseline", mu if c.prediction == "basic" else base,
+                                   base_label="global mean" if c.prediction == "basic" else label))
+    return out
 
 
 def _row_span(indptr: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -107,6 +107,55 @@ class SVD(Recommender):
     def _item_vectors(self) -> np.ndarray:
         return self.Q
 
+    needs_ratings_to_explain = True
+
+    def _implicit_of(self, user: int, rated: np.ndarray) -> np.ndarray | None:
+        return None
+
+    def explain(self, user: int, items: np.ndarray, *, rated=None, ratings=None) -> list:
+        """Per rated item: the ridge reading of the user vector (see `models.explain`), SGD's stationary point.
+
+        At convergence SGD satisfies (Z^T Z + n D) [b_u, p_u] = Z^T t with z_j = [1, q_j],
+        t_j = r_uj - mu - b_j (- q_j . implicit for svdpp) and D = diag(reg_bu, reg_pu, ...);
+        a new user is the fold-in's ridge solve itself (residual 0).
+        """
+        from recsys_cli.models.explain import factor_explanations
+
+        c = self.config
+        items = np.asarray(items, np.int64).reshape(-1)
+        rated = np.asarray(rated, np.int64)
+        r = np.asarray(ratings, np.float64)
+        Q = self.Q.astype(np.float64)
+        Qr = Q[rated]
+        implicit = self._implicit_of(user, rated)
+        t = r - float(self.mu) - self.bi[rated].astype(np.float64)
+        if implicit is not None:
+            t = t - Qr @ implicit.astype(np.float64)
+        n = len(rated)
+        if user >= 0:
+            bu, p = float(self.bu[user]), self.P[user].astype(np.float64)
+            diag = n * np.array([c.reg("bu")] + [c.reg("pu")] * c.factors)
+        else:
+            from recsys_cli.models._kernels.mf_sgd import fold_in_user_ridge  # Numba: only for a new user
+
+            reg = max(c.reg_all, 1e-3) * max(1, n)
+            bu, p = fold_in_user_ridge(rated, r, self.mu, self.bi, self.Q, reg=reg, use_bias=c.biased,
+                                       implicit=implicit)
+            diag = np.full(c.factors + 1, reg)
+        if c.biased:
+            Z = np.hstack([np.ones((n, 1)), Qr])
+            w = np.concatenate([[bu], p])
+            targets = np.hstack([np.ones((len(items), 1)), Q[items]])
+            base = float(self.mu) + self.bi[items].astype(np.float64)
+        else:
+            Z, w, targets, diag = Qr, np.asarray(p, np.float64), Q[items], diag[1:]
+            base = float(self.mu) + bu + self.bi[items].astype(np.float64)
+        extra = None
+        if implicit is not None:  # q_i . implicit = sum_j |N|^-1/2 q_i . y_j: one exact part per rated item
+            extra = (Q[items] @ self.Y[rated].astype(np.float64).T) / np.sqrt(n)
+        label = "global mean + item bias" if c.biased else "no bias (plain MF)"
+        return factor_explanations(base, Z.T @ Z + np.diag(diag), Z, t, w, targets, rated, extra, base_label=label)
+
     def fold_in(self, raw_items, ratings) -> np.ndarray:
         from recsys_cli.models._kernels.mf_sgd import fold_in_user_ridge
 
@@ -187,6 +236,11 @@ class SVDpp(SVD):
 
     def _user_vectors(self, users: np.ndarray) -> np.ndarray:
         return self.P[users] + self.implicit[users]
+
+    def _implicit_of(self, user: int, rated: np.ndarray) -> np.ndarray:
+        if user >= 0:
+            return self.implicit[user]
+        return self.Y[rated].sum(axis=0) / np.sqrt(len(rated))
 
     def fold_in(self, raw_items, ratings) -> np.ndarray:
         from recsys_cli.models._kernels.mf_sgd import fold_in_user_ridge
