@@ -3,6 +3,7 @@ and an untouched holdout report."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
@@ -154,6 +155,7 @@ def register(app: typer.Typer) -> None:
         study: Annotated[Optional[str], typer.Option("--study", help="Study name in --storage (default: MODEL-DATASET-SPLIT-METRIC).")] = None,
         train_best: Annotated[bool, typer.Option("--train-best", help="Train the best config on all ratings (or the split's train part) and save it.")] = False,
         name: Annotated[Optional[str], typer.Option("--name", "-n", help="Run name for --train-best (default: MODEL-DATASET[-SPLIT]).")] = None,
+        plot: Annotated[Optional[Path], typer.Option("--plot", help="Also write a PNG of the score of every trial (needs matplotlib).", show_default=False)] = None,
         force: ForceOpt = False,
         seed: SeedOpt = 42,
         data_dir: DataDirOpt = None,
@@ -173,6 +175,10 @@ def register(app: typer.Typer) -> None:
         from recsys_cli.tracking import mlflow_options
 
         fmt = resolve_format(fmt, as_json)
+        if plot is not None:
+            from recsys_cli.figures.plots import check_plot_path
+
+            check_plot_path(plot)  # before the search: a missing matplotlib or folder fails now
         tracking = mlflow_options(mlflow, mlflow_experiment, artifacts_dir)
         if random is not None and trials is not None:
             raise UsageError("give --trials N (with --sampler) or --random N (random search), not both")
@@ -197,6 +203,10 @@ def register(app: typer.Typer) -> None:
         for line in report.notes:
             typer.echo(line, err=True)
         result = report.to_dict()
+        if plot is not None:
+            from recsys_cli.figures.plots import plot_tune
+
+            typer.echo(f"wrote {plot_tune(result, plot)}", err=True)
         if fmt == "table":
             render_tune(result)
         else:

@@ -195,12 +195,13 @@ def create_app(registry: RunRegistry, *, api_key: str | None = None, metrics: Se
         async with heavy["sem"]:
             return await run_in_threadpool(fn, *args, **kwargs)
 
-    def recommend_users(loaded: LoadedRun, users: list[int], n: int, exclude_seen: bool, use_cache: bool):
+    def recommend_users(loaded: LoadedRun, users: list[int], n: int, exclude_seen: bool, use_cache: bool,
+                        explain: bool = False):
         """Rows for each user, from the cache where it has them; one API call for the rest."""
         per_user: dict[int, list] = {}
         misses = []
         for u in dict.fromkeys(users):
-            rows = cache.get((loaded.name, loaded.generation, u, n, exclude_seen)) if use_cache else None
+            rows = cache.get((loaded.name, loaded.generation, u, n, exclude_seen, explain)) if use_cache else None
             if rows is None:
                 misses.append(u)
             else:
@@ -212,10 +213,11 @@ def create_app(registry: RunRegistry, *, api_key: str | None = None, metrics: Se
                 metrics.cache_misses.labels(loaded.name).inc(len(misses))
         if misses:
             fresh: dict[int, list] = {u: [] for u in misses}
-            for row in queries.recommend(loaded.run, misses, n=n, exclude_seen=exclude_seen).rows():
+            recs = queries.recommend(loaded.run, misses, n=n, exclude_seen=exclude_seen, explain=explain)
+            for row in recs.rows():
                 fresh[row["user_id"]].append(row)
             for u, rows in fresh.items():
-                cache.put((loaded.name, loaded.generation, u, n, exclude_seen), rows)
+                cache.put((loaded.name, loaded.generation, u, n, exclude_seen, explain), rows)
             per_user.update(fresh)
         return [row for u in users for row in per_user[u]]
 
@@ -262,10 +264,10 @@ def create_app(registry: RunRegistry, *, api_key: str | None = None, metrics: Se
         """Top-n for one user, as `recsys recommend RUN --user U --format json` prints it. An unknown user gets
         the most popular items, labelled `"fallback": "popularity"`. Send `Cache-Control: no-cache` to skip the cache.
         """
-        user, n, run, exclude_seen = parse_query(request, RECOMMEND_PARAMS)
+        user, n, run, exclude_seen, explain = parse_query(request, RECOMMEND_PARAMS)
         loaded = use(request, run)
         n = check_n(loaded, n)
-        return _json(recommend_users(loaded, [user], n, exclude_seen, wants_cache(request)))
+        return _json(recommend_users(loaded, [user], n, exclude_seen, wants_cache(request), explain))
 
     @app.post("/recommend", tags=["recommend"], responses=_example(ROW_EXAMPLE))
     async def recommend_batch(request: Request, body: RecommendBody):
@@ -278,13 +280,13 @@ def create_app(registry: RunRegistry, *, api_key: str | None = None, metrics: Se
         if body.ratings is not None:
             check_batch(len(body.ratings), "ratings")
             recs = await call(len(body.ratings), queries.recommend, loaded.run, ratings=body.ratings, n=n,
-                              exclude_seen=body.exclude_seen)
+                              exclude_seen=body.exclude_seen, explain=body.explain)
             return _json(recs.to_dict())
         check_batch(len(body.users), "users")
         if not body.users:
             raise ApiError(422, "users: give at least one user id", "invalid")
         rows = await call(len(body.users), recommend_users, loaded, body.users, n, body.exclude_seen,
-                          wants_cache(request))
+                          wants_cache(request), body.explain)
         return _json(rows)
 
     @app.get("/predict", tags=["predict"], responses=_example(

@@ -22,6 +22,7 @@ class RecommendBody(BaseModel):
     ratings: dict[int, float] | None = Field(None, description="A new user's ratings {item_id: rating}.")
     n: int = Field(10, description="Items per user (1 .. catalogue size).")
     exclude_seen: bool = Field(True, description="Leave out items the user rated in training.")
+    explain: bool = Field(False, description="Add `reasons` to each row: the parts of its score.")
 
 
 class PredictBody(BaseModel):
@@ -90,7 +91,8 @@ def openapi_params(*params: Param) -> dict:
 
 RUN_PARAM = Param("run", str, None, "Run name (default: the server's default run).")
 RECOMMEND_PARAMS = (Param("user", int, ..., "Raw user id.", 1), Param("n", int, 10, "Items (1 .. catalogue size)."),
-                    RUN_PARAM, Param("exclude_seen", bool, True, "Leave out items the user rated."))
+                    RUN_PARAM, Param("exclude_seen", bool, True, "Leave out items the user rated."),
+                    Param("explain", bool, False, "Add `reasons` to each row: the parts of its score."))
 PREDICT_PARAMS = (Param("user", int, ..., "Raw user id.", 1), Param("item", int, ..., "Raw item id.", 50), RUN_PARAM)
 SIMILAR_PARAMS = (Param("item", int, ..., "Raw item id.", 1), Param("n", int, 10, "How many neighbours."), RUN_PARAM)
 

@@ -163,7 +163,9 @@ async function recommend() {
   const run = $("rec-run").value;
   busy(target);
   try {
-    const rows = await api(`/recommend?${qs({ run, user: $("rec-user").value, n: $("rec-n").value, exclude_seen: $("rec-seen").checked })}`);
+    const query = { run, user: $("rec-user").value, n: $("rec-n").value, exclude_seen: $("rec-seen").checked };
+    // explanations need the run's training data on the server; without it, the list alone
+    const rows = await api(`/recommend?${qs({ ...query, explain: true })}`).catch(() => api(`/recommend?${qs(query)}`));
     const fb = rows.length && rows[0].fallback;
     $("rec-note").textContent = fb === "popularity"
       ? `User ${$("rec-user").value} is not in this run's training data: the popularity ranking.`
@@ -227,7 +229,8 @@ async function coldStart() {
       return;
     }
     const ratings = Object.fromEntries(state.rated);
-    const rows = await api("/recommend", { json: { run, ratings, n: 10 } });
+    const rows = await api("/recommend", { json: { run, ratings, n: 10, explain: true } })
+      .catch(() => api("/recommend", { json: { run, ratings, n: 10 } }));
     $("cs-title").textContent = `For you, from your ${state.rated.size} rating${state.rated.size > 1 ? "s" : ""}`;
     await renderList(target, run, rows);
   } catch (e) { showError(target, e); }
