@@ -95,7 +95,7 @@ def test_health_ready_runs_items_and_docs(env, server):
         assert path in spec["paths"], path
     assert spec["components"]["schemas"]["RecommendBody"]["examples"][0] == {"users": [1, 2, 3], "n": 10}
     params = {p["name"]: p for p in spec["paths"]["/recommend"]["get"]["parameters"]}
-    assert set(params) == {"user", "n", "run", "exclude_seen"} and params["user"]["required"] is True
+    assert set(params) == {"user", "n", "run", "exclude_seen", "explain"} and params["user"]["required"] is True
     assert params["n"]["schema"] == {"type": "integer", "default": 10}
     assert spec["components"]["securitySchemes"]["APIKeyHeader"]["name"] == "X-API-Key"
     assert client.get("/docs").status_code == 200
@@ -107,7 +107,7 @@ def test_cache_hits_and_metrics(server):
     again = client.get("/recommend", params={"user": 7, "n": 6}).json()
     bypass = client.get("/recommend", params={"user": 7, "n": 6}, headers={"Cache-Control": "no-cache"}).json()
     assert first == again == bypass
-    assert (SVD, registry.get(SVD).generation, 7, 6, True) in registry.cache._data
+    assert (SVD, registry.get(SVD).generation, 7, 6, True, False) in registry.cache._data
     text = client.get("/metrics").text
     lines = {ln.rsplit(" ", 1)[0]: float(ln.rsplit(" ", 1)[1]) for ln in text.splitlines() if ln and ln[0] != "#"}
     assert lines[f'recsys_cache_hits_total{{run="{SVD}"}}'] >= 1
@@ -273,3 +273,14 @@ def test_cli_refuses_public_address_without_key_and_unknown_runs(env, monkeypatc
     res = runner.invoke(cli, ["serve", "../x", "--artifacts-dir", str(env["arts"])])
     assert res.exit_code == 2 and "invalid run name" in res.stderr
     assert os.environ["RECSYS_THREADS"] == os.environ["NUMBA_NUM_THREADS"] == "1"  # --threads default
+
+
+def test_recommend_explain_adds_reasons_that_sum_to_the_score(server):
+    client = server[0]
+    rows = client.get("/recommend", params={"user": 1, "n": 3, "explain": "true"}).json()
+    plain = client.get("/recommend", params={"user": 1, "n": 3}).json()
+    assert [r["item_id"] for r in rows] == [r["item_id"] for r in plain]
+    assert all("reasons" not in r for r in plain)
+    for row in rows:
+        assert row["reasons"], row
+        assert abs(sum(p["contribution"] for p in row["reasons"]) - row["score"]) < 1e-3
