@@ -213,7 +213,8 @@ def create_app(registry: RunRegistry, *, api_key: str | None = None, metrics: Se
                 metrics.cache_misses.labels(loaded.name).inc(len(misses))
         if misses:
             fresh: dict[int, list] = {u: [] for u in misses}
-            recs = queries.recommend(loaded.run, misses, n=n, exclude_seen=exclude_seen, explain=explain)
+            recs = queries.recommend(loaded.run, misses, n=n, exclude_seen=exclude_seen, explain=explain,
+                                     data_dir=registry.data_dir)
             for row in recs.rows():
                 fresh[row["user_id"]].append(row)
             for u, rows in fresh.items():
@@ -280,7 +281,7 @@ def create_app(registry: RunRegistry, *, api_key: str | None = None, metrics: Se
         if body.ratings is not None:
             check_batch(len(body.ratings), "ratings")
             recs = await call(len(body.ratings), queries.recommend, loaded.run, ratings=body.ratings, n=n,
-                              exclude_seen=body.exclude_seen, explain=body.explain)
+                              exclude_seen=body.exclude_seen, explain=body.explain, data_dir=registry.data_dir)
             return _json(recs.to_dict())
         check_batch(len(body.users), "users")
         if not body.users:
