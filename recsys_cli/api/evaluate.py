@@ -154,21 +154,6 @@ def _keep(scores: dict[str, float], keep: list[str] | None) -> dict[str, float]:
 
 
 # ------------------------------------------------------------------------------------ evaluate
-def _aligned(test: Interactions, item_ids: np.ndarray) -> Interactions:
-    """`test` re-indexed onto a model's item vocabulary (rows whose item the model never saw are dropped)."""
-    from dataclasses import replace
-
-    from recsys_cli.data.dataset import lookup
-
-    if len(test.item_ids) == len(item_ids) and np.array_equal(test.item_ids, item_ids):
-        return test
-    idx = lookup(item_ids, test.item_ids[test.items])
-    keep = idx >= 0
-    return replace(test, users=test.users[keep], items=idx[keep], ratings=test.ratings[keep],
-                   timestamps=None if test.timestamps is None else test.timestamps[keep], item_ids=item_ids,
-                   item_genres=None, genre_names=(), _cache={}, _left_out=())
-
-
 def _train_view(est) -> Interactions:
     """The training ratings' shape (users x seen items) rebuilt from a loaded model, for ranking metrics."""
     from recsys_cli.data.dataset import Interactions
@@ -212,8 +197,8 @@ def evaluate(model: Any, test: Any = None, *, metrics: str | Sequence[str] = "al
     est = model._fitted()
     test_data = as_dataset(test)
     train_inter = as_dataset(train).interactions if train is not None else (model._train or _train_view(est))
-    test_inter = _aligned(test_data.interactions, est.item_ids)
-    train_inter = _aligned(train_inter, est.item_ids)
+    test_inter = test_data.interactions.on_items(est.item_ids)
+    train_inter = train_inter.on_items(est.item_ids)
     t0 = time.perf_counter()
     scores = score_model(est, train_inter, test_inter, settings)
     seconds = time.perf_counter() - t0

@@ -134,7 +134,8 @@ def register(app: typer.Typer) -> None:
         from recsys_cli.data.dataset import load_dataset
         from recsys_cli.figures.render import require_matplotlib
         from recsys_cli.insights.build import compute_insights, load_frames
-        from recsys_cli.output import console_out, emit, resolve_format
+        from recsys_cli.output import console_out, resolve_format
+        from recsys_cli.output.insights import emit_insights, written_lines
 
         out_fmt = resolve_format(fmt, as_json)
         check_alpha(alpha)
@@ -150,16 +151,6 @@ def register(app: typer.Typer) -> None:
             from recsys_cli.insights.report import render
 
             written = render(ins, out, html)
-            figures = sum(1 for p in written if p.suffix == ".png")
-            if out is not None:
-                typer.echo(f"wrote {figures} figures (PNG + SVG) and {len(ins.tables)} tables (CSV) to {out}", err=True)
-            if html is not None:
-                typer.echo(f"wrote {html}", err=True)
-        if out_fmt == "table":
-            render_summary(ins, console_out())
-        elif out_fmt == "json":
-            emit({**ins.to_dict(), "written": [str(p) for p in written]}, "json")
-        elif out_fmt == "jsonl":
-            emit(({"table": name, **row} for name, table in ins.tables.items() for row in table.iter_rows(named=True)), "jsonl")
-        else:
-            emit([{"key": k, "value": v} for k, v in ins.summary.items()], "csv")
+            for line in written_lines(ins, written, out, html):
+                typer.echo(line, err=True)
+        emit_insights(ins, out_fmt, written, render_summary, console_out())

@@ -69,7 +69,8 @@ def render_model_summary(ins, console) -> None:
 
 def model_report_cmd(name: str, *, out: Path | None, html: Path | None, out_fmt: str, data_dir, artifacts_dir) -> None:
     from recsys_cli.insights.model_report import model_report
-    from recsys_cli.output import console_out, emit
+    from recsys_cli.output import console_out
+    from recsys_cli.output.insights import emit_insights, written_lines
 
     ins = model_report(name, data_dir=data_dir, artifacts_dir=artifacts_dir)
     written = []
@@ -77,16 +78,6 @@ def model_report_cmd(name: str, *, out: Path | None, html: Path | None, out_fmt:
         from recsys_cli.insights.report import MODEL_SPECS, render
 
         written = render(ins, out, html, specs=MODEL_SPECS, heading="Model report")
-        figures = sum(1 for p in written if p.suffix == ".png")
-        if out is not None:
-            typer.echo(f"wrote {figures} figures (PNG + SVG) and {len(ins.tables)} tables (CSV) to {out}", err=True)
-        if html is not None:
-            typer.echo(f"wrote {html}", err=True)
-    if out_fmt == "table":
-        render_model_summary(ins, console_out())
-    elif out_fmt == "json":
-        emit({**ins.to_dict(), "written": [str(p) for p in written]}, "json")
-    elif out_fmt == "jsonl":
-        emit(({"table": n, **row} for n, table in ins.tables.items() for row in table.iter_rows(named=True)), "jsonl")
-    else:
-        emit([{"key": k, "value": v} for k, v in ins.summary.items()], "csv")
+        for line in written_lines(ins, written, out, html):
+            typer.echo(line, err=True)
+    emit_insights(ins, out_fmt, written, render_model_summary, console_out())

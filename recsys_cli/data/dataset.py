@@ -144,6 +144,16 @@ class Interactions:
             _left_out=left_out,
         )
 
+    def on_items(self, item_ids: np.ndarray) -> Interactions:
+        """These ratings re-indexed onto another item vocabulary (a model's); ratings of items it lacks are dropped."""
+        if len(self.item_ids) == len(item_ids) and np.array_equal(self.item_ids, item_ids):
+            return self
+        idx = lookup(item_ids, self.item_ids[self.items])
+        keep = idx >= 0
+        return replace(self, users=self.users[keep], items=idx[keep], ratings=self.ratings[keep],
+                       timestamps=None if self.timestamps is None else self.timestamps[keep], item_ids=item_ids,
+                       item_genres=None, genre_names=(), _cache={}, _left_out=())
+
     def user_index(self, raw_ids) -> np.ndarray:
         """Raw user ids -> indices (-1 for unknown)."""
         return lookup(self.user_ids, raw_ids)

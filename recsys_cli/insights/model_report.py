@@ -247,28 +247,13 @@ def _diagnostics(est, recs: np.ndarray, genres: np.ndarray | None, k: int):
     return diagnostics, pop
 
 
-def _on_vocabulary(test, item_ids: np.ndarray):
-    """`test` re-indexed onto the run's item vocabulary (ratings of items the run never saw dropped), as evaluate does."""
-    from dataclasses import replace
-
-    from recsys_cli.data.dataset import lookup
-
-    if len(test.item_ids) == len(item_ids) and np.array_equal(test.item_ids, item_ids):
-        return test
-    idx = lookup(item_ids, test.item_ids[test.items])
-    keep = idx >= 0
-    return replace(test, users=test.users[keep], items=idx[keep], ratings=test.ratings[keep],
-                   timestamps=None if test.timestamps is None else test.timestamps[keep], item_ids=item_ids,
-                   item_genres=None, genre_names=(), _cache={}, _left_out=())
-
-
 def _segment_ndcg(est, processed, split: str, k: int, relevance: str, threshold: float):
     """Per-segment nDCG@k on the split's test part (None without a split or relevant items)."""
     from recsys_cli.abtest.segments import _sort_key, activity_labels, demographic_labels
     from recsys_cli.evaluation.protocols import EvalSettings, relevant_csr
     from recsys_cli.evaluation.ranking_metrics import ranking_per_user
 
-    test = _on_vocabulary(processed.interactions(split, "test"), est.item_ids)
+    test = processed.interactions(split, "test").on_items(est.item_ids)
     if not len(test):
         return None
     settings = EvalSettings(relevance=relevance, threshold=threshold, ks=(k,))
