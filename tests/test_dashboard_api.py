@@ -11,15 +11,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_helpers import run_cli
 
 pytest.importorskip("fastapi")
 pytest.importorskip("httpx")
 
 from fastapi.testclient import TestClient  # noqa: E402
-from typer.testing import CliRunner  # noqa: E402
 
 from recsys_cli.api import explore  # noqa: E402
-from recsys_cli.cli.app import app as cli  # noqa: E402
 from recsys_cli.serve.app import serve_app  # noqa: E402
 
 SVD, IALS, KNN = "svd-synth-user", "ials-synth-user", "item-knn-synth-user"
@@ -27,10 +26,6 @@ KEY = "dash-key-7"
 UI_DIR = Path(__file__).resolve().parents[1] / "recsys_cli" / "ui"
 
 
-def run_cli(*args):
-    res = CliRunner().invoke(cli, [str(a) for a in args])
-    assert res.exit_code == 0, res.output
-    return res
 
 
 @pytest.fixture(scope="module")

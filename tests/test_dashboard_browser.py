@@ -14,10 +14,10 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from cli_helpers import recsys, wait_for
 
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
@@ -72,21 +72,8 @@ def browser(chromium, tmp_path_factory):
         context.close()
 
 
-def recsys(*args, env) -> subprocess.CompletedProcess:
-    res = subprocess.run([sys.executable, "-m", "recsys_cli", *map(str, args)], env=env, capture_output=True,
-                         text=True, timeout=600)
-    assert res.returncode == 0, res.stderr
-    return res
 
 
-def wait_for(predicate, timeout: float, what: str):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture(scope="module")
@@ -270,11 +257,12 @@ def test_the_page_asks_for_the_key_and_sends_it(browser, server, tmp_path):
 
 
 def test_reasons_show_when_rows_carry_them(browser, server, tmp_path):
-    # Rows of `recommend --explain` carry `reasons`; the page renders them in a "because" column.
+    # The page asks for explanations (`explain=true`): the server's reasons show in a "because" column.
     tab = Page(browser, server["base"])
     page = tab.open("recommend")
     page.wait_for_selector("#rec-list table.recs")
-    assert page.locator("#rec-list th", has_text="because").count() == 0  # this server sends no reasons
+    assert page.locator("#rec-list th", has_text="because").count() == 1
+    assert page.locator("#rec-list td.reasons li").count() > 0  # svd: the user's rated items, from the server
     rows = server["api"].get("/recommend", params={"run": SVD, "user": 1, "n": 2}).json()
     rows[0]["reasons"] = [{"kind": "rated", "item_id": 5, "title": "Some Movie", "contribution": 0.41},
                           {"kind": "genre", "item_id": None, "title": "Drama", "contribution": -0.125},

@@ -9,6 +9,7 @@ import os
 import shutil
 
 import pytest
+from cli_helpers import run_cli
 
 pytest.importorskip("fastapi")
 pytest.importorskip("httpx")
@@ -24,10 +25,6 @@ SVD, KNN = "svd-synth-random", "item-knn-synth"
 KEY = "s3cret-key-42"
 
 
-def run_cli(*args):
-    res = CliRunner().invoke(cli, [str(a) for a in args])
-    assert res.exit_code == 0, res.output
-    return res
 
 
 @pytest.fixture(scope="module")

@@ -10,10 +10,10 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
+from cli_helpers import recsys, wait_for
 
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
@@ -24,11 +24,6 @@ REPO = Path(__file__).resolve().parents[1]
 RUN = "svd-synth-random"
 
 
-def recsys(*args, env) -> subprocess.CompletedProcess:
-    res = subprocess.run([sys.executable, "-m", "recsys_cli", *map(str, args)], env=env, capture_output=True,
-                         text=True, timeout=300)
-    assert res.returncode == 0, res.stderr
-    return res
 
 
 def train(env, seed: int, factors: int):
@@ -36,14 +31,6 @@ def train(env, seed: int, factors: int):
            "--seed", seed, "--force", "--format", "json", env=env)
 
 
-def wait_for(predicate, timeout: float, what: str):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_real_server_reload_under_load_and_sigterm(tmp_path):
