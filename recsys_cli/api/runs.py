@@ -210,6 +210,7 @@ def train_run(model: str, dataset: str, *, split: str | None = None, params: dic
     ArtifactStore(artifacts_dir).check_writable(run, force=force)  # before the work, not after it
     processed = load_processed(dataset, data_dir)
     data = processed.interactions(split, "train")
+    rec.estimator.check_fit_memory(data.n_users, data.n_items, len(data))  # before any work is logged
     if progress is not None:
         progress.log(f"training {model} on {dataset}" + (f" split {split}" if split else " (all ratings)")
                      + f": {len(data):,} ratings, {data.n_users:,} users, {data.n_items:,} items")
