@@ -17,7 +17,6 @@ import json
 import os
 import re
 import shutil
-import tempfile
 import time
 import zipfile
 from pathlib import Path
@@ -28,6 +27,7 @@ import numpy as np
 from recsys_cli import __version__
 from recsys_cli.errors import ArtifactError, ConfigError, UsageError
 from recsys_cli.settings import artifacts_dir
+from recsys_cli.swap import check_writable, recover, replace_dir, scratch_dir
 
 FORMAT_VERSION = 1
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -56,6 +56,7 @@ class ArtifactStore:
         out = []
         if not self.root.exists():
             return out
+        self.recover()
         for child in self.root.iterdir():
             mf = child / "manifest.json"
             if child.name.startswith(".") or not mf.exists():
@@ -106,7 +107,8 @@ class ArtifactStore:
             "metrics": {},
         }
         manifest.update(extra or {})
-        tmp = Path(tempfile.mkdtemp(prefix=f".{run}.", suffix=".tmp", dir=self.root))
+        self.recover(run)
+        tmp = scratch_dir(self.root, run)
         try:
             state = model.state()
             arrays = {k: np.asarray(v) for k, v in state.items()}
@@ -117,23 +119,16 @@ class ArtifactStore:
                 np.savez(fh, **arrays)
             self._write_vocab(tmp, model, titles)
             (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, default=_json_default) + "\n")
-            if final.exists():
-                # Swap: move the old run aside, move the new one in, then delete the old one.
-                old = Path(tempfile.mkdtemp(prefix=f".{run}.", suffix=".old", dir=self.root))
-                os.replace(final, old / "run")
-                try:
-                    os.replace(tmp, final)
-                except BaseException:
-                    os.replace(old / "run", final)  # put the previous run back
-                    shutil.rmtree(old, ignore_errors=True)
-                    raise
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(tmp, final)
+            replace_dir(tmp, final)  # recoverable at every step: see recsys_cli/swap.py
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         return final
+
+    def recover(self, run: str | None = None) -> list[str]:
+        """Finish what a killed save left (see `recsys_cli.swap.recover`): a run whose replacement was
+        interrupted between its two renames comes back; leftovers of dead writers are deleted."""
+        return recover(self.root, run, complete=lambda p: (p / "manifest.json").is_file())
 
     @staticmethod
     def _write_vocab(folder: Path, model, titles: dict[int, str] | None) -> None:
@@ -159,6 +154,8 @@ class ArtifactStore:
 
     def manifest(self, run: str) -> dict[str, Any]:
         folder = self.path(run)
+        if not folder.exists():
+            self.recover(run)
         mf = folder / "manifest.json"
         if not mf.exists():
             known = [m["run"] for m in self.list_runs()][:20]
@@ -219,8 +216,11 @@ class ArtifactStore:
         manifest.setdefault("metrics", {}).update(metrics)
         mf = self.path(run) / "manifest.json"
         tmp = mf.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(manifest, indent=2, default=_json_default) + "\n")
-        os.replace(tmp, mf)
+        try:
+            tmp.write_text(json.dumps(manifest, indent=2, default=_json_default) + "\n")
+            os.replace(tmp, mf)
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def check_writable(self, run: str, *, force: bool) -> Path:
         """The run's folder, if `save` may write it: new, or an existing run and force.
@@ -229,6 +229,7 @@ class ArtifactStore:
         ledger, a user's folder), even with force. Commands call it before training.
         """
         final = self.path(run)
+        check_writable(self.root, "artifacts folder")
         if not (final.exists() or final.is_symlink()):
             return final
         if final.is_symlink() or not final.is_dir() or not (final / "manifest.json").is_file():

@@ -221,7 +221,10 @@ def _write_part(processed_path: Path, name: str, part: np.ndarray) -> str:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from recsys_cli.swap import check_writable
+
     folder = Path(processed_path) / "splits"
+    check_writable(folder, "data folder")
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"{name}.parquet"
     tmp = folder / f".{name}.parquet.{os.getpid()}.tmp"

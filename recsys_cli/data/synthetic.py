@@ -21,10 +21,8 @@ import hashlib
 import io
 import json
 import math
-import os
 import re
 import shutil
-import tempfile
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -338,16 +336,14 @@ def generate(name: str, *, preset: str | None = None, n_ratings: int | None = No
     spec = make_spec(preset=preset, n_ratings=n_ratings, n_users=n_users, n_items=n_items, factors=factors,
                      noise=noise, seed=seed, min_per_user=min_per_user)
     target = _check_target(name, data_dir, force)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=target.parent))
+    from recsys_cli.swap import check_writable, recover, replace_dir, scratch_dir
+
+    check_writable(target.parent, "data folder")
+    recover(target.parent, name)
+    scratch = scratch_dir(target.parent, name)
     try:
-        scratch.chmod(0o755)  # mkdtemp makes it private; the data folder is not
         record = _write_all(scratch, name, preset, spec, save_truth, progress)
-        old = target.with_name(f".{name}.old.{os.getpid()}")
-        if target.exists():
-            os.replace(target, old)
-        os.replace(scratch, target)
-        shutil.rmtree(old, ignore_errors=True)
+        replace_dir(scratch, target)  # recoverable at every step: see recsys_cli/swap.py
         return record
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
