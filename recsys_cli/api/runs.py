@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from recsys_cli.api.model import Recommender
 
 _TYPES = {"str": str, "int": int, "float": (int, float), "dict": dict}
+_ARTICLE = {"str": "a string", "int": "an integer", "float": "a number", "dict": "a JSON object"}
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,7 @@ class Manifest:
                 continue
             ok = isinstance(value, _TYPES[typ]) and not isinstance(value, bool)
             if not ok:
-                raise ArtifactError(f"{where}: {key!r} should be {'a number' if typ == 'float' else 'a ' + typ}, "
+                raise ArtifactError(f"{where}: {key!r} should be {_ARTICLE[typ]}, "
                                     f"got {type(value).__name__} {value!r}"[:300])
             values[key] = float(value) if typ == "float" else value
         known = {k for k, _, _ in cls._SCHEMA}

@@ -336,6 +336,11 @@ def generate(name: str, *, preset: str | None = None, n_ratings: int | None = No
     spec = make_spec(preset=preset, n_ratings=n_ratings, n_users=n_users, n_items=n_items, factors=factors,
                      noise=noise, seed=seed, min_per_user=min_per_user)
     target = _check_target(name, data_dir, force)
+    from recsys_cli.runtime import check_memory
+
+    # ids, ratings and timestamps per rating, with the sampling's working copies; factors per user and item
+    check_memory(64 * spec.n_ratings + 16 * spec.factors * (spec.n_users + spec.n_items),
+                 f"generating {spec.n_ratings:,} ratings")
     from recsys_cli.swap import check_writable, recover, replace_dir, scratch_dir
 
     check_writable(target.parent, "data folder")
