@@ -46,6 +46,8 @@ def resolve_source(
     from recsys_cli.data.registry import RELEASES
 
     raw = settings.raw_dir(source, data_dir) if _NAME.fullmatch(source) else None
+    if raw is not None and not raw.exists():
+        recover(raw.parent, source)  # a download or generate killed while replacing it
     path = Path(source).expanduser()
     if raw is not None and raw.is_dir():
         if columns:
