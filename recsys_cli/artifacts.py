@@ -291,6 +291,12 @@ def check_state(state: dict[str, np.ndarray], where: str) -> None:
     for key, shape in shapes.items():
         if need(key).shape != shape:
             raise ArtifactError(f"{where}: {key!r} has shape {need(key).shape}, expected {shape}; retrain the run")
+    for key in ("user_ids", "item_ids", "seen_indptr", "seen_indices", "user_counts", "item_counts", "fb_rank"):
+        if need(key).dtype.kind not in "iu":
+            raise ArtifactError(f"{where}: {key!r} should hold integers, not {need(key).dtype}; retrain the run")
+    for key in ("fb_user_bias", "fb_item_bias"):
+        if need(key).dtype.kind not in "fiu":
+            raise ArtifactError(f"{where}: {key!r} should hold numbers, not {need(key).dtype}; retrain the run")
     for key, value in state.items():
         arr = np.asarray(value)
         if arr.dtype.kind not in "biufUS":

@@ -101,6 +101,14 @@ class RecsysGroup(TyperGroup):
             sys.exit(exc.exit_code)
         except typer.Abort:
             _report("aborted", EXIT_INTERRUPTED)
+        try:  # output still buffered meets a closed pipe here, not in Python's exit (which would exit 120)
+            sys.stdout.flush()
+        except BrokenPipeError:
+            _stdout_closed()
+        except OSError as exc:
+            if exc.errno != errno_epipe():
+                raise
+            _stdout_closed()
         sys.exit(code if isinstance(code, int) else 0)
 
     def invoke(self, ctx):

@@ -141,6 +141,9 @@ def _map_columns(fname: str, names: tuple[str, ...], columns: dict[str, str] | N
 
 
 def _csv_ratings(path: Path, columns: dict[str, str] | None) -> RatingsFile:
+    with open(path, "rb") as fh:
+        if b"\x00" in fh.read(1 << 16):
+            raise DataError(f"{path.name} is not a text CSV/TSV file (it contains NUL bytes)")
     with open(path, encoding="utf-8-sig", errors="replace", newline="") as fh:  # -sig: a BOM is no column name
         first = fh.readline()
     if not first.strip():

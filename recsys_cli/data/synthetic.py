@@ -82,6 +82,9 @@ def make_spec(*, preset: str | None = None, n_ratings: int | None = None, n_user
               n_items: int | None = None, factors: int = 8, noise: float = 0.5, seed: int = 42,
               min_per_user: int | None = None) -> Spec:
     """Resolve a preset and explicit sizes (explicit ones win) into a checked Spec."""
+    from recsys_cli.settings import check_seed
+
+    seed = check_seed(seed)
     sizes = {"n_ratings": n_ratings, "n_users": n_users, "n_items": n_items}
     if preset is None:
         missing = [k for k, v in sizes.items() if v is None]
