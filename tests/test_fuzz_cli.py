@@ -416,9 +416,13 @@ def test_bad_input(env, args, code):
     check(env, args, code)
 
 
-def test_there_are_at_least_150_cases():
-    generated = 9 * FUZZ.max_examples
-    assert len(CASES) + generated >= 150 + 150
+def test_there_are_at_least_150_hand_written_cases_over_every_command():
+    assert len(CASES) >= 150
+    commands = {a[0] if a[0] != "abtest" or a[1] not in ("plan", "bandit") else f"abtest {a[1]}" for a, _ in CASES}
+    from recsys_cli.cli.app import COMMAND_MODULES  # noqa: F401 - every module registered below
+
+    every = {c.name for c in app.registered_commands} | {"abtest plan", "abtest bandit"}
+    assert every - {"abtest"} <= commands | {"abtest"}, sorted(every - commands)
 
 
 # ---------------------------------------------------------------------------- generated edges
