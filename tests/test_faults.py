@@ -504,3 +504,14 @@ def test_saved_arrays_with_a_damaged_row_count_are_refused(env, tmp_path):
     assert res.exit_code == 7
     assert res.stderr == ("error: run 'r': arrays.npz: 'model.bu' has shape (5,), expected 60 rows (one per user); "
                           "retrain the run\n")
+
+
+def test_top_n_lists_never_allocate_past_the_catalogue(env):
+    """-n 1,000,000 for every user of a 40-item catalogue: 40 columns, not a million (15 GB on ml-100k)."""
+    model = rs.load_run("bias-synth-random", artifacts_dir=env["arts"]).model
+    recs = model.top_n(None, 1_000_000)
+    n_items = len(model.item_ids)
+    assert recs.items.shape == (len(model.user_ids), n_items)
+    assert recs.items.shape[1] == n_items < 1_000_000
+    small = model.top_n(None, 5)
+    assert np.array_equal(recs.items[:, :5], small.items)  # the same ranking, only not padded

@@ -306,6 +306,10 @@ class Recommender:
         raw_users = np.asarray(raw_users, np.int64).reshape(-1)
         u = self.known_users(raw_users)
         cand_mask = self._candidate_mask(candidates)
+        n = max(1, min(int(n), self.n_items))  # no list is longer than the catalogue: never allocate past it
+        from recsys_cli.runtime import check_memory
+
+        check_memory(16 * len(u) * n, f"top-{n} lists for {len(u):,} users")
         items = np.full((len(u), n), -1, np.int32)
         scores = np.full((len(u), n), np.nan, np.float32)
         labels: list[str | None] = [None] * len(u)
