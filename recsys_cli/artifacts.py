@@ -273,6 +273,33 @@ class ArtifactStore:
         return final
 
 
+# Model arrays with one row per user or per item, by their name in a model's state (every model
+# uses these names; a blend's members are prefixed m0., m1., ...).
+_ROWS = {"bu": "users", "P": "users", "X": "users", "bi": "items", "Q": "items", "Y": "items",
+         "item_bias": "items", "item_mean": "items", "pop_score": "items"}
+
+
+def _check_model_rows(state: dict[str, np.ndarray], n_users: int, n_items: int, where: str) -> None:
+    """Per-user and per-item model arrays have one row per user or item; neighbour lists stay in range."""
+    sizes = {"users": n_users, "items": n_items}
+    for key, value in state.items():
+        base = key.rpartition("model.")[2] if "model." in key else None
+        if base is None:
+            continue
+        arr = np.asarray(value)
+        if base in _ROWS:
+            n = sizes[_ROWS[base]]
+            if arr.ndim == 0 or arr.shape[0] != n:
+                raise ArtifactError(f"{where}: {key!r} has shape {arr.shape}, expected {n} rows (one per "
+                                    f"{_ROWS[base][:-1]}); retrain the run")
+        elif base == "neighbors" and arr.size:
+            if arr.dtype.kind not in "iu" or arr.min() < -1 or arr.max() >= max(n_users, n_items):
+                raise ArtifactError(f"{where}: {key!r} holds indices outside the catalogue; retrain the run")
+            sims = state.get(key.replace("neighbors", "sims"))
+            if sims is not None and np.asarray(sims).shape != arr.shape:
+                raise ArtifactError(f"{where}: 'sims' and 'neighbors' differ in shape; retrain the run")
+
+
 def check_state(state: dict[str, np.ndarray], where: str) -> None:
     """The common arrays of a saved model agree with each other: shapes, index ranges, finite numbers.
 
@@ -311,33 +338,6 @@ def check_state(state: dict[str, np.ndarray], where: str) -> None:
     rank = need("fb_rank")
     if n_items and (rank.min() < 0 or rank.max() >= n_items):
         raise ArtifactError(f"{where}: 'fb_rank' holds item indices outside 0..{n_items - 1}; retrain the run")
-
-
-# Model arrays with one row per user or per item, by their name in a model's state (every model
-# uses these names; a blend's members are prefixed m0., m1., ...).
-_ROWS = {"bu": "users", "P": "users", "X": "users", "bi": "items", "Q": "items", "Y": "items",
-         "item_bias": "items", "item_mean": "items", "pop_score": "items"}
-
-
-def _check_model_rows(state: dict[str, np.ndarray], n_users: int, n_items: int, where: str) -> None:
-    """Per-user and per-item model arrays have one row per user or item; neighbour lists stay in range."""
-    sizes = {"users": n_users, "items": n_items}
-    for key, value in state.items():
-        base = key.rpartition("model.")[2] if "model." in key else None
-        if base is None:
-            continue
-        arr = np.asarray(value)
-        if base in _ROWS:
-            n = sizes[_ROWS[base]]
-            if arr.ndim == 0 or arr.shape[0] != n:
-                raise ArtifactError(f"{where}: {key!r} has shape {arr.shape}, expected {n} rows (one per "
-                                    f"{_ROWS[base][:-1]}); retrain the run")
-        elif base == "neighbors" and arr.size:
-            if arr.dtype.kind not in "iu" or arr.min() < -1 or arr.max() >= max(n_users, n_items):
-                raise ArtifactError(f"{where}: {key!r} holds indices outside the catalogue; retrain the run")
-            sims = state.get(key.replace("neighbors", "sims"))
-            if sims is not None and np.asarray(sims).shape != arr.shape:
-                raise ArtifactError(f"{where}: 'sims' and 'neighbors' differ in shape; retrain the run")
 
 
 def _json_default(obj: Any):

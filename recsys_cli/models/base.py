@@ -161,6 +161,30 @@ class Recommender:
         self.fitted = True
         return self
 
+    def _fit_common(self, data: Interactions) -> None:
+        from recsys_cli.models._kernels.baseline import baseline_als
+
+        self.user_ids = np.asarray(data.user_ids, np.int64)
+        self.item_ids = np.asarray(data.item_ids, np.int64)
+        self.rating_scale = (float(data.rating_scale[0]), float(data.rating_scale[1]))
+        self.global_mean = np.float32(data.global_mean)
+        csr = data.csr()
+        self.seen_indptr = csr.indptr.astype(np.int64)
+        self.seen_indices = csr.indices.astype(np.int32)
+        self.user_counts = np.diff(self.seen_indptr).astype(np.int32)
+        self.item_counts = np.bincount(self.seen_indices, minlength=data.n_items).astype(np.int32)
+        # Regularised baselines serve every model's fallbacks (Surprise's BaselineOnly defaults).
+        bu, bi = baseline_als(
+            data.users, data.items, data.ratings, data.n_users, data.n_items, float(self.global_mean)
+        )
+        self.fb_user_bias = np.asarray(bu, np.float32)
+        self.fb_item_bias = np.asarray(bi, np.float32)
+        # Popularity fallback: most-rated first, ties by item index.
+        self.fb_rank = np.lexsort((np.arange(data.n_items), -self.item_counts)).astype(np.int32)
+
+    def _fit(self, data: Interactions, *, seed: int, progress) -> None:
+        raise NotImplementedError
+
     def check_fit_memory(self, n_users: int, n_items: int, n_ratings: int) -> None:
         """UsageError (exit 2) stating the estimate when a fit would not fit in the memory available."""
         from recsys_cli.runtime import check_memory
@@ -185,30 +209,6 @@ class Recommender:
         if isinstance(k, int):
             total += 12 * min(k, max(n_users, n_items)) * max(n_users, n_items)
         return int(total)
-
-    def _fit_common(self, data: Interactions) -> None:
-        from recsys_cli.models._kernels.baseline import baseline_als
-
-        self.user_ids = np.asarray(data.user_ids, np.int64)
-        self.item_ids = np.asarray(data.item_ids, np.int64)
-        self.rating_scale = (float(data.rating_scale[0]), float(data.rating_scale[1]))
-        self.global_mean = np.float32(data.global_mean)
-        csr = data.csr()
-        self.seen_indptr = csr.indptr.astype(np.int64)
-        self.seen_indices = csr.indices.astype(np.int32)
-        self.user_counts = np.diff(self.seen_indptr).astype(np.int32)
-        self.item_counts = np.bincount(self.seen_indices, minlength=data.n_items).astype(np.int32)
-        # Regularised baselines serve every model's fallbacks (Surprise's BaselineOnly defaults).
-        bu, bi = baseline_als(
-            data.users, data.items, data.ratings, data.n_users, data.n_items, float(self.global_mean)
-        )
-        self.fb_user_bias = np.asarray(bu, np.float32)
-        self.fb_item_bias = np.asarray(bi, np.float32)
-        # Popularity fallback: most-rated first, ties by item index.
-        self.fb_rank = np.lexsort((np.arange(data.n_items), -self.item_counts)).astype(np.int32)
-
-    def _fit(self, data: Interactions, *, seed: int, progress) -> None:
-        raise NotImplementedError
 
     # ----- scoring hooks for subclasses ----------------------------------------------------
     def _score_users(self, users: np.ndarray) -> np.ndarray:
