@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -126,7 +127,12 @@ def invoke(env, args, stdin=None):
         argv += ["--data-dir", subs["{DATA}"]]
     if "--artifacts-dir" not in argv and _takes(argv, "--artifacts-dir"):
         argv += ["--artifacts-dir", subs["{ARTS}"]]
-    return CliRunner().invoke(only(argv[0]) if argv else app, argv, input=stdin)  # one command's tree, as main()
+    saved = dict(os.environ)  # a command may set variables for its own process (serve: NUMBA_NUM_THREADS)
+    try:
+        return CliRunner().invoke(only(argv[0]) if argv else app, argv, input=stdin)  # one command's tree, as main()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 _DATA = {"download", "preprocess", "info", "split", "generate", "train", "evaluate", "tune", "abtest", "benchmark",
