@@ -17,7 +17,6 @@ import json
 import os
 import re
 import shutil
-import tempfile
 import time
 import zipfile
 from pathlib import Path
@@ -28,6 +27,7 @@ import numpy as np
 from recsys_cli import __version__
 from recsys_cli.errors import ArtifactError, ConfigError, UsageError
 from recsys_cli.settings import artifacts_dir
+from recsys_cli.swap import check_writable, recover, replace_dir, scratch_dir
 
 FORMAT_VERSION = 1
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -56,6 +56,7 @@ class ArtifactStore:
         out = []
         if not self.root.exists():
             return out
+        self.recover()
         for child in self.root.iterdir():
             mf = child / "manifest.json"
             if child.name.startswith(".") or not mf.exists():
@@ -106,7 +107,8 @@ class ArtifactStore:
             "metrics": {},
         }
         manifest.update(extra or {})
-        tmp = Path(tempfile.mkdtemp(prefix=f".{run}.", suffix=".tmp", dir=self.root))
+        self.recover(run)
+        tmp = scratch_dir(self.root, run)
         try:
             state = model.state()
             arrays = {k: np.asarray(v) for k, v in state.items()}
@@ -117,23 +119,16 @@ class ArtifactStore:
                 np.savez(fh, **arrays)
             self._write_vocab(tmp, model, titles)
             (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, default=_json_default) + "\n")
-            if final.exists():
-                # Swap: move the old run aside, move the new one in, then delete the old one.
-                old = Path(tempfile.mkdtemp(prefix=f".{run}.", suffix=".old", dir=self.root))
-                os.replace(final, old / "run")
-                try:
-                    os.replace(tmp, final)
-                except BaseException:
-                    os.replace(old / "run", final)  # put the previous run back
-                    shutil.rmtree(old, ignore_errors=True)
-                    raise
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(tmp, final)
+            replace_dir(tmp, final)  # recoverable at every step: see recsys_cli/swap.py
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         return final
+
+    def recover(self, run: str | None = None) -> list[str]:
+        """Finish what a killed save left (see `recsys_cli.swap.recover`): a run whose replacement was
+        interrupted between its two renames comes back; leftovers of dead writers are deleted."""
+        return recover(self.root, run, complete=lambda p: (p / "manifest.json").is_file())
 
     @staticmethod
     def _write_vocab(folder: Path, model, titles: dict[int, str] | None) -> None:
@@ -159,6 +154,8 @@ class ArtifactStore:
 
     def manifest(self, run: str) -> dict[str, Any]:
         folder = self.path(run)
+        if not folder.exists():
+            self.recover(run)
         mf = folder / "manifest.json"
         if not mf.exists():
             known = [m["run"] for m in self.list_runs()][:20]
@@ -166,8 +163,11 @@ class ArtifactStore:
             raise ArtifactError(f"unknown run {run!r} in {self.root}{listing}")
         try:
             manifest = json.loads(mf.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ArtifactError(f"run {run!r}: unreadable manifest: {exc}") from None
+        except (OSError, ValueError) as exc:  # unreadable, not UTF-8, or not JSON
+            raise ArtifactError(f"run {run!r}: unreadable manifest {mf}: {exc}") from None
+        if not isinstance(manifest, dict):
+            raise ArtifactError(f"run {run!r}: {mf} should hold a JSON object, got {type(manifest).__name__}; "
+                                "the run is damaged, retrain it")
         version = manifest.get("format_version")
         if version != FORMAT_VERSION:
             raise ArtifactError(
@@ -191,7 +191,12 @@ class ArtifactStore:
                 f"run {run!r} was trained on a different version of dataset {manifest.get('dataset')!r} "
                 "(fingerprint mismatch); retrain it"
             )
-        cls = get_model_class(manifest["model"])
+        try:
+            cls = get_model_class(manifest["model"])
+        except (UsageError, KeyError, TypeError) as exc:
+            raise ArtifactError(f"run {run!r}: {self.path(run) / 'manifest.json'} names no model this version of "
+                                f"recsys knows ({exc}); retrain it") from None
+        self._check_vocabularies(run)
         try:
             config = cls.Config.from_dict(manifest.get("config", {}))
         except ConfigError as exc:  # saved by a version with other parameters (or edited by hand)
@@ -206,20 +211,45 @@ class ArtifactStore:
             why = "it holds pickled objects, which recsys never loads" if "allow_pickle" in str(exc) else str(exc)
             raise ArtifactError(f"run {run!r}: corrupt arrays.npz ({why}); retrain it") from None
         check_state(state, f"run {run!r}: arrays.npz")
+        for key in ("n_users", "n_items"):
+            expected = len(state["core.user_ids" if key == "n_users" else "core.item_ids"])
+            if manifest.get(key) is not None and manifest.get(key) != expected:
+                raise ArtifactError(f"run {run!r}: manifest.json says {key} {manifest.get(key)!r}, arrays.npz holds "
+                                    f"{expected}; the run is damaged, retrain it")
         model = cls.from_state(config, state)
         model.fit_info = manifest.get("fit_info", {})
         return model, manifest
 
+    def _check_vocabularies(self, run: str) -> None:
+        """users.parquet and items.parquet are present and readable Parquet files."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        for name in ("users.parquet", "items.parquet"):
+            path = self.path(run) / name
+            if not path.is_file():
+                raise ArtifactError(f"run {run!r}: {path} is missing; the run is damaged, retrain it")
+            try:
+                pq.ParquetFile(path).metadata  # noqa: B018 - reads and checks the footer
+            except (OSError, pa.ArrowException) as exc:
+                why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                raise ArtifactError(f"run {run!r}: {path} is not a readable Parquet file ({why}); retrain it") from None
+
     def titles(self, run: str) -> dict[int, str]:
         """Raw item id -> title, from the run's items.parquet (empty if titles were not saved)."""
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
         path = self.path(run) / "items.parquet"
-        pf = pq.ParquetFile(path)  # not read_table: that imports pyarrow.dataset (slow start-up)
-        if "title" not in pf.schema_arrow.names:
-            return {}
-        table = pf.read(columns=["item_id", "title"])
-        return dict(zip(table.column("item_id").to_pylist(), table.column("title").to_pylist(), strict=False))
+        try:
+            pf = pq.ParquetFile(path)  # not read_table: that imports pyarrow.dataset (slow start-up)
+            if "title" not in pf.schema_arrow.names:
+                return {}
+            table = pf.read(columns=["item_id", "title"])
+            return dict(zip(table.column("item_id").to_pylist(), table.column("title").to_pylist(), strict=False))
+        except (OSError, pa.ArrowException, KeyError) as exc:
+            why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise ArtifactError(f"run {run!r}: cannot read {path} ({why}); the run is damaged, retrain it") from None
 
     def update_metrics(self, run: str, metrics: dict[str, Any]) -> None:
         """Merge evaluation metrics into a run's manifest (atomic rewrite)."""
@@ -227,8 +257,11 @@ class ArtifactStore:
         manifest.setdefault("metrics", {}).update(metrics)
         mf = self.path(run) / "manifest.json"
         tmp = mf.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(manifest, indent=2, default=_json_default) + "\n")
-        os.replace(tmp, mf)
+        try:
+            tmp.write_text(json.dumps(manifest, indent=2, default=_json_default) + "\n")
+            os.replace(tmp, mf)
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def check_writable(self, run: str, *, force: bool) -> Path:
         """The run's folder, if `save` may write it: new, or an existing run and force.
@@ -237,6 +270,7 @@ class ArtifactStore:
         ledger, a user's folder), even with force. Commands call it before training.
         """
         final = self.path(run)
+        check_writable(self.root, "artifacts folder")
         if not (final.exists() or final.is_symlink()):
             return final
         if final.is_symlink() or not final.is_dir() or not (final / "manifest.json").is_file():
@@ -245,6 +279,33 @@ class ArtifactStore:
         if not force:
             raise ArtifactError(f"run {run!r} already exists at {final}; use --force to replace it")
         return final
+
+
+# Model arrays with one row per user or per item, by their name in a model's state (every model
+# uses these names; a blend's members are prefixed m0., m1., ...).
+_ROWS = {"bu": "users", "P": "users", "X": "users", "bi": "items", "Q": "items", "Y": "items",
+         "item_bias": "items", "item_mean": "items", "pop_score": "items"}
+
+
+def _check_model_rows(state: dict[str, np.ndarray], n_users: int, n_items: int, where: str) -> None:
+    """Per-user and per-item model arrays have one row per user or item; neighbour lists stay in range."""
+    sizes = {"users": n_users, "items": n_items}
+    for key, value in state.items():
+        base = key.rpartition("model.")[2] if "model." in key else None
+        if base is None:
+            continue
+        arr = np.asarray(value)
+        if base in _ROWS:
+            n = sizes[_ROWS[base]]
+            if arr.ndim == 0 or arr.shape[0] != n:
+                raise ArtifactError(f"{where}: {key!r} has shape {arr.shape}, expected {n} rows (one per "
+                                    f"{_ROWS[base][:-1]}); retrain the run")
+        elif base == "neighbors" and arr.size:
+            if arr.dtype.kind not in "iu" or arr.min() < -1 or arr.max() >= max(n_users, n_items):
+                raise ArtifactError(f"{where}: {key!r} holds indices outside the catalogue; retrain the run")
+            sims = state.get(key.replace("neighbors", "sims"))
+            if sims is not None and np.asarray(sims).shape != arr.shape:
+                raise ArtifactError(f"{where}: 'sims' and 'neighbors' differ in shape; retrain the run")
 
 
 def check_state(state: dict[str, np.ndarray], where: str) -> None:
@@ -265,6 +326,12 @@ def check_state(state: dict[str, np.ndarray], where: str) -> None:
     for key, shape in shapes.items():
         if need(key).shape != shape:
             raise ArtifactError(f"{where}: {key!r} has shape {need(key).shape}, expected {shape}; retrain the run")
+    for key in ("user_ids", "item_ids", "seen_indptr", "seen_indices", "user_counts", "item_counts", "fb_rank"):
+        if need(key).dtype.kind not in "iu":
+            raise ArtifactError(f"{where}: {key!r} should hold integers, not {need(key).dtype}; retrain the run")
+    for key in ("fb_user_bias", "fb_item_bias"):
+        if need(key).dtype.kind not in "fiu":
+            raise ArtifactError(f"{where}: {key!r} should hold numbers, not {need(key).dtype}; retrain the run")
     for key, value in state.items():
         arr = np.asarray(value)
         if arr.dtype.kind not in "biufUS":
@@ -275,6 +342,7 @@ def check_state(state: dict[str, np.ndarray], where: str) -> None:
         raise ArtifactError(f"{where}: 'seen_indptr' does not describe 'seen_indices'; retrain the run")
     if len(indices) and (indices.min() < 0 or indices.max() >= n_items):
         raise ArtifactError(f"{where}: 'seen_indices' holds item indices outside 0..{n_items - 1}; retrain the run")
+    _check_model_rows(state, n_users, n_items, where)
     rank = need("fb_rank")
     if n_items and (rank.min() < 0 or rank.max() >= n_items):
         raise ArtifactError(f"{where}: 'fb_rank' holds item indices outside 0..{n_items - 1}; retrain the run")

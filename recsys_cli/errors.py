@@ -73,3 +73,45 @@ class UnknownIdError(UsageError):
 
 class DiskFullError(RecsysError):
     exit_code = EXIT_DISK
+
+
+class InternalError(RecsysError):
+    """A bug: an exception recsys did not expect (exit 1; RECSYS_DEBUG=1 shows the traceback)."""
+
+    exit_code = EXIT_INTERNAL
+
+
+_DISK_FULL_WORDS = ("no space left on device", "os error 28", "disk quota exceeded", "file too large")
+_PERMISSION_WORDS = ("permission denied", "read-only file system", "os error 13", "os error 30")
+
+
+def _where(exc: OSError) -> str:
+    name = getattr(exc, "filename", None)
+    return f" ({name})" if name else ""
+
+
+def classify(exc: BaseException) -> RecsysError:
+    """The error family of an exception no layer translated: file system faults by errno (or, for
+    Polars/Arrow, which wrap them, by their message), memory exhaustion, else an internal error."""
+    import errno
+
+    if isinstance(exc, RecsysError):
+        return exc
+    text = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+    if isinstance(exc, MemoryError):
+        return UsageError("out of memory: the inputs ask for more memory than this machine has; "
+                          "use smaller sizes (fewer factors, users, rounds, ...)")
+    if isinstance(exc, OSError) and exc.errno is not None:
+        why = exc.strerror or text
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            return DiskFullError(f"disk full: {why}{_where(exc)}; free some space and retry")
+        if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            return ArtifactError(f"cannot write or read: {why}{_where(exc)}; check the folder's permissions")
+        return DataError(f"{why}{_where(exc)}")
+    lower = text.lower()
+    if any(w in lower for w in _DISK_FULL_WORDS):
+        return DiskFullError(f"disk full: {text}; free some space and retry")
+    if any(w in lower for w in _PERMISSION_WORDS):
+        return ArtifactError(f"cannot write: {text}; check the folder's permissions")
+    return InternalError(f"internal error (a bug, please report it): {type(exc).__name__}: {text}; "
+                         "rerun with RECSYS_DEBUG=1 for the traceback")

@@ -47,13 +47,24 @@ def ledger_path(root=None) -> Path:
     return artifacts_dir(root) / "ledger.sqlite"
 
 
+def lock_timeout() -> float:
+    """Seconds a write waits for another writer's lock ($RECSYS_LEDGER_TIMEOUT, default 30)."""
+    try:
+        return max(0.0, float(os.environ.get("RECSYS_LEDGER_TIMEOUT", "30")))
+    except ValueError:
+        return 30.0
+
+
 def _connect(path: Path) -> sqlite3.Connection:
     path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(path, timeout=30.0, isolation_level=None)
-    conn.execute("PRAGMA busy_timeout=30000")
+    if path.exists() and not path.is_file():
+        raise sqlite3.OperationalError(f"{path} is not a file")
+    wait = lock_timeout()
+    conn = sqlite3.connect(path, timeout=wait, isolation_level=None)
+    conn.execute(f"PRAGMA busy_timeout={int(wait * 1000)}")
     # Switching a new file to WAL and creating the schema can meet "database is locked" without
     # SQLite's busy handler being called (two processes creating the ledger at once): retry.
-    delay, deadline = 0.01, time.monotonic() + 30.0
+    delay, deadline = 0.01, time.monotonic() + wait
     while True:
         try:
             conn.execute("PRAGMA journal_mode=WAL")
@@ -87,8 +98,27 @@ def git_sha() -> str | None:
         return None
 
 
-def record(kind: str, *, root=None, **fields: Any) -> int:
-    """Append one entry; JSON-encodes dict fields. Returns the entry id."""
+LEDGER_FAILURES = (sqlite3.Error, OSError, ValueError, TypeError)
+
+
+def record(kind: str, *, root=None, **fields: Any) -> int | None:
+    """Append one entry; JSON-encodes dict fields. Returns the entry id.
+
+    The ledger is bookkeeping beside results that are already printed or saved, so a ledger that
+    cannot be written (corrupt, truncated, another schema, a folder in its place, locked by another
+    writer past $RECSYS_LEDGER_TIMEOUT) costs one `warning:` line on stderr and returns None; it
+    never fails the command (which exits 0).
+    """
+    try:
+        return _record(kind, root=root, **fields)
+    except LEDGER_FAILURES as exc:
+        why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"warning: run ledger {ledger_path(root)} not updated ({why}); the results are complete and were not affected",
+              file=sys.stderr)
+        return None
+
+
+def _record(kind: str, *, root=None, **fields: Any) -> int:
     row = {
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "kind": kind,
@@ -123,6 +153,16 @@ def query(
     path = ledger_path(root)
     if not path.exists():
         return []
+    try:
+        return _query(path, kind=kind, model=model, dataset=dataset, sort=sort, limit=limit)
+    except LEDGER_FAILURES as exc:
+        from recsys_cli.errors import ArtifactError
+
+        why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ArtifactError(f"cannot read the run ledger {path}: {why}; move it aside to start a new one") from None
+
+
+def _query(path: Path, *, kind, model, dataset, sort, limit) -> list[dict[str, Any]]:
     conn = _connect(path)
     try:
         conn.row_factory = sqlite3.Row

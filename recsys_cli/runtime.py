@@ -21,3 +21,51 @@ def compute_threads(n: int | None = None):
             yield n
     finally:
         numba.set_num_threads(previous)
+
+
+def available_memory() -> int | None:
+    """Bytes this process may still allocate: the smallest of physical memory, the cgroup limit and
+    what RLIMIT_AS leaves above the current address space; None where none can be read."""
+    import os
+
+    limits: list[int] = []
+    try:
+        limits.append(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        pass
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            text = open(path).read().strip()
+        except OSError:
+            continue
+        if text.isdigit() and int(text) < 2**60:
+            limits.append(int(text))
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+        if soft != resource.RLIM_INFINITY:
+            with open("/proc/self/statm") as fh:
+                used = int(fh.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+            limits.append(max(soft - used, 0))
+    except (ImportError, OSError, ValueError):
+        pass
+    return min(limits) if limits else None
+
+
+def format_bytes(n: float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:,.0f} {unit}" if unit == "bytes" else f"{n:,.1f} {unit}"
+        n /= 1024
+    return f"{n:,.1f} TiB"
+
+
+def check_memory(estimate: int, what: str) -> None:
+    """UsageError (exit 2) stating the estimate when `what` would need more memory than is available."""
+    from recsys_cli.errors import UsageError
+
+    avail = available_memory()
+    if avail is not None and estimate > avail:
+        raise UsageError(f"{what} needs about {format_bytes(estimate)} of memory, more than the "
+                         f"{format_bytes(avail)} available; ask for less")

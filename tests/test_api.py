@@ -255,7 +255,7 @@ def test_damaged_manifest_is_an_artifact_error(data, tmp_path):
     path = tmp_path / "b" / "manifest.json"
     manifest = json.loads(path.read_text())
     path.write_text(json.dumps({**manifest, "seed": "forty-two"}))
-    with pytest.raises(ArtifactError, match="'seed' should be a int"):
+    with pytest.raises(ArtifactError, match="'seed' should be an integer"):
         rs.load_run("b", artifacts_dir=tmp_path)
     del manifest["n_items"]
     path.write_text(json.dumps(manifest))

@@ -79,6 +79,10 @@ def run_bandit(exposures: list[Exposure], click_model: ClickModel, *, policy: st
         raise UsageError("a bandit needs at least two runs")
     if rounds < 1 or batch < 1:
         raise UsageError(f"--rounds and --batch must be at least 1, got {rounds} and {batch}")
+    from recsys_cli.runtime import check_memory
+
+    check_memory(32 * rounds * (len(exposures) + 2) + 64 * batch * (len(exposures) + 16),
+                 f"a bandit of {rounds:,} rounds x {batch:,} users")
     if not (0.0 <= epsilon <= 1.0):
         raise UsageError(f"--epsilon must be in [0, 1], got {epsilon}")
     n_arms, n_pool = len(exposures), exposures[0].ratings.shape[0]

@@ -20,6 +20,8 @@ from scipy.optimize import brentq
 
 from recsys_cli.errors import UsageError
 
+MAX_UNITS = 1e15  # more units than any experiment will see: the effect is too small to plan for
+
 
 def _z_alpha(alpha: float, alternative: str) -> float:
     return float(stats.norm.ppf(1 - alpha / 2 if alternative == "two-sided" else 1 - alpha))
@@ -76,7 +78,11 @@ def sample_size(baseline: float, mde: float, *, relative: bool = False, alpha: f
     p2 = baseline + delta
     if not (0.0 < p2 < 1.0):
         raise UsageError(f"baseline {baseline} plus the effect {delta:+g} gives a CTR of {p2:g}, outside (0, 1)")
-    n_a = math.ceil(required_n(baseline, p2, alpha=alpha, power=power, ratio=ratio, alternative=alternative) - 1e-9)
+    needed = required_n(baseline, p2, alpha=alpha, power=power, ratio=ratio, alternative=alternative)
+    if not needed < MAX_UNITS:
+        raise UsageError(f"an effect of {mde:g} is too small to detect: it needs more than {MAX_UNITS:.0e} units "
+                         "per arm; give a larger --mde")
+    n_a = math.ceil(needed - 1e-9)
     n_b = math.ceil(ratio * n_a - 1e-9)
     return _result(baseline, p2, n_a, n_b, alpha, power, ratio, alternative, solved_for="n")
 
@@ -156,6 +162,8 @@ def plan(baseline: float, *, mde: float | None = None, users: int | None = None,
     else:
         if users < 2:
             raise UsageError(f"--users must be at least 2, got {users}")
+        if users > MAX_UNITS:
+            raise UsageError(f"--users must be at most {MAX_UNITS:.0e}, got {users}")
         n_eff = users * k / deff if k is not None else users
         out = minimum_detectable_effect(baseline, max(2, int(n_eff)), alpha=alpha, power=power, ratio=ratio,
                                         alternative=alternative)

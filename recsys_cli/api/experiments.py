@@ -84,6 +84,8 @@ def _click_model(name: str, rating_scale, threshold, eta, decay, gamma, noise):
     return make_click_model(name, rating_scale, threshold=threshold, eta=eta, decay=decay, gamma=gamma, noise=noise)
 
 
+MAX_BOOTSTRAP = 10_000_000
+
 def abtest(run_a: str, run_b: str, *, dataset: str | None = None, k: int = 10, traffic: float = 0.5,
            salt: str = DEFAULT_SALT, users: int | None = None, click_model: str = "threshold",
            click_threshold: float | None = None, eta: float = 1.0, decay: str = "power", gamma: float = 0.85,
@@ -97,6 +99,9 @@ def abtest(run_a: str, run_b: str, *, dataset: str | None = None, k: int = 10, t
     from recsys_cli.abtest.assignment import check_traffic
     from recsys_cli.abtest.experiment import load_setup, run_abtest
     from recsys_cli.abtest.statistics import check_alpha, check_alternative
+
+    if not 0 <= bootstrap <= MAX_BOOTSTRAP:  # the percentile CI is stable long before; 1e12 was a MemoryError
+        raise UsageError(f"bootstrap must be between 0 and {MAX_BOOTSTRAP:,} resamples, got {bootstrap:,}")
 
     check_traffic(traffic)
     check_alpha(alpha)

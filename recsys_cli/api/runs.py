@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from recsys_cli.api.model import Recommender
 
 _TYPES = {"str": str, "int": int, "float": (int, float), "dict": dict}
+_ARTICLE = {"str": "a string", "int": "an integer", "float": "a number", "dict": "a JSON object"}
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,7 @@ class Manifest:
                 continue
             ok = isinstance(value, _TYPES[typ]) and not isinstance(value, bool)
             if not ok:
-                raise ArtifactError(f"{where}: {key!r} should be {'a number' if typ == 'float' else 'a ' + typ}, "
+                raise ArtifactError(f"{where}: {key!r} should be {_ARTICLE[typ]}, "
                                     f"got {type(value).__name__} {value!r}"[:300])
             values[key] = float(value) if typ == "float" else value
         values.setdefault("split", None)  # optional but declared before the required keys (no dataclass default)
@@ -216,6 +217,7 @@ def train_run(model: str, dataset: str, *, split: str | None = None, params: dic
     ArtifactStore(artifacts_dir).check_writable(run, force=force)  # before the work, not after it
     processed = load_processed(dataset, data_dir)
     data = processed.interactions(split, "train")
+    rec.estimator.check_fit_memory(data.n_users, data.n_items, len(data))  # before any work is logged
     if progress is not None:
         progress.log(f"training {model} on {dataset}" + (f" split {split}" if split else " (all ratings)")
                      + f": {len(data):,} ratings, {data.n_users:,} users, {data.n_items:,} items")

@@ -9,7 +9,7 @@ import typer
 from typer.core import TyperGroup
 
 from recsys_cli import __version__
-from recsys_cli.errors import EXIT_CODES_HELP, EXIT_DISK, EXIT_INTERRUPTED, RecsysError
+from recsys_cli.errors import EXIT_CODES_HELP, EXIT_INTERRUPTED, RecsysError
 
 
 def _report(message: str, code: int) -> None:
@@ -48,6 +48,25 @@ def _finite_type(base: type) -> type:
     return _FINITE[base]
 
 
+def _click_errors():
+    """Click's exception module as typer runs it (typer >= 0.2x vendors its own click)."""
+    try:
+        from typer._click import exceptions
+    except ImportError:  # older typer: the click package
+        from click import exceptions
+    return exceptions
+
+
+def click_exceptions() -> tuple[type, ...]:
+    return (SystemExit, typer.Exit, typer.Abort, _click_errors().ClickException)
+
+
+def errno_epipe() -> int:
+    import errno
+
+    return errno.EPIPE
+
+
 def finite_floats(command) -> None:
     """Every float option of recsys is a finite quantity: give each the finite float type, in the whole tree."""
     for param in getattr(command, "params", []):
@@ -67,6 +86,34 @@ class RecsysGroup(TyperGroup):
         finite_floats(self)
         attach(self)
 
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        """Click's own usage errors as `error: ...` plus one hint line (not click's three-line block)."""
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        errors = _click_errors()
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except errors.NoArgsIsHelpError as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except errors.ClickException as exc:
+            typer.echo(f"error: {exc.format_message()}", err=True)
+            ctx = getattr(exc, "ctx", None)
+            if ctx is not None:
+                typer.echo(f"hint: see `{ctx.command_path} --help`", err=True)
+            sys.exit(exc.exit_code)
+        except typer.Abort:
+            _report("aborted", EXIT_INTERRUPTED)
+        try:  # output still buffered meets a closed pipe here, not in Python's exit (which would exit 120)
+            sys.stdout.flush()
+        except BrokenPipeError:
+            _stdout_closed()
+        except OSError as exc:
+            if exc.errno != errno_epipe():
+                raise
+            _stdout_closed()
+        sys.exit(code if isinstance(code, int) else 0)
+
     def invoke(self, ctx):
         if ctx.params.get("version"):  # `recsys --version [--verbose]` runs no command
             typer.echo(version_text(bool(ctx.params.get("verbose"))))
@@ -77,16 +124,21 @@ class RecsysGroup(TyperGroup):
             _report(str(exc), exc.exit_code)
         except BrokenPipeError:
             _stdout_closed()
-        except OSError as exc:
-            import errno
-
-            if exc.errno == errno.ENOSPC:
-                _report(f"disk full: {exc}", EXIT_DISK)
-            if exc.errno == errno.EPIPE:
-                _stdout_closed()
-            raise
         except KeyboardInterrupt:
             _report("interrupted", EXIT_INTERRUPTED)
+        except click_exceptions():
+            raise
+        except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, a documented code
+            import os
+
+            if os.environ.get("RECSYS_DEBUG"):
+                raise
+            from recsys_cli.errors import classify
+
+            if isinstance(exc, OSError) and exc.errno == errno_epipe():
+                _stdout_closed()
+            err = classify(exc)
+            _report(str(err), err.exit_code)
 
     def list_commands(self, ctx) -> list[str]:
         # Keep the order of the chain rather than alphabetical.

@@ -48,30 +48,10 @@ def _parse_ratings(text: str) -> list[tuple[int, float]]:
 
 
 def _read_id_file(path: Path, columns: tuple[str, ...]) -> list[list[int]]:
-    """Read a CSV with a header containing `columns`; returns one list per column."""
-    import csv
+    """Read a CSV (a path or `-` for stdin) with a header containing `columns`; one list per column."""
+    from recsys_cli.api.inputs import read_id_columns
 
-    from recsys_cli.errors import DataError
-
-    if not path.exists():
-        raise DataError(f"{path} does not exist")
-    out: list[list[int]] = [[] for _ in columns]
-    with open(path, newline="") as fh:
-        reader = csv.reader(fh)
-        header = [h.strip() for h in next(reader, [])]
-        missing = [c for c in columns if c not in header]
-        if missing:
-            raise DataError(f"{path}:1: header must contain {', '.join(columns)} (got {', '.join(header) or 'nothing'})")
-        pos = [header.index(c) for c in columns]
-        for lineno, row in enumerate(reader, start=2):
-            if not row or all(not x.strip() for x in row):
-                continue
-            try:
-                for k, p in enumerate(pos):
-                    out[k].append(int(row[p]))
-            except (ValueError, IndexError):
-                raise DataError(f"{path}:{lineno}: expected integer {', '.join(columns)}, got {row!r}") from None
-    return out
+    return read_id_columns(path, columns)
 
 
 def register(app: typer.Typer) -> None:
@@ -137,7 +117,7 @@ def register(app: typer.Typer) -> None:
         run: Annotated[str, typer.Argument(help="Run name (see `recsys runs`).")],
         user: Annotated[Optional[int], typer.Option("--user", "-u", help="Raw user id.")] = None,
         item: Annotated[Optional[int], typer.Option("--item", "-i", help="Raw item id.")] = None,
-        pairs_file: Annotated[Optional[Path], typer.Option("--pairs-file", help="CSV with header user_id,item_id.")] = None,
+        pairs_file: Annotated[Optional[Path], typer.Option("--pairs-file", help="CSV with header user_id,item_id (- reads stdin).")] = None,
         artifacts_dir: ArtifactsDirOpt = None,
         fmt: FormatOpt = None,
         as_json: JsonOpt = False,
@@ -169,7 +149,7 @@ def register(app: typer.Typer) -> None:
     def recommend(
         run: Annotated[str, typer.Argument(help="Run name (see `recsys runs`).")],
         user: Annotated[Optional[list[str]], typer.Option("--user", "-u", help="Raw user id (repeatable, or comma-separated).")] = None,
-        users_file: Annotated[Optional[Path], typer.Option("--users-file", help="CSV with a user_id column.")] = None,
+        users_file: Annotated[Optional[Path], typer.Option("--users-file", help="CSV with a user_id column (- reads stdin).")] = None,
         all_users: Annotated[bool, typer.Option("--all-users", help="Every user the run knows.")] = False,
         ratings: Annotated[Optional[str], typer.Option("--ratings", help="A new user's ratings, item:rating pairs, e.g. 50:5,172:4.5.")] = None,
         n: Annotated[int, typer.Option("-n", "--n", min=1, help="Items per user.")] = 10,

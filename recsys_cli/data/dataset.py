@@ -298,6 +298,10 @@ def load_dataset(name: str, data_dir=None) -> Dataset:
     path = processed_dir(name, data_dir)
     meta_path = path / "dataset.json"
     if not meta_path.exists():
+        from recsys_cli.data.preprocess import recover_processed
+
+        recover_processed(name, data_dir)
+    if not meta_path.exists():
         raw = path.parent.parent / "raw" / name
         if raw.exists():
             hint = f"recsys preprocess {name}"

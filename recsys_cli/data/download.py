@@ -17,11 +17,11 @@ import re
 import shutil
 import ssl
 import stat
-import tempfile
 import time
 import urllib.error
 import urllib.request
 import zipfile
+import zlib
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -39,6 +39,7 @@ from recsys_cli.errors import (
     UsageError,
 )
 from recsys_cli.progress import QuietProgress
+from recsys_cli.swap import check_writable, recover, replace_dir, scratch_dir
 
 CHUNK = 1 << 16
 MAX_RATIO = 20  # uncompressed / compressed beyond which a big archive is treated as a bomb
@@ -254,6 +255,17 @@ def _check_members(zf: zipfile.ZipFile, archive: Path, cap: int) -> int:
     return total
 
 
+def _read_member(src, archive: Path, member: str) -> bytes:
+    """One chunk of a member; a read error of the archive itself (EIO, ...) is a damaged archive, exit 4."""
+    try:
+        return src.read(CHUNK)
+    except OSError as exc:
+        if exc.errno in _DISK_FULL:
+            raise
+        raise ChecksumError(f"{archive.name}: cannot read {member!r} ({exc.strerror or exc}); "
+                            "nothing was installed") from None
+
+
 def _extract(archive: Path, into: Path, max_unpacked_bytes: int | None) -> None:
     """Unpack `archive` into the empty folder `into` after checking every member."""
     cap = max_unpacked_bytes
@@ -271,13 +283,14 @@ def _extract(archive: Path, into: Path, max_unpacked_bytes: int | None) -> None:
                     continue
                 target.parent.mkdir(parents=True, exist_ok=True)
                 with zf.open(info) as src, open(target, "wb") as dst:
-                    while chunk := src.read(CHUNK):
+                    while chunk := _read_member(src, archive, info.filename):
                         written += len(chunk)
                         if written > cap:  # sizes in the header can lie
                             raise UnsafeArchiveError(f"{archive.name}: expands past the {cap:,}-byte limit")
                         dst.write(chunk)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError) as exc:
-        raise ChecksumError(f"{archive.name} is not a valid zip archive: {exc}") from None
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error, NotImplementedError) as exc:
+        raise ChecksumError(f"{archive.name} does not decompress ({exc}); the archive is damaged, "
+                            "download it again") from None
     except OSError as exc:
         if exc.errno in _DISK_FULL:
             raise
@@ -293,20 +306,6 @@ def _release_folder(root: Path, release: Release) -> Path:
         return entries[0]
     found = ", ".join(sorted(e.name for e in entries)) or "nothing"
     raise DataError(f"archive has no {release.folder}/ folder (found: {found})")
-
-
-def _install(new: Path, target: Path, scratch: Path) -> None:
-    """Move `new` to `target` with one rename; an old `target` is swapped out only at that moment."""
-    if not target.exists():
-        os.replace(new, target)
-        return
-    old = scratch / "previous"
-    os.replace(target, old)
-    try:
-        os.replace(new, target)
-    except BaseException:
-        os.replace(old, target)
-        raise
 
 
 def _present(target: Path, expected: str | None, where: str) -> dict[str, Any]:
@@ -352,6 +351,7 @@ def download(
     progress = QuietProgress() if own_progress else progress
     net = {"timeout": timeout, "retries": max(0, retries), "backoff": backoff, "progress": progress}
     target = settings.raw_dir(release.name, data_dir)
+    recover(target.parent, release.name, complete=lambda p: (p / "download.json").is_file())
     try:
         if not force and target.exists():
             expected, where = _expected_md5(release, source, offline=True, **{**net, "retries": 0})
@@ -361,6 +361,7 @@ def download(
                 str(record["md5"]), str(record.get("sha256", "")), int(record.get("bytes", 0)),
                 already_present=True, verified=bool(record.get("verified", True)),
             )
+        check_writable(target.parent, "data folder")  # before fetching, not after it
         return _download_new(release, source, target, net, max_unpacked_bytes)
     finally:
         if own_progress:
@@ -392,7 +393,7 @@ def _download_new(
                 f"{release.filename} from {source.location} has md5 {md5}, expected {expected} "
                 f"({checksum_from})" + ("; the download was deleted" if source.local is None else "")
             )
-        scratch = Path(tempfile.mkdtemp(prefix=f".{release.name}.", suffix=".tmp", dir=raw_root))
+        scratch = scratch_dir(raw_root, release.name)
         unpacked = scratch / "unpacked"
         unpacked.mkdir()
         _extract(archive, unpacked, max_unpacked_bytes)
@@ -405,7 +406,7 @@ def _download_new(
         }
         # Written before the rename, so data/raw/NAME appears complete or not at all.
         (folder / "download.json").write_text(json.dumps(record, indent=2) + "\n")
-        _install(folder, target, scratch)
+        replace_dir(folder, target)  # recoverable at every step: see recsys_cli/swap.py
         return DownloadResult(
             release.name, target, source.kind, source.location, md5, sha256, size,
             already_present=False, verified=expected is not None, warnings=warnings,

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import shutil
-import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -24,6 +22,7 @@ import polars as pl
 from recsys_cli import __version__, settings
 from recsys_cli.data import readers
 from recsys_cli.errors import DataError, UsageError
+from recsys_cli.swap import check_writable, recover, replace_dir, scratch_dir
 
 SCHEMA_VERSION = 1
 RATING_COLUMNS = ("user_id", "item_id", "rating", "timestamp")
@@ -47,6 +46,8 @@ def resolve_source(
     from recsys_cli.data.registry import RELEASES
 
     raw = settings.raw_dir(source, data_dir) if _NAME.fullmatch(source) else None
+    if raw is not None and not raw.exists():
+        recover(raw.parent, source)  # a download or generate killed while replacing it
     path = Path(source).expanduser()
     if raw is not None and raw.is_dir():
         if columns:
@@ -91,11 +92,12 @@ def preprocess(
     target = settings.processed_dir(out_name, data_dir)
     if target.exists() and not force:
         raise UsageError(f"{target} already exists; pass force=True to replace it")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=f".{out_name}.", suffix=".tmp", dir=target.parent))
+    check_writable(target.parent, "data folder")  # before the reading, not after it
+    recover_processed(out_name, data_dir)
+    scratch = scratch_dir(target.parent, out_name)
     try:
         meta = _build(layout, out_name, raw_path, scratch, progress)
-        _swap(scratch, target)
+        replace_dir(scratch, target)  # recoverable at every step: see recsys_cli/swap.py
     except BaseException:
         shutil.rmtree(scratch, ignore_errors=True)
         raise
@@ -105,19 +107,10 @@ def preprocess(
     return meta
 
 
-def _swap(scratch: Path, target: Path) -> None:
-    """Move `scratch` into place as `target`, replacing any previous version."""
-    if not target.exists():
-        os.replace(scratch, target)
-        return
-    old = target.parent / f".{target.name}.old-{os.getpid()}-{time.time_ns()}"
-    os.replace(target, old)
-    try:
-        os.replace(scratch, target)
-    except OSError:
-        os.replace(old, target)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
+def recover_processed(name: str | None = None, data_dir=None) -> list[str]:
+    """Put back a processed dataset whose replacement a kill interrupted; delete dead writers' leftovers."""
+    return recover(settings.processed_dir("x", data_dir).parent, name,
+                   complete=lambda p: (p / "dataset.json").is_file())
 
 
 def _build(layout: readers.Layout, name: str, raw_path: Path | None, out: Path, progress) -> dict[str, Any]:
@@ -243,7 +236,7 @@ def _default_splits(out: Path, raw_path: Path | None, meta: dict, progress) -> d
 def read_meta(name: str, data_dir=None) -> dict[str, Any]:
     """dataset.json of a processed dataset; DataError saying what to run when it is missing."""
     path = settings.processed_dir(name, data_dir) / "dataset.json"
-    if not path.is_file():
+    if not path.is_file() and recover_processed(name, data_dir) == []:
         raw = settings.raw_dir(name, data_dir)
         hint = f"recsys preprocess {name}" if raw.is_dir() else f"recsys download {name} && recsys preprocess {name}"
         raise DataError(f"dataset {name!r} is not preprocessed (no {path}); run `{hint}`")
@@ -256,6 +249,7 @@ def read_meta(name: str, data_dir=None) -> dict[str, Any]:
 def list_datasets(data_dir=None) -> list[dict[str, Any]]:
     """One row per dataset found under data/raw and data/processed, with download and count info."""
     root = settings.data_dir(data_dir)
+    recover_processed(None, data_dir)
     names: set[str] = set()
     for sub in ("raw", "processed"):
         if (root / sub).is_dir():

@@ -27,6 +27,7 @@ ML1M_OCCUPATIONS = (
 )
 NO_GENRES = ("(no genres listed)", "unknown", "")  # genre labels that mean "no genre"
 INT32 = (-(2**31), 2**31 - 1)
+ID_RANGE = (0, 2**31 - 1)  # raw ids: negative ones would collide with the -1 "no item" marker of top-n lists
 _YEAR = r"\s*\((\d{4})(?:\s*[-–]\s*\d{0,4})?\)\s*$"  # trailing " (1995)" or " (1975-1979)"
 COLUMN_ALIASES = {
     "user": ("userId", "user_id", "user", "UserID", "userID"),
@@ -140,7 +141,10 @@ def _map_columns(fname: str, names: tuple[str, ...], columns: dict[str, str] | N
 
 
 def _csv_ratings(path: Path, columns: dict[str, str] | None) -> RatingsFile:
-    with open(path, encoding="utf-8", errors="replace", newline="") as fh:
+    with open(path, "rb") as fh:
+        if b"\x00" in fh.read(1 << 16):
+            raise DataError(f"{path.name} is not a text CSV/TSV file (it contains NUL bytes)")
+    with open(path, encoding="utf-8-sig", errors="replace", newline="") as fh:  # -sig: a BOM is no column name
         first = fh.readline()
     if not first.strip():
         raise DataError(f"{path.name}:1: expected a header line, found an empty line")
@@ -188,7 +192,7 @@ def scan_ratings(rf: RatingsFile) -> pl.LazyFrame:
     item = raw["item"].cast(pl.Int64, strict=False)
     rating = raw["rating"].cast(pl.Float64, strict=False)
     ts = raw["timestamp"].cast(pl.Int64, strict=False) if "timestamp" in raw else pl.lit(0, pl.Int64)
-    ok = user.is_between(*INT32) & item.is_between(*INT32) & rating.is_not_null() & ts.is_not_null()
+    ok = user.is_between(*ID_RANGE) & item.is_between(*ID_RANGE) & rating.is_not_null() & ts.is_not_null()
     for sep in seps:
         ok = ok & sep.is_null()
     return lf.select(
@@ -251,7 +255,7 @@ def locate_error(rf: RatingsFile, first_line: int) -> DataError | None:
 
 def _scan_lines(rf: RatingsFile, first_line: int) -> DataError | None:
     first_line = max(first_line, 1 + int(rf.header))  # never check the header
-    with open(rf.path, encoding="utf-8", errors="replace", newline="") as fh:
+    with open(rf.path, encoding="utf-8-sig", errors="replace", newline="") as fh:
         for _ in itertools.islice(fh, first_line - 1):  # skip quickly to the suspect line
             pass
         if rf.header:  # CSV: quoted fields may hold separators
@@ -281,6 +285,8 @@ def _check_fields(rf: RatingsFile, parts: list[str]) -> str | None:
             return f"{label} {value!r} is not {kind}"
         if role in ("user", "item") and not INT32[0] <= number <= INT32[1]:
             return f"{label} {value!r} does not fit a 32-bit integer"
+        if role in ("user", "item") and number < 0:
+            return f"{label} {value!r} is negative (ids are 0 or more)"
         if role == "rating":
             if not 0.5 <= number <= 5.0:
                 return f"rating {value!r} is outside the scale 0.5..5"
@@ -302,7 +308,7 @@ def _lines(path: Path) -> pl.DataFrame:
     """Non-blank lines of a small text file as `line_no` (1-based), `line`; utf-8, else latin-1."""
     data = path.read_bytes()
     try:
-        text = data.decode("utf-8")
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         text = data.decode("latin-1")  # GroupLens ships ml-100k and ml-1m in latin-1
     sep = next(c for c in "\x1f\x1e\x1d\x01" if c not in text)

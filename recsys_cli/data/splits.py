@@ -221,7 +221,10 @@ def _write_part(processed_path: Path, name: str, part: np.ndarray) -> str:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from recsys_cli.swap import check_writable
+
     folder = Path(processed_path) / "splits"
+    check_writable(folder, "data folder")
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"{name}.parquet"
     tmp = folder / f".{name}.parquet.{os.getpid()}.tmp"
@@ -277,6 +280,9 @@ def compute_split(kind: str, ratings: dict[str, np.ndarray], *, test: float | No
                   k: int = 5, last: int = 1, val_last: int = 0,
                   seed: int = DEFAULT_SEED) -> tuple[np.ndarray, dict[str, Any], int | None]:
     """(part, params, seed) for one split kind over ratings columns user_id/timestamp."""
+    from recsys_cli.settings import check_seed
+
+    seed = check_seed(seed)
     n = len(ratings["user_id"])
     if kind == "random":
         params = {"test": 0.2 if test is None else test, "val": val}

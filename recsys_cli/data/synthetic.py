@@ -21,10 +21,8 @@ import hashlib
 import io
 import json
 import math
-import os
 import re
 import shutil
-import tempfile
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -84,6 +82,9 @@ def make_spec(*, preset: str | None = None, n_ratings: int | None = None, n_user
               n_items: int | None = None, factors: int = 8, noise: float = 0.5, seed: int = 42,
               min_per_user: int | None = None) -> Spec:
     """Resolve a preset and explicit sizes (explicit ones win) into a checked Spec."""
+    from recsys_cli.settings import check_seed
+
+    seed = check_seed(seed)
     sizes = {"n_ratings": n_ratings, "n_users": n_users, "n_items": n_items}
     if preset is None:
         missing = [k for k, v in sizes.items() if v is None]
@@ -338,16 +339,19 @@ def generate(name: str, *, preset: str | None = None, n_ratings: int | None = No
     spec = make_spec(preset=preset, n_ratings=n_ratings, n_users=n_users, n_items=n_items, factors=factors,
                      noise=noise, seed=seed, min_per_user=min_per_user)
     target = _check_target(name, data_dir, force)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=target.parent))
+    from recsys_cli.runtime import check_memory
+
+    # ids, ratings and timestamps per rating, with the sampling's working copies; factors per user and item
+    check_memory(64 * spec.n_ratings + 16 * spec.factors * (spec.n_users + spec.n_items),
+                 f"generating {spec.n_ratings:,} ratings")
+    from recsys_cli.swap import check_writable, recover, replace_dir, scratch_dir
+
+    check_writable(target.parent, "data folder")
+    recover(target.parent, name)
+    scratch = scratch_dir(target.parent, name)
     try:
-        scratch.chmod(0o755)  # mkdtemp makes it private; the data folder is not
         record = _write_all(scratch, name, preset, spec, save_truth, progress)
-        old = target.with_name(f".{name}.old.{os.getpid()}")
-        if target.exists():
-            os.replace(target, old)
-        os.replace(scratch, target)
-        shutil.rmtree(old, ignore_errors=True)
+        replace_dir(scratch, target)  # recoverable at every step: see recsys_cli/swap.py
         return record
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

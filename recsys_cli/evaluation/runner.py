@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from recsys_cli.data.dataset import Dataset, Interactions, load_dataset
-from recsys_cli.errors import UsageError
+from recsys_cli.errors import ArtifactError, UsageError
 from recsys_cli.evaluation.protocols import EvalSettings, score_model
 
 
@@ -165,7 +165,12 @@ def evaluate_run(run: str, *, data_dir=None, artifacts_dir=None, settings: EvalS
     t0 = time.perf_counter()
     scores = score_model(model, train, test, settings)
     metrics = {k: v for k, v in scores.items() if k != "predict_seconds"}
-    store.update_metrics(run, metrics)
+    try:
+        store.update_metrics(run, metrics)
+    except (OSError, ArtifactError) as exc:  # a read-only store: the metrics are still printed
+        import sys
+
+        print(f"warning: metrics not saved into run {run!r} ({getattr(exc, 'strerror', None) or exc})", file=sys.stderr)
     return {
         "run": run,
         "model": manifest["model"],

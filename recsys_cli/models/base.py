@@ -159,6 +159,7 @@ class Recommender:
     def fit(self, data: Interactions, *, seed: int = 42, progress=None) -> Recommender:
         if len(data) == 0:
             raise UsageError("cannot train on an empty set of ratings")
+        self.check_fit_memory(data.n_users, data.n_items, len(data))
         laps = _LapTimer(progress or NullProgress())
         self._fit_common(data)
         self._fit(data, seed=seed, progress=laps)
@@ -210,6 +211,31 @@ class Recommender:
 
     def _fit(self, data: Interactions, *, seed: int, progress) -> None:
         raise NotImplementedError
+
+    def check_fit_memory(self, n_users: int, n_items: int, n_ratings: int) -> None:
+        """UsageError (exit 2) stating the estimate when a fit would not fit in the memory available."""
+        from recsys_cli.runtime import check_memory
+
+        check_memory(self.estimate_bytes(n_users, n_items, n_ratings),
+                     f"fitting {self.name} on {n_users:,} users x {n_items:,} items")
+
+    def estimate_bytes(self, n_users: int, n_items: int, n_ratings: int) -> int:
+        """Bytes the arrays of a fit allocate, roughly, checked before allocating any.
+
+        This default covers what every model shares (rating copies, per-user and per-item vectors)
+        and, for configs with `factors`, float32 factor matrices for users and items kept three
+        times over (parameters, a working copy, the saved state). Models with other large arrays
+        (dense item x item matrices, say) override it.
+        """
+        c = self.config
+        total = 48 * n_ratings + 64 * (n_users + n_items)
+        factors = getattr(c, "factors", None)
+        if isinstance(factors, int):
+            total += 3 * 4 * factors * (n_users + n_items)
+        k = getattr(c, "k", None) or getattr(c, "k_max", None)
+        if isinstance(k, int):
+            total += 12 * min(k, max(n_users, n_items)) * max(n_users, n_items)
+        return int(total)
 
     # ----- scoring hooks for subclasses ----------------------------------------------------
     def _score_users(self, users: np.ndarray) -> np.ndarray:
@@ -321,6 +347,10 @@ class Recommender:
         raw_users = np.asarray(raw_users, np.int64).reshape(-1)
         u = self.known_users(raw_users)
         cand_mask = self._candidate_mask(candidates)
+        n = max(1, min(int(n), self.n_items))  # no list is longer than the catalogue: never allocate past it
+        from recsys_cli.runtime import check_memory
+
+        check_memory(16 * len(u) * n, f"top-{n} lists for {len(u):,} users")
         items = np.full((len(u), n), -1, np.int32)
         scores = np.full((len(u), n), np.nan, np.float32)
         labels: list[str | None] = [None] * len(u)

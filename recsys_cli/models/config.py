@@ -69,6 +69,19 @@ def _coerce(name: str, value: Any, typ: Any) -> Any:
     return value
 
 
+INT_LIMIT = 2**31 - 1  # counts and sizes index int32 arrays; nothing sensible is larger
+
+
+def _check_number(name: str, value: Any) -> None:
+    """Every numeric hyperparameter is finite, and every integer one fits the int32 the kernels use."""
+    import math
+
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"parameter {name}: {value!r} is not a finite number")
+    if isinstance(value, int) and not isinstance(value, bool) and not -INT_LIMIT <= value <= INT_LIMIT:
+        raise ConfigError(f"parameter {name}: {value} is out of range (at most {INT_LIMIT:,} in size)")
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
     """Base of every model's config. Subclasses are frozen dataclasses."""
@@ -107,6 +120,7 @@ class ModelConfig:
                 raise ConfigError(
                     f"parameter {key_norm}: {coerced!r} is not one of {', '.join(map(str, choices))}"
                 )
+            _check_number(key_norm, coerced)
             low, high = f.metadata.get("low"), f.metadata.get("high")
             if low is not None and coerced is not None and coerced < low:
                 raise ConfigError(f"parameter {key_norm}: {coerced!r} is below the minimum {low}")

@@ -101,9 +101,20 @@ def load_params_file(path) -> dict[str, Any]:
 
     try:
         with open(path, "rb") as fh:
-            data = tomllib.load(fh)
+            raw = fh.read(1 << 20)
     except FileNotFoundError:
         raise DataError(f"config file {path} does not exist") from None
+    except IsADirectoryError:
+        raise DataError(f"config file {path} is a directory") from None
+    except OSError as exc:
+        raise DataError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8-sig"))
+    except UnicodeDecodeError:
+        raise UsageError(f"{path}: not a TOML file (not UTF-8 text)") from None
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"{path}: invalid TOML: {exc}") from None
-    return dict(data.get("params", data))
+    params = data.get("params", data)
+    if not isinstance(params, dict):
+        raise UsageError(f"{path}: [params] must be a table of key = value")
+    return dict(params)
