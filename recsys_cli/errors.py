@@ -69,3 +69,9 @@ class UnknownIdError(UsageError):
 
 class DiskFullError(RecsysError):
     exit_code = EXIT_DISK
+
+
+class EngineError(RecsysError):
+    """An external compute engine (Spark) is unreachable, or its job failed or was killed."""
+
+    exit_code = EXIT_NETWORK
