@@ -41,11 +41,20 @@ def train_run(
     force: bool = False,
     progress=None,
     mlflow: MlflowOptions | None = None,
+    engine: str = "local",
+    spark=None,
 ) -> dict[str, Any]:
     """Train and persist; fails before training if the run exists and force is False.
 
     mlflow: also log the run (params, timings, tags, its folder) to MLflow; a logging failure only warns.
+    engine: "local" (our kernels) or "spark" (als/ials on Spark MLlib, options `spark`: a SparkOptions).
     """
+    if engine == "spark":  # the Spark engine reads, trains and saves a standard run itself
+        from recsys_cli.spark.train import train_spark_run
+
+        return train_spark_run(model_name, dataset_name, split=split, params=params, preset=preset, seed=seed,
+                               run_name=run_name, data_dir=data_dir, artifacts_dir=artifacts_dir, force=force,
+                               progress=progress, mlflow=mlflow, spark=spark)
     from recsys_cli.data.dataset import load_dataset
     from recsys_cli.models.registry import create_model
 

@@ -88,6 +88,7 @@ def train_spark_run(
     artifacts_dir=None,
     force: bool = False,
     progress=None,
+    mlflow=None,
     spark: SparkOptions | None = None,
 ) -> dict[str, Any]:
     """Train als/ials on Spark and save a standard run (manifest engine: spark); the summary train_run gives."""
@@ -139,6 +140,10 @@ def train_spark_run(
                  fingerprint=meta.get("fingerprint", ""), split=split,
                  timings={"train_seconds": round(seconds, 4)})
     ledger.record("train", root=artifacts_dir, **entry)
+    if mlflow is not None:
+        from recsys_cli.tracking import log_run
+
+        log_run(mlflow, "train", run_path=saved, **entry)
     return {
         "run": run, "model": model_name, "dataset": dataset_name, "split": split, "seed": seed,
         "train_ratings": n_train, "train_seconds": round(seconds, 3), "path": str(saved),
