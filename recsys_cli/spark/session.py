@@ -39,11 +39,15 @@ DEFAULT_CONF = {
 
 @dataclass(frozen=True)
 class SparkOptions:
-    """Where and how to run: --spark-master (else $RECSYS_SPARK_MASTER, else local[*]) and --spark-conf."""
+    """Where and how to run: --spark-master (else $RECSYS_SPARK_MASTER, else local[*]) and --spark-conf.
+
+    master_wait: seconds to wait for a spark:// master to answer ($RECSYS_SPARK_MASTER_WAIT, default 10).
+    """
 
     master: str | None = None
     conf: dict[str, str] = field(default_factory=dict)
-    master_wait: float = MASTER_WAIT_SECONDS
+    master_wait: float = field(default_factory=lambda: float(os.environ.get("RECSYS_SPARK_MASTER_WAIT")
+                                                             or MASTER_WAIT_SECONDS))
 
     @property
     def resolved_master(self) -> str:
@@ -120,10 +124,15 @@ def spark_session(options: SparkOptions, app: str = "recsys"):
     """A started SparkSession (stopped on exit); prerequisites and the master are checked first."""
     check_prerequisites()
     master = options.resolved_master
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    if active is not None:  # a notebook's or a test suite's session: used as it is, and left running
+        yield active
+        return
     check_master(master, options.master_wait)
     # Python workers must be this interpreter (numpy, pyarrow of the same environment).
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    from pyspark.sql import SparkSession
 
     builder = SparkSession.builder.master(master).appName(app)
     for key, value in {**DEFAULT_CONF, **options.conf}.items():

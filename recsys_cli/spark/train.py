@@ -27,7 +27,7 @@ from recsys_cli.errors import UsageError
 from recsys_cli.spark.session import SparkOptions, engine_info, job_errors, spark_session
 
 SPARK_MODELS = ("als", "ials")
-BIAS_PASSES = 10
+BIAS_PASSES = 5  # on ml-100k the biases after 5 passes are within 5e-4 of the converged ones
 
 
 def unhonoured(model: str, params: dict[str, Any], config) -> list[str]:
