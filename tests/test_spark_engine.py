@@ -3,7 +3,8 @@
 One generated dataset (300 users x 200 items x 20k ratings, planted rank-8 structure, the
 recovery tests' seed) and one SparkSession are shared by the module; the engine reuses an
 active session, so the JVM starts once. Skipped without pyspark or Java 17 (`make test`
-installs both). The failure paths that stop before Spark starts run everywhere.
+installs both). Everything that starts Spark is marked slow (a JVM, seconds a job); the failure
+paths that stop before Spark starts are not.
 """
 
 from __future__ import annotations
@@ -87,6 +88,7 @@ def runs(synth, spark, tmp_path_factory):
 # ------------------------------------------------------------------ bias passes on Spark
 
 
+@pytest.mark.slow
 def test_bias_passes_on_spark_equal_their_numpy_twin(spark):
     import pyarrow as pa
 
@@ -98,7 +100,7 @@ def test_bias_passes_on_spark_equal_their_numpy_twin(spark):
     r = rng.integers(1, 6, 600).astype(np.float64)
     df = spark.createDataFrame(pa.table({"u": u, "i": i, "r": r}))
     for scale, reg in ((True, 0.1), (False, 5.0)):
-        kw = dict(mu=float(r.mean()), n_users=42, n_items=25, reg_user=reg, reg_item=2 * reg, passes=3, scale=scale)
+        kw = dict(mu=float(r.mean()), n_users=42, n_items=25, reg_user=reg, reg_item=2 * reg, passes=2, scale=scale)
         got = fit_biases(spark, df, **kw)
         want = fit_biases_ref(u, i, r, **kw)
         for g, w in zip(got, want, strict=True):
@@ -120,6 +122,7 @@ def _heldout_rmse(model, test) -> float:
     return M.rmse(pred, test.ratings)
 
 
+@pytest.mark.slow
 def test_spark_als_is_a_normal_run_as_accurate_as_ours(synth, runs):
     art, summaries = runs
     store = ArtifactStore(art)
@@ -145,6 +148,7 @@ def test_spark_als_is_a_normal_run_as_accurate_as_ours(synth, runs):
     assert abs(rmse_spark - rmse_local) < 0.03 * rmse_local, (rmse_spark, rmse_local)
 
 
+@pytest.mark.slow
 def test_spark_ials_ranks_like_ours(synth, runs):
     from recsys_cli.evaluation.protocols import EvalSettings, score_model
 
@@ -163,6 +167,7 @@ def test_spark_ials_ranks_like_ours(synth, runs):
     assert manifest["spark"]["als_params"]["alpha"] == 2.0
 
 
+@pytest.mark.slow
 def test_spark_run_works_with_evaluate_and_recommend(synth, runs):
     art, _ = runs
     env = {"RECSYS_DATA_DIR": str(synth), "RECSYS_ARTIFACTS_DIR": str(art)}
@@ -177,6 +182,7 @@ def test_spark_run_works_with_evaluate_and_recommend(synth, runs):
 # ------------------------------------------------------------------ batch recommendation
 
 
+@pytest.mark.slow
 def test_batch_recommend_equals_recommend_all_users(synth, runs, tmp_path):
     import pyarrow.parquet as pq
 
@@ -208,6 +214,7 @@ def test_batch_recommend_equals_recommend_all_users(synth, runs, tmp_path):
 # ------------------------------------------------------------------ preprocess on Spark
 
 
+@pytest.mark.slow
 def test_preprocess_on_spark_gives_the_local_dataset(synth, spark):
     from recsys_cli.spark.preprocess import preprocess_spark
 
@@ -222,6 +229,7 @@ def test_preprocess_on_spark_gives_the_local_dataset(synth, spark):
     np.testing.assert_array_equal(a.timestamps, b.timestamps)
 
 
+@pytest.mark.slow
 def test_preprocess_on_spark_applies_the_local_rules(tmp_path, spark):
     from recsys_cli.errors import DataError
     from recsys_cli.spark.preprocess import preprocess_spark
@@ -245,27 +253,29 @@ def test_preprocess_on_spark_applies_the_local_rules(tmp_path, spark):
 # ------------------------------------------------------------------ failures: one line, the right exit code
 
 
-def test_spark_cannot_honour_an_option_names_it(synth):
+def test_spark_cannot_honour_an_option_names_it(synth, tmp_path):
+    env = {"RECSYS_DATA_DIR": str(synth), "RECSYS_ARTIFACTS_DIR": str(tmp_path)}
     res = runner.invoke(app, ["train", "als", "-d", NAME, "--engine", "spark", "-p", "init_std=0.5",
-                              "-p", "solver=cg"], env={"RECSYS_DATA_DIR": str(synth)})
+                              "-p", "solver=cg"], env=env)
     assert res.exit_code == 2
     assert "Spark's ALS cannot honour init_std=0.5, solver=cg" in res.output
-    res = runner.invoke(app, ["train", "svd", "-d", NAME, "--engine", "spark"], env={"RECSYS_DATA_DIR": str(synth)})
+    res = runner.invoke(app, ["train", "svd", "-d", NAME, "--engine", "spark"], env=env)
     assert res.exit_code == 2 and "trains als and ials only" in res.output
-    res = runner.invoke(app, ["train", "als", "-d", NAME, "--spark-master", "local[2]"])
+    res = runner.invoke(app, ["train", "als", "-d", NAME, "--spark-master", "local[2]"], env=env)
     assert res.exit_code == 2 and "need --engine spark" in res.output
 
 
 def test_no_java_is_one_line_naming_the_fix(synth, monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path))  # no java on PATH
     monkeypatch.delenv("JAVA_HOME", raising=False)
-    res = runner.invoke(app, ["train", "ials", "-d", NAME, "--engine", "spark"], env={"RECSYS_DATA_DIR": str(synth)})
+    res = runner.invoke(app, ["train", "ials", "-d", NAME, "--engine", "spark"],
+                        env={"RECSYS_DATA_DIR": str(synth), "RECSYS_ARTIFACTS_DIR": str(tmp_path)})
     assert res.exit_code == 2
     assert "apt-get install openjdk-17-jre-headless" in res.output
     assert len(res.output.strip().splitlines()) == 1
 
 
-def test_unreachable_master_exits_5_after_a_bounded_wait(synth):
+def test_unreachable_master_exits_5_after_a_bounded_wait(synth, tmp_path):
     import socket
     import time
 
@@ -276,14 +286,16 @@ def test_unreachable_master_exits_5_after_a_bounded_wait(synth):
     with pytest.raises(Exception, match="unreachable") as info:
         check_master(f"spark://127.0.0.1:{port}", wait=1.0)
     assert info.value.exit_code == 5 and time.monotonic() - t0 < 10
-    if _spark_available():
+    if _spark_available() is not None:
         return
     res = runner.invoke(app, ["train", "ials", "-d", NAME, "--engine", "spark", "--spark-master",
                               f"spark://127.0.0.1:{port}"],
-                        env={"RECSYS_DATA_DIR": str(synth), "RECSYS_SPARK_MASTER_WAIT": "1"})
+                        env={"RECSYS_DATA_DIR": str(synth), "RECSYS_ARTIFACTS_DIR": str(tmp_path),
+                             "RECSYS_SPARK_MASTER_WAIT": "1"})
     assert res.exit_code == 5 and "unreachable" in res.output
 
 
+@pytest.mark.slow
 def test_a_killed_spark_job_leaves_no_run(synth, spark, tmp_path, monkeypatch):
     from pyspark.ml.recommendation import ALS
 

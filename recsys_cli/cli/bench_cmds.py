@@ -34,6 +34,7 @@ Examples:
   recsys benchmark --scale 500k --models bias,svd --json --out bench.json
   recsys benchmark --suite polars500k
   recsys benchmark --suite pipeline --scale 32m   (generate, preprocess, split, train ials, evaluate)
+  recsys benchmark --engine local,spark --models als,ials --steps fit,evaluate --repeat 1
 """
 
 
@@ -66,6 +67,12 @@ def register(app: typer.Typer) -> None:
         param: Annotated[Optional[list[str]], typer.Option(
             "--param", "-p", help="MODEL.key=value overrides for one model (repeatable), e.g. -p bpr.epochs=10.",
             show_default=False)] = None,
+        engine: Annotated[Optional[str], typer.Option(
+            "--engine", help="local, spark or local,spark: also train als/ials with Spark MLlib side by side "
+            "(needs the spark extra and Java 17).", show_default=False)] = None,
+        spark_master: Annotated[Optional[str], typer.Option(
+            "--spark-master", metavar="URL", help="With --engine spark: local[N] (default local[2]), spark://HOST:PORT, "
+            "or standalone (a master and a worker started on 127.0.0.1 for the run).", show_default=False)] = None,
         seed: SeedOpt = 42,
         data_dir: DataDirOpt = None,
         fmt: FormatOpt = None,
@@ -115,7 +122,8 @@ def register(app: typer.Typer) -> None:
                     per_model.setdefault(name.replace("_", "-"), {})[sub] = value
                 report = run_benchmark(scale=scale or "ml-100k", models=models, peers=peers, steps=steps,
                                        repeat=repeat, threads=threads, data_dir=data_dir, seed=seed,
-                                       isolate=isolate, progress=progress, params=per_model)
+                                       isolate=isolate, progress=progress, params=per_model,
+                                       engines=engine, spark_master=spark_master)
             finally:
                 progress.close()
         if out is not None:

@@ -126,11 +126,15 @@ def spark_session(options: SparkOptions, app: str = "recsys"):
     master = options.resolved_master
     from pyspark.sql import SparkSession
 
+    check_master(master, options.master_wait)
     active = SparkSession.getActiveSession()
     if active is not None:  # a notebook's or a test suite's session: used as it is, and left running
+        running = active.sparkContext.master
+        if options.master is not None and running != master:
+            raise EngineError(f"a Spark session on {running} is already running in this process; "
+                              f"stop it to use {master}")
         yield active
         return
-    check_master(master, options.master_wait)
     # Python workers must be this interpreter (numpy, pyarrow of the same environment).
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 
