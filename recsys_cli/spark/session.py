@@ -37,6 +37,32 @@ DEFAULT_CONF = {
 }
 
 
+# Spark logs warnings and errors only, one line each, on stderr (its default prints INFO banners).
+LOG4J2 = """rootLogger.level = warn
+rootLogger.appenderRef.stderr.ref = console
+appender.console.type = Console
+appender.console.name = console
+appender.console.target = SYSTEM_ERR
+appender.console.layout.type = PatternLayout
+appender.console.layout.pattern = spark %p %c{1}: %m%n
+logger.netlib.name = dev.ludovic.netlib
+logger.netlib.level = error
+logger.nativecode.name = org.apache.hadoop.util.NativeCodeLoader
+logger.nativecode.level = error
+"""
+
+
+def _log_config() -> str:
+    import tempfile
+
+    path = os.path.join(tempfile.gettempdir(), f"recsys-spark-log4j2-{os.getuid()}.properties")
+    if not os.path.exists(path) or open(path).read() != LOG4J2:
+        with open(path + ".tmp", "w") as fh:
+            fh.write(LOG4J2)
+        os.replace(path + ".tmp", path)
+    return path
+
+
 @dataclass(frozen=True)
 class SparkOptions:
     """Where and how to run: --spark-master (else $RECSYS_SPARK_MASTER, else local[*]) and --spark-conf.
@@ -139,7 +165,9 @@ def spark_session(options: SparkOptions, app: str = "recsys"):
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 
     builder = SparkSession.builder.master(master).appName(app)
-    for key, value in {**DEFAULT_CONF, **options.conf}.items():
+    conf = {**DEFAULT_CONF, "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile=file:{_log_config()}",
+            **options.conf}
+    for key, value in conf.items():
         builder = builder.config(key, value)
     try:
         spark = builder.getOrCreate()
