@@ -325,3 +325,15 @@ def test_a_killed_spark_job_leaves_no_run(synth, spark, tmp_path, monkeypatch):
         train_run("ials", NAME, split="user", params={"factors": 4}, data_dir=synth, artifacts_dir=tmp_path,
                   run_name="killed", engine="spark", spark=SparkOptions("local[2]"))
     assert [p.name for p in tmp_path.iterdir() if p.name != "ledger.sqlite"] == []
+
+
+def test_engine_options_are_checked_before_any_work(tmp_path):
+    env = {"RECSYS_DATA_DIR": str(tmp_path), "RECSYS_ARTIFACTS_DIR": str(tmp_path)}
+    res = runner.invoke(app, ["benchmark", "--engine", "local,gpu", "--models", "als"], env=env)
+    assert res.exit_code == 2 and "unknown engine 'gpu'; choose from local, spark" in res.output
+    res = runner.invoke(app, ["recommend", "some-run", "--all-users", "--out", str(tmp_path / "x")], env=env)
+    assert res.exit_code == 2 and "--all-users --engine spark --out PATH" in res.output
+    res = runner.invoke(app, ["preprocess", "x", "--engine", "dask"], env=env)
+    assert res.exit_code == 2 and "unknown --engine 'dask'; use local or spark" in res.output
+    res = runner.invoke(app, ["train", "als", "-d", "x", "--engine", "spark", "--spark-conf", "novalue"], env=env)
+    assert res.exit_code == 2 and "--spark-conf expects key=value" in res.output

@@ -214,6 +214,7 @@ def run_benchmark(
         for name in model_list:
             _model_class(name, True)  # unknown names fail now, before any data work
 
+    engine_list = parse_list(engines, ("local", "spark"), "engine") if engines is not None else ["local"]
     data = prepare(parsed, data_dir=data_dir, seed=seed, progress=progress)
     base = {
         "model_params": params or {},
@@ -223,7 +224,6 @@ def run_benchmark(
                     "raw_path": str(data.raw_path) if data.raw_path else None},
     }
     p = plan(model_list, explicit, peer_list, step_list, base)
-    engine_list = parse_list(engines, ("local", "spark"), "engine") if engines is not None else ["local"]
     if "spark" in engine_list:  # our als/ials trained by Spark MLlib, paired with the local rows
         from recsys_cli.bench.spark_unit import SPARK_COUNTERPART
 

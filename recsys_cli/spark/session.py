@@ -163,6 +163,8 @@ def spark_session(options: SparkOptions, app: str = "recsys"):
         return
     # Python workers must be this interpreter (numpy, pyarrow of the same environment).
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    if master.startswith("local"):  # one process: bind to loopback (no hostname lookup, no warning about it)
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 
     builder = SparkSession.builder.master(master).appName(app)
     conf = {**DEFAULT_CONF, "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile=file:{_log_config()}",
