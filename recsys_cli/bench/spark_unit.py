@@ -19,7 +19,14 @@ from typing import Any
 
 from recsys_cli.bench.datasets import TEST_FRACTION, load_splits
 from recsys_cli.bench.machine import PeakRSS, dir_size_mb
-from recsys_cli.bench.measure import PER_ITERATION, TOP_N, make_row, ranking_quality, ranking_setup, rating_quality
+from recsys_cli.bench.measure import (
+    PER_ITERATION,
+    TOP_N,
+    make_row,
+    ranking_quality,
+    ranking_setup,
+    rating_quality,
+)
 
 SPARK_COUNTERPART = "mllib-als"
 

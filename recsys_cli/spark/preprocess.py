@@ -185,7 +185,14 @@ def preprocess_spark(
 
     from recsys_cli import __version__, settings
     from recsys_cli.data import readers
-    from recsys_cli.data.preprocess import _NAME, SCHEMA_VERSION, _default_splits, _genre_counts, _items, _swap
+    from recsys_cli.data.preprocess import (
+        _NAME,
+        SCHEMA_VERSION,
+        _default_splits,
+        _genre_counts,
+        _items,
+        _swap,
+    )
     from recsys_cli.progress import NullProgress
 
     progress = progress or NullProgress()
