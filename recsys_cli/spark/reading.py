@@ -1,8 +1,7 @@
 """Read a processed dataset (LAYOUT.md) with Spark: ratings, a split part, vocabularies, index space.
 
 Split files are aligned to the ratings by row order, so both are read with Parquet's row index
-(`_metadata.row_index`, plus each file's offset when ratings.parquet is a folder of part files,
-as `preprocess --engine spark` writes it) and joined on it; nothing goes through the driver.
+(`_metadata.row_index`) and joined on it; nothing goes through the driver.
 Indices follow data/dataset.py: users = sorted unique raw ids of all ratings, items = sorted
 union of rated items and items.parquet, so a Spark run and a local run share one index space.
 """
@@ -30,24 +29,10 @@ def dataset_meta(path: Path) -> dict:
 
 
 def _with_row_number(spark, path: Path, columns: list[str]):
-    """Parquet file or folder of part files -> DataFrame(columns..., row) with row = global row number."""
+    """One Parquet file -> DataFrame(columns..., row) with row = its row number in the file."""
     from pyspark.sql import functions as F
 
-    df = spark.read.parquet(str(path)).select(
-        *columns, F.col("_metadata.file_name").alias("_file"), F.col("_metadata.row_index").alias("_ri")
-    )
-    if path.is_file():
-        return df.select(*columns, F.col("_ri").alias("row"))
-    # Part files in name order, as pyarrow reads the folder: each file's first row number.
-    import pyarrow.parquet as pq
-
-    files = sorted(p for p in path.iterdir() if p.suffix == ".parquet" and not p.name.startswith(("_", ".")))
-    offsets, start = [], 0
-    for f in files:
-        offsets.append((f.name, start))
-        start += pq.read_metadata(f).num_rows
-    off = spark.createDataFrame(offsets, "_file string, _off long")
-    return df.join(F.broadcast(off), "_file").select(*columns, (F.col("_off") + F.col("_ri")).alias("row"))
+    return spark.read.parquet(str(path)).select(*columns, F.col("_metadata.row_index").alias("row"))
 
 
 def read_part(spark, path: Path, meta: dict, split: str | None, part: str = "train"):
