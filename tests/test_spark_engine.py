@@ -337,3 +337,16 @@ def test_engine_options_are_checked_before_any_work(tmp_path):
     assert res.exit_code == 2 and "unknown --engine 'dask'; use local or spark" in res.output
     res = runner.invoke(app, ["train", "als", "-d", "x", "--engine", "spark", "--spark-conf", "novalue"], env=env)
     assert res.exit_code == 2 and "--spark-conf expects key=value" in res.output
+
+
+def test_ials_reg_maps_to_spark_reg_param_by_interaction_weighted_counts():
+    from recsys_cli.spark.train import ials_reg_param
+
+    users, items = np.array([0, 0, 0, 1]), np.array([0, 1, 0, 1])
+    ratings = np.array([5.0, 4.0, 1.0, 3.0], np.float32)
+    config = create_model("ials", {"reg": 35}).config
+    # n_u = (3, 1): E = (9 + 1) / 4 = 2.5; n_i = (2, 2): E = 8 / 4 = 2; regParam = 35 / sqrt(5)
+    assert ials_reg_param(config, users, items, ratings) == pytest.approx(35 / np.sqrt(5.0))
+    # interactions=threshold keeps ratings >= 4 only: n_u = (2,), n_i = (1, 1): E = 2 and 1
+    config = create_model("ials", {"reg": 35, "interactions": "threshold"}).config
+    assert ials_reg_param(config, users, items, ratings) == pytest.approx(35 / np.sqrt(2.0))

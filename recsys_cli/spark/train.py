@@ -9,7 +9,7 @@ Mapping of our hyperparameters to pyspark.ml.recommendation.ALS (recorded in the
   ials: implicitPrefs=True, alpha -> alpha, the rating fed to Spark is our weight w_ui (binary,
         rating or log1p), so Spark's confidence 1 + alpha*|r| is ours; interactions=threshold
         filters first. Spark scales regParam by each row's interaction count, ours does not:
-        regParam = reg / (mean interactions per user and item, geometric mean), recorded.
+        regParam = reg / sqrt(E[n_u] E[n_i]) (see ials_reg_param), recorded.
 
 Options Spark cannot honour, when given explicitly, are a UsageError naming them (exit 2):
 scale_reg=false, solver=cg, cg_steps, init_std (Spark solves every row exactly with Cholesky and
@@ -42,7 +42,7 @@ def unhonoured(model: str, params: dict[str, Any], config) -> list[str]:
     return bad
 
 
-def differences(model: str, config, ials_reg_param: float | None = None) -> list[str]:
+def differences(model: str, config, reg_param: float | None = None) -> list[str]:
     out = ["factors are initialised by Spark (init_std unused)",
            "every row is solved exactly (Cholesky); our default solver=cg takes cg_steps CG steps"]
     if model == "als":
@@ -50,8 +50,26 @@ def differences(model: str, config, ials_reg_param: float | None = None) -> list
                    "factorises the residuals; ours refines biases with the factors every iteration")
     else:
         out.append(f"Spark scales regParam by each row's interaction count: reg={config.reg:g} mapped to "
-                   f"regParam={ials_reg_param:.6g} (reg / geometric mean of mean interactions per user and item)")
+                   f"regParam={reg_param:.6g} (reg / sqrt(E[n_u] E[n_i]), E[n] the interaction count of "
+                   "the row an interaction belongs to)")
     return out
+
+
+def ials_reg_param(config, users: np.ndarray, items: np.ndarray, ratings: np.ndarray) -> float:
+    """Spark's regParam for our ials `reg`: reg / g, g = sqrt(E[n_u] * E[n_i]) over the interactions.
+
+    Spark regularises a row by regParam * (its interaction count n), ours by reg. E[n] is the count
+    of the row an interaction belongs to (sum n^2 / sum n): the rows that hold most interactions
+    then get our regularisation. On ml-100k (per-user split, defaults) nDCG@10 peaks near this
+    value; the plain mean count over-regularises (Spark nDCG 0.449 against our 0.486).
+    """
+    keep = ratings >= config.min_rating if config.interactions == "threshold" else slice(None)
+    u, i = users[keep], items[keep]
+    total = max(1, len(u))
+    nu = np.bincount(u).astype(np.float64)
+    ni = np.bincount(i).astype(np.float64)
+    g = np.sqrt(((nu ** 2).sum() / total) * ((ni ** 2).sum() / total))
+    return float(config.reg) / max(1.0, float(g))
 
 
 def _factors(frame, n: int, k: int) -> np.ndarray:
@@ -213,10 +231,7 @@ def _fit_on_spark(spark, model_name, config, path, meta, split, seed, progress):
         fit_frame = resid
     else:
         fit_frame = _ials_frame(df, config)
-        n_pos = len(ratings) if config.interactions == "all" else int((ratings >= config.min_rating).sum())
-        per_user = n_pos / max(1, int((np.bincount(users, minlength=n_users) > 0).sum()))
-        per_item = n_pos / max(1, int((np.bincount(items, minlength=n_items) > 0).sum()))
-        reg_param = float(config.reg) / float(np.sqrt(per_user * per_item))
+        reg_param = ials_reg_param(config, users, items, ratings)
         als_params.update(regParam=reg_param, implicitPrefs=True, alpha=float(config.alpha))
         diffs = differences("ials", config, reg_param)
     t0 = time.perf_counter()
