@@ -25,13 +25,13 @@ MIN_JAVA = 17
 DEFAULT_MASTER = "local[*]"
 MASTER_WAIT_SECONDS = 10.0
 
-# Small-job defaults: no UI, few shuffle partitions, bounded network waits. --spark-conf overrides them.
+# Small-job defaults: no UI, few shuffle partitions. --spark-conf overrides them. Spark's own network and
+# heartbeat timeouts are kept (120 s): at 60 s a CPU-starved local executor was declared dead mid-fit.
+# The bounded wait for an absent master is check_master's TCP probe, before any JVM starts.
 DEFAULT_CONF = {
     "spark.ui.enabled": "false",
     "spark.ui.showConsoleProgress": "false",
     "spark.sql.shuffle.partitions": "8",
-    "spark.network.timeout": "60s",
-    "spark.executor.heartbeatInterval": "10s",
     "spark.sql.execution.arrow.pyspark.enabled": "true",
     "spark.driver.memory": "2g",
 }
