@@ -55,6 +55,10 @@ def train_run(
         return train_spark_run(model_name, dataset_name, split=split, params=params, preset=preset, seed=seed,
                                run_name=run_name, data_dir=data_dir, artifacts_dir=artifacts_dir, force=force,
                                progress=progress, mlflow=mlflow, spark=spark)
+    if engine != "local":
+        from recsys_cli.errors import UsageError
+
+        raise UsageError(f"unknown engine {engine!r}; use local or spark")
     from recsys_cli.data.dataset import load_dataset
     from recsys_cli.models.registry import create_model
 
