@@ -68,6 +68,7 @@ def local_cluster(cores: int = 2, memory: str = "2g", wait: float = 90.0):
     port = _free_port()
     url = f"spark://{HOST}:{port}"
     master = worker = None
+    keep_logs = True
     try:
         master = _start(["org.apache.spark.deploy.master.Master", "--host", HOST, "--port", str(port),
                          "--webui-port", str(_free_port())], logs / "master.log", env)
@@ -79,6 +80,11 @@ def local_cluster(cores: int = 2, memory: str = "2g", wait: float = 90.0):
                 raise EngineError(f"the local Spark cluster did not come up within {wait:g} s (logs in {logs})")
             time.sleep(0.5)
         yield url
+        keep_logs = False  # after a failure the logs stay (the error names their folder)
     finally:
         _stop(worker)
         _stop(master)
+        if not keep_logs:
+            import shutil
+
+            shutil.rmtree(logs, ignore_errors=True)
