@@ -5,9 +5,10 @@ PY := $(VENV)/bin/python
 RECSYS := $(VENV)/bin/recsys
 STAMP := $(VENV)/.installed-dev
 STAMP_COMPARE := $(VENV)/.installed-compare
+STAMP_SPARK := $(VENV)/.installed-spark
 export RECSYS_NO_PROGRESS ?= 1
 
-.PHONY: install install-compare ensure-chromium demo serve test lint bench bench-readme bench-readme-scale clean
+.PHONY: install install-compare install-spark ensure-java ensure-chromium demo serve test lint bench bench-readme bench-readme-scale clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +23,22 @@ $(STAMP_COMPARE): $(STAMP)
 	touch $(STAMP_COMPARE)
 
 install-compare: $(STAMP_COMPARE)
+
+$(STAMP_SPARK): $(STAMP_COMPARE)
+	$(PY) -m pip install --quiet -e '.[dev,compare,plot,serve,ui-test,spark]'
+	touch $(STAMP_SPARK)
+
+install-spark: $(STAMP_SPARK)
+
+# `--engine spark` needs Java 17+. Root installs it (CI); anyone else is told how.
+ensure-java:
+	@v=$$(java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -1); \
+	if [ -n "$$v" ] && [ "$$v" -ge 17 ]; then echo "java $$v: ok for --engine spark"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing Java 17 for the Spark engine"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless; \
+	else echo "Java 17 is needed for --engine spark and its tests: sudo apt-get install openjdk-17-jre-headless"; \
+		echo "(or any JDK 17+ with JAVA_HOME set); the Spark tests skip until then"; fi
 
 # The main job: real MovieLens 100K from download to recommendations (synthetic ml-100k-shaped data,
 # said plainly, when the download cannot be had).
@@ -43,7 +60,7 @@ ensure-chromium:
 		echo "could not install chromium: the dashboard's browser tests will skip"; \
 	else echo "chromium missing and not root: the dashboard's browser tests will skip"; fi
 
-test: install-compare ensure-chromium
+test: install-spark ensure-java ensure-chromium
 	$(PY) -m pytest -q
 
 lint: install

@@ -115,3 +115,9 @@ def classify(exc: BaseException) -> RecsysError:
         return ArtifactError(f"cannot write: {text}; check the folder's permissions")
     return InternalError(f"internal error (a bug, please report it): {type(exc).__name__}: {text}; "
                          "rerun with RECSYS_DEBUG=1 for the traceback")
+
+
+class EngineError(RecsysError):
+    """An external compute engine (Spark) is unreachable, or its job failed or was killed."""
+
+    exit_code = EXIT_NETWORK

@@ -164,7 +164,7 @@ def benchmark(*, scale: str | None = None, models: str | Sequence[str] | None = 
               peers: str | Sequence[str] | None = None, steps: str | Sequence[str] | None = None, repeat: int = 3,
               threads: int | None = None, suite: str | None = None, isolate: bool = True,
               params: dict[str, dict[str, Any]] | None = None, seed: int = 42, data_dir=None, progress=None,
-              log=None) -> BenchmarkReport:
+              log=None, engines: str | Sequence[str] | None = None, spark_master: str | None = None) -> BenchmarkReport:
     """Time our models side by side with the peers (surprise, implicit) at a scale, or run a named suite.
 
     suite: 'polars500k' (data-frame work at 500k ratings), 'pipeline' (each command of the user
@@ -178,7 +178,8 @@ def benchmark(*, scale: str | None = None, models: str | Sequence[str] | None = 
 
         return BenchmarkReport(run_benchmark(scale=scale or "ml-100k", models=models, peers=peers, steps=steps,
                                              repeat=repeat, threads=threads, data_dir=data_dir, seed=seed,
-                                             isolate=isolate, progress=progress, params=params))
+                                             isolate=isolate, progress=progress, params=params, engines=engines,
+                                             spark_master=spark_master))
     given = [flag for flag, value in (("--models", models), ("--peers", peers), ("--steps", steps)) if value]
     if given:
         raise UsageError(f"--suite runs its own tasks; drop {', '.join(given)}")

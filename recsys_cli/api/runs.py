@@ -199,12 +199,22 @@ def list_runs(*, model: str | None = None, dataset: str | None = None, sort: str
 
 def train_run(model: str, dataset: str, *, split: str | None = None, params: dict[str, Any] | None = None,
               preset: str | None = None, seed: int = 42, name: str | None = None, force: bool = False,
-              data_dir=None, artifacts_dir=None, progress=None, mlflow=None) -> dict[str, Any]:
+              data_dir=None, artifacts_dir=None, progress=None, mlflow=None, engine: str = "local",
+              spark=None) -> dict[str, Any]:
     """`recsys train`: fit MODEL on a processed dataset (or its split's train part) and save it as a run.
 
     Fails before training when the run exists (without force) or cannot be written. Returns the
-    summary `recsys train --format json` prints.
+    summary `recsys train --format json` prints. engine="spark" trains als/ials on Spark MLlib
+    (`spark`: the session options) and saves the same kind of run.
     """
+    if engine == "spark":  # the Spark engine reads, trains and saves a standard run itself
+        from recsys_cli.spark.train import train_spark_run
+
+        return train_spark_run(model, dataset, split=split, params=params, preset=preset, seed=seed, run_name=name,
+                               data_dir=data_dir, artifacts_dir=artifacts_dir, force=force, progress=progress,
+                               mlflow=mlflow, spark=spark)
+    if engine != "local":
+        raise UsageError(f"unknown engine {engine!r}; use local or spark")
     from recsys_cli.api.data import Dataset
     from recsys_cli.api.model import check_seed, create_model
     from recsys_cli.artifacts import ArtifactStore, check_run_name

@@ -188,10 +188,14 @@ def run_benchmark(
     isolate: bool = True,
     progress=None,
     params: dict[str, dict[str, Any]] | None = None,
+    engines: str | list[str] | None = None,
+    spark_master: str | None = None,
 ) -> dict[str, Any]:
     """Benchmark models (and peers) at a scale; returns the report dict (machine, scale, rows, ratios ...).
 
     `params` overrides hyperparameters per model ({"ials": {"factors": 64}}); peers get the translated values.
+    `engines` "local,spark": also train als/ials with Spark MLlib (spark_master, default local[2];
+    "standalone": a master and a worker started on 127.0.0.1), side by side with ours.
     """
     from recsys_cli.bench.machine import PeakRSS, machine_info
 
@@ -210,6 +214,7 @@ def run_benchmark(
         for name in model_list:
             _model_class(name, True)  # unknown names fail now, before any data work
 
+    engine_list = parse_list(engines, ("local", "spark"), "engine") if engines is not None else ["local"]
     data = prepare(parsed, data_dir=data_dir, seed=seed, progress=progress)
     base = {
         "model_params": params or {},
@@ -219,16 +224,33 @@ def run_benchmark(
                     "raw_path": str(data.raw_path) if data.raw_path else None},
     }
     p = plan(model_list, explicit, peer_list, step_list, base)
+    if "spark" in engine_list:  # our als/ials trained by Spark MLlib, paired with the local rows
+        from recsys_cli.bench.spark_unit import SPARK_COUNTERPART
+
+        for name in (m for m in model_list if m in ("als", "ials")):
+            split = "random" if name == "als" else "user"
+            p.add_ours(name, name, None, split)
+            p.add(kind="spark", model=name, name=name, split=split, spark_master=spark_master,
+                  params=base["model_params"].get(name))
+            p.pairs.append((name, "spark", SPARK_COUNTERPART))
+        if "local" not in engine_list:
+            p.units = [u for u in p.units if u["kind"] != "recsys"]
     rows: list[dict[str, Any]] = []
     progress.start(len(p.units), "benchmark")
     for k, task in enumerate(p.units):
         rows.extend(row for pos, row in p.rows if pos == k)
         desc = task.get("model") or "data steps"
-        impl = f"{task['peer']}:{task['algorithm']}" if task["kind"] == "peer" else "recsys"
+        impl = f"{task['peer']}:{task['algorithm']}" if task["kind"] == "peer" else (
+            "spark" if task["kind"] == "spark" else "recsys")
         progress.log(f"benchmark [{k + 1}/{len(p.units)}] {desc} ({impl}) on {parsed.label}")
         rows.extend(_execute(task, isolate))
         progress.advance(1)
     rows.extend(row for pos, row in p.rows if pos >= len(p.units))
+    spark_notes = []
+    if "spark" in engine_list:
+        from recsys_cli.bench.spark_unit import spark_ratio_note
+
+        spark_notes.append(spark_ratio_note())
     return {
         "machine": machine_info(),
         "scale": parsed.label,
@@ -240,7 +262,7 @@ def run_benchmark(
         },
         "rows": rows,
         "ratios": compute_ratios(rows, p.pairs),
-        "notes": _notes(rows, data.source, parsed, isolate, bool(p.pairs)),
+        "notes": _notes(rows, data.source, parsed, isolate, bool(p.pairs)) + spark_notes,
     }
 
 

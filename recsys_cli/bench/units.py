@@ -40,6 +40,10 @@ def run_unit(task: dict[str, Any]) -> list[dict[str, Any]]:
         from recsys_cli.bench.peers import run_peer_unit
 
         return run_peer_unit(task)
+    if kind == "spark":
+        from recsys_cli.bench.spark_unit import run_spark_unit
+
+        return run_spark_unit(task)
     raise ValueError(f"unknown benchmark unit kind {kind!r}")
 
 

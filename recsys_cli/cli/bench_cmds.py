@@ -35,6 +35,7 @@ Examples:
   recsys benchmark --suite polars500k
   recsys benchmark --suite pipeline --scale 32m   (generate, preprocess, split, train ials, evaluate)
   recsys benchmark --suite serve   (svd on ml-100k behind recsys serve: req/s and latency percentiles)
+  recsys benchmark --engine local,spark --models als,ials --steps fit,evaluate --repeat 1
 """
 
 
@@ -70,6 +71,12 @@ def register(app: typer.Typer) -> None:
         param: Annotated[Optional[list[str]], typer.Option(
             "--param", "-p", help="MODEL.key=value overrides for one model (repeatable), e.g. -p bpr.epochs=10.",
             show_default=False)] = None,
+        engine: Annotated[Optional[str], typer.Option(
+            "--engine", help="local, spark or local,spark: also train als/ials with Spark MLlib side by side "
+            "(needs the spark extra and Java 17).", show_default=False)] = None,
+        spark_master: Annotated[Optional[str], typer.Option(
+            "--spark-master", metavar="URL", help="With --engine spark: local[N] (default local[2]), spark://HOST:PORT, "
+            "or standalone (a master and a worker started on 127.0.0.1 for the run).", show_default=False)] = None,
         seed: SeedOpt = 42,
         data_dir: DataDirOpt = None,
         fmt: FormatOpt = None,
@@ -93,7 +100,7 @@ def register(app: typer.Typer) -> None:
         try:
             report = run(scale=scale, models=models, peers=peers, steps=steps, repeat=repeat, threads=threads,
                          suite=suite, isolate=isolate, params=model_params(param) if suite is None else None,
-                         seed=seed, data_dir=data_dir, progress=progress,
+                         seed=seed, data_dir=data_dir, progress=progress, engines=engine, spark_master=spark_master,
                          log=lambda msg: console_err().print(msg, markup=False, highlight=False)).to_dict()
         finally:
             progress.close()

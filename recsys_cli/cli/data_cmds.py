@@ -8,6 +8,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from recsys_cli.cli.common import DataDirOpt, FormatOpt, JsonOpt
+from recsys_cli.cli.engine_opts import EngineOpt, SparkConfOpt, SparkMasterOpt, spark_options
 
 PREPROCESS_HELP = """Turn a downloaded MovieLens release, a MovieLens folder or a ratings file into DATA/processed/NAME/.
 
@@ -89,6 +90,9 @@ def register(app: typer.Typer) -> None:
         name: Annotated[Optional[str], typer.Option("--name", help="Name of the processed dataset (required when SOURCE is a path).", show_default=False)] = None,
         columns: Annotated[Optional[str], typer.Option("--columns", help="Ratings file columns: user=COL,item=COL,rating=COL[,timestamp=COL].", show_default=False)] = None,
         data_dir: DataDirOpt = None,
+        engine: EngineOpt = "local",
+        spark_master: SparkMasterOpt = None,
+        spark_conf: SparkConfOpt = None,
         fmt: FormatOpt = None,
         as_json: JsonOpt = False,
     ) -> None:
@@ -97,6 +101,13 @@ def register(app: typer.Typer) -> None:
         from recsys_cli.progress import make_progress
 
         out_fmt = resolve_format(fmt, as_json)
+        spark = spark_options(engine, spark_master, spark_conf)
+        if spark is not None:  # ratings too large for one machine: parsed, checked and sorted on Spark
+            from recsys_cli.spark.preprocess import preprocess_spark
+
+            _show(preprocess_spark(source, name=name, data_dir=data_dir, columns=parse_columns(columns),
+                                   progress=make_progress(), spark=spark), out_fmt)
+            return
         ds = preprocess(source, name=name, data_dir=data_dir, columns=parse_columns(columns), progress=make_progress())
         _show(ds.meta, out_fmt)
 

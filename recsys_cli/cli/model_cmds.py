@@ -19,6 +19,7 @@ from recsys_cli.cli.common import (
     SeedOpt,
     parse_params,
 )
+from recsys_cli.cli.engine_opts import EngineOpt, SparkConfOpt, SparkMasterOpt, spark_options
 
 
 def _ids(text: str, what: str) -> list[int]:
@@ -78,6 +79,9 @@ def register(app: typer.Typer) -> None:
         artifacts_dir: ArtifactsDirOpt = None,
         mlflow: MlflowOpt = False,
         mlflow_experiment: MlflowExperimentOpt = None,
+        engine: EngineOpt = "local",
+        spark_master: SparkMasterOpt = None,
+        spark_conf: SparkConfOpt = None,
         fmt: FormatOpt = None,
         as_json: JsonOpt = False,
     ) -> None:
@@ -88,6 +92,7 @@ def register(app: typer.Typer) -> None:
         from recsys_cli.tracking import mlflow_options
 
         fmt = resolve_format(fmt, as_json)
+        spark = spark_options(engine, spark_master, spark_conf)
         tracking = mlflow_options(mlflow, mlflow_experiment, artifacts_dir)
         params = load_params_file(config) if config else {}
         params.update(parse_params(param))
@@ -96,6 +101,7 @@ def register(app: typer.Typer) -> None:
             summary = train_run(
                 model, dataset, split=split, params=params, preset=preset, seed=seed, name=name,
                 data_dir=data_dir, artifacts_dir=artifacts_dir, force=force, progress=progress, mlflow=tracking,
+                engine=engine, spark=spark,
             )
         finally:
             progress.close()
@@ -157,6 +163,11 @@ def register(app: typer.Typer) -> None:
         explain: Annotated[bool, typer.Option("--explain", help="Add `reasons`: the rated items (or genres, baseline, popular fallback) whose contributions add up to each score.")] = False,
         artifacts_dir: ArtifactsDirOpt = None,
         data_dir: DataDirOpt = None,
+        engine: EngineOpt = "local",
+        spark_master: SparkMasterOpt = None,
+        spark_conf: SparkConfOpt = None,
+        out: Annotated[Optional[str], typer.Option("--out", help="With --all-users --engine spark: write Parquet part files here (a path or any URI Spark writes).", show_default=False)] = None,
+        force: ForceOpt = False,
         fmt: FormatOpt = None,
         as_json: JsonOpt = False,
     ) -> None:
@@ -165,6 +176,18 @@ def register(app: typer.Typer) -> None:
         from recsys_cli.output import emit, resolve_format
 
         fmt = resolve_format(fmt, as_json)
+        spark = spark_options(engine, spark_master, spark_conf)
+        if spark is not None or out is not None:  # batch top-n on Spark, written as Parquet
+            if spark is None or not all_users or out is None or user or users_file or ratings:
+                raise UsageError("batch recommendation is `--all-users --engine spark --out PATH`")
+            from recsys_cli.progress import make_progress
+            from recsys_cli.spark.recommend import recommend_all_users
+
+            summary = recommend_all_users(run, out, n=n, exclude_seen=not include_seen, artifacts_dir=artifacts_dir,
+                                          force=force, spark=spark, progress=make_progress())
+            typer.echo(f"wrote {summary['rows']:,} rows for {summary['users']:,} users -> {summary['out']}", err=True)
+            emit(summary, fmt)
+            return
         chosen = sum([bool(user), users_file is not None, all_users, ratings is not None])
         if chosen != 1:
             raise UsageError("give exactly one of --user, --users-file, --all-users or --ratings")

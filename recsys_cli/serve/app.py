@@ -213,8 +213,16 @@ def create_app(registry: RunRegistry, *, api_key: str | None = None, metrics: Se
                 metrics.cache_misses.labels(loaded.name).inc(len(misses))
         if misses:
             fresh: dict[int, list] = {u: [] for u in misses}
-            recs = queries.recommend(loaded.run, misses, n=n, exclude_seen=exclude_seen, explain=explain,
-                                     data_dir=registry.data_dir)
+            try:
+                recs = queries.recommend(loaded.run, misses, n=n, exclude_seen=exclude_seen, explain=explain,
+                                         data_dir=registry.data_dir)
+            except RecsysError:
+                if not explain:
+                    raise
+                # the lists do not depend on their explanations: without the run's training data, rows get
+                # "reasons": null instead of the whole request failing
+                recs = queries.recommend(loaded.run, misses, n=n, exclude_seen=exclude_seen)
+                recs.reasons = [None] * sum(1 for _ in recs.rows())
             for row in recs.rows():
                 fresh[row["user_id"]].append(row)
             for u, rows in fresh.items():

@@ -1,0 +1,210 @@
+"""SparkSession for recsys: checked prerequisites, bounded waits, quiet logs, stopped after use.
+
+`spark_session(options)` checks Java (17+) and pyspark first (a one-line UsageError naming the
+fix), probes a `spark://` master over TCP for a bounded time (EngineError, exit 5, when it does
+not answer), then starts the session with small-job defaults that `--spark-conf` overrides.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+
+from recsys_cli.errors import EngineError, UsageError
+
+JAVA_FIX = "install Java 17 (`apt-get install openjdk-17-jre-headless`) or point JAVA_HOME at one"
+PYSPARK_FIX = "install the spark extra: pip install 'recsys-cli[spark]'"
+MIN_JAVA = 17
+DEFAULT_MASTER = "local[*]"
+MASTER_WAIT_SECONDS = 10.0
+
+# Small-job defaults: no UI, few shuffle partitions. --spark-conf overrides them. Spark's own network and
+# heartbeat timeouts are kept (120 s): at 60 s a CPU-starved local executor was declared dead mid-fit.
+# The bounded wait for an absent master is check_master's TCP probe, before any JVM starts.
+DEFAULT_CONF = {
+    "spark.ui.enabled": "false",
+    "spark.ui.showConsoleProgress": "false",
+    "spark.sql.shuffle.partitions": "8",
+    "spark.sql.execution.arrow.pyspark.enabled": "true",
+    "spark.driver.memory": "2g",
+}
+
+
+# Spark logs warnings and errors only, one line each, on stderr (its default prints INFO banners).
+LOG4J2 = """rootLogger.level = warn
+rootLogger.appenderRef.stderr.ref = console
+appender.console.type = Console
+appender.console.name = console
+appender.console.target = SYSTEM_ERR
+appender.console.layout.type = PatternLayout
+appender.console.layout.pattern = spark %p %c{1}: %m%n
+logger.netlib.name = dev.ludovic.netlib
+logger.netlib.level = error
+logger.nativecode.name = org.apache.hadoop.util.NativeCodeLoader
+logger.nativecode.level = error
+"""
+
+
+def _log_config() -> str:
+    import tempfile
+
+    path = os.path.join(tempfile.gettempdir(), f"recsys-spark-log4j2-{os.getuid()}.properties")
+    if not os.path.exists(path) or open(path).read() != LOG4J2:
+        with open(path + ".tmp", "w") as fh:
+            fh.write(LOG4J2)
+        os.replace(path + ".tmp", path)
+    return path
+
+
+@dataclass(frozen=True)
+class SparkOptions:
+    """Where and how to run: --spark-master (else $RECSYS_SPARK_MASTER, else local[*]) and --spark-conf.
+
+    master_wait: seconds to wait for a spark:// master to answer ($RECSYS_SPARK_MASTER_WAIT, default 10).
+    """
+
+    master: str | None = None
+    conf: dict[str, str] = field(default_factory=dict)
+    master_wait: float = field(default_factory=lambda: float(os.environ.get("RECSYS_SPARK_MASTER_WAIT")
+                                                             or MASTER_WAIT_SECONDS))
+
+    @property
+    def resolved_master(self) -> str:
+        return self.master or os.environ.get("RECSYS_SPARK_MASTER") or DEFAULT_MASTER
+
+
+def parse_conf(items: list[str] | None) -> dict[str, str]:
+    """['spark.executor.memory=4g', ...] -> dict; UsageError on anything but key=value."""
+    conf: dict[str, str] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--spark-conf expects key=value, got {item!r}")
+        conf[key.strip()] = value.strip()
+    return conf
+
+
+def java_version() -> int | None:
+    """Major version of the `java` Spark would start ($JAVA_HOME/bin/java, else PATH), None if absent."""
+    home = os.environ.get("JAVA_HOME")
+    java = os.path.join(home, "bin", "java") if home else shutil.which("java")
+    if not java or not os.path.exists(java):
+        return None
+    try:
+        out = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    m = re.search(r'version "(\d+)(?:\.(\d+))?', out.stderr + out.stdout)
+    if not m:
+        return None
+    major = int(m.group(1))
+    return int(m.group(2) or 0) if major == 1 else major  # "1.8.0" is Java 8
+
+
+def check_prerequisites() -> None:
+    """UsageError (exit 2) naming the fix when Java 17+ or pyspark is missing."""
+    version = java_version()
+    if version is None:
+        raise UsageError(f"--engine spark needs Java {MIN_JAVA}, and no java was found: {JAVA_FIX}")
+    if version < MIN_JAVA:
+        raise UsageError(f"--engine spark needs Java {MIN_JAVA}+, found Java {version}: {JAVA_FIX}")
+    try:
+        import pyspark  # noqa: F401
+    except ImportError:
+        raise UsageError(f"--engine spark needs pyspark: {PYSPARK_FIX}") from None
+
+
+def check_master(master: str, wait: float = MASTER_WAIT_SECONDS) -> None:
+    """For spark://host:port[,host:port], EngineError (exit 5) unless one answers within `wait` seconds."""
+    if not master.startswith("spark://"):
+        return  # local[...] needs no server; yarn/k8s are found through their own configuration
+    hosts = []
+    for part in master[len("spark://"):].split(","):
+        host, _, port = part.rpartition(":")
+        if not host or not port.isdigit():
+            raise UsageError(f"--spark-master {master!r}: expected spark://HOST:PORT")
+        hosts.append((host, int(port)))
+    deadline = time.monotonic() + wait
+    while True:
+        for host, port in hosts:
+            try:
+                with socket.create_connection((host, port), timeout=min(2.0, max(0.1, wait))):
+                    return
+            except OSError:
+                pass
+        if time.monotonic() >= deadline:
+            raise EngineError(f"Spark master {master} is unreachable (no answer within {wait:g} s); "
+                              "is it running, and is the address right?")
+        time.sleep(0.5)
+
+
+@contextlib.contextmanager
+def spark_session(options: SparkOptions, app: str = "recsys"):
+    """A started SparkSession (stopped on exit); prerequisites and the master are checked first."""
+    check_prerequisites()
+    master = options.resolved_master
+    from pyspark.sql import SparkSession
+
+    check_master(master, options.master_wait)
+    active = SparkSession.getActiveSession()
+    if active is not None:  # a notebook's or a test suite's session: used as it is, and left running
+        running = active.sparkContext.master
+        if options.master is not None and running != master:
+            raise EngineError(f"a Spark session on {running} is already running in this process; "
+                              f"stop it to use {master}")
+        yield active
+        return
+    # Python workers must be this interpreter (numpy, pyarrow of the same environment).
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    if master.startswith("local"):  # one process: bind to loopback (no hostname lookup, no warning about it)
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+
+    builder = SparkSession.builder.master(master).appName(app)
+    conf = {**DEFAULT_CONF, "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile=file:{_log_config()}",
+            **options.conf}
+    for key, value in conf.items():
+        builder = builder.config(key, value)
+    try:
+        spark = builder.getOrCreate()
+    except Exception as exc:  # the JVM did not start or the master refused us
+        raise EngineError(f"cannot start Spark on {master}: {_one_line(exc)}") from None
+    spark.sparkContext.setLogLevel("ERROR")
+    try:
+        yield spark
+    finally:
+        spark.stop()
+
+
+def engine_info(spark) -> dict:
+    """What the manifest records about the engine."""
+    sc = spark.sparkContext
+    return {"engine": "spark", "spark_version": spark.version, "master": sc.master,
+            "default_parallelism": sc.defaultParallelism}
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else type(exc).__name__
+
+
+@contextlib.contextmanager
+def job_errors(what: str):
+    """Turn a failed or killed Spark job (Py4J / PySpark exceptions) into one EngineError line."""
+    try:
+        yield
+    except Exception as exc:
+        from recsys_cli.errors import RecsysError
+
+        if isinstance(exc, RecsysError):
+            raise
+        mod = type(exc).__module__
+        if mod.startswith(("py4j", "pyspark")) or "Py4J" in type(exc).__name__:
+            raise EngineError(f"Spark job failed during {what}: {_one_line(exc)}") from None
+        raise
