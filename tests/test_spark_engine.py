@@ -299,8 +299,8 @@ def test_unreachable_master_exits_5_after_a_bounded_wait(synth, tmp_path):
 def test_a_killed_spark_job_leaves_no_run(synth, spark, tmp_path, monkeypatch):
     from pyspark.ml.recommendation import ALS
 
-    from recsys_cli.errors import EngineError
     from recsys_cli.api.runs import train_run
+    from recsys_cli.errors import EngineError
 
     real_fit = ALS.fit
 

@@ -192,8 +192,8 @@ def preprocess_spark(
         _genre_counts,
         _items,
     )
-    from recsys_cli.swap import replace_dir
     from recsys_cli.progress import NullProgress
+    from recsys_cli.swap import replace_dir
 
     progress = progress or NullProgress()
     layout, out_name, raw_path, location, is_parquet, sep = _resolve(source, name, data_dir, columns)
