@@ -124,3 +124,96 @@ def test_evaluate_protocol_line_is_a_sentence(tmp_path):
     assert res.describe() == "3-fold cross-validation over the ratings (seed 42)"
     run = rs.save(rs.train("bias", train), "b", artifacts_dir=tmp_path)
     assert "{'" not in json.dumps(run.manifest.to_dict())
+
+
+# ----------------------------------------------------------------------------- every command, every format
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A small synthetic dataset with an svd and an item-knn run, for per-command format checks."""
+    root = tmp_path_factory.mktemp("formats")
+    common = {"RECSYS_DATA_DIR": str(root / "data"), "RECSYS_ARTIFACTS_DIR": str(root / "arts")}
+    runner = CliRunner(env=common)
+
+    def ok(*args):
+        res = runner.invoke(app, [str(a) for a in args])
+        assert res.exit_code == 0, res.output
+        return res
+
+    ok("generate", "tiny", "--users", "60", "--items", "40", "--ratings", "1500")
+    ok("preprocess", "tiny", "--format", "json")
+    ok("train", "svd", "--dataset", "tiny", "--split", "random", "-p", "factors=4", "-p", "epochs=3", "--format", "json")
+    ok("train", "item-knn", "--dataset", "tiny", "--split", "random", "--format", "json")
+    ok("evaluate", "svd-tiny-random", "--format", "json")
+    return runner
+
+
+COMMANDS = [
+    ("recommend", "svd-tiny-random", "--user", "1,2,99999", "-n", "3"),
+    ("predict", "svd-tiny-random", "--user", "1", "--item", "2"),
+    ("similar", "item-knn-tiny-random", "--item", "1", "-n", "3"),
+    ("evaluate", "svd-tiny-random"),
+    ("evaluate", "--model", "bias,svd", "--dataset", "tiny", "--cv", "2", "-p", "svd.epochs=2"),
+    ("runs",),
+    ("runs", "--ledger", "--kind", "evaluate"),
+    ("models", "svd"),
+    ("info",),
+    ("split", "tiny", "--kind", "kfold", "--k", "3", "--force"),
+]
+
+
+def _untimed(row):
+    return {k: v for k, v in flatten(row).items() if "seconds" not in k}
+
+
+def _typed(text: str):
+    """A CSV cell as the JSON value it came from (numbers, booleans, null)."""
+    if text == "":
+        return None
+    if text in ("true", "false"):
+        return text == "true"
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+@pytest.mark.parametrize("args", COMMANDS, ids=lambda a: " ".join(a[:2]))
+def test_csv_holds_the_json_values_and_stderr_reads_as_english(tiny, args):
+    out = {}
+    for fmt in ("json", "jsonl", "csv"):
+        res = tiny.invoke(app, [*args, "--format", fmt])
+        assert res.exit_code == 0, res.output
+        assert "{'" not in res.stderr, res.stderr  # no Python reprs on stderr
+        out[fmt] = res.stdout
+    data = json.loads(out["json"])
+    rows = data if isinstance(data, list) else [data]
+    jsonl = [json.loads(line) for line in out["jsonl"].splitlines()]
+    if isinstance(data, list):  # the same rows, keys and values in json and jsonl (timings differ run to run)
+        assert [_untimed(r) for r in jsonl] == [_untimed(r) for r in rows]
+    table = list(csv.DictReader(io.StringIO(out["csv"])))
+    assert len(table) == len(rows)
+    for want, got in zip(rows, table, strict=True):
+        flat = flatten(want)
+        for key, cell in got.items():
+            if "seconds" in key:
+                continue  # measured anew by each invocation
+            value = flat.get(key)
+            if isinstance(value, (list, dict)):
+                continue  # a list of plain values is one JSON cell
+            parsed = _typed(cell)
+            if isinstance(value, float) and isinstance(parsed, (int, float)):
+                assert parsed == pytest.approx(value, rel=1e-12, abs=1e-12), key  # full precision
+            elif value is not None or parsed is not None:
+                assert parsed == value or str(value) == cell, (key, cell, value)
+
+
+@pytest.mark.parametrize("args", [("runs",), ("evaluate", "svd-tiny-random"), ("recommend", "svd-tiny-random", "--user", "1"),
+                                  ("models", "bias"), ("info", "tiny")], ids=lambda a: a[0])
+def test_tables_fit_80_columns(tiny, args, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    res = tiny.invoke(app, [*args, "--format", "table"], terminal_width=80)
+    assert res.exit_code == 0, res.output
+    wide = [line for line in res.stdout.splitlines() if len(line) > 80]
+    assert not wide, "\n".join(wide)

@@ -43,7 +43,7 @@ def register(app: typer.Typer) -> None:
 
         fmt = resolve_format(fmt, as_json)
         rows = describe_models(name)
-        if fmt in ("json", "jsonl"):
+        if fmt in ("json", "jsonl", "csv"):  # CSV is the JSON flattened (presets.NAME columns), like every command
             emit(rows, fmt)
             return
         emit([{**r, "default": _show(r["default"]), "allowed": allowed(r),

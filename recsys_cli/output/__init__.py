@@ -175,8 +175,18 @@ def emit(
     for row in rows:
         table.add_row(*[_fmt_cell(row.get(c)) for c in cols])
     # Piped tables (logs, README captures) get a wide page instead of rich's 80-column default.
-    width = None if getattr(out, "isatty", lambda: False)() else 120
+    width = None if getattr(out, "isatty", lambda: False)() else _piped_width()
     Console(file=out, width=width).print(table)
+
+
+def _piped_width() -> int:
+    """Width of a table written to a file or pipe: $COLUMNS when set (a terminal's), else 120 (logs, README)."""
+    import os
+
+    try:
+        return max(40, int(os.environ.get("COLUMNS", "")))
+    except ValueError:
+        return 120
 
 
 def _columns(rows: Sequence[Mapping[str, Any]]) -> list[str]:
