@@ -130,10 +130,9 @@ def register(app: typer.Typer) -> None:
         as_json: JsonOpt = False,
     ) -> None:
         from recsys_cli.abtest.statistics import check_alpha
+        from recsys_cli.api.explore import dataset_insights
         from recsys_cli.cli.model_report_view import is_run, model_report_cmd
-        from recsys_cli.data.dataset import load_dataset
         from recsys_cli.figures.render import require_matplotlib
-        from recsys_cli.insights.build import compute_insights, load_frames
         from recsys_cli.output import console_out, resolve_format
         from recsys_cli.output.insights import emit_insights, written_lines
 
@@ -145,7 +144,7 @@ def register(app: typer.Typer) -> None:
         if is_run(dataset, artifacts_dir):
             return model_report_cmd(dataset, out=out, html=html, out_fmt=out_fmt, data_dir=data_dir,
                                     artifacts_dir=artifacts_dir)
-        ins = compute_insights(load_frames(load_dataset(dataset, data_dir)), alpha=alpha, top=top)
+        ins = dataset_insights(dataset, data_dir=data_dir, alpha=alpha, top=top)
         written = []
         if out is not None or html is not None:
             from recsys_cli.insights.report import render

@@ -68,7 +68,7 @@ def render_model_summary(ins, console) -> None:
 
 
 def model_report_cmd(name: str, *, out: Path | None, html: Path | None, out_fmt: str, data_dir, artifacts_dir) -> None:
-    from recsys_cli.insights.model_report import model_report
+    from recsys_cli.api.queries import model_report
     from recsys_cli.output import console_out
     from recsys_cli.output.insights import emit_insights, written_lines
 
