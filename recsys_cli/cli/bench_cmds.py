@@ -111,7 +111,7 @@ def register(app: typer.Typer) -> None:
         if fmt == "json":
             sys.stdout.write(dumps(report) + "\n")
         elif suite == "serve":
-            from recsys_cli.bench.serve import render_serve_table
+            from recsys_cli.output.bench import render_serve_table
 
             render_serve_table(report)
         elif suite is not None:

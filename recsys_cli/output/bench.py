@@ -122,3 +122,32 @@ def ratio_reading(x: float) -> str:
     factor = 1 / x if x < 1 else x
     text = f"{factor:.1f}" if factor < 100 else f"{factor:,.0f}"
     return f"{text}x {'faster' if x < 1 else 'slower'}"
+
+
+def render_serve_table(report: dict[str, Any], out=None) -> None:
+    """The serve suite as text: header lines, one row per endpoint and concurrency, ratios, notes."""
+    from rich.table import Table
+
+    console = _console(out or sys.stdout)
+    for line in header_lines({**report, "settings": {**report["settings"], "repeat": 1}}):
+        console.print(line, markup=False, soft_wrap=True)
+    s = report["settings"]
+    table = Table(title=f"recsys benchmark --suite serve · {report['scale']} · {s['model']}")
+    for name, justify in (("endpoint", "left"), ("clients", "right"), ("requests", "right"), ("errors", "right"),
+                          ("req/s", "right"), ("p50 ms", "right"), ("p95 ms", "right"), ("p99 ms", "right"),
+                          ("peak MB", "right")):
+        table.add_column(name, justify=justify, no_wrap=True)
+    for r in report["rows"]:
+        table.add_row(r["task"], str(r["concurrency"]), f"{r['requests']:,}", str(r["errors"]),
+                      f"{r['rps']:,.0f}" if r["rps"] else "", f"{r['p50_ms']:.2f}", f"{r['p95_ms']:.2f}",
+                      f"{r['p99_ms']:.2f}", "" if r["peak_rss_mb"] is None else f"{r['peak_rss_mb']:.0f}")
+    console.print(table)
+    if report["ratios"]:
+        ratios = Table(title="throughput ratios")
+        for name, justify in (("clients", "right"), ("ratio", "left"), ("value", "right")):
+            ratios.add_column(name, justify=justify)
+        for r in report["ratios"]:
+            ratios.add_row(str(r["concurrency"]), r["what"], f"{r['ratio']:.2f}")
+        console.print(ratios)
+    for note in report.get("notes", []):
+        console.print(f"note: {note}", markup=False, soft_wrap=True)
