@@ -212,3 +212,52 @@ def test_cycle_finder_finds_a_planted_cycle(lazy):
     real = import_graph(lazy)
     assert f"{PACKAGE}.models.config" in real[f"{PACKAGE}.models.base"]
     assert (f"{PACKAGE}.models._kernels.topk" in real[f"{PACKAGE}.models.base"]) is lazy  # imported in a method
+
+
+def _top_level_names(path: Path) -> set[str]:
+    """Names a module defines or imports at top level (what `from module import name` can find)."""
+    names: set[str] = set()
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+
+    def visit(body) -> None:
+        for node in body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                names.add(node.name)
+            elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+                for target in node.targets if isinstance(node, ast.Assign) else [node.target]:
+                    names.update(n.id for n in ast.walk(target) if isinstance(n, ast.Name))
+            elif isinstance(node, (ast.Import, ast.ImportFrom)):
+                names.update((a.asname or a.name).split(".")[0] for a in node.names)
+            elif isinstance(node, (ast.If, ast.Try)):
+                visit(node.body)
+                visit(getattr(node, "orelse", []))
+                for handler in getattr(node, "handlers", []):
+                    visit(handler.body)
+
+    visit(tree.body)
+    return names
+
+
+def test_every_import_of_our_own_modules_resolves():
+    """`from recsys_cli.x import y` anywhere (lazy imports included) names a module that exists and a name it has.
+
+    Lazy imports run only when their function does; a module moved or renamed would otherwise be found by a user.
+    """
+    known = modules()
+    bad = []
+    for name, path in known.items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and not node.level and (node.module or "").split(".")[0] == PACKAGE:
+                if node.module not in known:
+                    bad.append(f"{name}:{node.lineno} imports missing module {node.module}")
+                    continue
+                defined = _top_level_names(known[node.module])
+                for alias in node.names:
+                    if (f"{node.module}.{alias.name}" not in known and alias.name not in defined
+                            and "__getattr__" not in defined):
+                        bad.append(f"{name}:{node.lineno} imports {alias.name!r}, which {node.module} lacks")
+            elif isinstance(node, ast.Import):
+                for alias in node.names:
+                    if alias.name.split(".")[0] == PACKAGE and alias.name not in known:
+                        bad.append(f"{name}:{node.lineno} imports missing module {alias.name}")
+    assert not bad, "\n".join(bad)
