@@ -35,3 +35,11 @@ def wait_for(predicate, timeout: float, what: str):
             return value
         time.sleep(0.1)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def synth_dataset(root):
+    """A small processed synthetic dataset 'synth' (120 users, 80 items, 4,000 ratings) under root; (data, artifacts)."""
+    data, arts = root / "data", root / "artifacts"
+    run_cli("generate", "synth", "--users", "120", "--items", "80", "--ratings", "4000", "--data-dir", data)
+    run_cli("preprocess", "synth", "--data-dir", data, "--format", "json")
+    return data, arts

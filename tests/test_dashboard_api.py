@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from cli_helpers import run_cli
+from cli_helpers import run_cli, synth_dataset
 
 pytest.importorskip("fastapi")
 pytest.importorskip("httpx")
@@ -30,10 +30,7 @@ UI_DIR = Path(__file__).resolve().parents[1] / "recsys_cli" / "ui"
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
-    root = tmp_path_factory.mktemp("dashboard")
-    data, arts = root / "data", root / "artifacts"
-    run_cli("generate", "synth", "--users", "120", "--items", "80", "--ratings", "4000", "--data-dir", data)
-    run_cli("preprocess", "synth", "--data-dir", data, "--format", "json")
+    data, arts = synth_dataset(tmp_path_factory.mktemp("dashboard"))
     common = ("--dataset", "synth", "--split", "user", "--data-dir", data, "--artifacts-dir", arts, "--format", "json")
     run_cli("train", "svd", *common, "-p", "factors=8", "-p", "epochs=10")
     run_cli("train", "ials", *common, "-p", "factors=8", "-p", "iterations=5")

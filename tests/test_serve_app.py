@@ -9,7 +9,7 @@ import os
 import shutil
 
 import pytest
-from cli_helpers import run_cli
+from cli_helpers import run_cli, synth_dataset
 
 pytest.importorskip("fastapi")
 pytest.importorskip("httpx")
@@ -29,10 +29,7 @@ KEY = "s3cret-key-42"
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
-    root = tmp_path_factory.mktemp("serve")
-    data, arts = root / "data", root / "artifacts"
-    run_cli("generate", "synth", "--users", "120", "--items", "80", "--ratings", "4000", "--data-dir", data)
-    run_cli("preprocess", "synth", "--data-dir", data, "--format", "json")
+    data, arts = synth_dataset(tmp_path_factory.mktemp("serve"))
     run_cli("train", "svd", "--dataset", "synth", "--split", "random", "--data-dir", data, "--artifacts-dir", arts,
             "-p", "factors=8", "-p", "epochs=10", "--format", "json")
     # no split: its manifest has split null (the API used to fail loading such runs)
@@ -281,3 +278,13 @@ def test_recommend_explain_adds_reasons_that_sum_to_the_score(server):
     for row in rows:
         assert row["reasons"], row
         assert abs(sum(p["contribution"] for p in row["reasons"]) - row["score"]) < 1e-3
+
+
+def test_explain_without_the_training_data_keeps_the_list(env, tmp_path):
+    """Explanations need the run's training ratings; a server without them still answers, with reasons null."""
+    app = serve_app([SVD], artifacts_dir=env["arts"], data_dir=tmp_path / "no-data", log=io.StringIO())
+    with TestClient(app) as client:
+        plain = client.get("/recommend", params={"user": 1, "n": 3}).json()
+        rows = client.get("/recommend", params={"user": 1, "n": 3, "explain": "true"}).json()
+    assert [r["item_id"] for r in rows] == [r["item_id"] for r in plain]
+    assert [r["reasons"] for r in rows] == [None, None, None]

@@ -128,18 +128,29 @@ class BlendModel(Recommender):
         return self._blend(preds, uu, ii).reshape(b, n)
 
     def _state(self) -> dict:
-        out: dict = {"weights": self.weights}
-        for k, (_name, model) in enumerate(self.members):
-            for key, value in model.state().items():
-                out[f"m{k}.{key}"] = value
-        return out
+        return {"weights": self.weights, **members_state(self.members)}
 
     def _load_state(self, state: dict) -> None:
         self.weights = np.asarray(state["weights"])
-        self.members = []
-        for k, (name, model) in enumerate(self._members()):
-            prefix = f"m{k}."
-            sub = {key[len(prefix):]: v for key, v in state.items() if key.startswith(prefix)}
-            if not sub:
-                raise UsageError(f"blend state lacks member {name}")
-            self.members.append((name, type(model).from_state(model.config, sub)))
+        self.members = load_members(self._members(), state, self.name)
+
+
+def members_state(members: list[tuple[str, Recommender]]) -> dict:
+    """The saved state of a blend's fitted members, member k's arrays under the prefix `m{k}.`."""
+    out: dict = {}
+    for k, (_name, model) in enumerate(members):
+        for key, value in model.state().items():
+            out[f"m{k}.{key}"] = value
+    return out
+
+
+def load_members(unfitted: list[tuple[str, Recommender]], state: dict, blend: str) -> list[tuple[str, Recommender]]:
+    """The members `members_state` saved, rebuilt from their configs (`unfitted`, in the same order)."""
+    members = []
+    for k, (name, model) in enumerate(unfitted):
+        prefix = f"m{k}."
+        sub = {key[len(prefix):]: v for key, v in state.items() if key.startswith(prefix)}
+        if not sub:
+            raise UsageError(f"{blend} state lacks member {name}")
+        members.append((name, type(model).from_state(model.config, sub)))
+    return members

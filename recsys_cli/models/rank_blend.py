@@ -22,6 +22,7 @@ import numpy as np
 from recsys_cli.data.dataset import Interactions
 from recsys_cli.errors import ConfigError, UsageError
 from recsys_cli.models.base import Recommender
+from recsys_cli.models.blend import load_members, members_state
 from recsys_cli.models.config import ModelConfig, choice, param
 
 
@@ -229,18 +230,8 @@ class RankBlend(Recommender):
         return out[0]
 
     def _state(self) -> dict:
-        out: dict = {"weights": self.weights}
-        for k, (_name, model) in enumerate(self.members):
-            for key, value in model.state().items():
-                out[f"m{k}.{key}"] = value
-        return out
+        return {"weights": self.weights, **members_state(self.members)}
 
     def _load_state(self, state: dict) -> None:
         self.weights = np.asarray(state["weights"], np.float64)
-        self.members = []
-        for k, (name, model) in enumerate(self._members()):
-            prefix = f"m{k}."
-            sub = {key[len(prefix):]: v for key, v in state.items() if key.startswith(prefix)}
-            if not sub:
-                raise UsageError(f"rank-blend state lacks member {name}")
-            self.members.append((name, type(model).from_state(model.config, sub)))
+        self.members = load_members(self._members(), state, self.name)
