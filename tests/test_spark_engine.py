@@ -114,6 +114,23 @@ def test_bias_passes_on_spark_equal_their_numpy_twin(spark):
     assert bi.tolist() == [0.5, -0.5] and bu.tolist() == [0.0]
 
 
+# ------------------------------------------------------------------ long fits: lineage cut by checkpoints
+
+
+@pytest.mark.slow
+def test_a_long_fit_on_a_default_stack_session_checkpoints_its_lineage(synth, spark, tmp_path):
+    """40 iterations on the suite's session (Java's default 1 MB stack, no checkpoint directory of its
+    own): without checkpoints ALS's task serialisation overflows the stack from about 15 iterations."""
+    from recsys_cli.api.runs import train_run
+
+    out = train_run("ials", NAME, split="user", params={"factors": 4, "iterations": 40}, seed=3, data_dir=synth,
+                    artifacts_dir=tmp_path, name="ials-long", engine="spark", spark=SparkOptions(master="local[2]"))
+    assert out["spark"]["als_params"]["maxIter"] == 40 and out["spark"]["als_params"]["checkpointInterval"] == 5
+    assert spark.sparkContext.getCheckpointDir() is not None
+    model, _ = ArtifactStore(tmp_path).load("ials-long")
+    assert np.isfinite(model.X).all() and np.abs(model.Y).sum() > 0
+
+
 # ------------------------------------------------------------------ training: same runs, same quality
 
 

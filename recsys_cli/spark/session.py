@@ -24,6 +24,7 @@ PYSPARK_FIX = "install the spark extra: pip install 'recsys-cli[spark]'"
 MIN_JAVA = 17
 DEFAULT_MASTER = "local[*]"
 MASTER_WAIT_SECONDS = 10.0
+JVM_STACK = "16m"
 
 # Small-job defaults: no UI, few shuffle partitions. --spark-conf overrides them. Spark's own network and
 # heartbeat timeouts are kept (120 s): at 60 s a CPU-starved local executor was declared dead mid-fit.
@@ -167,7 +168,10 @@ def spark_session(options: SparkOptions, app: str = "recsys"):
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 
     builder = SparkSession.builder.master(master).appName(app)
-    conf = {**DEFAULT_CONF, "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile=file:{_log_config()}",
+    # -Xss: Java's 1 MB default thread stack overflows serialising the task of a long ALS lineage.
+    conf = {**DEFAULT_CONF,
+            "spark.driver.extraJavaOptions": f"-Xss{JVM_STACK} -Dlog4j2.configurationFile=file:{_log_config()}",
+            "spark.executor.extraJavaOptions": f"-Xss{JVM_STACK}",
             **options.conf}
     for key, value in conf.items():
         builder = builder.config(key, value)
@@ -180,6 +184,40 @@ def spark_session(options: SparkOptions, app: str = "recsys"):
         yield spark
     finally:
         spark.stop()
+
+
+@contextlib.contextmanager
+def checkpointing(spark, progress=None):
+    """A checkpoint directory for iterative jobs (Spark ALS cuts its lineage there every few iterations).
+
+    Without one, ALS's lineage grows with every iteration and serialising a task overflows the JVM
+    stack (15 iterations at Java's default stack, a crash at 30). A directory the user set (on the
+    context, or `--spark-conf spark.checkpoint.dir=...`) is kept; on a local master a temporary one
+    is made, kept for the life of the context and removed when the process exits; on a cluster,
+    where a driver-local folder is not shared, the user is told to set one.
+    """
+    sc = spark.sparkContext
+    if sc.getCheckpointDir() is not None:
+        yield True
+        return
+    configured = sc.getConf().get("spark.checkpoint.dir")
+    if configured:
+        sc.setCheckpointDir(configured)
+        yield True
+        return
+    if not sc.master.startswith("local"):
+        if progress is not None:
+            progress.log(f"no Spark checkpoint directory on {sc.master}: long fits may fail; "
+                         "set --spark-conf spark.checkpoint.dir=hdfs://...")
+        yield False
+        return
+    import atexit
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix="recsys-spark-checkpoint-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    sc.setCheckpointDir(folder)
+    yield True
 
 
 def engine_info(spark) -> dict:

@@ -24,9 +24,10 @@ from typing import Any
 import numpy as np
 
 from recsys_cli.errors import UsageError
-from recsys_cli.spark.session import SparkOptions, engine_info, job_errors, spark_session
+from recsys_cli.spark.session import SparkOptions, checkpointing, engine_info, job_errors, spark_session
 
 SPARK_MODELS = ("als", "ials")
+CHECKPOINT_INTERVAL = 5  # iterations between lineage cuts (Spark's default is 10)
 BIAS_PASSES = 5  # on ml-100k the biases after 5 passes are within 5e-4 of the converged ones
 
 
@@ -235,9 +236,12 @@ def _fit_on_spark(spark, model_name, config, path, meta, split, seed, progress):
         als_params.update(regParam=reg_param, implicitPrefs=True, alpha=float(config.alpha))
         diffs = differences("ials", config, reg_param)
     t0 = time.perf_counter()
-    fitted = ALS(**als_params).fit(fit_frame)
-    X = _factors(fitted.userFactors, n_users, k)
-    Y = _factors(fitted.itemFactors, n_items, k)
+    with checkpointing(spark, progress) as checkpoints:
+        if checkpoints:
+            als_params["checkpointInterval"] = CHECKPOINT_INTERVAL
+        fitted = ALS(**als_params).fit(fit_frame)
+        X = _factors(fitted.userFactors, n_users, k)  # collected while the checkpoints still exist
+        Y = _factors(fitted.itemFactors, n_items, k)
     als_seconds = time.perf_counter() - t0
     df.unpersist()
     fit_info["als_seconds"] = round(als_seconds, 3)
