@@ -138,9 +138,22 @@ def rows_of(page, selector: str) -> list[int]:
 
 def test_user_list_appears_with_titles_and_genres(browser, server, tmp_path):
     tab = Page(browser, server["base"])
+    held = []  # the run list is held back until the form has been sent: the request must wait for it
+    def hold(route):
+        held.append(route)
+
+    tab.page.route("**/runs", hold)
     page = tab.open("recommend")
     page.fill("#rec-user", "7")
     page.click("#rec-form button")
+    page.wait_for_function("() => true")  # let the page's handlers run with /runs still pending
+    assert held and page.locator("#rec-list table.recs").count() == 0
+    page.unroute("**/runs", hold)
+    for route in held:  # the first belongs to the page the reload replaced
+        try:
+            route.continue_()
+        except Exception:  # noqa: BLE001 - that page is gone
+            pass
     page.wait_for_selector("#rec-list table.recs")
     page.wait_for_function("document.querySelector('#rec-note').textContent.includes('user 7')")
     expected = server["api"].get("/recommend", params={"run": SVD, "user": 7, "n": 10}).json()

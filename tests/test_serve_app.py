@@ -286,5 +286,10 @@ def test_explain_without_the_training_data_keeps_the_list(env, tmp_path):
     with TestClient(app) as client:
         plain = client.get("/recommend", params={"user": 1, "n": 3}).json()
         rows = client.get("/recommend", params={"user": 1, "n": 3, "explain": "true"}).json()
+        body = {"ratings": {"2": 5, "3": 1}, "n": 3}
+        folded = client.post("/recommend", json=body).json()
+        explained = client.post("/recommend", json={**body, "explain": True})
     assert [r["item_id"] for r in rows] == [r["item_id"] for r in plain]
     assert [r["reasons"] for r in rows] == [None, None, None]
+    assert explained.status_code == 200, explained.text
+    assert [r["item_id"] for r in explained.json()] == [r["item_id"] for r in folded]

@@ -288,8 +288,15 @@ def create_app(registry: RunRegistry, *, api_key: str | None = None, metrics: Se
             raise ApiError(422, "give exactly one of users or ratings", "invalid")
         if body.ratings is not None:
             check_batch(len(body.ratings), "ratings")
-            recs = await call(len(body.ratings), queries.recommend, loaded.run, ratings=body.ratings, n=n,
-                              exclude_seen=body.exclude_seen, explain=body.explain, data_dir=registry.data_dir)
+            kwargs = dict(ratings=body.ratings, n=n, exclude_seen=body.exclude_seen, data_dir=registry.data_dir)
+            try:
+                recs = await call(len(body.ratings), queries.recommend, loaded.run, explain=body.explain, **kwargs)
+            except RecsysError:
+                if not body.explain:
+                    raise
+                # as for known users: a list whose explanation cannot be had comes with "reasons": null
+                recs = await call(len(body.ratings), queries.recommend, loaded.run, **kwargs)
+                recs.reasons = [None] * sum(1 for _ in recs.rows())
             return _json(recs.to_dict())
         check_batch(len(body.users), "users")
         if not body.users:

@@ -164,8 +164,8 @@ async function recommend() {
   busy(target);
   try {
     const query = { run, user: $("rec-user").value, n: $("rec-n").value, exclude_seen: $("rec-seen").checked };
-    // explanations need the run's training data on the server; without it, the list alone
-    const rows = await api(`/recommend?${qs({ ...query, explain: true })}`).catch(() => api(`/recommend?${qs(query)}`));
+    // the server answers "reasons": null where a run's explanations cannot be had: one request either way
+    const rows = await api(`/recommend?${qs({ ...query, explain: true })}`);
     const fb = rows.length && rows[0].fallback;
     $("rec-note").textContent = fb === "popularity"
       ? `User ${$("rec-user").value} is not in this run's training data: the popularity ranking.`
@@ -229,8 +229,7 @@ async function coldStart() {
       return;
     }
     const ratings = Object.fromEntries(state.rated);
-    const rows = await api("/recommend", { json: { run, ratings, n: 10, explain: true } })
-      .catch(() => api("/recommend", { json: { run, ratings, n: 10 } }));
+    const rows = await api("/recommend", { json: { run, ratings, n: 10, explain: true } });
     $("cs-title").textContent = `For you, from your ${state.rated.size} rating${state.rated.size > 1 ? "s" : ""}`;
     await renderList(target, run, rows);
   } catch (e) { showError(target, e); }
@@ -478,8 +477,16 @@ function showTab() {
   if (!loaded.has(name) && state.runs.length) { loaded.add(name); LOADERS[name](); }
 }
 
-function on(id, event, fn) {
-  $(id).addEventListener(event, (e) => { if (event === "submit") e.preventDefault(); fn(); });
+// Forms can be used before the run list has arrived: their actions wait for it (a run select is empty until then).
+let runsLoaded;
+const runsReady = new Promise((resolve) => { runsLoaded = resolve; });
+
+function on(id, event, fn, { waitForRuns = true } = {}) {
+  $(id).addEventListener(event, async (e) => {
+    if (event === "submit") e.preventDefault();
+    if (waitForRuns) await runsReady;
+    fn();
+  });
 }
 
 async function start() {
@@ -489,6 +496,7 @@ async function start() {
     if (e.status !== 401) showBanner(`Cannot reach the API: ${e.message}`);
     return;
   }
+  runsLoaded();
   showTab();
 }
 
@@ -498,7 +506,7 @@ on("key-form", "submit", () => {
   showBanner("");
   loaded.clear();
   start();
-});
+}, { waitForRuns: false });
 on("rec-form", "submit", recommend);
 on("cs-form", "submit", searchItems);
 on("cs-go", "click", coldStart);
@@ -511,6 +519,9 @@ on("lb-form", "submit", leaderboard);
 on("lb-metric", "change", leaderboard);
 on("lb-kind", "change", leaderboard);
 let searchTimer = null;
-$("cs-query").addEventListener("input", () => { clearTimeout(searchTimer); searchTimer = setTimeout(searchItems, 200); });
+$("cs-query").addEventListener("input", () => {
+  clearTimeout(searchTimer);
+  searchTimer = setTimeout(() => runsReady.then(searchItems), 200);
+});
 window.addEventListener("hashchange", showTab);
 start();
