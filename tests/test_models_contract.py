@@ -166,5 +166,5 @@ class TestRP3beta(ModelContract):
 
 class TestP3alphaAllNeighboursRatings(ModelContract):
     model_name = "rp3beta"
-    params = {"alpha": 0.8, "beta": 0.0, "neighbours": 0, "normalize": True, "weight": "rating"}
+    params = {"alpha": 0.8, "beta": 0.0, "neighbours": 0, "normalise": True, "weight": "rating"}
     predicts_ratings = False

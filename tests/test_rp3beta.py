@@ -51,22 +51,22 @@ def test_three_items_by_hand():
 
 def test_alpha_and_neighbour_ties_by_hand():
     # alpha 2 squares every transition: P_iu P_ui row 0 = 1/9 (1/4 + 1/4 + 1, 1/4, 1/4) -> (0, 1/36, 1/36) off the
-    # diagonal; one neighbour keeps item 1 (a tie with item 2: the lower index); normalize rescales it to 1.
+    # diagonal; one neighbour keeps item 1 (a tie with item 2: the lower index); normalise rescales it to 1.
     model = create_model("rp3beta", {"alpha": 2.0, "beta": 0.0, "neighbours": 1}).fit(_interactions(HAND), seed=0)
     np.testing.assert_allclose(model.W.toarray(), [[0, 1 / 36, 0], [1 / 4, 0, 0], [1 / 4, 0, 0]], rtol=1e-6)
-    norm = create_model("rp3beta", {"alpha": 2.0, "beta": 0.0, "neighbours": 1, "normalize": True})
+    norm = create_model("rp3beta", {"alpha": 2.0, "beta": 0.0, "neighbours": 1, "normalise": True})
     np.testing.assert_allclose(norm.fit(_interactions(HAND), seed=0).W.toarray(), [[0, 1, 0], [1, 0, 0], [1, 0, 0]])
 
 
-@pytest.mark.parametrize("alpha,beta,neighbours,normalize", [(1.0, 0.0, 0, False), (0.7, 0.4, 3, True),
+@pytest.mark.parametrize("alpha,beta,neighbours,normalise", [(1.0, 0.0, 0, False), (0.7, 0.4, 3, True),
                                                              (1.3, 0.25, 5, False), (1.0, 0.6, 1, True)])
-def test_blocked_sparse_build_matches_dense_twin(alpha, beta, neighbours, normalize):
+def test_blocked_sparse_build_matches_dense_twin(alpha, beta, neighbours, normalise):
     rng = np.random.default_rng(2)
     n = BLOCK + 41  # two blocks, the second one partial
     x = (rng.random((60, n)) < 0.08) * rng.integers(1, 6, (60, n))
     x[:, :3] = 1  # some columns tie exactly
-    got = rp3beta_weights(sp.csr_matrix(x.astype(np.float64)), alpha, beta, neighbours, normalize)
-    np.testing.assert_allclose(got.toarray(), rp3beta_weights_ref(x, alpha, beta, neighbours, normalize), atol=1e-7)
+    got = rp3beta_weights(sp.csr_matrix(x.astype(np.float64)), alpha, beta, neighbours, normalise)
+    np.testing.assert_allclose(got.toarray(), rp3beta_weights_ref(x, alpha, beta, neighbours, normalise), atol=1e-7)
     if neighbours:
         assert np.diff(got.indptr).max() <= neighbours
 

@@ -5,7 +5,7 @@ A walk item j -> user -> item i on the bipartite graph of interactions: with P_u
 divided by its sum and P_iu each item's column of X divided by its sum, both raised elementwise to
 `alpha`, the weight of i given j is W_ji = (P_iu^alpha P_ui^alpha)_ji / pop_i^beta, pop_i being item i's
 number of interactions (beta > 0 lowers popular items; beta = 0 is P3alpha). The diagonal is dropped,
-each row keeps its `neighbours` largest positive weights (0: all), rescaled to sum 1 when `normalize`.
+each row keeps its `neighbours` largest positive weights (0: all), rescaled to sum 1 when `normalise`.
 A user's score for item i is sum_j x_uj W_ji over the items j the user has, as in ease and item-knn, so
 `recommend --explain` splits it exactly over those items.
 
@@ -34,7 +34,7 @@ class RP3betaConfig(ModelConfig):
     alpha: float = param(1.0, "exponent of the transition probabilities (1: plain random walk)", low=0.0)
     beta: float = param(0.3, "popularity penalty: weights into item i divided by pop_i^beta (0: P3alpha)", low=0.0)
     neighbours: int = param(200, "weights kept per item, the largest (0: all)", low=0)
-    normalize: bool = param(False, "rescale each item's kept weights to sum 1")
+    normalise: bool = param(False, "rescale each item's kept weights to sum 1")
     interactions: str = choice("all", "all", "threshold", doc="which ratings count: all, or rating >= min_rating")
     min_rating: float = param(4.0, "with interactions=threshold, the smallest rating that counts")
     weight: str = choice("binary", "binary", "rating", doc="x_ui: 1 for an interaction, or the rating")
@@ -55,7 +55,7 @@ def memory_estimate_gb(n_items: int, neighbours: int) -> float:
     return (n_items * k * 16 + BLOCK * n_items * 16) / 1e9
 
 
-def rp3beta_weights(x, alpha: float, beta: float, neighbours: int, normalize: bool):
+def rp3beta_weights(x, alpha: float, beta: float, neighbours: int, normalise: bool):
     """Item-item weights W (scipy CSR, float32) of a users x items sparse matrix x (see the module docstring).
 
     Ties at the cut-off keep the lower item index. Rows of items nobody has are empty.
@@ -97,7 +97,7 @@ def rp3beta_weights(x, alpha: float, beta: float, neighbours: int, normalize: bo
             keep = w > 0
         rows, cols = np.nonzero(keep)
         vals = w[rows, cols]
-        if normalize:
+        if normalise:
             sums = np.bincount(rows, weights=vals, minlength=hi - lo)
             vals = vals / sums[rows]
         counts = np.bincount(rows, minlength=hi - lo)
@@ -110,7 +110,7 @@ def rp3beta_weights(x, alpha: float, beta: float, neighbours: int, normalize: bo
     return out
 
 
-def rp3beta_weights_ref(x: np.ndarray, alpha: float, beta: float, neighbours: int, normalize: bool) -> np.ndarray:
+def rp3beta_weights_ref(x: np.ndarray, alpha: float, beta: float, neighbours: int, normalise: bool) -> np.ndarray:
     """Dense NumPy twin of `rp3beta_weights`, written from the formula (tests compare the two)."""
     x = np.asarray(x, np.float64)
     n = x.shape[1]
@@ -124,7 +124,7 @@ def rp3beta_weights_ref(x: np.ndarray, alpha: float, beta: float, neighbours: in
     for i in range(n):
         order = np.lexsort((np.arange(n), -w[i]))
         w[i, order[k:]] = 0.0
-        if normalize and w[i].sum() > 0:
+        if normalise and w[i].sum() > 0:
             w[i] /= w[i].sum()
     return w
 
@@ -167,7 +167,7 @@ class RP3beta(Recommender):
         x.eliminate_zeros()
         progress.log(f"rp3beta: walking {data.n_items:,} items, {kept_per_row(data.n_items, c.neighbours):,} "
                      f"neighbours each ({need:.2f} GB)")
-        self.W = rp3beta_weights(x, c.alpha, c.beta, c.neighbours, c.normalize)
+        self.W = rp3beta_weights(x, c.alpha, c.beta, c.neighbours, c.normalise)
         self.x_indptr = x.indptr.astype(np.int64)
         self.x_indices = x.indices.astype(np.int32)
         self.x_data = x.data.astype(np.float32)
