@@ -38,7 +38,7 @@ def test_three_items_by_hand():
     # P_ui rows: (1/2, 1/2, 0), (1/2, 0, 1/2), (1, 0, 0); P_iu rows: (1/3, 1/3, 1/3), (1, 0, 0), (0, 1, 0).
     # P_iu P_ui = [[2/3, 1/6, 1/6], [1/2, 1/2, 0], [1/2, 0, 1/2]]; pop = (3, 1, 1); beta 0.5 divides
     # column 0 by sqrt(3); the diagonal is dropped.
-    model = create_model("rp3beta", {"alpha": 1.0, "beta": 0.5, "neighbours": 0}).fit(_interactions(HAND), seed=0)
+    model = create_model("rp3beta", {"alpha": 1.0, "beta": 0.5, "neighbours": 0, "normalise": False}).fit(_interactions(HAND), seed=0)
     r3 = np.sqrt(3.0)
     want = np.array([[0, 1 / 6, 1 / 6], [0.5 / r3, 0, 0], [0.5 / r3, 0, 0]])
     np.testing.assert_allclose(model.W.toarray(), want, rtol=1e-6)
@@ -52,7 +52,7 @@ def test_three_items_by_hand():
 def test_alpha_and_neighbour_ties_by_hand():
     # alpha 2 squares every transition: P_iu P_ui row 0 = 1/9 (1/4 + 1/4 + 1, 1/4, 1/4) -> (0, 1/36, 1/36) off the
     # diagonal; one neighbour keeps item 1 (a tie with item 2: the lower index); normalise rescales it to 1.
-    model = create_model("rp3beta", {"alpha": 2.0, "beta": 0.0, "neighbours": 1}).fit(_interactions(HAND), seed=0)
+    model = create_model("rp3beta", {"alpha": 2.0, "beta": 0.0, "neighbours": 1, "normalise": False}).fit(_interactions(HAND), seed=0)
     np.testing.assert_allclose(model.W.toarray(), [[0, 1 / 36, 0], [1 / 4, 0, 0], [1 / 4, 0, 0]], rtol=1e-6)
     norm = create_model("rp3beta", {"alpha": 2.0, "beta": 0.0, "neighbours": 1, "normalise": True})
     np.testing.assert_allclose(norm.fit(_interactions(HAND), seed=0).W.toarray(), [[0, 1, 0], [1, 0, 0], [1, 0, 0]])
@@ -74,7 +74,7 @@ def test_blocked_sparse_build_matches_dense_twin(alpha, beta, neighbours, normal
 def test_rating_weights_and_threshold_match_dense_twin():
     x = _random_ratings(seed=1)
     model = create_model("rp3beta", {"weight": "rating", "interactions": "threshold", "min_rating": 3,
-                                     "neighbours": 4, "beta": 0.3})
+                                     "neighbours": 4, "alpha": 1.0, "beta": 0.3, "normalise": False})
     model.fit(_interactions(x), seed=0)
     xw = np.where(x >= 3, x, 0.0)
     want = rp3beta_weights_ref(xw, 1.0, 0.3, 4, False)
