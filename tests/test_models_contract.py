@@ -156,3 +156,15 @@ class TestRankBlendRankFusion(ModelContract):
         "weight_step": 0.25,
     }
     predicts_ratings = False
+
+
+class TestRP3beta(ModelContract):
+    model_name = "rp3beta"
+    params = {"neighbours": 10}
+    predicts_ratings = False
+
+
+class TestP3alphaAllNeighboursRatings(ModelContract):
+    model_name = "rp3beta"
+    params = {"alpha": 0.8, "beta": 0.0, "neighbours": 0, "normalise": True, "weight": "rating"}
+    predicts_ratings = False

@@ -25,6 +25,7 @@ MODELS: dict[str, str] = {
     "bpmf": "recsys_cli.models.fm:BPMF",
     "ease": "recsys_cli.models.ease:EASE",
     "rank-blend": "recsys_cli.models.rank_blend:RankBlend",
+    "rp3beta": "recsys_cli.models.graph:RP3beta",
 }
 
 SURPRISE_PREFIX = "surprise:"
