@@ -70,7 +70,10 @@ lint: install
 bench: install-compare
 	$(RECSYS) benchmark --scale ml-100k --peers surprise,implicit --format table
 
+# The README's figures are real ml-100k: the download (network or $$RECSYS_MIRROR) must succeed first,
+# so an offline machine stops here instead of putting synthetic figures in the README.
 bench-readme: install-compare
+	$(RECSYS) download ml-100k
 	$(PY) -m recsys_cli.bench.readme --readme README.md --scale ml-100k --peers surprise,implicit
 
 # The scale figures (about 20 minutes, ~10 GB of scratch data under data/): ml-25m-shaped fits
