@@ -74,9 +74,17 @@ def test_parse_grid_good_and_bad():
     assert parse_grid(["k=1,1,2"]) == {"k": ["1", "2"]}
     assert grid_trials({"a": [1, 2], "b": ["x", "y"]}) == [
         {"a": 1, "b": "x"}, {"a": 1, "b": "y"}, {"a": 2, "b": "x"}, {"a": 2, "b": "y"}]
-    for bad in (["factors"], ["factors="], ["=1,2"], ["factors=1,,2"], ["k=1", "k=2"]):
+    for bad in (["factors"], ["factors="], ["=1,2"], ["factors=1,,2"], ["k=1", "k=2"], ['models="ials,ease']):
         with pytest.raises(UsageError):
             parse_grid(bad)
+
+
+def test_quoted_values_hold_commas():
+    """rank-blend's `models` is itself a comma-separated list: quoted, it is one grid value or one choice."""
+    assert parse_grid(['models="ials,ease", "ials,ease,rp3beta"', "fusion=rank,score"]) == {
+        "models": ["ials,ease", "ials,ease,rp3beta"], "fusion": ["rank", "score"]}
+    assert parse_space(['models=choice("ials,ease",ials)']) == {
+        "models": Distribution("choice", ("ials,ease", "ials"))}
 
 
 def test_parse_space_good():

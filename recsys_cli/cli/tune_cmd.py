@@ -136,7 +136,7 @@ def register(app: typer.Typer) -> None:
     def tune(
         model: Annotated[str, typer.Argument(help="Model to tune (see `recsys train --help`).")],
         dataset: Annotated[str, typer.Option("--dataset", "-d", help="Processed dataset name.")],
-        grid: Annotated[Optional[list[str]], typer.Option("--grid", "-g", help="key=v1,v2,... values to try (repeatable; cartesian product).")] = None,
+        grid: Annotated[Optional[list[str]], typer.Option("--grid", "-g", help='key=v1,v2,... values to try (repeatable; cartesian product); quote a value holding commas: models="a,b","a,c".')] = None,
         trials: Annotated[Optional[int], typer.Option("--trials", "-t", help="Number of trials to draw from --space (a total when resuming).")] = None,
         sampler: Annotated[Optional[str], typer.Option("--sampler", help="tpe (default with --space), random, cmaes, or grid (with --grid).")] = None,
         random: Annotated[Optional[int], typer.Option("--random", help="Random search: --trials N --sampler random.")] = None,

@@ -1,6 +1,7 @@
 """Search spaces for `recsys tune`, parsed by hand (CLI text is never evaluated).
 
-Grid: `key=v1,v2,...` (raw strings; the model config coerces types). Sampled searches:
+Grid: `key=v1,v2,...` (raw strings; the model config coerces types); a value holding commas is
+double-quoted, e.g. `models="ials,ease","ials,ease,rp3beta"` for rank-blend. Sampled searches:
 `key=loguniform(a,b)`, `uniform(a,b)`, `int(a,b)` (uniform integer, both ends included),
 `intlog(a,b)` (log-uniform integer) or `choice(a,b,...)`; each maps onto one Optuna
 `suggest_*` call, so whichever Optuna sampler runs the search (TPE, random, CMA-ES) draws it.
@@ -56,12 +57,25 @@ def _split_key(item: str, option: str) -> tuple[str, str]:
     return key, value.strip()
 
 
+def split_values(text: str, where: str) -> list[str]:
+    """`a, b, "c,d"` -> ['a', 'b', 'c,d']: commas separate values except inside double quotes."""
+    import csv
+
+    if text.count('"') % 2:
+        raise UsageError(f"{where}: unbalanced double quote")
+    try:
+        rows = list(csv.reader([text], skipinitialspace=True, strict=True))
+    except csv.Error as exc:
+        raise UsageError(f"{where}: {exc}") from None
+    return [v.strip() for v in rows[0]] if rows else [""]
+
+
 def parse_grid(items: list[str] | None) -> dict[str, list[str]]:
     """`--grid key=v1,v2,...` (repeatable) -> {key: [raw values]}; the model config coerces types."""
     grid: dict[str, list[str]] = {}
     for item in items or []:
         key, text = _split_key(item, "--grid")
-        values = [v.strip() for v in text.split(",")]
+        values = split_values(text, f"--grid {item!r}")
         if any(not v for v in values):
             raise UsageError(f"--grid {item!r}: empty value in the list")
         if key in grid:
@@ -83,7 +97,7 @@ def parse_distribution(text: str, key: str = "value") -> Distribution:
     if not m or m.group(1) not in DISTRIBUTIONS:
         raise UsageError(f"{where}: expected one of {', '.join(d + '(...)' for d in DISTRIBUTIONS)}")
     kind, inner = m.group(1), m.group(2)
-    args = [a.strip() for a in inner.split(",")] if inner.strip() else []
+    args = split_values(inner, where) if inner.strip() else []
     if any(not a for a in args):
         raise UsageError(f"{where}: empty argument")
     if kind == "choice":
