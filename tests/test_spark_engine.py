@@ -208,7 +208,7 @@ def test_at_the_spark_preset_both_engines_minimise_the_same_ials_objective(synth
     for scale, close in ((True, True), (False, False)):
         X = model.X.copy()
         K.ials_half_step_cholesky(ui.indptr, ui.indices, ui.data, X, model.Y, K.gram(model.Y), 0.25, scale)
-        assert (np.abs(X - model.X).max() < 1e-5) is close, (scale, np.abs(X - model.X).max())
+        assert bool(np.abs(X - model.X).max() < 1e-5) is close, (scale, np.abs(X - model.X).max())
     # Different starting points (Spark's unit rows, our N(0, 0.01)) reach different optima of the same
     # objective: nDCG@10 is close, not equal (0.351 for Spark, 0.343 for ours when this was written).
     settings = EvalSettings(relevance="any", auc=False, rating_metrics=False)
