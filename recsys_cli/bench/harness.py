@@ -225,14 +225,16 @@ def run_benchmark(
     }
     p = plan(model_list, explicit, peer_list, step_list, base)
     if "spark" in engine_list:  # our als/ials trained by Spark MLlib, paired with the local rows
-        from recsys_cli.bench.spark_unit import SPARK_COUNTERPART
+        from recsys_cli.bench.spark_unit import SPARK_COUNTERPART, SPARK_PRESET
 
         for name in (m for m in model_list if m in ("als", "ials")):
-            split = "random" if name == "als" else "user"
-            p.add_ours(name, name, None, split)
-            p.add(kind="spark", model=name, name=name, split=split, spark_master=spark_master,
+            # Both engines at the `spark` preset (exact solves; ials weighted-lambda): the same objective,
+            # so every hyperparameter maps exactly and quality can be compared.
+            split, label = "random" if name == "als" else "user", f"{name}@{SPARK_PRESET}"
+            p.add_ours(label, name, SPARK_PRESET, split)
+            p.add(kind="spark", model=label, name=name, preset=SPARK_PRESET, split=split, spark_master=spark_master,
                   params=base["model_params"].get(name))
-            p.pairs.append((name, "spark", SPARK_COUNTERPART))
+            p.pairs.append((label, "spark", SPARK_COUNTERPART))
         if "local" not in engine_list:
             p.units = [u for u in p.units if u["kind"] != "recsys"]
     rows: list[dict[str, Any]] = []

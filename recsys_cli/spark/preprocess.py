@@ -1,19 +1,24 @@
 """`recsys preprocess SOURCE --engine spark`: ratings too large for one machine, read and cleaned on Spark.
 
-Same validation rules as the local reader (integer user/item ids that fit 32 bits, ratings on the
-0.5..5 scale in steps of 0.5, integer timestamps or none, blank lines skipped), the same
+Same validation rules as the local reader (integer user/item ids, 0 or more, that fit 32 bits,
+ratings on the 0.5..5 scale in steps of 0.5, integer timestamps or none, blank lines skipped; in
+the headerless MovieLens files exactly four fields a line), the same
 duplicate rule (latest timestamp wins, then the later line), the same sort (user, timestamp,
 item) and the same folder (LAYOUT.md), so the fingerprint equals the local engine's.
 
-SOURCE: a CSV-layout MovieLens release (a downloaded/generated name or folder with ratings.csv
-and movies.csv), or a ratings CSV/TSV (with a header) or Parquet file, folder or glob, at a
-local path or any Hadoop-compatible URI Spark reads (hdfs://, s3a://, file://, ...).
+SOURCE: a MovieLens release of any layout (a downloaded/generated name or folder: ml-100k's
+tab-separated u.data with u.item/u.user/u.genre, ml-1m/ml-10m's '::'-separated ratings.dat with
+movies.dat/users.dat/tags.dat, or the CSV releases' ratings.csv with movies.csv), or a ratings
+CSV/TSV (with a header) or Parquet file, folder or glob, at a local path or any Hadoop-compatible
+URI Spark reads (hdfs://, s3a://, file://, ...). The ratings file is read by Spark; the small
+files (items, users, genres, tags: latin-1 or UTF-8) by the local readers.
 
 What runs where: parsing, validation, de-duplication, the sort and the statistics run on Spark;
 Spark writes the sorted part files, which the driver then streams (one row group at a time) into
 the single ratings.parquet every other step reads, hashing the fingerprint on the way. Items,
 tags and the default splits are made by the local code (they need the ratings' user, item and
-timestamp columns on the driver: 16 bytes a rating). The output folder is on the driver's disk:
+timestamp columns on the driver: 16 bytes a rating); so are users.parquet (ml-100k, ml-1m) and
+tags.parquet. The output folder is on the driver's disk:
 on a cluster, DATA must be a filesystem the executors share.
 """
 
@@ -34,6 +39,7 @@ from recsys_cli.errors import DataError, UsageError
 from recsys_cli.spark.session import SparkOptions, engine_info, job_errors, spark_session
 
 INT32 = (-(2**31), 2**31 - 1)
+HEADERLESS = ("ml-100k", "ml-1m", "ml-10m")  # user, item, rating, timestamp: tab- or '::'-separated, no header
 
 
 def _resolve(source: str, name: str | None, data_dir, columns):
@@ -46,16 +52,16 @@ def _resolve(source: str, name: str | None, data_dir, columns):
         raw = settings.raw_dir(source, data_dir) if _NAME.fullmatch(source) else None
         folder = raw if raw is not None and raw.is_dir() else Path(source).expanduser()
         if folder.is_dir() and not any(folder.glob("*.parquet")):
-            layout = readers.detect_layout(folder)
-            if layout.kind != "csv":
-                raise UsageError(f"--engine spark reads CSV-layout releases (ratings.csv + movies.csv) and ratings "
-                                 f"files; {folder} is {layout.kind}: use --engine local")
+            from recsys_cli.data.registry import RELEASES
+
+            release = RELEASES.get(source) if folder == raw else None
+            layout = readers.detect_layout(folder, release.layout if release else None)
             if columns:
                 raise UsageError("--columns applies to a single ratings file, not to a MovieLens folder")
             out_name = name or (source if folder == raw else None)
             if not out_name:
                 raise UsageError(f"--name is required when SOURCE is a path ({source})")
-            return layout, out_name, folder, str(layout.ratings.path), False, ","
+            return layout, out_name, folder, str(layout.ratings.path), False, layout.ratings.sep
         if not folder.exists() and not any(ch in source for ch in "*?["):
             raise DataError(f"{source!r} is neither a file or folder nor a downloaded dataset")
     if not name:
@@ -66,12 +72,33 @@ def _resolve(source: str, name: str | None, data_dir, columns):
     return layout, name, None, source, is_parquet, None
 
 
-def _read(spark, location: str, is_parquet: bool, sep: str | None, columns, fname: str):
+def _read_headerless(spark, location: str, sep: str, fname: str):
+    """ml-100k u.data / ml-1m, ml-10m ratings.dat: exactly four fields a line, no header."""
+    from pyspark.sql import functions as F
+
+    line = F.regexp_replace(F.col("value"), "\r$", "")
+    df = (spark.read.text(location).select(line.alias("line"), F.monotonically_increasing_id().alias("_row"))
+          .where(F.trim(F.col("line")) != ""))  # blank lines are skipped, as the local reader does
+    # The separator literally ("::" or a tab, no regex), so "1:2::3::4" is three fields, as locally.
+    parts = F.split(F.col("line"), "\t" if sep == "\t" else ":{2}")
+    df = df.select("line", "_row", parts.alias("p"))
+    width = df.where(F.size("p") != 4).orderBy("_row").limit(1).collect()
+    if width:
+        line = width[0]["line"]
+        got = len(line.split(sep))
+        raise DataError(f"{fname}: expected 4 fields, got {got} (line {line[:200]!r})")
+    return df.select(*[F.col("p").getItem(k).alias(c) for k, c in enumerate(("user", "item", "rating", "timestamp"))],
+                     "_row")
+
+
+def _read(spark, location: str, is_parquet: bool, sep: str | None, columns, fname: str, kind: str = "generic"):
     """DataFrame of string/number columns user, item, rating, timestamp (raw values) plus _row (file order)."""
     from pyspark.sql import functions as F
 
     from recsys_cli.data.readers import _map_columns
 
+    if kind in HEADERLESS:
+        return _read_headerless(spark, location, sep, fname)
     if is_parquet:
         df = spark.read.parquet(location)
     else:
@@ -112,6 +139,8 @@ def _validated(df, fname: str):
         (~F.coalesce(F.col("item").rlike(as_int), F.lit(False)), "item id", "is not an integer"),
         (user.isNotNull() & ~user.between(*INT32), "user id", "does not fit a 32-bit integer"),
         (item.isNotNull() & ~item.between(*INT32), "item id", "does not fit a 32-bit integer"),
+        (user < 0, "user id", "is negative (ids are 0 or more)"),
+        (item < 0, "item id", "is negative (ids are 0 or more)"),
         (rating.isNull() | F.isnan(rating), "rating", "is not a number"),
         (~rating.between(0.5, 5.0), "rating", "is outside the scale 0.5..5"),
         (F.round(rating * 2) != rating * 2, "rating", "is not a multiple of 0.5"),
@@ -209,7 +238,7 @@ def preprocess_spark(
                 job_errors("preprocess"):
             info = engine_info(session)
             progress.log(f"Spark {info['spark_version']} on {info['master']}: reading {location}")
-            raw = _read(session, location, is_parquet, sep, columns, fname)
+            raw = _read(session, location, is_parquet, sep, columns, fname, layout.kind)
             typed = _validated(raw, fname).cache()
             n_read = typed.count()
             if n_read == 0:
@@ -232,6 +261,9 @@ def preprocess_spark(
         histogram = {f"{v:.1f}": int(counts.get(float(v), 0)) for v in np.arange(scale[0], scale[1] + step / 2, step)}
         items, flag_counts = _items(layout, pl.Series("item_id", rated.astype(np.int32)), progress)
         items.write_parquet(scratch / "items.parquet")
+        users = readers.read_users(layout) if layout.kind != "generic" else None
+        if users is not None:
+            users.write_parquet(scratch / "users.parquet")
         tags = readers.read_tags(layout) if layout.kind != "generic" else None
         if tags is not None:
             tags.write_parquet(scratch / "tags.parquet")
@@ -242,7 +274,7 @@ def preprocess_spark(
             "rating_scale": scale, "rating_step": step, "density": n_ratings / (n_users * len(rated)),
             "genres": flag_counts if flag_counts is not None else _genre_counts(items),
             "rating_histogram": histogram, "duplicates_resolved": duplicates, "fingerprint": fingerprint,
-            "has_users": False, "has_tags": tags is not None, "n_tags": 0 if tags is None else tags.height,
+            "has_users": users is not None, "has_tags": tags is not None, "n_tags": 0 if tags is None else tags.height,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "recsys_version": __version__,
             "engine": {**info, "spark_seconds": round(spark_seconds, 3)}, "splits": {},
         }

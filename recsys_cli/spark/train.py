@@ -8,8 +8,11 @@ Mapping of our hyperparameters to pyspark.ml.recommendation.ALS (recorded in the
         passes with reg_bias, then Spark's ALS factorises r - mu - b_u - b_i.
   ials: implicitPrefs=True, alpha -> alpha, the rating fed to Spark is our weight w_ui (binary,
         rating or log1p), so Spark's confidence 1 + alpha*|r| is ours; interactions=threshold
-        filters first. Spark scales regParam by each row's interaction count, ours does not:
-        regParam = reg / sqrt(E[n_u] E[n_i]) (see ials_reg_param), recorded.
+        filters first. Spark's objective (mllib ALS.computeFactors) is, per row,
+          (YtY + sum_i alpha|r_i| y_i y_i^T + regParam * n I) x = sum_i (1 + alpha r_i) y_i,
+        n the row's count of ratings > 0: our ials with scale_reg=true, regParam = reg exactly.
+        Our default (scale_reg=false, a constant reg) has no exact counterpart: regParam =
+        reg / sqrt(E[n_u] E[n_i]) (see ials_reg_param) approximates it, listed in the differences.
 
 Options Spark cannot honour, when given explicitly, are a UsageError naming them (exit 2):
 scale_reg=false, solver=cg, cg_steps, init_std (Spark solves every row exactly with Cholesky and
@@ -44,15 +47,19 @@ def unhonoured(model: str, params: dict[str, Any], config) -> list[str]:
 
 
 def differences(model: str, config, reg_param: float | None = None) -> list[str]:
-    out = ["factors are initialised by Spark (init_std unused)",
-           "every row is solved exactly (Cholesky); our default solver=cg takes cg_steps CG steps"]
+    """What differs between this Spark fit and our local fit of the same config (empty: none but rounding)."""
+    out = ["factors are initialised by Spark (unit-length random rows; ours: normal, init_std), and each "
+           "iteration solves items first, then users (ours: users, then items)"]
+    if config.solver == "cg":
+        out.append("every row is solved exactly (Cholesky); our solver=cg takes cg_steps CG steps")
     if model == "als":
         out.append(f"biases are fitted first ({BIAS_PASSES} alternating passes, reg_bias), then Spark's ALS "
                    "factorises the residuals; ours refines biases with the factors every iteration")
-    else:
-        out.append(f"Spark scales regParam by each row's interaction count: reg={config.reg:g} mapped to "
-                   f"regParam={reg_param:.6g} (reg / sqrt(E[n_u] E[n_i]), E[n] the interaction count of "
-                   "the row an interaction belongs to)")
+    elif not config.scale_reg:
+        out.append(f"Spark scales regParam by each row's interaction count and our scale_reg=false does not: "
+                   f"reg={config.reg:g} mapped to regParam={reg_param:.6g} (reg / sqrt(E[n_u] E[n_i]), E[n] the "
+                   "interaction count of the row an interaction belongs to), an approximation; with "
+                   "scale_reg=true both minimise the same objective and regParam = reg")
     return out
 
 
@@ -232,7 +239,8 @@ def _fit_on_spark(spark, model_name, config, path, meta, split, seed, progress):
         fit_frame = resid
     else:
         fit_frame = _ials_frame(df, config)
-        reg_param = ials_reg_param(config, users, items, ratings)
+        # weighted-lambda (scale_reg): Spark's objective exactly; else the approximate mapping.
+        reg_param = float(config.reg) if config.scale_reg else ials_reg_param(config, users, items, ratings)
         als_params.update(regParam=reg_param, implicitPrefs=True, alpha=float(config.alpha))
         diffs = differences("ials", config, reg_param)
     t0 = time.perf_counter()

@@ -240,6 +240,29 @@ def test_ials_fold_in_equals_the_exact_solve_for_that_user():
     assert np.all(X[3] == 0)
 
 
+def test_weighted_lambda_scales_reg_by_each_rows_entry_count():
+    """scale_reg (Spark MLlib's ALS-WR objective): row u is solved with reg * n_u, in both solvers."""
+    indptr, indices, conf, X0, Y = ials_setup(seed=6)
+    counts = np.diff(indptr)
+    assert len(set(counts.tolist())) > 2  # rows of different lengths, so the scaling shows
+    Xc, Xr, Xg, Xcg, Xcgr = X0.copy(), X0.copy(), X0.copy(), X0.copy(), X0.copy()
+    KI.ials_half_step_cholesky(indptr, indices, conf, Xc, Y, KI.gram(Y), 0.05, scale_reg=True)
+    KI.ials_half_step_cholesky_ref(indptr, indices, conf, Xr, Y, KI.gram(Y), 0.05, scale_reg=True)
+    np.testing.assert_allclose(Xc, Xr, rtol=1e-4, atol=1e-5)
+    for u in np.flatnonzero(counts)[:5]:  # each row equals the constant-reg solve with reg = 0.05 * n_u
+        sl = slice(indptr[u], indptr[u + 1])
+        want = KI.ials_fold_in_ref(indices[sl], conf[sl], Y, KI.gram(Y), 0.05 * counts[u])
+        np.testing.assert_allclose(Xc[u], want, rtol=1e-4, atol=1e-6)
+    unscaled = X0.copy()
+    KI.ials_half_step_cholesky(indptr, indices, conf, unscaled, Y, KI.gram(Y), 0.05)
+    assert np.abs(unscaled - Xc).max() > 1e-2
+    KI.ials_half_step_cg(indptr, indices, conf, Xcg, Y, KI.gram(Y), 0.05, 2, scale_reg=True)
+    KI.ials_half_step_cg_ref(indptr, indices, conf, Xcgr, Y, KI.gram(Y), 0.05, 2, scale_reg=True)
+    np.testing.assert_allclose(Xcg, Xcgr, rtol=1e-3, atol=1e-5)
+    KI.ials_half_step_cg(indptr, indices, conf, Xg, Y, KI.gram(Y), 0.05, 4 * RANK, scale_reg=True)
+    np.testing.assert_allclose(Xg, Xc, rtol=1e-3, atol=1e-4)
+
+
 def test_wrong_factor_dtype_is_refused():
     indptr, indices, conf, X, Y = ials_setup()
     with pytest.raises(ValueError, match="float32"):

@@ -1,6 +1,8 @@
 """Implicit ALS kernels (Hu, Koren & Volinsky 2008): conjugate gradient and exact solves, with NumPy twins.
 
 The CSR data holds `conf = alpha * w` (confidence minus one) and every observed entry has preference 1.
+The regulariser is `reg`, or with `scale_reg` `reg * n` for a row of n entries (weighted-lambda,
+ALS-WR: the objective Spark MLlib's implicit ALS minimises, its regParam being our reg).
 A row is solved exactly (Cholesky, float64) or by conjugate gradient (float32, with prefetching of
 the gathered rows, which is where the time goes on large data). Shared pieces: linalg.py.
 """
@@ -31,7 +33,7 @@ __all__ = ["gram", "gram_ref"]
 
 
 @njit(parallel=True, cache=True, fastmath=FM)
-def _ials_cg_kernel(indptr, indices, conf, X, Y, G, cg_steps, bounds):
+def _ials_cg_kernel(indptr, indices, conf, X, Y, G, reg, scale, cg_steps, bounds):
     k = X.shape[1]
     for c in prange(bounds.shape[0] - 1):
         r = np.empty(k, np.float32)
@@ -39,12 +41,17 @@ def _ials_cg_kernel(indptr, indices, conf, X, Y, G, cg_steps, bounds):
         ap = np.empty(k, np.float32)
         for u in range(bounds[c], bounds[c + 1]):
             x = X[u]
-            # r = b - A x, with A = G + sum_i c_i y_i y_i^T (G holds YtY + reg*I), b = sum_i (1 + c_i) y_i
+            # With scale, the row's regulariser is reg * n: G already holds reg, `extra` is the rest.
+            extra = reg * np.float32(indptr[u + 1] - indptr[u] - 1) if scale else F0
+            # r = b - A x, with A = G + extra*I + sum_i c_i y_i y_i^T (G holds YtY + reg*I), b = sum_i (1 + c_i) y_i
             for a in range(k):
                 s = F0
                 for b in range(k):
                     s += G[a, b] * x[b]
                 r[a] = -s
+            if scale:
+                for a in range(k):
+                    r[a] -= extra * x[a]
             for nz in range(indptr[u], indptr[u + 1]):
                 if nz + AHEAD < indptr[u + 1]:  # gathered rows: start the miss early
                     prefetch_row(Y, indices[nz + AHEAD])
@@ -68,6 +75,9 @@ def _ials_cg_kernel(indptr, indices, conf, X, Y, G, cg_steps, bounds):
                     for b in range(k):
                         s += G[a, b] * p[b]
                     ap[a] = s
+                if scale:
+                    for a in range(k):
+                        ap[a] += extra * p[a]
                 for nz in range(indptr[u], indptr[u + 1]):
                     if nz + AHEAD < indptr[u + 1]:
                         prefetch_row(Y, indices[nz + AHEAD])
@@ -101,22 +111,25 @@ def _regularised(YtY: np.ndarray, reg: float) -> np.ndarray:
     return G
 
 
-def ials_half_step_cg(indptr, indices, conf, X, Y, YtY, reg: float, cg_steps: int) -> None:
+def ials_half_step_cg(indptr, indices, conf, X, Y, YtY, reg: float, cg_steps: int, scale_reg: bool = False) -> None:
     """Improve every row of X in place by `cg_steps` conjugate-gradient steps warm-started at X.
 
-    Solves (YtY + C_u + reg*I) x_u = Y^T (1 + conf_u) approximately (Takacs et al. 2011); conf is the
-    CSR data (alpha * r), YtY = gram(Y). Three steps per half step are usually enough.
+    Solves (YtY + C_u + reg_u*I) x_u = Y^T (1 + conf_u) approximately (Takacs et al. 2011); conf is the
+    CSR data (alpha * r), YtY = gram(Y), reg_u = reg (times the row's entry count with scale_reg).
+    Three steps per half step are usually enough.
     """
     check_factors(X, Y)
     bounds = row_chunks(indptr, X.shape[1] / 4.0)
     with dynamic_schedule():
-        _ials_cg_kernel(indptr, indices, conf, X, Y, _regularised(YtY, reg), int(cg_steps), bounds)
+        _ials_cg_kernel(indptr, indices, conf, X, Y, _regularised(YtY, reg), np.float32(reg), bool(scale_reg),
+                        int(cg_steps), bounds)
 
 
-def ials_half_step_cg_ref(indptr, indices, conf, X, Y, YtY, reg, cg_steps) -> None:
+def ials_half_step_cg_ref(indptr, indices, conf, X, Y, YtY, reg, cg_steps, scale_reg=False) -> None:
     """Reference twin of `ials_half_step_cg`: the same CG in float64 NumPy, row by row."""
-    A0 = YtY.astype(np.float64) + reg * np.eye(X.shape[1])
     for u in range(len(indptr) - 1):
+        n = indptr[u + 1] - indptr[u] if scale_reg else 1
+        A0 = YtY.astype(np.float64) + reg * n * np.eye(X.shape[1])
         Yu = Y[indices[indptr[u]:indptr[u + 1]]].astype(np.float64)
         cu = conf[indptr[u]:indptr[u + 1]].astype(np.float64)
         x = X[u].astype(np.float64)
@@ -164,7 +177,7 @@ def _ials_row(cols, conf, start, end, Y, G, reg, A, rhs, Z, W):
 
 
 @njit(parallel=True, cache=True, fastmath=FM)
-def _ials_cholesky_kernel(indptr, indices, conf, X, Y, G, reg, bounds):
+def _ials_cholesky_kernel(indptr, indices, conf, X, Y, G, reg, scale, bounds):
     k = X.shape[1]
     for c in prange(bounds.shape[0] - 1):
         A = np.empty((k, k))
@@ -172,27 +185,31 @@ def _ials_cholesky_kernel(indptr, indices, conf, X, Y, G, reg, bounds):
         Z = np.empty((BLOCK, k))
         W = np.empty((BLOCK, k))
         for u in range(bounds[c], bounds[c + 1]):
-            if not _ials_row(indices, conf, indptr[u], indptr[u + 1], Y, G, reg, A, rhs, Z, W):
+            reg_u = reg * (indptr[u + 1] - indptr[u]) if scale else reg
+            if not _ials_row(indices, conf, indptr[u], indptr[u + 1], Y, G, reg_u, A, rhs, Z, W):
                 rhs[:] = 0.0
             for f in range(k):
                 X[u, f] = rhs[f]
 
 
-def ials_half_step_cholesky(indptr, indices, conf, X, Y, YtY, reg: float) -> None:
-    """Exactly re-solve every row of X in place: (YtY + sum_i conf_i y_i y_i^T + reg*I) x = sum_i (1+conf_i) y_i.
+def ials_half_step_cholesky(indptr, indices, conf, X, Y, YtY, reg: float, scale_reg: bool = False) -> None:
+    """Exactly re-solve every row of X in place: (YtY + sum_i conf_i y_i y_i^T + reg_u*I) x = sum_i (1+conf_i) y_i,
+    reg_u = reg, or reg times the row's entry count with `scale_reg` (weighted-lambda).
 
     Costs O(nnz k^2 + rows k^3): the accurate but slower sibling of `ials_half_step_cg`.
     """
     check_factors(X, Y)
     bounds = row_chunks(indptr, X.shape[1] ** 2 / 6.0)
     with dynamic_schedule(single_thread_blas=True):
-        _ials_cholesky_kernel(indptr, indices, conf, X, Y, YtY.astype(np.float64), np.float64(reg), bounds)
+        _ials_cholesky_kernel(indptr, indices, conf, X, Y, YtY.astype(np.float64), np.float64(reg), bool(scale_reg),
+                              bounds)
 
 
-def ials_half_step_cholesky_ref(indptr, indices, conf, X, Y, YtY, reg) -> None:
+def ials_half_step_cholesky_ref(indptr, indices, conf, X, Y, YtY, reg, scale_reg=False) -> None:
     """Reference twin of `ials_half_step_cholesky`: np.linalg.solve per row."""
     for u in range(len(indptr) - 1):
-        X[u] = ials_fold_in_ref(indices[indptr[u]:indptr[u + 1]], conf[indptr[u]:indptr[u + 1]], Y, YtY, reg)
+        n = indptr[u + 1] - indptr[u] if scale_reg else 1
+        X[u] = ials_fold_in_ref(indices[indptr[u]:indptr[u + 1]], conf[indptr[u]:indptr[u + 1]], Y, YtY, reg * n)
 
 
 def ials_fold_in(item_indices, conf, Y, YtY, reg: float) -> np.ndarray:
