@@ -71,10 +71,9 @@ def test_als_with_user_item_groups_reaches_biased_als_optimum():
     e = ratings - K.predict_rows(d.row_ent, mu, lin, S, Q)
     G = 2
     for _ in range(400):
-        K.fm_sweep(K.MODE_MEAN, d.row_ent, e, d.blk_ent, d.blk_feat, d.rows_ptr, d.rows, d.feat_ptr, d.feat_ent,
-                   d.feat_val, d.feat_group, d.feat_obs, np.array([mu]), w, V, lin, S, Q, 1.0, np.zeros(G),
-                   np.full(G, reg_b), np.zeros((G, k)), np.full((G, k), reg_f), False, np.zeros(0),
-                   np.empty(len(e)))
+        K.fm_sweep(K.MODE_MEAN, d.row_ent, e, d.blk_ent, d.blk_feat, d.blk_joint, d.rows_ptr, d.rows, d.feat_ptr,
+                   d.feat_ent, d.feat_val, d.feat_group, d.feat_obs, np.array([mu]), w, V, lin, S, Q, 1.0,
+                   np.zeros(G), np.full(G, reg_b), np.zeros((G, k)), np.full((G, k), reg_f), False, np.zeros(0))
     bu, bi, P, Qm = mf_parts(w, V, nu)
     u, i, r = data.users, data.items, ratings
     err = r - (mu + bu[u] + bi[i] + np.einsum("nk,nk->n", P[u], Qm[i]))

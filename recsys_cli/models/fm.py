@@ -88,6 +88,8 @@ class FM(Recommender):
             # The default includes genres; a dataset without them (a generic CSV) trains without the group.
             groups, skipped = tuple(g for g in groups if g != "genres"), ("genres",)
         self.scores_cold_items = "genres" in groups
+        # Rows in user order: the user block's row passes then read the residuals front to back.
+        data = data.subset(np.argsort(data.users, kind="stable"))
         d = build_design(data, groups)
         k, nf, n = c.factors, d.n_feat, len(data)
         ratings = data.ratings.astype(np.float64)
@@ -112,23 +114,26 @@ class FM(Recommender):
             K.entity_caches(d.ent_ptr, d.ent_feat, d.ent_val, w, V, lin, S, Q)
             acc.add(w0[0], lin, S, Q)
         else:
+            from threadpoolctl import threadpool_limits
+
             e = ratings - K.predict_rows(d.row_ent, w0[0], lin, S, Q)
-            o_buf = np.empty(n)
             mode = K.MODE_SAMPLE if c.solver == "mcmc" else K.MODE_MEAN
             sse = float(e @ e)
-            for it in range(c.iterations):
-                if mode == K.MODE_SAMPLE:
-                    hyper.sample(rng, w, V, d, sse, n)
-                    z = rng.standard_normal(1 + nf * (k + 1))
-                else:
-                    z = np.zeros(0)
-                sse = K.fm_sweep(mode, d.row_ent, e, d.blk_ent, d.blk_feat, d.rows_ptr, d.rows, d.feat_ptr,
-                                 d.feat_ent, d.feat_val, d.feat_group, d.feat_obs, w0, w, V, lin, S, Q,
-                                 hyper.alpha, hyper.mu_w, hyper.lam_w, hyper.mu_v, hyper.lam_v, c.fit_w0, z, o_buf)
-                losses.append(self._rmse(sse, n, it))
-                progress.advance(1, iteration=it + 1, train_rmse=losses[-1])
-                if mode == K.MODE_SAMPLE and it >= c.burn_in:
-                    acc.add(w0[0], lin, S, Q)
+            # The joint draws call BLAS inside the kernel's threads: one BLAS thread each.
+            with threadpool_limits(limits=1, user_api="blas"):
+                for it in range(c.iterations):
+                    if mode == K.MODE_SAMPLE:
+                        hyper.sample(rng, w, V, d, sse, n)
+                        z = rng.standard_normal(1 + nf * (k + 1))
+                    else:
+                        z = np.zeros(0)
+                    sse = K.fm_sweep(mode, d.row_ent, e, d.blk_ent, d.blk_feat, d.blk_joint, d.rows_ptr, d.rows,
+                                     d.feat_ptr, d.feat_ent, d.feat_val, d.feat_group, d.feat_obs, w0, w, V, lin, S,
+                                     Q, hyper.alpha, hyper.mu_w, hyper.lam_w, hyper.mu_v, hyper.lam_v, c.fit_w0, z)
+                    losses.append(self._rmse(sse, n, it))
+                    progress.advance(1, iteration=it + 1, train_rmse=losses[-1])
+                    if mode == K.MODE_SAMPLE and it >= c.burn_in:
+                        acc.add(w0[0], lin, S, Q)
             if mode == K.MODE_MEAN:
                 acc.add(w0[0], lin, S, Q)
         self._set_scoring(acc.result(data.n_users, data.n_items))
