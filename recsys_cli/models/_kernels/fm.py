@@ -381,7 +381,7 @@ def _fm_linear(mode, row_ent, e, blk_ent, blk_feat, rows_ptr, rows, feat_ptr, fe
 
 def _sum_squares(e):
     sse = 0.0
-    for r in prange(len(e)):
+    for r in range(len(e)):  # serial: a parallel reduction's rounding would depend on the thread count
         sse += e[r] * e[r]
     return sse
 
