@@ -112,6 +112,17 @@ def test_mcmc_recovers_planted_biases_factors_and_noise():
     assert model.fit_info["samples_averaged"] == 110
 
 
+def test_mcmc_with_implicit_groups_recovers_planted_scores():
+    """One-hots drawn jointly and the implicit groups a factor at a time, in one chain: the truth comes back."""
+    data, truth, bu_true, bi_true = planted(seed=2)
+    model = create_model("fm", {"groups": "user,item,implicit,implicit_item", "factors": 2, "iterations": 150,
+                                "burn_in": 40}).fit(data, seed=5)
+    full = model._score_users(np.arange(data.n_users))
+    assert float(np.sqrt(np.mean((full - truth) ** 2))) < 0.15
+    assert np.corrcoef(model.bi, bi_true)[0, 1] > 0.9
+    assert 10 < model.fit_info["noise_precision"] < 24
+
+
 def test_cold_item_scored_from_its_genres_and_labelled():
     data, _ = checkerboard()
     keep = data.items != 5  # item 1006 (group 0, genre 0) loses every rating
