@@ -34,7 +34,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from recsys_cli.models._kernels.linalg import BLOCK, add_gram, row_chunks
+from recsys_cli.models._kernels.linalg import AHEAD, BLOCK, add_gram, prefetch, row_chunks
 
 MODE_SAMPLE = 0  # Gibbs: draw from the conditional posterior
 MODE_MEAN = 1  # ALS / coordinate descent: take its mean (alpha = 1, fixed mu = 0 and lambda = reg)
@@ -246,6 +246,8 @@ def _joint_block(mode, b, row_ent, e, blk_ent, blk_feat, rows_ptr, rows, feat_gr
                 nb = 0
                 last = rows_ptr[g + 1] - 1
                 for p in range(rows_ptr[g], rows_ptr[g + 1]):
+                    if p + AHEAD <= last:  # the other blocks' rows are gathered: start the misses early
+                        _prefetch_others(St, row_ent, rows[p + AHEAD], b)
                     r = rows[p]
                     er = e[r]
                     for f in range(k):
@@ -292,6 +294,8 @@ def _joint_block(mode, b, row_ent, e, blk_ent, blk_feat, rows_ptr, rows, feat_gr
                 Q[f, g] += y[f] * y[f] - old[f] * old[f]
                 old[f] = d  # old now holds the change
             for p in range(rows_ptr[g], rows_ptr[g + 1]):
+                if p + AHEAD < rows_ptr[g + 1]:
+                    _prefetch_others(St, row_ent, rows[p + AHEAD], b)
                 r = rows[p]
                 dy = da
                 for b2 in range(n_blocks):
@@ -300,6 +304,16 @@ def _joint_block(mode, b, row_ent, e, blk_ent, blk_feat, rows_ptr, rows, feat_gr
                         for f in range(k):
                             dy += old[f] * St[h, f]
                 e[r] -= dy
+
+
+@njit(cache=True, inline="always")
+def _prefetch_others(St, row_ent, r, b):
+    """Start loading the float64 rows of St that row r's entities outside block b point at."""
+    for b2 in range(row_ent.shape[0]):
+        if b2 != b:
+            row = St[row_ent[b2, r]]
+            for f in range(0, row.shape[0], 8):  # 8 float64 = one 64-byte cache line
+                prefetch(row, f)
 
 
 @njit(cache=True)
@@ -379,6 +393,7 @@ def _fm_linear(mode, row_ent, e, blk_ent, blk_feat, rows_ptr, rows, feat_ptr, fe
                     e[rows[p]] -= d
 
 
+@njit(cache=True)
 def _sum_squares(e):
     sse = 0.0
     for r in range(len(e)):  # serial: a parallel reduction's rounding would depend on the thread count
@@ -393,14 +408,14 @@ _KERNELS = {}
 for _name, _flags in (("serial", {}), ("parallel", {"parallel": True})):
     _KERNELS[_name] = tuple(
         njit(cache=True, **_flags)(_renamed(fn, f"{fn.__name__}_{_name}"))
-        for fn in (_fm_linear, _coord_block, _joint_block, _sum_squares)
+        for fn in (_fm_linear, _coord_block, _joint_block)
     )
 PARALLEL_ROWS = 1_000_000
 
 
 def _sweep(flavor, mode, row_ent, e, blk_ent, blk_feat, blk_joint, rows_ptr, rows, feat_ptr, feat_ent, feat_val,
            feat_group, feat_obs, w0, w, V, lin, S, Q, alpha, mu_w, lam_w, mu_v, lam_v, fit_w0, z) -> float:
-    linear, coord, joint, sum_squares = _KERNELS[flavor]
+    linear, coord, joint = _KERNELS[flavor]
     linear(mode, row_ent, e, blk_ent, blk_feat, rows_ptr, rows, feat_ptr, feat_ent, feat_val, feat_group, feat_obs,
            w0, w, lin, alpha, mu_w, lam_w, fit_w0, z)
     k = V.shape[0]
@@ -414,7 +429,7 @@ def _sweep(flavor, mode, row_ent, e, blk_ent, blk_feat, blk_joint, rows_ptr, row
             bounds = e0 + row_chunks(rows_ptr[e0:e1 + 1] - rows_ptr[e0], k / 3.0)
             joint(mode, b, row_ent, e, blk_ent, blk_feat, rows_ptr, rows, feat_group, feat_obs, V, S, Q, alpha, mu_v,
                   lam_v, z, bounds)
-    return float(sum_squares(e))
+    return float(_sum_squares(e))
 
 
 def fm_sweep_serial(*args) -> float:
