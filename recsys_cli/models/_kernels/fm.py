@@ -112,10 +112,19 @@ def _renamed(fn, name: str):
     return out
 
 
+# Columns of the per-entity record the coordinate updates read and write (one cache line per entity).
+A_S, A_Q, A_CNT, A_O1, A_O2, A_E, A_EO = 0, 1, 2, 3, 4, 5, 6
+A_WIDTH = 8
+
+
 @njit(cache=True)
-def _factor_features(mode, f, j0, j1, e0, feat_ptr, feat_ent, feat_val, feat_group, feat_obs, V, S, Q, cnt, O1, O2,
-                     E, EO, alpha, mu_v, lam_v, z):
-    """Update V[f, j] for the features j0..j1 of one block from its entities' aggregates (kept current)."""
+def _factor_features(mode, f, j0, j1, e0, feat_ptr, feat_ent, feat_val, feat_group, feat_obs, V, agg, alpha, mu_v,
+                     lam_v, z):
+    """Update V[f, j] for the features j0..j1 of one block from its entities' records (kept current).
+
+    agg[g - e0]: the entity's s and q at factor f, its row count and the aggregates over its rows
+    (sum o, sum o^2, sum e, sum e o), o being the other blocks' sum at f.
+    """
     n_feat = V.shape[1]
     for j in range(j0, j1):
         grp = feat_group[j]
@@ -127,11 +136,10 @@ def _factor_features(mode, f, j0, j1, e0, feat_ptr, feat_ent, feat_val, feat_gro
             she = 0.0
             for p in range(feat_ptr[j], feat_ptr[j + 1]):
                 x = np.float64(feat_val[p])
-                g = feat_ent[p]
-                gl = g - e0
-                a = S[f, g] - old * x
-                sh2 += x * x * (cnt[gl] * a * a + 2.0 * a * O1[gl] + O2[gl])
-                she += x * (a * E[gl] + EO[gl])
+                rec = agg[feat_ent[p] - e0]
+                a = rec[A_S] - old * x
+                sh2 += x * x * (rec[A_CNT] * a * a + 2.0 * a * rec[A_O1] + rec[A_O2])
+                she += x * (a * rec[A_E] + rec[A_EO])
             prec = alpha * sh2 + lam_v[grp, f]
             mean = (alpha * (she + old * sh2) + mu_v[grp, f] * lam_v[grp, f]) / prec
             new = _draw(mode, mean, prec, z, 1 + n_feat + f * n_feat + j)
@@ -139,13 +147,12 @@ def _factor_features(mode, f, j0, j1, e0, feat_ptr, feat_ent, feat_val, feat_gro
         if d != 0.0:
             for p in range(feat_ptr[j], feat_ptr[j + 1]):
                 x = np.float64(feat_val[p])
-                g = feat_ent[p]
-                gl = g - e0
-                a = S[f, g] - old * x
-                E[gl] -= d * x * (cnt[gl] * a + O1[gl])
-                EO[gl] -= d * x * (a * O1[gl] + O2[gl])
-                S[f, g] += d * x
-                Q[f, g] += (new * new - old * old) * x * x
+                rec = agg[feat_ent[p] - e0]
+                a = rec[A_S] - old * x
+                rec[A_E] -= d * x * (rec[A_CNT] * a + rec[A_O1])
+                rec[A_EO] -= d * x * (a * rec[A_O1] + rec[A_O2])
+                rec[A_S] += d * x
+                rec[A_Q] += (new * new - old * old) * x * x
             V[f, j] = new
 
 
@@ -160,26 +167,28 @@ def _coord_block(mode, b, row_ent, e, blk_ent, rows_ptr, rows, j0, j1, feat_ptr,
     k = V.shape[0]
     e0, e1 = blk_ent[b], blk_ent[b + 1]
     m = e1 - e0
-    cnt = np.empty(m)
+    agg = np.zeros((m, A_WIDTH))
     for g in range(e0, e1):
-        cnt[g - e0] = rows_ptr[g + 1] - rows_ptr[g]
-    O1, O2, E, EO = np.zeros(m), np.zeros(m), np.zeros(m), np.zeros(m)
+        agg[g - e0, A_CNT] = rows_ptr[g + 1] - rows_ptr[g]
     s_old, q_old = np.zeros(m), np.zeros(m)
     for f in range(-1, k):  # f = -1: only the aggregates at factor 0
         if f >= 0:
             for g in range(e0, e1):
-                s_old[g - e0] = S[f, g]
-                q_old[g - e0] = Q[f, g]
-            _factor_features(mode, f, j0, j1, e0, feat_ptr, feat_ent, feat_val, feat_group, feat_obs, V, S, Q, cnt,
-                             O1, O2, E, EO, alpha, mu_v, lam_v, z)
+                s_old[g - e0] = agg[g - e0, A_S] = S[f, g]
+                q_old[g - e0] = agg[g - e0, A_Q] = Q[f, g]
+            _factor_features(mode, f, j0, j1, e0, feat_ptr, feat_ent, feat_val, feat_group, feat_obs, V, agg, alpha,
+                             mu_v, lam_v, z)
         nxt = f + 1
         for g in prange(e0, e1):
             gl = g - e0
             ds = 0.0
             dc = 0.0
             if f >= 0:
-                ds = S[f, g] - s_old[gl]
-                dc = 0.5 * ((S[f, g] * S[f, g] - Q[f, g]) - (s_old[gl] * s_old[gl] - q_old[gl]))
+                s, q = agg[gl, A_S], agg[gl, A_Q]
+                S[f, g] = s
+                Q[f, g] = q
+                ds = s - s_old[gl]
+                dc = 0.5 * ((s * s - q) - (s_old[gl] * s_old[gl] - q_old[gl]))
             o1 = 0.0
             o2 = 0.0
             se = 0.0
@@ -203,10 +212,10 @@ def _coord_block(mode, b, row_ent, e, blk_ent, rows_ptr, rows, j0, j1, feat_ptr,
                     o2 += o * o
                     se += er
                     seo += er * o
-            O1[gl] = o1
-            O2[gl] = o2
-            E[gl] = se
-            EO[gl] = seo
+            agg[gl, A_O1] = o1
+            agg[gl, A_O2] = o2
+            agg[gl, A_E] = se
+            agg[gl, A_EO] = seo
 
 
 def _joint_block(mode, b, row_ent, e, blk_ent, blk_feat, rows_ptr, rows, feat_group, feat_obs, V, S, Q, alpha, mu_v,
