@@ -136,10 +136,11 @@ def _factor_features(mode, f, j0, j1, e0, feat_ptr, feat_ent, feat_val, feat_gro
             she = 0.0
             for p in range(feat_ptr[j], feat_ptr[j + 1]):
                 x = np.float64(feat_val[p])
-                rec = agg[feat_ent[p] - e0]
-                a = rec[A_S] - old * x
-                sh2 += x * x * (rec[A_CNT] * a * a + 2.0 * a * rec[A_O1] + rec[A_O2])
-                she += x * (a * rec[A_E] + rec[A_EO])
+                gl = feat_ent[p] - e0  # (2-D indexing throughout: a row view would cost a refcount per visit)
+                a = agg[gl, A_S] - old * x
+                o1 = agg[gl, A_O1]
+                sh2 += x * x * (agg[gl, A_CNT] * a * a + 2.0 * a * o1 + agg[gl, A_O2])
+                she += x * (a * agg[gl, A_E] + agg[gl, A_EO])
             prec = alpha * sh2 + lam_v[grp, f]
             mean = (alpha * (she + old * sh2) + mu_v[grp, f] * lam_v[grp, f]) / prec
             new = _draw(mode, mean, prec, z, 1 + n_feat + f * n_feat + j)
@@ -147,12 +148,13 @@ def _factor_features(mode, f, j0, j1, e0, feat_ptr, feat_ent, feat_val, feat_gro
         if d != 0.0:
             for p in range(feat_ptr[j], feat_ptr[j + 1]):
                 x = np.float64(feat_val[p])
-                rec = agg[feat_ent[p] - e0]
-                a = rec[A_S] - old * x
-                rec[A_E] -= d * x * (rec[A_CNT] * a + rec[A_O1])
-                rec[A_EO] -= d * x * (a * rec[A_O1] + rec[A_O2])
-                rec[A_S] += d * x
-                rec[A_Q] += (new * new - old * old) * x * x
+                gl = feat_ent[p] - e0
+                a = agg[gl, A_S] - old * x
+                o1 = agg[gl, A_O1]
+                agg[gl, A_E] -= d * x * (agg[gl, A_CNT] * a + o1)
+                agg[gl, A_EO] -= d * x * (a * o1 + agg[gl, A_O2])
+                agg[gl, A_S] += d * x
+                agg[gl, A_Q] += (new * new - old * old) * x * x
             V[f, j] = new
 
 
@@ -234,6 +236,7 @@ def _joint_block(mode, b, row_ent, e, blk_ent, blk_feat, rows_ptr, rows, feat_gr
     e0 = blk_ent[b]
     j_base = blk_feat[b]
     St = np.ascontiguousarray(S.T)  # (entities, k): a row's other-block vectors gathered contiguously
+    flat = St.reshape(-1)
     for c in prange(len(bounds) - 1):
         H = np.empty((BLOCK, k), np.float32)  # float32 Gram blocks (BLAS sgemm), summed in float64
         A = np.empty((k, k))
@@ -256,7 +259,7 @@ def _joint_block(mode, b, row_ent, e, blk_ent, blk_feat, rows_ptr, rows, feat_gr
                 last = rows_ptr[g + 1] - 1
                 for p in range(rows_ptr[g], rows_ptr[g + 1]):
                     if p + AHEAD <= last:  # the other blocks' rows are gathered: start the misses early
-                        _prefetch_others(St, row_ent, rows[p + AHEAD], b)
+                        _prefetch_others(flat, k, row_ent, rows[p + AHEAD], b)
                     r = rows[p]
                     er = e[r]
                     for f in range(k):
@@ -304,7 +307,7 @@ def _joint_block(mode, b, row_ent, e, blk_ent, blk_feat, rows_ptr, rows, feat_gr
                 old[f] = d  # old now holds the change
             for p in range(rows_ptr[g], rows_ptr[g + 1]):
                 if p + AHEAD < rows_ptr[g + 1]:
-                    _prefetch_others(St, row_ent, rows[p + AHEAD], b)
+                    _prefetch_others(flat, k, row_ent, rows[p + AHEAD], b)
                 r = rows[p]
                 dy = da
                 for b2 in range(n_blocks):
@@ -316,13 +319,13 @@ def _joint_block(mode, b, row_ent, e, blk_ent, blk_feat, rows_ptr, rows, feat_gr
 
 
 @njit(cache=True, inline="always")
-def _prefetch_others(St, row_ent, r, b):
-    """Start loading the float64 rows of St that row r's entities outside block b point at."""
+def _prefetch_others(flat, k, row_ent, r, b):
+    """Start loading the float64 rows (of k, in `flat`) that row r's entities outside block b point at."""
     for b2 in range(row_ent.shape[0]):
         if b2 != b:
-            row = St[row_ent[b2, r]]
-            for f in range(0, row.shape[0], 8):  # 8 float64 = one 64-byte cache line
-                prefetch(row, f)
+            base = row_ent[b2, r] * k
+            for f in range(0, k, 8):  # 8 float64 = one 64-byte cache line
+                prefetch(flat, base + f)
 
 
 @njit(cache=True)
