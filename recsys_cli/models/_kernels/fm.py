@@ -35,6 +35,7 @@ import numpy as np
 from numba import njit, prange
 
 from recsys_cli.models._kernels.linalg import AHEAD, BLOCK, add_gram, prefetch, row_chunks
+from recsys_cli.models._kernels.linalg import FM as FAST
 
 MODE_SAMPLE = 0  # Gibbs: draw from the conditional posterior
 MODE_MEAN = 1  # ALS / coordinate descent: take its mean (alpha = 1, fixed mu = 0 and lambda = reg)
@@ -328,7 +329,7 @@ def _prefetch_others(flat, k, row_ent, r, b):
                 prefetch(flat, base + f)
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FAST)
 def _cholesky(A, n):
     """In place: A's lower triangle becomes L with A = L L^T; False if A is not positive definite."""
     for j in range(n):
@@ -416,10 +417,12 @@ def _sum_squares(e):
 # Each kernel compiled twice: the parallel loops pay off on millions of ratings, while on small data
 # their barriers (a few per factor) cost more than the work, badly so on a busy machine. The parallel
 # builds are renamed copies of the functions, so the two on-disk caches never collide.
+# The joint draws are dense k x k work (Gram, Cholesky, dot products): reassociation lets their sums vectorise.
 _KERNELS = {}
 for _name, _flags in (("serial", {}), ("parallel", {"parallel": True})):
     _KERNELS[_name] = tuple(
-        njit(cache=True, **_flags)(_renamed(fn, f"{fn.__name__}_{_name}"))
+        njit(cache=True, **_flags, **({"fastmath": FAST} if fn is _joint_block else {}))(
+            _renamed(fn, f"{fn.__name__}_{_name}"))
         for fn in (_fm_linear, _coord_block, _joint_block)
     )
 PARALLEL_ROWS = 1_000_000
