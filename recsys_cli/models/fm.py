@@ -116,26 +116,22 @@ class FM(Recommender):
             K.entity_caches(d.ent_ptr, d.ent_feat, d.ent_val, w, V, lin, S, Q)
             acc.add(w0[0], lin, S, Q, w, V, hyper)
         else:
-            from threadpoolctl import threadpool_limits
-
             e = ratings - K.predict_rows(d.row_ent, w0[0], lin, S, Q)
             mode = K.MODE_SAMPLE if c.solver == "mcmc" else K.MODE_MEAN
             sse = float(e @ e)
-            # The joint draws call BLAS inside the kernel's threads: one BLAS thread each.
-            with threadpool_limits(limits=1, user_api="blas"):
-                for it in range(c.iterations):
-                    if mode == K.MODE_SAMPLE:
-                        hyper.sample(rng, w, V, d, sse, n)
-                        z = rng.standard_normal(1 + nf * (k + 1))
-                    else:
-                        z = np.zeros(0)
-                    sse = K.fm_sweep(mode, d.row_ent, e, d.blk_ent, d.blk_feat, d.blk_joint, d.rows_ptr, d.rows,
-                                     d.feat_ptr, d.feat_ent, d.feat_val, d.feat_group, d.feat_obs, w0, w, V, lin, S,
-                                     Q, hyper.alpha, hyper.mu_w, hyper.lam_w, hyper.mu_v, hyper.lam_v, c.fit_w0, z)
-                    losses.append(self._rmse(sse, n, it))
-                    progress.advance(1, iteration=it + 1, train_rmse=losses[-1])
-                    if mode == K.MODE_SAMPLE and it >= c.burn_in:
-                        acc.add(w0[0], lin, S, Q, w, V, hyper)
+            for it in range(c.iterations):
+                if mode == K.MODE_SAMPLE:
+                    hyper.sample(rng, w, V, d, sse, n)
+                    z = rng.standard_normal(1 + nf * (k + 1))
+                else:
+                    z = np.zeros(0)
+                sse = K.fm_sweep(mode, d.row_ent, e, d.blk_ent, d.blk_feat, d.blk_joint, d.rows_ptr, d.rows,
+                                 d.feat_ptr, d.feat_ent, d.feat_val, d.feat_group, d.feat_obs, w0, w, V, lin, S,
+                                 Q, hyper.alpha, hyper.mu_w, hyper.lam_w, hyper.mu_v, hyper.lam_v, c.fit_w0, z)
+                losses.append(self._rmse(sse, n, it))
+                progress.advance(1, iteration=it + 1, train_rmse=losses[-1])
+                if mode == K.MODE_SAMPLE and it >= c.burn_in:
+                    acc.add(w0[0], lin, S, Q, w, V, hyper)
             if mode == K.MODE_MEAN:
                 acc.add(w0[0], lin, S, Q, w, V, hyper)
         self._set_scoring(acc.result(data.n_users, data.n_items))

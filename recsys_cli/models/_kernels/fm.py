@@ -34,7 +34,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from recsys_cli.models._kernels.linalg import AHEAD, BLOCK, add_gram, prefetch, row_chunks
+from recsys_cli.models._kernels.linalg import AHEAD, BLOCK, prefetch, row_chunks
 from recsys_cli.models._kernels.linalg import FM as FAST
 
 MODE_SAMPLE = 0  # Gibbs: draw from the conditional posterior
@@ -239,7 +239,8 @@ def _joint_block(mode, b, row_ent, e, blk_ent, blk_feat, rows_ptr, rows, feat_gr
     St = np.ascontiguousarray(S.T)  # (entities, k): a row's other-block vectors gathered contiguously
     flat = St.reshape(-1)
     for c in prange(len(bounds) - 1):
-        H = np.empty((BLOCK, k), np.float32)  # float32 Gram blocks (BLAS sgemm), summed in float64
+        hv = np.empty(k, np.float32)  # one row's h
+        G = np.zeros((k, k), np.float32)  # float32 Gram of up to BLOCK rows (SIMD), then summed into A in float64
         A = np.empty((k, k))
         y = np.empty(k)
         a = np.empty(k)
@@ -264,15 +265,24 @@ def _joint_block(mode, b, row_ent, e, blk_ent, blk_feat, rows_ptr, rows, feat_gr
                     r = rows[p]
                     er = e[r]
                     for f in range(k):
-                        hf = a[f]
-                        for b2 in range(n_blocks):
-                            if b2 != b:
-                                hf += St[row_ent[b2, r], f]
-                        H[nb, f] = hf
-                        y[f] += hf * er
+                        hv[f] = a[f]
+                    for b2 in range(n_blocks):
+                        if b2 != b:
+                            o = row_ent[b2, r]
+                            for f in range(k):
+                                hv[f] += St[o, f]
+                    for f in range(k):
+                        y[f] += hv[f] * er
+                    for f in range(k):  # lower triangle += h h^T
+                        hf = hv[f]
+                        for f2 in range(f + 1):
+                            G[f, f2] += hf * hv[f2]
                     nb += 1
                     if nb == BLOCK or p == last:
-                        add_gram(A, H, H, nb)
+                        for f in range(k):
+                            for f2 in range(f + 1):
+                                A[f, f2] += G[f, f2]
+                                G[f, f2] = 0.0
                         nb = 0
                 for f in range(k):  # y = alpha (sum h e + (sum h h^T) v_j) + lambda mu; A = P (lower triangle)
                     s = 0.0
@@ -459,10 +469,11 @@ def fm_sweep_serial(*args) -> float:
     rows_ptr/rows: the rows of each global entity; feat_ptr/feat_ent/feat_val: each feature's entities
     and values; feat_obs: feature touches at least one row (others are set to their group's prior
     mean); mode: MODE_SAMPLE or MODE_MEAN. z holds 1 + n_feat * (k + 1) standard normal draws (w0,
-    then w, then V by factor). BLAS calls run inside the threads: limit BLAS to one thread around
-    the parallel build (threadpoolctl). Returns the sum of e^2.
+    then w, then V by factor). Returns the sum of e^2.
     """
     return _sweep("serial", *args)
+
+
 def fm_sweep_parallel(*args) -> float:
     """`fm_sweep_serial` with the row passes parallel over entities (same result up to rounding)."""
     return _sweep("parallel", *args)
