@@ -127,15 +127,19 @@ def _factor_features(mode, f, j0, j1, e0, feat_ptr, feat_ent, feat_val, feat_gro
     (sum o, sum o^2, sum e, sum e o), o being the other blocks' sum at f.
     """
     n_feat = V.shape[1]
+    flat = agg.reshape(-1)
     for j in range(j0, j1):
         grp = feat_group[j]
         old = V[f, j]
+        end = feat_ptr[j + 1]
         if not feat_obs[j]:
             new = mu_v[grp, f]
         else:
             sh2 = 0.0
             she = 0.0
-            for p in range(feat_ptr[j], feat_ptr[j + 1]):
+            for p in range(feat_ptr[j], end):
+                if p + AHEAD < end:  # the records are visited in no useful order: start the miss early
+                    prefetch(flat, (feat_ent[p + AHEAD] - e0) * A_WIDTH)
                 x = np.float64(feat_val[p])
                 gl = feat_ent[p] - e0  # (2-D indexing throughout: a row view would cost a refcount per visit)
                 a = agg[gl, A_S] - old * x
@@ -147,7 +151,9 @@ def _factor_features(mode, f, j0, j1, e0, feat_ptr, feat_ent, feat_val, feat_gro
             new = _draw(mode, mean, prec, z, 1 + n_feat + f * n_feat + j)
         d = new - old
         if d != 0.0:
-            for p in range(feat_ptr[j], feat_ptr[j + 1]):
+            for p in range(feat_ptr[j], end):
+                if p + AHEAD < end:
+                    prefetch(flat, (feat_ent[p + AHEAD] - e0) * A_WIDTH)
                 x = np.float64(feat_val[p])
                 gl = feat_ent[p] - e0
                 a = agg[gl, A_S] - old * x
