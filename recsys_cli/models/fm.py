@@ -23,7 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from recsys_cli.data.dataset import Interactions
+from recsys_cli.data.dataset import Interactions, lookup
+from recsys_cli.errors import UsageError
 from recsys_cli.models.base import Recommender
 from recsys_cli.models.config import ModelConfig, choice, param
 
@@ -58,6 +59,7 @@ class FM(Recommender):
 
     blas_scores = True
     iterative = True
+    supports_fold_in = True
     name = "fm"
     Config = FMConfig
     divergence_hint = "lower lr (sgd) or raise reg_w and reg_v (als)"
@@ -88,6 +90,8 @@ class FM(Recommender):
             # The default includes genres; a dataset without them (a generic CSV) trains without the group.
             groups, skipped = tuple(g for g in groups if g != "genres"), ("genres",)
         self.scores_cold_items = "genres" in groups
+        # Rows in user order: the user block's row passes then read the residuals front to back.
+        data = data.subset(np.argsort(data.users, kind="stable"))
         d = build_design(data, groups)
         k, nf, n = c.factors, d.n_feat, len(data)
         ratings = data.ratings.astype(np.float64)
@@ -98,7 +102,7 @@ class FM(Recommender):
         K.entity_caches(d.ent_ptr, d.ent_feat, d.ent_val, w, V, lin, S, Q)
         n_groups = len(self.groups)
         hyper = _Hyper(n_groups, k, c)
-        acc = _Average(d, c.keep_rank or 4 * max(1, k))
+        acc = _Average(d, c.keep_rank or 4 * max(1, k), groups)
         progress.start(c.iterations, f"{self.name} iterations")
         losses = []
         if c.solver == "sgd":
@@ -110,10 +114,9 @@ class FM(Recommender):
                 losses.append(self._rmse(sse, n, it))
                 progress.advance(1, iteration=it + 1, train_rmse=losses[-1])
             K.entity_caches(d.ent_ptr, d.ent_feat, d.ent_val, w, V, lin, S, Q)
-            acc.add(w0[0], lin, S, Q)
+            acc.add(w0[0], lin, S, Q, w, V, hyper)
         else:
             e = ratings - K.predict_rows(d.row_ent, w0[0], lin, S, Q)
-            o_buf = np.empty(n)
             mode = K.MODE_SAMPLE if c.solver == "mcmc" else K.MODE_MEAN
             sse = float(e @ e)
             for it in range(c.iterations):
@@ -122,16 +125,17 @@ class FM(Recommender):
                     z = rng.standard_normal(1 + nf * (k + 1))
                 else:
                     z = np.zeros(0)
-                sse = K.fm_sweep(mode, d.row_ent, e, d.blk_ent, d.blk_feat, d.rows_ptr, d.rows, d.feat_ptr,
-                                 d.feat_ent, d.feat_val, d.feat_group, d.feat_obs, w0, w, V, lin, S, Q,
-                                 hyper.alpha, hyper.mu_w, hyper.lam_w, hyper.mu_v, hyper.lam_v, c.fit_w0, z, o_buf)
+                sse = K.fm_sweep(mode, d.row_ent, e, d.blk_ent, d.blk_feat, d.blk_joint, d.rows_ptr, d.rows,
+                                 d.feat_ptr, d.feat_ent, d.feat_val, d.feat_group, d.feat_obs, w0, w, V, lin, S,
+                                 Q, hyper.alpha, hyper.mu_w, hyper.lam_w, hyper.mu_v, hyper.lam_v, c.fit_w0, z)
                 losses.append(self._rmse(sse, n, it))
                 progress.advance(1, iteration=it + 1, train_rmse=losses[-1])
                 if mode == K.MODE_SAMPLE and it >= c.burn_in:
-                    acc.add(w0[0], lin, S, Q)
+                    acc.add(w0[0], lin, S, Q, w, V, hyper)
             if mode == K.MODE_MEAN:
-                acc.add(w0[0], lin, S, Q)
+                acc.add(w0[0], lin, S, Q, w, V, hyper)
         self._set_scoring(acc.result(data.n_users, data.n_items))
+        self.fold = acc.fold_in_parts()
         self.fit_info = {"train_rmse": losses, "samples_averaged": acc.count, "features": int(nf)}
         if skipped:
             self.fit_info["groups_skipped"] = list(skipped)  # said in the run's manifest, never silent
@@ -189,12 +193,51 @@ class FM(Recommender):
     # ----- persistence ------------------------------------------------------------------
     def _state(self) -> dict:
         return {"mu": np.float32(self.mu), "bu": self.bu, "bi": self.bi, "P": self.P, "Q": self.Q,
-                "has_genres": self._has_genres, "scores_cold_items": np.bool_(self.scores_cold_items)}
+                "has_genres": self._has_genres, "scores_cold_items": np.bool_(self.scores_cold_items),
+                **{f"fold_{k}": v for k, v in self.fold.items()}}
 
     def _load_state(self, state: dict) -> None:
         self._set_scoring({k: state[k] for k in ("mu", "bu", "bi", "P", "Q")})
         self._has_genres = np.asarray(state["has_genres"], bool)
         self.scores_cold_items = bool(state["scores_cold_items"])
+        self.fold = {k[5:]: np.asarray(v) for k, v in state.items() if k.startswith("fold_")}
+
+    # ----- fold-in ----------------------------------------------------------------------
+    def fold_in(self, raw_items, ratings) -> np.ndarray:
+        """Scores over every item for a new user: their own bias and vector solved given the item side.
+
+        A new user's row carries their one-hot (no trained weight yet) and, with the implicit group,
+        the items they rated. With the posterior means of the item vectors s_i, the implicit vectors
+        y_j and weights, the noise precision alpha and the user group's prior (mu, lambda) kept from
+        the fit, a rating is y_i = w0 + b_i + c + w_u + <v_u, a + s_i> + <a, s_i>, with a = the implicit
+        vector of their rated set and c its own linear and pairwise part. (w_u, v_u) is then the mean of
+        its conditional posterior: P = alpha H^T H + diag(lambda), H = [1, a + s_i] over the rated items
+        (the `fm` MCMC's joint draw for a user, without the noise).
+        """
+        if not self.fold:
+            raise UsageError(f"this {self.name} run cannot fold in a user: it has no item-side feature group, or "
+                             "was saved before fold-in existed (retrain it)")
+        f = self.fold
+        idx = lookup(self.item_ids, raw_items)
+        ok = idx >= 0
+        items, r = idx[ok], np.asarray(ratings, np.float64)[ok]
+        s_items = f["s_items"].astype(np.float64)
+        k = s_items.shape[1]
+        a, own = np.zeros(k), 0.0
+        if f["y"].size and len(items):  # implicit group: 1/sqrt(n) over the rated items
+            x = 1.0 / np.sqrt(len(items))
+            Y = f["y"][items].astype(np.float64)
+            a = x * Y.sum(axis=0)
+            own = x * float(f["w_y"][items].sum()) + 0.5 * (a @ a - x * x * float((Y * Y).sum()))
+        base = float(self.mu) + self.bi.astype(np.float64) + own + s_items @ a  # every item, before w_u, v_u
+        H = np.hstack([np.ones((len(items), 1)), a + s_items[items]])
+        prior_mean, prior_prec = f["prior_mean"].astype(np.float64), f["prior_prec"].astype(np.float64)
+        if not f["has_user"]:  # no user one-hot group: nothing of the user's own to solve
+            return base.astype(np.float32)
+        alpha = float(f["alpha"])
+        P = alpha * H.T @ H + np.diag(prior_prec)
+        theta = np.linalg.solve(P, alpha * H.T @ (r - base[items]) + prior_prec * prior_mean)
+        return (base + theta[0] + (s_items + a) @ theta[1:]).astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -250,8 +293,13 @@ class _Average:
     cut back to the best rank-`rank` approximation of A B^T (QR of each side, SVD of the small core).
     """
 
-    def __init__(self, d, rank: int) -> None:
+    def __init__(self, d, rank: int, groups: tuple[str, ...]) -> None:
         self.count = 0
+        # fold-in: posterior means of the item block's vectors, the implicit group's vectors and weights,
+        # the noise precision and the user group's prior
+        self.imp = np.flatnonzero(d.feat_group == groups.index("implicit")) if "implicit" in groups else None
+        self.g_user = groups.index("user") if "user" in groups else None
+        self.fold: dict[str, np.ndarray] = {}
         self.w0 = 0.0
         self.own = np.zeros(d.n_ent)
         self.rank = rank
@@ -260,10 +308,25 @@ class _Average:
         self.B: list[np.ndarray] = []
         self.width = 0
 
-    def add(self, w0: float, lin, S, Q) -> None:
+    def add(self, w0: float, lin, S, Q, w, V, hyper) -> None:
         self.count += 1
         self.w0 += w0
         self.own += lin + 0.5 * (S * S - Q).sum(axis=0)
+        k = S.shape[0]
+        parts = {"alpha": np.array(hyper.alpha)}
+        if "item" in self.blocks:
+            ia, ib = self.blocks["item"]
+            parts["s_items"] = S[:, ia:ib].T
+        if self.imp is not None:
+            parts["y"], parts["w_y"] = V[:, self.imp].T, w[self.imp]
+        if self.g_user is not None:
+            g = self.g_user
+            parts["prior_mean"] = np.concatenate([[hyper.mu_w[g]], hyper.mu_v[g]])
+            parts["prior_prec"] = np.concatenate([[hyper.lam_w[g]], hyper.lam_v[g]])
+        else:
+            parts["prior_mean"] = parts["prior_prec"] = np.zeros(k + 1)
+        for key, v in parts.items():
+            self.fold[key] = self.fold.get(key, 0.0) + v
         if len(self.blocks) == 2 and S.shape[0]:
             (ua, ub), (ia, ib) = self.blocks["user"], self.blocks["item"]
             self.A.append(np.ascontiguousarray(S[:, ua:ub].T, np.float32))
@@ -287,6 +350,20 @@ class _Average:
                 A = (qa @ (U[:, : self.rank] * root)).astype(np.float32)
                 B = (qb @ (Wt[: self.rank].T * root)).astype(np.float32)
         self.A, self.B, self.width = [A], [B], A.shape[1]
+
+    def fold_in_parts(self) -> dict:
+        """What `FM.fold_in` needs: posterior means (float32 arrays; the implicit ones empty without the group).
+
+        Empty without an item-side group (nothing to fold a user in against).
+        """
+        if "s_items" not in self.fold:
+            return {}
+        out = {key: np.asarray(v / self.count, np.float32) for key, v in self.fold.items()}
+        k = out["prior_mean"].shape[0] - 1
+        out.setdefault("y", np.zeros((0, k), np.float32))
+        out.setdefault("w_y", np.zeros(0, np.float32))
+        out["has_user"] = np.bool_(self.g_user is not None)
+        return out
 
     def result(self, n_users: int, n_items: int) -> dict:
         own = (self.own / self.count).astype(np.float32)

@@ -47,6 +47,7 @@ class Design:
     blk_ent: np.ndarray  # (blocks + 1,) int64 entity ranges
     blk_feat: np.ndarray  # (blocks + 1,) int64 feature ranges
     blk_names: tuple[str, ...]  # "user" / "item"
+    blk_joint: np.ndarray  # (blocks,) int64 how many of the block's first features are its one-hot (user / item)
     ent_ptr: np.ndarray  # entity -> features (CSR)
     ent_feat: np.ndarray
     ent_val: np.ndarray
@@ -99,7 +100,7 @@ def build_design(data: Interactions, groups: tuple[str, ...]) -> Design:
         G = sp.csr_matrix((data.item_genres > 0).astype(np.float32))
         parts["genres"] = _row_scaled(G, np.asarray(G.sum(axis=1)).ravel())
 
-    blocks, names, group_of_feat, row_ent, ent_counts, row_orders = [], [], [], [], [], []
+    blocks, names, group_of_feat, row_ent, ent_counts, row_orders, joint = [], [], [], [], [], [], []
     offset = 0
     for block, members, idx, count in (("user", USER_GROUPS, data.users, ucount),
                                        ("item", ITEM_GROUPS, data.items, icount)):
@@ -110,6 +111,7 @@ def build_design(data: Interactions, groups: tuple[str, ...]) -> Design:
         for g in present:
             group_of_feat.append(np.full(parts[g].shape[1], groups.index(g), np.int32))
         names.append(block)
+        joint.append(parts[members[0]].shape[1] if members[0] in parts else 0)  # the one-hot comes first
         row_ent.append(np.asarray(idx, np.int64) + offset)
         ent_counts.append(count)
         row_orders.append(np.argsort(idx, kind="stable"))
@@ -129,6 +131,7 @@ def build_design(data: Interactions, groups: tuple[str, ...]) -> Design:
         blk_ent=blk_ent,
         blk_feat=blk_feat,
         blk_names=tuple(names),
+        blk_joint=np.array(joint, np.int64),
         ent_ptr=M.indptr.astype(np.int64),
         ent_feat=M.indices.astype(np.int32),
         ent_val=M.data.astype(np.float32),

@@ -16,6 +16,12 @@ touches, sum h^2 and sum h e with h = dy/dtheta and e the residual. For V[f, j] 
 h = x (a_g + o_r) with a_g = s_g[f] - V[f, j] x (the entity's own part) and o_r the other blocks'
 sum at factor f, so both sums come from five per-entity aggregates (rows, sum o, sum o^2, sum e,
 sum e o): one pass over the rows per block and factor, then O(nnz) per block for its features.
+That is how features shared by many entities (implicit, implicit_item, genres) are updated.
+
+A block's one-hot features (user, item: one per entity, value 1) are drawn a k-vector at a time
+instead (`_joint_block`, like BPMF / Bayesian ALS): h_r = S_g - v_j + o_r for the rows of the
+entity, a k x k Gaussian per feature from one pass over its rows, and since no row holds two
+one-hots of a block, those draws are independent given the rest and run in parallel.
 
 Layout: V is (factors, features) and the entity caches are (factors, entities), so the values at
 one factor are contiguous. Global entity ids number the blocks one after another; features too.
@@ -27,6 +33,9 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit, prange
+
+from recsys_cli.models._kernels.linalg import AHEAD, BLOCK, prefetch, row_chunks
+from recsys_cli.models._kernels.linalg import FM as FAST
 
 MODE_SAMPLE = 0  # Gibbs: draw from the conditional posterior
 MODE_MEAN = 1  # ALS / coordinate descent: take its mean (alpha = 1, fixed mu = 0 and lambda = reg)
@@ -104,190 +113,255 @@ def _renamed(fn, name: str):
     return out
 
 
+# Columns of the per-entity record the coordinate updates read and write (one cache line per entity).
+A_S, A_Q, A_CNT, A_O1, A_O2, A_E, A_EO = 0, 1, 2, 3, 4, 5, 6
+A_WIDTH = 8
+
+
 @njit(cache=True)
-def _factor_features(mode, f, j0, j1, e0, feat_ptr, feat_ent, feat_val, feat_group, feat_obs, V, S, Q, cnt, O1, O2,
-                     E, EO, alpha, mu_v, lam_v, z):
-    """Update V[f, j] for the features j0..j1 of one block from its entities' aggregates (kept current)."""
+def _factor_features(mode, f, j0, j1, e0, feat_ptr, feat_ent, feat_val, feat_group, feat_obs, V, agg, alpha, mu_v,
+                     lam_v, z):
+    """Update V[f, j] for the features j0..j1 of one block from its entities' records (kept current).
+
+    agg[g - e0]: the entity's s and q at factor f, its row count and the aggregates over its rows
+    (sum o, sum o^2, sum e, sum e o), o being the other blocks' sum at f.
+    """
     n_feat = V.shape[1]
+    flat = agg.reshape(-1)
     for j in range(j0, j1):
         grp = feat_group[j]
         old = V[f, j]
+        end = feat_ptr[j + 1]
         if not feat_obs[j]:
             new = mu_v[grp, f]
         else:
             sh2 = 0.0
             she = 0.0
-            for p in range(feat_ptr[j], feat_ptr[j + 1]):
+            for p in range(feat_ptr[j], end):
+                if p + AHEAD < end:  # the records are visited in no useful order: start the miss early
+                    prefetch(flat, (feat_ent[p + AHEAD] - e0) * A_WIDTH)
                 x = np.float64(feat_val[p])
-                g = feat_ent[p]
-                gl = g - e0
-                a = S[f, g] - old * x
-                sh2 += x * x * (cnt[gl] * a * a + 2.0 * a * O1[gl] + O2[gl])
-                she += x * (a * E[gl] + EO[gl])
+                gl = feat_ent[p] - e0  # (2-D indexing throughout: a row view would cost a refcount per visit)
+                a = agg[gl, A_S] - old * x
+                o1 = agg[gl, A_O1]
+                sh2 += x * x * (agg[gl, A_CNT] * a * a + 2.0 * a * o1 + agg[gl, A_O2])
+                she += x * (a * agg[gl, A_E] + agg[gl, A_EO])
             prec = alpha * sh2 + lam_v[grp, f]
             mean = (alpha * (she + old * sh2) + mu_v[grp, f] * lam_v[grp, f]) / prec
             new = _draw(mode, mean, prec, z, 1 + n_feat + f * n_feat + j)
         d = new - old
         if d != 0.0:
-            for p in range(feat_ptr[j], feat_ptr[j + 1]):
+            for p in range(feat_ptr[j], end):
+                if p + AHEAD < end:
+                    prefetch(flat, (feat_ent[p + AHEAD] - e0) * A_WIDTH)
                 x = np.float64(feat_val[p])
-                g = feat_ent[p]
-                gl = g - e0
-                a = S[f, g] - old * x
-                E[gl] -= d * x * (cnt[gl] * a + O1[gl])
-                EO[gl] -= d * x * (a * O1[gl] + O2[gl])
-                S[f, g] += d * x
-                Q[f, g] += (new * new - old * old) * x * x
+                gl = feat_ent[p] - e0
+                a = agg[gl, A_S] - old * x
+                o1 = agg[gl, A_O1]
+                agg[gl, A_E] -= d * x * (agg[gl, A_CNT] * a + o1)
+                agg[gl, A_EO] -= d * x * (a * o1 + agg[gl, A_O2])
+                agg[gl, A_S] += d * x
+                agg[gl, A_Q] += (new * new - old * old) * x * x
             V[f, j] = new
 
 
-def _factors_any_blocks(mode, row_ent, e, blk_ent, blk_feat, rows_ptr, rows, feat_ptr, feat_ent, feat_val,
-                        feat_group, feat_obs, V, S, Q, alpha, mu_v, lam_v, z, o_buf):
-    """Factor updates for any number of blocks: per factor and block, aggregate, update, then fix e."""
+def _coord_block(mode, b, row_ent, e, blk_ent, rows_ptr, rows, j0, j1, feat_ptr, feat_ent, feat_val, feat_group,
+                 feat_obs, V, S, Q, alpha, mu_v, lam_v, z):
+    """Coordinate updates of block b's features j0..j1, factor by factor (the other blocks stay fixed).
+
+    One pass over the block's rows per factor: it applies the change at factor f to the residuals
+    and, from the new residuals, sums the entities' aggregates at f + 1 on the way.
+    """
     n_blocks = row_ent.shape[0]
     k = V.shape[0]
-    for f in range(k):
-        for b in range(n_blocks):
-            e0, e1 = blk_ent[b], blk_ent[b + 1]
-            m = e1 - e0
-            cnt = np.empty(m)
-            O1 = np.empty(m)
-            O2 = np.empty(m)
-            E = np.empty(m)
-            EO = np.empty(m)
-            s_old = S[f, e0:e1].copy()
-            q_old = Q[f, e0:e1].copy()
-            for g in prange(e0, e1):
-                o1 = 0.0
-                o2 = 0.0
-                se = 0.0
-                seo = 0.0
-                for p in range(rows_ptr[g], rows_ptr[g + 1]):
-                    r = rows[p]
+    e0, e1 = blk_ent[b], blk_ent[b + 1]
+    m = e1 - e0
+    agg = np.zeros((m, A_WIDTH))
+    for g in range(e0, e1):
+        agg[g - e0, A_CNT] = rows_ptr[g + 1] - rows_ptr[g]
+    s_old, q_old = np.zeros(m), np.zeros(m)
+    for f in range(-1, k):  # f = -1: only the aggregates at factor 0
+        if f >= 0:
+            for g in range(e0, e1):
+                s_old[g - e0] = agg[g - e0, A_S] = S[f, g]
+                q_old[g - e0] = agg[g - e0, A_Q] = Q[f, g]
+            _factor_features(mode, f, j0, j1, e0, feat_ptr, feat_ent, feat_val, feat_group, feat_obs, V, agg, alpha,
+                             mu_v, lam_v, z)
+        nxt = f + 1
+        for g in prange(e0, e1):
+            gl = g - e0
+            ds = 0.0
+            dc = 0.0
+            if f >= 0:
+                s, q = agg[gl, A_S], agg[gl, A_Q]
+                S[f, g] = s
+                Q[f, g] = q
+                ds = s - s_old[gl]
+                dc = 0.5 * ((s * s - q) - (s_old[gl] * s_old[gl] - q_old[gl]))
+            o1 = 0.0
+            o2 = 0.0
+            se = 0.0
+            seo = 0.0
+            for p in range(rows_ptr[g], rows_ptr[g + 1]):
+                r = rows[p]
+                er = e[r]
+                if ds != 0.0 or dc != 0.0:
                     o = 0.0
                     for b2 in range(n_blocks):
                         if b2 != b:
                             o += S[f, row_ent[b2, r]]
-                    o_buf[r] = o
-                    er = e[r]
-                    o1 += o
-                    o2 += o * o
-                    se += er
-                    seo += er * o
-                gl = g - e0
-                cnt[gl] = rows_ptr[g + 1] - rows_ptr[g]
-                O1[gl] = o1
-                O2[gl] = o2
-                E[gl] = se
-                EO[gl] = seo
-            _factor_features(mode, f, blk_feat[b], blk_feat[b + 1], e0, feat_ptr, feat_ent, feat_val, feat_group,
-                             feat_obs, V, S, Q, cnt, O1, O2, E, EO, alpha, mu_v, lam_v, z)
-            for g in prange(e0, e1):
-                gl = g - e0
-                ds = S[f, g] - s_old[gl]
-                dc = 0.5 * ((S[f, g] * S[f, g] - Q[f, g]) - (s_old[gl] * s_old[gl] - q_old[gl]))
-                if ds != 0.0 or dc != 0.0:
-                    for p in range(rows_ptr[g], rows_ptr[g + 1]):
-                        r = rows[p]
-                        e[r] -= dc + ds * o_buf[r]
-
-
-def _factors_two_blocks(mode, row_ent, e, blk_ent, blk_feat, rows_ptr, rows, feat_ptr, feat_ent, feat_val,
-                        feat_group, feat_obs, V, S, Q, alpha, mu_v, lam_v, z):
-    """The same updates for a user and an item block, with two row passes per factor instead of four.
-
-    The pass that applies the user block's change at factor f to e runs item by item and, from the new
-    residuals and the new user vectors, sums the item block's aggregates at f on the way; the pass that
-    applies the item block's change runs user by user and sums the user aggregates for factor f + 1
-    (the item vectors at f + 1 do not move before then).
-    """
-    k = V.shape[0]
-    u0, u1, i0, i1 = blk_ent[0], blk_ent[1], blk_ent[1], blk_ent[2]
-    nu, ni = u1 - u0, i1 - i0
-    cnt_u = np.empty(nu)
-    cnt_i = np.empty(ni)
-    for g in range(u0, u1):
-        cnt_u[g - u0] = rows_ptr[g + 1] - rows_ptr[g]
-    for g in range(i0, i1):
-        cnt_i[g - i0] = rows_ptr[g + 1] - rows_ptr[g]
-    O1u, O2u, Eu, EOu = np.zeros(nu), np.zeros(nu), np.zeros(nu), np.zeros(nu)
-    O1i, O2i, Ei, EOi = np.zeros(ni), np.zeros(ni), np.zeros(ni), np.zeros(ni)
-    ds_u, dc_u, ds_i, dc_i = np.empty(nu), np.empty(nu), np.empty(ni), np.empty(ni)
-    if k > 0:  # user aggregates at factor 0
-        for g in prange(u0, u1):
-            o1 = 0.0
-            o2 = 0.0
-            se = 0.0
-            seo = 0.0
-            for p in range(rows_ptr[g], rows_ptr[g + 1]):
-                r = rows[p]
-                o = S[0, row_ent[1, r]]
-                er = e[r]
-                o1 += o
-                o2 += o * o
-                se += er
-                seo += er * o
-            gl = g - u0
-            O1u[gl], O2u[gl], Eu[gl], EOu[gl] = o1, o2, se, seo
-    for f in range(k):
-        # ---- user block at f
-        s_old = S[f, u0:u1].copy()
-        q_old = Q[f, u0:u1].copy()
-        _factor_features(mode, f, blk_feat[0], blk_feat[1], u0, feat_ptr, feat_ent, feat_val, feat_group, feat_obs,
-                         V, S, Q, cnt_u, O1u, O2u, Eu, EOu, alpha, mu_v, lam_v, z)
-        for g in prange(u0, u1):
-            gl = g - u0
-            ds_u[gl] = S[f, g] - s_old[gl]
-            dc_u[gl] = 0.5 * ((S[f, g] * S[f, g] - Q[f, g]) - (s_old[gl] * s_old[gl] - q_old[gl]))
-        for g in prange(i0, i1):  # apply it to e; item aggregates at f
-            own = S[f, g]
-            o1 = 0.0
-            o2 = 0.0
-            se = 0.0
-            seo = 0.0
-            for p in range(rows_ptr[g], rows_ptr[g + 1]):
-                r = rows[p]
-                u = row_ent[0, r]
-                ul = u - u0
-                er = e[r] - (dc_u[ul] + ds_u[ul] * own)
-                e[r] = er
-                o = S[f, u]
-                o1 += o
-                o2 += o * o
-                se += er
-                seo += er * o
-            gl = g - i0
-            O1i[gl], O2i[gl], Ei[gl], EOi[gl] = o1, o2, se, seo
-        # ---- item block at f
-        s_old = S[f, i0:i1].copy()
-        q_old = Q[f, i0:i1].copy()
-        _factor_features(mode, f, blk_feat[1], blk_feat[2], i0, feat_ptr, feat_ent, feat_val, feat_group, feat_obs,
-                         V, S, Q, cnt_i, O1i, O2i, Ei, EOi, alpha, mu_v, lam_v, z)
-        for g in prange(i0, i1):
-            gl = g - i0
-            ds_i[gl] = S[f, g] - s_old[gl]
-            dc_i[gl] = 0.5 * ((S[f, g] * S[f, g] - Q[f, g]) - (s_old[gl] * s_old[gl] - q_old[gl]))
-        nxt = f + 1
-        for g in prange(u0, u1):  # apply it to e; user aggregates at f + 1
-            own = S[f, g]
-            o1 = 0.0
-            o2 = 0.0
-            se = 0.0
-            seo = 0.0
-            for p in range(rows_ptr[g], rows_ptr[g + 1]):
-                r = rows[p]
-                i = row_ent[1, r]
-                il = i - i0
-                er = e[r] - (dc_i[il] + ds_i[il] * own)
-                e[r] = er
+                    er -= dc + ds * o
+                    e[r] = er
                 if nxt < k:
-                    o = S[nxt, i]
+                    o = 0.0
+                    for b2 in range(n_blocks):
+                        if b2 != b:
+                            o += S[nxt, row_ent[b2, r]]
                     o1 += o
                     o2 += o * o
                     se += er
                     seo += er * o
-            gl = g - u0
-            O1u[gl], O2u[gl], Eu[gl], EOu[gl] = o1, o2, se, seo
+            agg[gl, A_O1] = o1
+            agg[gl, A_O2] = o2
+            agg[gl, A_E] = se
+            agg[gl, A_EO] = seo
+
+
+def _joint_block(mode, b, row_ent, e, blk_ent, blk_feat, rows_ptr, rows, feat_group, feat_obs, V, S, Q, alpha, mu_v,
+                 lam_v, z, bounds):
+    """Block b's one-hot features (one per entity, value 1), each k-vector drawn jointly; parallel over entities.
+
+    For the one-hot feature j of entity g, row r of g has dy/dv_j = h_r = a + o_r, with a = S_g - v_j
+    (the entity's other features) and o_r the other blocks' sums: the conditional posterior of v_j is
+    N(P^-1 m, P^-1) with P = alpha sum h h^T + diag(lambda) and m = alpha sum h (e_r + h.v_j) + lambda mu.
+    Entities of one block share no row, so given everything else their vectors are independent and
+    the order (hence the thread count) changes nothing. The draw is L^-T (L^-1 m + z) with P = L L^T and
+    z the feature's k normals z[1 + n_feat (1 + f) + j]. bounds: chunks of global entity ids.
+    """
+    n_blocks = row_ent.shape[0]
+    k, n_feat = V.shape
+    e0 = blk_ent[b]
+    j_base = blk_feat[b]
+    St = np.ascontiguousarray(S.T)  # (entities, k): a row's other-block vectors gathered contiguously
+    flat = St.reshape(-1)
+    for c in prange(len(bounds) - 1):
+        hv = np.empty(k, np.float32)  # one row's h
+        G = np.zeros((k, k), np.float32)  # float32 Gram of up to BLOCK rows (SIMD), then summed into A in float64
+        A = np.empty((k, k))
+        y = np.empty(k)
+        a = np.empty(k)
+        old = np.empty(k)
+        for g in range(bounds[c], bounds[c + 1]):
+            j = j_base + g - e0
+            grp = feat_group[j]
+            for f in range(k):
+                old[f] = V[f, j]
+                a[f] = St[g, f] - old[f]
+            if not feat_obs[j]:
+                for f in range(k):
+                    y[f] = mu_v[grp, f]
+            else:
+                A[:, :] = 0.0
+                y[:] = 0.0
+                nb = 0
+                last = rows_ptr[g + 1] - 1
+                for p in range(rows_ptr[g], rows_ptr[g + 1]):
+                    if p + AHEAD <= last:  # the other blocks' rows are gathered: start the misses early
+                        _prefetch_others(flat, k, row_ent, rows[p + AHEAD], b)
+                    r = rows[p]
+                    er = e[r]
+                    for f in range(k):
+                        hv[f] = a[f]
+                    for b2 in range(n_blocks):
+                        if b2 != b:
+                            o = row_ent[b2, r]
+                            for f in range(k):
+                                hv[f] += St[o, f]
+                    for f in range(k):
+                        y[f] += hv[f] * er
+                    for f in range(k):  # lower triangle += h h^T
+                        hf = hv[f]
+                        for f2 in range(f + 1):
+                            G[f, f2] += hf * hv[f2]
+                    nb += 1
+                    if nb == BLOCK or p == last:
+                        for f in range(k):
+                            for f2 in range(f + 1):
+                                A[f, f2] += G[f, f2]
+                                G[f, f2] = 0.0
+                        nb = 0
+                for f in range(k):  # y = alpha (sum h e + (sum h h^T) v_j) + lambda mu; A = P (lower triangle)
+                    s = 0.0
+                    for f2 in range(k):
+                        s += (A[f, f2] if f2 <= f else A[f2, f]) * old[f2]
+                    y[f] = alpha * (y[f] + s) + lam_v[grp, f] * mu_v[grp, f]
+                for f in range(k):
+                    for f2 in range(f + 1):
+                        A[f, f2] *= alpha
+                    A[f, f] += lam_v[grp, f]
+                if not _cholesky(A, k):
+                    continue  # (numerically) singular: only with zero penalties in MODE_MEAN; v_j stays
+                for f in range(k):  # y <- L^-1 y
+                    s = y[f]
+                    for t in range(f):
+                        s -= A[f, t] * y[t]
+                    y[f] = s / A[f, f]
+                if mode == MODE_SAMPLE:
+                    for f in range(k):
+                        y[f] += z[1 + n_feat + f * n_feat + j]
+                for f in range(k - 1, -1, -1):  # y <- L^-T y
+                    s = y[f]
+                    for t in range(f + 1, k):
+                        s -= A[t, f] * y[t]
+                    y[f] = s / A[f, f]
+            da = 0.0
+            for f in range(k):
+                d = y[f] - old[f]
+                da += d * a[f]
+                V[f, j] = y[f]
+                S[f, g] += d
+                Q[f, g] += y[f] * y[f] - old[f] * old[f]
+                old[f] = d  # old now holds the change
+            for p in range(rows_ptr[g], rows_ptr[g + 1]):
+                if p + AHEAD < rows_ptr[g + 1]:
+                    _prefetch_others(flat, k, row_ent, rows[p + AHEAD], b)
+                r = rows[p]
+                dy = da
+                for b2 in range(n_blocks):
+                    if b2 != b:
+                        h = row_ent[b2, r]
+                        for f in range(k):
+                            dy += old[f] * St[h, f]
+                e[r] -= dy
+
+
+@njit(cache=True, inline="always")
+def _prefetch_others(flat, k, row_ent, r, b):
+    """Start loading the float64 rows (of k, in `flat`) that row r's entities outside block b point at."""
+    for b2 in range(row_ent.shape[0]):
+        if b2 != b:
+            base = row_ent[b2, r] * k
+            for f in range(0, k, 8):  # 8 float64 = one 64-byte cache line
+                prefetch(flat, base + f)
+
+
+@njit(cache=True, fastmath=FAST)
+def _cholesky(A, n):
+    """In place: A's lower triangle becomes L with A = L L^T; False if A is not positive definite."""
+    for j in range(n):
+        s = A[j, j]
+        for t in range(j):
+            s -= A[j, t] * A[j, t]
+        if not s > 0.0:
+            return False
+        d = np.sqrt(s)
+        A[j, j] = d
+        for i in range(j + 1, n):
+            s = A[i, j]
+            for t in range(j):
+                s -= A[i, t] * A[j, t]
+            A[i, j] = s / d
+    return True
 
 
 def _fm_linear(mode, row_ent, e, blk_ent, blk_feat, rows_ptr, rows, feat_ptr, feat_ent, feat_val, feat_group,
@@ -348,9 +422,10 @@ def _fm_linear(mode, row_ent, e, blk_ent, blk_feat, rows_ptr, rows, feat_ptr, fe
                     e[rows[p]] -= d
 
 
+@njit(cache=True)
 def _sum_squares(e):
     sse = 0.0
-    for r in prange(len(e)):
+    for r in range(len(e)):  # serial: a parallel reduction's rounding would depend on the thread count
         sse += e[r] * e[r]
     return sse
 
@@ -358,39 +433,49 @@ def _sum_squares(e):
 # Each kernel compiled twice: the parallel loops pay off on millions of ratings, while on small data
 # their barriers (a few per factor) cost more than the work, badly so on a busy machine. The parallel
 # builds are renamed copies of the functions, so the two on-disk caches never collide.
+# The joint draws are dense k x k work (Gram, Cholesky, dot products): reassociation lets their sums vectorise.
 _KERNELS = {}
 for _name, _flags in (("serial", {}), ("parallel", {"parallel": True})):
     _KERNELS[_name] = tuple(
-        njit(cache=True, **_flags)(_renamed(fn, f"{fn.__name__}_{_name}"))
-        for fn in (_fm_linear, _factors_any_blocks, _factors_two_blocks, _sum_squares)
+        njit(cache=True, **_flags, **({"fastmath": FAST} if fn is _joint_block else {}))(
+            _renamed(fn, f"{fn.__name__}_{_name}"))
+        for fn in (_fm_linear, _coord_block, _joint_block)
     )
 PARALLEL_ROWS = 1_000_000
 
 
-def _sweep(flavor, mode, row_ent, e, blk_ent, blk_feat, rows_ptr, rows, feat_ptr, feat_ent, feat_val, feat_group,
-           feat_obs, w0, w, V, lin, S, Q, alpha, mu_w, lam_w, mu_v, lam_v, fit_w0, z, o_buf) -> float:
-    linear, any_blocks, two_blocks, sum_squares = _KERNELS[flavor]
+def _sweep(flavor, mode, row_ent, e, blk_ent, blk_feat, blk_joint, rows_ptr, rows, feat_ptr, feat_ent, feat_val,
+           feat_group, feat_obs, w0, w, V, lin, S, Q, alpha, mu_w, lam_w, mu_v, lam_v, fit_w0, z) -> float:
+    linear, coord, joint = _KERNELS[flavor]
     linear(mode, row_ent, e, blk_ent, blk_feat, rows_ptr, rows, feat_ptr, feat_ent, feat_val, feat_group, feat_obs,
            w0, w, lin, alpha, mu_w, lam_w, fit_w0, z)
-    common = (mode, row_ent, e, blk_ent, blk_feat, rows_ptr, rows, feat_ptr, feat_ent, feat_val, feat_group,
-              feat_obs, V, S, Q, alpha, mu_v, lam_v, z)
-    if row_ent.shape[0] == 2:
-        two_blocks(*common)
-    else:
-        any_blocks(*common, o_buf)
-    return float(sum_squares(e))
+    k = V.shape[0]
+    for b in range(row_ent.shape[0]):
+        j0, j1 = blk_feat[b] + blk_joint[b], blk_feat[b + 1]
+        if k and j0 < j1:
+            coord(mode, b, row_ent, e, blk_ent, rows_ptr, rows, j0, j1, feat_ptr, feat_ent, feat_val, feat_group,
+                  feat_obs, V, S, Q, alpha, mu_v, lam_v, z)
+        if k and blk_joint[b]:
+            e0, e1 = blk_ent[b], blk_ent[b + 1]
+            bounds = e0 + row_chunks(rows_ptr[e0:e1 + 1] - rows_ptr[e0], k / 3.0)
+            joint(mode, b, row_ent, e, blk_ent, blk_feat, rows_ptr, rows, feat_group, feat_obs, V, S, Q, alpha, mu_v,
+                  lam_v, z, bounds)
+    return float(_sum_squares(e))
 
 
 def fm_sweep_serial(*args) -> float:
-    """One pass over every parameter: w0, the linear weights block by block, then each factor block by block.
+    """One pass over every parameter: w0, the linear weights block by block, then each block's factors.
 
     In place: w0 (array of one), w, V, the caches lin/S/Q and the residuals e (rating - prediction).
-    Arguments: mode, row_ent, e, blk_ent, blk_feat, rows_ptr, rows, feat_ptr, feat_ent, feat_val,
-    feat_group, feat_obs, w0, w, V, lin, S, Q, alpha, mu_w, lam_w, mu_v, lam_v, fit_w0, z, o_buf.
-    blk_ent / blk_feat: (B+1) ranges of global entity / feature ids per block; rows_ptr/rows: the rows
-    of each global entity; feat_ptr/feat_ent/feat_val: each feature's entities and values; feat_obs:
-    feature touches at least one row (others are set to their group's prior mean); mode: MODE_SAMPLE
-    or MODE_MEAN. z holds 1 + n_feat * (k + 1) standard normal draws. Returns the sum of e^2.
+    Arguments: mode, row_ent, e, blk_ent, blk_feat, blk_joint, rows_ptr, rows, feat_ptr, feat_ent, feat_val,
+    feat_group, feat_obs, w0, w, V, lin, S, Q, alpha, mu_w, lam_w, mu_v, lam_v, fit_w0, z.
+    blk_ent / blk_feat: (B+1) ranges of global entity / feature ids per block; blk_joint: (B,) how many of
+    a block's first features are one-hot (one per entity, value 1) and drawn a k-vector at a time
+    (`_joint_block`), after the block's other features are updated a factor at a time (`_coord_block`);
+    rows_ptr/rows: the rows of each global entity; feat_ptr/feat_ent/feat_val: each feature's entities
+    and values; feat_obs: feature touches at least one row (others are set to their group's prior
+    mean); mode: MODE_SAMPLE or MODE_MEAN. z holds 1 + n_feat * (k + 1) standard normal draws (w0,
+    then w, then V by factor). Returns the sum of e^2.
     """
     return _sweep("serial", *args)
 
@@ -406,14 +491,16 @@ def fm_sweep(mode, row_ent, *args) -> float:
     return kernel(mode, row_ent, *args)
 
 
-def fm_sweep_ref(mode, X, ratings, feat_blocks, feat_group, w0, w, V, alpha, mu_w, lam_w, mu_v, lam_v, fit_w0,
-                 z) -> np.ndarray:
+def fm_sweep_ref(mode, X, ratings, feat_blocks, feat_group, feat_joint, w0, w, V, alpha, mu_w, lam_w, mu_v, lam_v,
+                 fit_w0, z) -> np.ndarray:
     """NumPy twin of `fm_sweep` on the dense design matrix X (rows x features); returns the residuals.
 
     Every h = dy/dtheta is computed row by row from X itself (no entity aggregates), in the
-    kernel's parameter order: w0, linear weights block by block, then factor by factor, block by block.
-    feat_blocks: block index of each feature (non-decreasing). Unobserved features (zero column)
-    go to their group's prior mean, as in the kernel.
+    kernel's parameter order: w0, linear weights block by block, then block by block the factors of
+    its other features (factor by factor, feature by feature), then its `feat_joint` features one
+    k-vector at a time (a dense k x k solve per feature, the same normals). feat_blocks: block index
+    of each feature (non-decreasing). Unobserved features (zero column) go to their group's prior
+    mean, as in the kernel.
     """
     n, n_feat = X.shape
     k = V.shape[0]
@@ -445,9 +532,9 @@ def fm_sweep_ref(mode, X, ratings, feat_blocks, feat_group, w0, w, V, alpha, mu_
                 new = draw((alpha * (she + w[j] * sh2) + mu_w[grp] * lam_w[grp]) / prec, prec, 1 + j)
             e -= (new - w[j]) * h
             w[j] = new
-    for f in range(k):
-        for b in range(n_blocks):
-            for j in np.flatnonzero(feat_blocks == b):
+    for b in range(n_blocks):
+        for f in range(k):
+            for j in np.flatnonzero((feat_blocks == b) & ~feat_joint):
                 grp = feat_group[j]
                 h = X[:, j] * (X @ V[f] - V[f, j] * X[:, j])
                 if not obs[j]:
@@ -459,6 +546,21 @@ def fm_sweep_ref(mode, X, ratings, feat_blocks, feat_group, w0, w, V, alpha, mu_
                     new = draw(mean, prec, 1 + n_feat + f * n_feat + j)
                 e -= (new - V[f, j]) * h
                 V[f, j] = new
+        for j in np.flatnonzero((feat_blocks == b) & feat_joint):
+            grp = feat_group[j]
+            H = X[:, j][:, None] * (X @ V.T - np.outer(X[:, j], V[:, j]))  # (rows, k): dy/dv_j
+            if not obs[j]:
+                new = mu_v[grp].copy()
+            else:
+                P = alpha * H.T @ H + np.diag(lam_v[grp])
+                m = alpha * (H.T @ e + H.T @ H @ V[:, j]) + lam_v[grp] * mu_v[grp]
+                L = np.linalg.cholesky(P)
+                t = np.linalg.solve(L, m)
+                if mode == MODE_SAMPLE:
+                    t = t + z[1 + n_feat + np.arange(k) * n_feat + j]
+                new = np.linalg.solve(L.T, t)
+            e -= H @ (new - V[:, j])
+            V[:, j] = new
     return e
 
 
