@@ -38,6 +38,8 @@ def _ids(values: Any, what: str) -> np.ndarray:
         big = [v for v in flat if isinstance(v, int) and not isinstance(v, bool) and not -2**63 <= v < 2**63]
         if big:
             raise UsageError(f"{what} id {big[0]} is out of range (ids are 64-bit integers)")
+        if all(type(v) is int for v in flat):  # the common case (a server's request): no dtype checks needed
+            return np.array(flat, dtype=np.int64)
     arr = np.asarray(flat)
     if arr.dtype == object or arr.dtype.kind in "US":
         try:
@@ -355,6 +357,13 @@ class Recommender:
         """
         import polars as pl
 
+        u, i, pred, labels = self.predict_pairs(users, items)
+        return pl.DataFrame({"user_id": u, "item_id": i, "prediction": pred, "fallback": labels},
+                            schema={"user_id": pl.Int64, "item_id": pl.Int64, "prediction": pl.Float64,
+                                    "fallback": pl.String})
+
+    def predict_pairs(self, users: Any, items: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str | None]]:
+        """`predict` as arrays, without a DataFrame: (user ids, item ids, float64 predictions, fallback labels)."""
         est = self._fitted()
         u, i = _ids(users, "user"), _ids(items, "item")
         if u.size == 1 and i.size > 1:
@@ -362,9 +371,7 @@ class Recommender:
         if u.shape != i.shape:
             raise UsageError(f"users and items differ in length ({u.size} vs {i.size})")
         pred, labels = est.predict(u, i)
-        return pl.DataFrame({"user_id": u, "item_id": i, "prediction": pred.astype(np.float64), "fallback": labels},
-                            schema={"user_id": pl.Int64, "item_id": pl.Int64, "prediction": pl.Float64,
-                                    "fallback": pl.String})
+        return u, i, pred.astype(np.float64), labels
 
     def similar_items(self, items: Any, n: int = 10) -> pl.DataFrame:
         """Nearest items by the model's own similarity: item_id, rank, similar_item_id, title, similarity."""

@@ -124,9 +124,8 @@ class Predictions:
 def predict(run: Any, users: Any, items: Any, *, artifacts_dir=None) -> Predictions:
     """Predicted ratings for (user, item) pairs of raw ids, each with its fallback label (None = the model)."""
     r = _run(run, artifacts_dir)
-    frame = r.model.predict(users, items)
-    return Predictions(frame["user_id"].to_numpy(), frame["item_id"].to_numpy(), frame["prediction"].to_numpy(),
-                       frame["fallback"].to_list(), run=r.name)
+    u, i, pred, labels = r.model.predict_pairs(users, items)  # no DataFrame: a server calls this per request
+    return Predictions(u, i, pred, labels, run=r.name)
 
 
 @dataclass

@@ -153,6 +153,7 @@ class RunRegistry:
         known = model.user_ids[:WARM_USERS]
         if known.size:
             model.top_n(known, min(10, model.item_ids.size or 1))
+            model.top_n(known[:1], min(10, model.item_ids.size or 1))  # ... and the one-user kernel
         if folder_signature(run.path) != signature:  # replaced while we read it: the next reload picks it up
             signature = ()
         seconds = time.perf_counter() - t0
