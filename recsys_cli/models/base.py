@@ -399,9 +399,19 @@ class Recommender:
         mask[idx[idx >= 0]] = True
         return mask
 
+    def _cold_items(self) -> np.ndarray:
+        """Indices of the items without training ratings, kept while `item_counts` is the same array
+        (a one-user request at 59,047 items: ~2 us instead of ~40 us comparing every count)."""
+        counts = self.item_counts
+        kept = self.__dict__.get("_cold_kept")
+        if kept is None or kept[0] is not counts:
+            kept = (counts, np.flatnonzero(np.asarray(counts) == 0))
+            self.__dict__["_cold_kept"] = kept
+        return kept[1]
+
     def _mask_scores(self, s: np.ndarray, users: np.ndarray, exclude_seen: bool, cand_mask) -> None:
         if not self.scores_cold_items:
-            s[:, self.item_counts == 0] = -np.inf
+            s[:, self._cold_items()] = -np.inf
         if exclude_seen and len(users) >= PARALLEL_ROWS:
             from recsys_cli.models._kernels.topk import mask_seen
 

@@ -78,7 +78,8 @@ def folder_signature(path: Path) -> tuple:
 
 
 class LRUCache:
-    """A bounded, thread-safe LRU of recommendation lists keyed by (run, user, n, exclude_seen)."""
+    """A bounded, thread-safe LRU of recommendation lists keyed by (run, generation, user, n, exclude_seen,
+    explain); the server stores each list as its encoded JSON rows."""
 
     def __init__(self, size: int) -> None:
         self.size = max(0, int(size))
