@@ -172,15 +172,19 @@ class Recommender:
         return self
 
     # ----- answers as DataFrames --------------------------------------------------------
-    def top_n(self, users: Any = None, n: int = 10, *, exclude_seen: bool = True, items: Any = None) -> RecList:
-        """Top-n lists as arrays (`RecList`); `recommend` gives the same as a DataFrame."""
+    def top_n(self, users: Any = None, n: int = 10, *, exclude_seen: bool = True, items: Any = None,
+              batch_size: int | None = None) -> RecList:
+        """Top-n lists as arrays (`RecList`); `recommend` gives the same as a DataFrame.
+
+        batch_size: users scored at once (default: about 64 MB of scores); a server running requests
+        side by side asks for less, the lists are the same."""
         est = self._fitted()
         n = check_n(n)
         raw = self.user_ids if users is None else _ids(users, "user")
         if raw.size == 0:
             raise UsageError("give at least one user id")
         candidates = None if items is None else _ids(items, "item")
-        return est.recommend(raw, n, exclude_seen=exclude_seen, candidates=candidates)
+        return est.recommend(raw, n, exclude_seen=exclude_seen, candidates=candidates, batch_size=batch_size)
 
     def recommend(self, users: Any = None, n: int = 10, *, exclude_seen: bool = True, items: Any = None,
                   explain: bool = False, top_reasons: int = 3, data_dir=None) -> pl.DataFrame:
