@@ -319,3 +319,20 @@ def test_return_large_frees_sets_the_glibc_threshold():
     from recsys_cli.serve.app import return_large_frees
 
     assert return_large_frees() is (platform.libc_ver()[0] == "glibc")
+
+
+def test_server_caps_every_blas_at_one_thread_after_loading(env):
+    """`recsys serve`'s app: BLAS libraries loaded while the runs load (SciPy's own OpenBLAS) are capped too."""
+    import subprocess
+    import sys
+
+    code = ("import io, json, sys; from threadpoolctl import threadpool_info; "
+            "from recsys_cli.serve.app import serve_app; "
+            f"serve_app([{SVD!r}, {KNN!r}], default={SVD!r}, artifacts_dir=sys.argv[1], data_dir=sys.argv[2], "
+            "single_thread_blas=True, log=io.StringIO()); "
+            "print(json.dumps([(i['internal_api'], i['num_threads']) for i in threadpool_info() "
+            "if i['user_api'] == 'blas']))")
+    out = subprocess.run([sys.executable, "-c", code, str(env["arts"]), str(env["data"])], capture_output=True,
+                         text=True, check=True, env={**os.environ, "OPENBLAS_NUM_THREADS": "2"}).stdout
+    libs = json.loads(out)
+    assert libs and all(threads == 1 for _, threads in libs), libs

@@ -419,6 +419,10 @@ def serve_app(runs: list[str], *, default: str | None = None, artifacts_dir=None
     registry = RunRegistry(runs, default=default, artifacts_dir=artifacts_dir, data_dir=data_dir,
                            cache_size=cache_size, on_load=metrics.on_load, mmap=mmap)
     registry.load_all()
+    if single_thread_blas:  # again: loading the runs may have loaded another BLAS (SciPy's own OpenBLAS)
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=1, user_api="blas")
     app = create_app(registry, api_key=api_key, metrics=metrics, max_batch=max_batch, handle_sighup=handle_sighup,
                      ui=ui, log=log)
     app.registry = registry  # for tests and the CLI
