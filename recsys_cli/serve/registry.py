@@ -31,6 +31,7 @@ class LoadedRun:
     generation: int
     loaded_at: float
     load_seconds: float
+    arrays_bytes: int = 0  # size of the run's arrays.npz: what "2x the model's arrays" is measured against
     _items: dict[int, dict[str, Any]] | None = field(default=None, repr=False)
     _items_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -159,7 +160,11 @@ class RunRegistry:
             signature = ()
         seconds = time.perf_counter() - t0
         self._generation += 1
-        return LoadedRun(name, run, signature, self._generation, time.time(), seconds)
+        try:
+            arrays_bytes = os.stat(run.path / "arrays.npz").st_size
+        except OSError:
+            arrays_bytes = 0
+        return LoadedRun(name, run, signature, self._generation, time.time(), seconds, arrays_bytes)
 
     def load_all(self) -> None:
         """Load every run (start-up); the first failure is raised, naming the run."""
