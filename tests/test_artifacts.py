@@ -123,12 +123,12 @@ def test_force_never_replaces_what_is_not_a_run(models, tmp_path, name):
     assert tree() == before
 
 
-def _fail_savez(real):
-    def savez(file, *args, **kwds):
-        file.write(b"PK\x03\x04 half an archive")
+def _fail_write_npz(real):
+    def write_npz(path, arrays, *args, **kwds):
+        Path(path).write_bytes(b"PK\x03\x04 half an archive")
         raise OSError(28, "No space left on device")
 
-    return savez
+    return write_npz
 
 
 def _fail_vocab(real):
@@ -147,7 +147,9 @@ def test_failed_save_keeps_previous_run_and_leaves_no_temp(models, tmp_path, mon
     store.save("run", first, **SAVE)
     before = snapshot(tmp_path / "run")
     if where == "savez":
-        monkeypatch.setattr(np, "savez", _fail_savez(np.savez))
+        import recsys_cli.artifacts as artifacts
+
+        monkeypatch.setattr(artifacts, "write_npz", _fail_write_npz(artifacts.write_npz))
     else:
         monkeypatch.setattr(ArtifactStore, "_write_vocab", _fail_vocab(ArtifactStore._write_vocab))
     with pytest.raises(OSError, match="No space left"):

@@ -98,3 +98,19 @@ def test_shape_run_has_the_scale_shape_and_serves(tmp_path):
     scores = est.X[0] @ est.Y.T
     scores[list(seen)] = -np.inf
     assert recs.items[0].tolist() == (np.argsort(-scores, kind="stable")[:5] + 1).tolist()
+
+
+def test_memory_target_is_judged_against_the_servers_own_ready_rss():
+    rows = [{"task": "GET /health", "concurrency": 8, "rps": 100.0, "p99_ms": 1.0, "errors": 0, "peak_rss_mb": 201.0},
+            {"task": "POST /recommend (1,000 users, uncached)", "concurrency": 8, "rps": 10.0, "p99_ms": 9.0,
+             "errors": 0, "peak_rss_mb": 230.0}]
+    args = dict(scale="1m", described={}, model="svd", params={}, arrays=2.0, baseline=250.0, seed=1, threads=None)
+
+    def memory_note(peak):
+        report = bench._report(rows, overall_peak=peak, ready=200.0, **args)
+        assert report["memory"]["server_ready_mb"] == 200.0
+        return next(n for n in report["notes"] if n.startswith("memory: "))
+
+    assert memory_note(230.0).endswith("target peak <= interpreter + 2x arrays = ready + arrays = 202.0 MB: missed")
+    assert "peak 201.0 MB in the single-user phases, 230.0 MB overall" in memory_note(230.0)
+    assert memory_note(202.0).endswith("= 202.0 MB: met")

@@ -293,3 +293,47 @@ def test_explain_without_the_training_data_keeps_the_list(env, tmp_path):
     assert [r["reasons"] for r in rows] == [None, None, None]
     assert explained.status_code == 200, explained.text
     assert [r["item_id"] for r in explained.json()] == [r["item_id"] for r in folded]
+
+
+def test_batches_scored_in_blocks_with_cache_hits_equal_the_cli_json(env, server, monkeypatch):
+    """A batch scored 32 users at a time, some of them cached, duplicated or unknown: the same bytes as the
+    batch computed afresh and the same rows as the CLI."""
+    import recsys_cli.serve.app as serve_module
+
+    client, registry, _ = server
+    monkeypatch.setattr(serve_module, "SCORE_BLOCK_BYTES", 1)  # the smallest block: 32 users ...
+    monkeypatch.setattr(registry.get(SVD), "arrays_bytes", 0)  # ... whatever the run's size
+    users = registry.get(SVD).model.user_ids[:70].tolist()
+    assert len(users) == 70
+    client.get("/recommend", params={"user": users[5], "n": 4})  # cached before the batch
+    asked = [*users, 99999, users[0]]
+    fresh = client.post("/recommend", json={"users": asked, "n": 4}, headers={"Cache-Control": "no-cache"})
+    mixed = client.post("/recommend", json={"users": asked, "n": 4})
+    assert fresh.status_code == mixed.status_code == 200
+    assert fresh.content == mixed.content
+    assert fresh.json() == cli_json(env, "recommend", SVD, "--user", ",".join(map(str, asked)), "-n", 4)
+
+
+def test_return_large_frees_sets_the_glibc_threshold():
+    import platform
+
+    from recsys_cli.serve.app import return_large_frees
+
+    assert return_large_frees() is (platform.libc_ver()[0] == "glibc")
+
+
+def test_server_caps_every_blas_at_one_thread_after_loading(env):
+    """`recsys serve`'s app: BLAS libraries loaded while the runs load (SciPy's own OpenBLAS) are capped too."""
+    import subprocess
+    import sys
+
+    code = ("import io, json, sys; from threadpoolctl import threadpool_info; "
+            "from recsys_cli.serve.app import serve_app; "
+            f"serve_app([{SVD!r}, {KNN!r}], default={SVD!r}, artifacts_dir=sys.argv[1], data_dir=sys.argv[2], "
+            "single_thread_blas=True, log=io.StringIO()); "
+            "print(json.dumps([(i['internal_api'], i['num_threads']) for i in threadpool_info() "
+            "if i['user_api'] == 'blas']))")
+    out = subprocess.run([sys.executable, "-c", code, str(env["arts"]), str(env["data"])], capture_output=True,
+                         text=True, check=True, env={**os.environ, "OPENBLAS_NUM_THREADS": "2"}).stdout
+    libs = json.loads(out)
+    assert libs and all(threads == 1 for _, threads in libs), libs

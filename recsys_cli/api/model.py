@@ -38,6 +38,8 @@ def _ids(values: Any, what: str) -> np.ndarray:
         big = [v for v in flat if isinstance(v, int) and not isinstance(v, bool) and not -2**63 <= v < 2**63]
         if big:
             raise UsageError(f"{what} id {big[0]} is out of range (ids are 64-bit integers)")
+        if all(type(v) is int for v in flat):  # the common case (a server's request): no dtype checks needed
+            return np.array(flat, dtype=np.int64)
     arr = np.asarray(flat)
     if arr.dtype == object or arr.dtype.kind in "US":
         try:
@@ -170,15 +172,19 @@ class Recommender:
         return self
 
     # ----- answers as DataFrames --------------------------------------------------------
-    def top_n(self, users: Any = None, n: int = 10, *, exclude_seen: bool = True, items: Any = None) -> RecList:
-        """Top-n lists as arrays (`RecList`); `recommend` gives the same as a DataFrame."""
+    def top_n(self, users: Any = None, n: int = 10, *, exclude_seen: bool = True, items: Any = None,
+              batch_size: int | None = None) -> RecList:
+        """Top-n lists as arrays (`RecList`); `recommend` gives the same as a DataFrame.
+
+        batch_size: users scored at once (default: about 64 MB of scores); a server running requests
+        side by side asks for less, the lists are the same."""
         est = self._fitted()
         n = check_n(n)
         raw = self.user_ids if users is None else _ids(users, "user")
         if raw.size == 0:
             raise UsageError("give at least one user id")
         candidates = None if items is None else _ids(items, "item")
-        return est.recommend(raw, n, exclude_seen=exclude_seen, candidates=candidates)
+        return est.recommend(raw, n, exclude_seen=exclude_seen, candidates=candidates, batch_size=batch_size)
 
     def recommend(self, users: Any = None, n: int = 10, *, exclude_seen: bool = True, items: Any = None,
                   explain: bool = False, top_reasons: int = 3, data_dir=None) -> pl.DataFrame:
@@ -355,6 +361,13 @@ class Recommender:
         """
         import polars as pl
 
+        u, i, pred, labels = self.predict_pairs(users, items)
+        return pl.DataFrame({"user_id": u, "item_id": i, "prediction": pred, "fallback": labels},
+                            schema={"user_id": pl.Int64, "item_id": pl.Int64, "prediction": pl.Float64,
+                                    "fallback": pl.String})
+
+    def predict_pairs(self, users: Any, items: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str | None]]:
+        """`predict` as arrays, without a DataFrame: (user ids, item ids, float64 predictions, fallback labels)."""
         est = self._fitted()
         u, i = _ids(users, "user"), _ids(items, "item")
         if u.size == 1 and i.size > 1:
@@ -362,9 +375,7 @@ class Recommender:
         if u.shape != i.shape:
             raise UsageError(f"users and items differ in length ({u.size} vs {i.size})")
         pred, labels = est.predict(u, i)
-        return pl.DataFrame({"user_id": u, "item_id": i, "prediction": pred.astype(np.float64), "fallback": labels},
-                            schema={"user_id": pl.Int64, "item_id": pl.Int64, "prediction": pl.Float64,
-                                    "fallback": pl.String})
+        return u, i, pred.astype(np.float64), labels
 
     def similar_items(self, items: Any, n: int = 10) -> pl.DataFrame:
         """Nearest items by the model's own similarity: item_id, rank, similar_item_id, title, similarity."""

@@ -75,12 +75,13 @@ class Recommendations:
 
 def recommend(run: Any, users: Any = None, *, n: int = 10, exclude_seen: bool = True, ratings: Any = None,
               all_users: bool = False, items: Any = None, explain: bool = False, top_reasons: int = 3,
-              artifacts_dir=None, data_dir=None) -> Recommendations:
+              artifacts_dir=None, data_dir=None, batch_size: int | None = None) -> Recommendations:
     """Top-n for raw user ids, for every user the run knows (all_users=True), or for a new user's `ratings`.
 
     explain=True adds `reasons` to every row: the parts of its score (rated items, genres, baseline,
     residual, popular fallback) that add up to it; see `api.model.Recommender.reasons`. A factor
-    model reads the user's training ratings from the processed dataset (data_dir).
+    model reads the user's training ratings from the processed dataset (data_dir). batch_size: users scored
+    at once (see `Recommender.top_n`).
     """
     r = _run(run, artifacts_dir)
     chosen = sum([users is not None, bool(all_users), ratings is not None])
@@ -91,7 +92,7 @@ def recommend(run: Any, users: Any = None, *, n: int = 10, exclude_seen: bool = 
         recs = model.fold_in_list(ratings, n, exclude_seen=exclude_seen, items=items)
         why = model.reasons(recs, new_user_ratings=ratings, top=top_reasons) if explain else None
         return Recommendations(recs, model.titles, n, run=r.name, new_user=True, reasons=why)
-    recs = model.top_n(None if all_users else users, n, exclude_seen=exclude_seen, items=items)
+    recs = model.top_n(None if all_users else users, n, exclude_seen=exclude_seen, items=items, batch_size=batch_size)
     why = model.reasons(recs, top=top_reasons, data_dir=data_dir) if explain else None
     return Recommendations(recs, model.titles, n, run=r.name, reasons=why)
 
@@ -124,9 +125,8 @@ class Predictions:
 def predict(run: Any, users: Any, items: Any, *, artifacts_dir=None) -> Predictions:
     """Predicted ratings for (user, item) pairs of raw ids, each with its fallback label (None = the model)."""
     r = _run(run, artifacts_dir)
-    frame = r.model.predict(users, items)
-    return Predictions(frame["user_id"].to_numpy(), frame["item_id"].to_numpy(), frame["prediction"].to_numpy(),
-                       frame["fallback"].to_list(), run=r.name)
+    u, i, pred, labels = r.model.predict_pairs(users, items)  # no DataFrame: a server calls this per request
+    return Predictions(u, i, pred, labels, run=r.name)
 
 
 @dataclass

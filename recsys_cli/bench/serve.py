@@ -129,6 +129,14 @@ def _hwm_mb(pid: int) -> float | None:
     return int(match.group(1)) / 1024 if match else None
 
 
+def _rss_mb(pid: int) -> float | None:
+    try:
+        match = re.search(r"VmRSS:\s+(\d+)\s+kB", Path(f"/proc/{pid}/status").read_text())
+    except OSError:
+        return None
+    return int(match.group(1)) / 1024 if match else None
+
+
 def _reset_hwm(pid: int) -> bool:
     try:
         Path(f"/proc/{pid}/clear_refs").write_text("5")
@@ -251,6 +259,9 @@ def run_serve_suite(scale_text: str = "ml-100k", *, seed: int = 42, data_dir=Non
             run, described = _shape_run(scale, scratch, seed)
         log("serve suite: starting recsys serve")
         proc, port = _start_server(run, env, scratch / "serve.log", cache_size=1_000_000, threads=threads)
+        # ready: the run loaded, its kernels warmed, uvicorn started (it has answered one /health); no other request
+        drive("127.0.0.1", port, [get("/health")], concurrency=1, total=1, seconds=30)
+        ready = _rss_mb(proc.pid)
         from recsys_cli.api import load_run
 
         rec = load_run(run, artifacts_dir=scratch).model
@@ -284,7 +295,8 @@ def run_serve_suite(scale_text: str = "ml-100k", *, seed: int = 42, data_dir=Non
                 rows.append({"task": task, "concurrency": c, **result,
                              "peak_rss_mb": round(_hwm_mb(proc.pid) or 0, 1) if reset else None})
         rows.sort(key=lambda r: [p[0] for p in phases].index(r["task"]))  # the table: by endpoint, then clients
-        overall_peak = _hwm_mb(proc.pid)
+        # each phase reset the high-water mark: the overall peak is the largest of the phases' peaks
+        overall_peak = max([r["peak_rss_mb"] for r in rows if r["peak_rss_mb"]] + [_hwm_mb(proc.pid) or 0]) or None
         arrays = _arrays_mb(scratch / run)
         baseline = _baseline_mb(run, env)
     finally:
@@ -295,14 +307,16 @@ def run_serve_suite(scale_text: str = "ml-100k", *, seed: int = 42, data_dir=Non
             except subprocess.TimeoutExpired:
                 proc.kill()
         shutil.rmtree(scratch, ignore_errors=True)
-    report = _report(rows, scale.label, described, model, params, arrays, baseline, overall_peak, seed, threads)
+    report = _report(rows, scale.label, described, model, params, arrays, baseline, overall_peak, seed, threads,
+                     ready)
     load_after = os.getloadavg()
     report["notes"].append(f"machine load average (1 min) at start / end: {load_before[0]:.1f} / {load_after[0]:.1f} "
                            "(other jobs share the cores when it is above ~1)")
     return report
 
 
-def _report(rows, scale, described, model, params, arrays, baseline, overall_peak, seed, threads) -> dict[str, Any]:
+def _report(rows, scale, described, model, params, arrays, baseline, overall_peak, seed, threads,
+            ready=None) -> dict[str, Any]:
     from recsys_cli.bench.machine import machine_info
 
     def at(task_prefix: str, c: int) -> dict[str, Any] | None:
@@ -320,12 +334,20 @@ def _report(rows, scale, described, model, params, arrays, baseline, overall_pea
         "server: both share its cores; every phase is bounded by its request count and " f"{PHASE_SECONDS:.0f} s",
         "peak MB: the server process's peak RSS during the phase (VmHWM reset before it)",
     ]
-    if baseline is not None:
-        interpreter = baseline - arrays
+    if ready is not None:
+        # "the interpreter": what the server process itself holds before its first request (Python, the
+        # libraries, the JIT kernels; the run's arrays taken out), measured in that process
+        interpreter = ready - arrays
+        single = [r["peak_rss_mb"] for r in rows if r["peak_rss_mb"] and not r["task"].startswith("POST")]
         verdict = "met" if overall_peak is not None and overall_peak <= interpreter + 2 * arrays else "missed"
-        notes.append(f"memory: model arrays {arrays:.1f} MB; a plain process with the same libraries answering from the "
-                     f"run in process (interpreter, libraries, JIT kernels, arrays; no HTTP) {baseline:.1f} MB; server peak {overall_peak or 0:.1f} MB; "
-                     f"target peak <= interpreter + 2x arrays = {interpreter + 2 * arrays:.1f} MB: {verdict}")
+        notes.append(f"memory: model arrays {arrays:.1f} MB; server when ready (interpreter, libraries, JIT kernels, "
+                     f"arrays; after one /health, before any other request) {ready:.1f} MB; peak {max(single):.1f} MB in the single-user "
+                     f"phases, {overall_peak or 0:.1f} MB overall (1,000-user batches side by side); target peak <= "
+                     f"interpreter + 2x arrays = ready + arrays = {interpreter + 2 * arrays:.1f} MB: {verdict}"
+                     if single else f"memory: server when ready {ready:.1f} MB")
+    if baseline is not None:
+        notes.append(f"memory, for comparison with earlier runs: a separate plain process with the same libraries "
+                     f"answering one 64-user recommend and one predict in process {baseline:.1f} MB (peak)")
     if scale == "ml-100k":
         u, c, b, h = at("GET /recommend (uncached)", 8), at("GET /recommend (cached)", 8), at("POST /recommend", 1), \
             at("GET /health", 8)
@@ -348,6 +370,6 @@ def _report(rows, scale, described, model, params, arrays, baseline, overall_pea
         "settings": {"threads": threads or 1, "seed": seed, "model": model, "params": params,
                      "phase_seconds": PHASE_SECONDS, "memory": "server VmHWM"},
         "rows": rows, "ratios": ratios, "memory": {"arrays_mb": round(arrays, 2), "baseline_mb": baseline,
-                                                   "server_peak_mb": overall_peak},
+                                                   "server_ready_mb": ready, "server_peak_mb": overall_peak},
         "notes": notes,
     }

@@ -113,7 +113,7 @@ def register(app: typer.Typer) -> None:
         options = dict(host=host, port=port, access_log=False, log_level="warning", timeout_graceful_shutdown=30,
                        server_header=False)
         if workers == 1:
-            application = serve_app(**config, handle_sighup=True, single_thread_blas=True)
+            application = serve_app(**config, handle_sighup=True, single_thread_blas=True, server_process=True)
             sock = listen(host, port)  # bound here: a busy port is one clear error line, and --port 0 works
             where = f"http://{host}:{sock.getsockname()[1]}"
             extra = f"; dashboard: {where}/ui/" if ui else ""

@@ -9,6 +9,7 @@ did, and the common part of the saved state.
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -70,12 +71,20 @@ def _writable(scores: np.ndarray) -> np.ndarray:
     return np.array(scores, dtype=np.float32, order="C")
 
 
+_TOPK_MODULE = "recsys_cli.models._kernels.topk"
+
+
 def select_top(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """`topk` for any batch: the parallel Numba heap for many rows, NumPy for a few (same result)."""
+    """`topk` for any batch (same result): the parallel Numba heap for many rows; for a few, the same heap on
+    this thread once a larger batch has loaded the kernels (a server: 59,047 items in ~0.05 ms instead of
+    NumPy's ~0.8 ms), else NumPy (a one-user `recsys recommend` never pays for loading Numba)."""
     if scores.shape[0] >= PARALLEL_ROWS:
         from recsys_cli.models._kernels.topk import topk_numba
 
         return topk_numba(scores, n)
+    kernels = sys.modules.get(_TOPK_MODULE)
+    if kernels is not None:
+        return kernels.topk_numba(scores, n, parallel=False)
     return topk(scores, n)
 
 
@@ -390,9 +399,19 @@ class Recommender:
         mask[idx[idx >= 0]] = True
         return mask
 
+    def _cold_items(self) -> np.ndarray:
+        """Indices of the items without training ratings, kept while `item_counts` is the same array
+        (a one-user request at 59,047 items: ~2 us instead of ~40 us comparing every count)."""
+        counts = self.item_counts
+        kept = self.__dict__.get("_cold_kept")
+        if kept is None or kept[0] is not counts:
+            kept = (counts, np.flatnonzero(np.asarray(counts) == 0))
+            self.__dict__["_cold_kept"] = kept
+        return kept[1]
+
     def _mask_scores(self, s: np.ndarray, users: np.ndarray, exclude_seen: bool, cand_mask) -> None:
         if not self.scores_cold_items:
-            s[:, self.item_counts == 0] = -np.inf
+            s[:, self._cold_items()] = -np.inf
         if exclude_seen and len(users) >= PARALLEL_ROWS:
             from recsys_cli.models._kernels.topk import mask_seen
 

@@ -31,6 +31,7 @@ class LoadedRun:
     generation: int
     loaded_at: float
     load_seconds: float
+    arrays_bytes: int = 0  # size of the run's arrays.npz: what "2x the model's arrays" is measured against
     _items: dict[int, dict[str, Any]] | None = field(default=None, repr=False)
     _items_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -78,7 +79,8 @@ def folder_signature(path: Path) -> tuple:
 
 
 class LRUCache:
-    """A bounded, thread-safe LRU of recommendation lists keyed by (run, user, n, exclude_seen)."""
+    """A bounded, thread-safe LRU of recommendation lists keyed by (run, generation, user, n, exclude_seen,
+    explain); the server stores each list as its encoded JSON rows."""
 
     def __init__(self, size: int) -> None:
         self.size = max(0, int(size))
@@ -153,11 +155,16 @@ class RunRegistry:
         known = model.user_ids[:WARM_USERS]
         if known.size:
             model.top_n(known, min(10, model.item_ids.size or 1))
+            model.top_n(known[:1], min(10, model.item_ids.size or 1))  # ... and the one-user kernel
         if folder_signature(run.path) != signature:  # replaced while we read it: the next reload picks it up
             signature = ()
         seconds = time.perf_counter() - t0
         self._generation += 1
-        return LoadedRun(name, run, signature, self._generation, time.time(), seconds)
+        try:
+            arrays_bytes = os.stat(run.path / "arrays.npz").st_size
+        except OSError:
+            arrays_bytes = 0
+        return LoadedRun(name, run, signature, self._generation, time.time(), seconds, arrays_bytes)
 
     def load_all(self) -> None:
         """Load every run (start-up); the first failure is raised, naming the run."""

@@ -30,6 +30,9 @@ def test_numba_heap_matches_both_references(n, seed):
     idx, val = topk_numba(s, n)
     ref_idx, ref_val = topk_numba_ref(s, n)
     np_idx, np_val = topk(s, n)
+    serial_idx, serial_val = topk_numba(s, n, parallel=False)
+    np.testing.assert_array_equal(serial_idx, idx)
+    np.testing.assert_array_equal(serial_val, val)
     np.testing.assert_array_equal(idx, ref_idx)
     np.testing.assert_array_equal(idx, np_idx)
     np.testing.assert_array_equal(val, ref_val)  # NaN slots compare equal
@@ -51,7 +54,22 @@ def test_hand_computed_row():
 def test_select_top_uses_either_path_with_the_same_result():
     s = batch(2, b=PARALLEL_ROWS + 3)
     np.testing.assert_array_equal(select_top(s, 7)[0], topk(s, 7)[0])
-    np.testing.assert_array_equal(select_top(s[:2], 7)[0], topk(s[:2], 7)[0])
+    np.testing.assert_array_equal(select_top(s[:2], 7)[0], topk(s[:2], 7)[0])  # kernels loaded: the serial heap
+    for r in range(s.shape[0]):  # one row at a time, as a server's single-user requests
+        np.testing.assert_array_equal(select_top(s[r : r + 1], 7)[0], topk(s[r : r + 1], 7)[0])
+        np.testing.assert_array_equal(select_top(s[r : r + 1], 7)[1], topk(s[r : r + 1], 7)[1])
+
+
+def test_select_top_without_the_kernels_loaded_uses_numpy():
+    """A one-user call in a fresh process answers without importing Numba, with the same result."""
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np; from recsys_cli.models.base import select_top, topk; "
+            "s = np.array([[0.5, 2.0, -np.inf, 2.0, 1.0, 3.0]], np.float32); "
+            "print(select_top(s, 4)[0].tolist(), 'numba' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["[[5,", "1,", "3,", "4]]", "False"]
 
 
 def test_mask_seen_matches_a_python_loop():

@@ -1,7 +1,7 @@
 """Row-wise top-n selection for large score batches (Numba, parallel over rows), with a NumPy twin.
 
-Semantics shared with `recsys_cli.models.base.topk` (the NumPy path used for small batches, so
-that a one-user `recsys recommend` never imports Numba): best first, ties go to the lower item
+Semantics shared with `recsys_cli.models.base.topk` (the NumPy path used for small batches in a
+process that has not loaded this module, so that a one-user `recsys recommend` never imports Numba): best first, ties go to the lower item
 index, -inf and NaN are never returned (their slots hold index -1 and score NaN). Each row keeps a
 size-n min-heap of its best (score, index) pairs; a later index never displaces an equal score,
 which gives the tie rule for free. One pass over the row, one comparison for most entries.
@@ -66,45 +66,59 @@ def _offer(hv, hi, size, n, v, j):
     return size
 
 
+@njit(cache=True, fastmath=_FM, inline="always")
+def _topk_row(row, n, out_idx, out_val):
+    """The top-n of one row into out_idx/out_val (length n, pre-filled with -1 / NaN)."""
+    m = row.shape[0]
+    hv = np.empty(n, np.float32)
+    hi = np.empty(n, np.int64)
+    size = 0
+    j0 = 0
+    while j0 < m:
+        j1 = min(j0 + _BLOCK, m)
+        if size == n:  # full heap: skip the whole block when nothing in it beats the worst kept
+            bm = -np.inf  # NaN never raises it (comparisons with NaN are false)
+            for j in range(j0, j1):
+                bm = row[j] if row[j] > bm else bm
+            if not bm > hv[0]:
+                j0 = j1
+                continue
+        for j in range(j0, j1):
+            size = _offer(hv, hi, size, n, row[j], j)
+        j0 = j1
+    # pop worst-first into the tail: the output comes out best first
+    for k in range(size - 1, -1, -1):
+        out_val[k] = hv[0]
+        out_idx[k] = hi[0]
+        size -= 1
+        hv[0] = hv[size]
+        hi[0] = hi[size]
+        _sift_down(hv, hi, 0, size)
+
+
 @njit(parallel=True, cache=True, fastmath=_FM)
 def _topk_kernel(scores, n, out_idx, out_val):
-    b, m = scores.shape
-    for r in prange(b):
-        hv = np.empty(n, np.float32)
-        hi = np.empty(n, np.int64)
-        size = 0
-        row = scores[r]
-        j0 = 0
-        while j0 < m:
-            j1 = min(j0 + _BLOCK, m)
-            if size == n:  # full heap: skip the whole block when nothing in it beats the worst kept
-                bm = -np.inf  # NaN never raises it (comparisons with NaN are false)
-                for j in range(j0, j1):
-                    bm = row[j] if row[j] > bm else bm
-                if not bm > hv[0]:
-                    j0 = j1
-                    continue
-            for j in range(j0, j1):
-                size = _offer(hv, hi, size, n, row[j], j)
-            j0 = j1
-        # pop worst-first into the tail: the output comes out best first
-        for k in range(size - 1, -1, -1):
-            out_val[r, k] = hv[0]
-            out_idx[r, k] = hi[0]
-            size -= 1
-            hv[0] = hv[size]
-            hi[0] = hi[size]
-            _sift_down(hv, hi, 0, size)
+    for r in prange(scores.shape[0]):
+        _topk_row(scores[r], n, out_idx[r], out_val[r])
 
 
-def topk_numba(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Row-wise top-n (int32 indices, float32 values) of a float32 (b, m) batch; see the module docstring."""
+@njit(cache=True, fastmath=_FM)
+def _topk_serial(scores, n, out_idx, out_val):
+    """`_topk_kernel` on the calling thread: for a few rows (one user's request), where waking Numba's
+    thread pool would cost more than the rows."""
+    for r in range(scores.shape[0]):
+        _topk_row(scores[r], n, out_idx[r], out_val[r])
+
+
+def topk_numba(scores: np.ndarray, n: int, *, parallel: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Row-wise top-n (int32 indices, float32 values) of a float32 (b, m) batch; see the module docstring.
+    parallel=False: on the calling thread (a few rows)."""
     scores = np.ascontiguousarray(scores, dtype=np.float32)
     b = scores.shape[0]
     idx = np.full((b, n), -1, np.int32)
     val = np.full((b, n), np.nan, np.float32)
     if n > 0 and scores.shape[1] > 0:
-        _topk_kernel(scores, min(n, scores.shape[1]), idx, val)
+        (_topk_kernel if parallel else _topk_serial)(scores, min(n, scores.shape[1]), idx, val)
     return idx, val
 
 
