@@ -443,21 +443,36 @@ def test_a_killed_spark_job_leaves_no_run(synth, spark, tmp_path, monkeypatch):
 
     real_fit = ALS.fit
 
+    gate = tmp_path.parent / f"{tmp_path.name}-cancelled"
+
     def fit_then_killed(self, frame):
+        """Cancel the fit's Spark jobs, as a cluster manager killing them would. A job reading the ratings cannot
+        finish before it is cancelled (its tasks wait for a gate opened only when the fit has ended): no race."""
         sc, done = spark.sparkContext, threading.Event()
 
-        def killer():  # cancel the first Spark job the fit starts, as a cluster manager killing it would
+        def hold(rows, gate=str(gate)):
+            import os
+            import time
+
+            deadline = time.monotonic() + 120
+            while not os.path.exists(gate) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            yield from rows
+
+        held = spark.createDataFrame(frame.rdd.mapPartitions(hold), frame.schema)
+
+        def killer():  # every job seen running is cancelled, until the fit has ended
             while not done.is_set():
                 if sc.statusTracker().getActiveJobsIds():
                     sc.cancelAllJobs()
-                    return
-                done.wait(0.05)
+                done.wait(0.02)
 
         threading.Thread(target=killer, daemon=True).start()
         try:
-            return real_fit(self, frame)
+            return real_fit(self, held)
         finally:
             done.set()
+            gate.touch()
 
     monkeypatch.setattr(ALS, "fit", fit_then_killed)
     with pytest.raises(EngineError, match="Spark job failed during training"):
