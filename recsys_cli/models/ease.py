@@ -92,6 +92,15 @@ def ease_weights_ref(x: np.ndarray, reg: float) -> np.ndarray:
     return b
 
 
+def interaction_values(config, ratings: np.ndarray) -> np.ndarray:
+    """The item-item models' matrix values (ease, rp3beta): 1 or the rating (`weight`), and 0 under
+    `interactions=threshold` for ratings below `min_rating`."""
+    v = ratings.astype(np.float32) if config.weight == "rating" else np.ones(len(ratings), np.float32)
+    if config.interactions == "threshold":
+        v = np.where(ratings >= config.min_rating, v, np.float32(0.0))
+    return v
+
+
 class EASE(Recommender):
     name = "ease"
     Config = EASEConfig
@@ -101,11 +110,7 @@ class EASE(Recommender):
     blas_scores = True
 
     def _values(self, ratings: np.ndarray) -> np.ndarray:
-        c = self.config
-        v = ratings.astype(np.float32) if c.weight == "rating" else np.ones(len(ratings), np.float32)
-        if c.interactions == "threshold":
-            v = np.where(ratings >= c.min_rating, v, np.float32(0.0))
-        return v
+        return interaction_values(self.config, ratings)
 
     def _kept_items(self, n_items: int) -> np.ndarray:
         """Indices of the items the weights cover: all, or the max_items most rated (by index on ties)."""

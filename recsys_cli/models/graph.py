@@ -25,6 +25,7 @@ from recsys_cli.data.dataset import Interactions, lookup
 from recsys_cli.errors import ConfigError, UsageError
 from recsys_cli.models.base import Recommender
 from recsys_cli.models.config import ModelConfig, choice, param
+from recsys_cli.models.ease import interaction_values
 
 
 @dataclass(frozen=True)
@@ -142,11 +143,7 @@ class RP3beta(Recommender):
     blas_scores = True
 
     def _values(self, ratings: np.ndarray) -> np.ndarray:
-        c = self.config
-        v = ratings.astype(np.float32) if c.weight == "rating" else np.ones(len(ratings), np.float32)
-        if c.interactions == "threshold":
-            v = np.where(ratings >= c.min_rating, v, np.float32(0.0))
-        return v
+        return interaction_values(self.config, ratings)
 
     def estimate_bytes(self, n_users: int, n_items: int, n_ratings: int) -> int:
         return super().estimate_bytes(n_users, n_items, n_ratings) + int(
