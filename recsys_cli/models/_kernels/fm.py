@@ -34,7 +34,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from recsys_cli.models._kernels.linalg import AHEAD, BLOCK, prefetch, row_chunks
+from recsys_cli.models._kernels.linalg import AHEAD, BLOCK, cholesky, prefetch, row_chunks
 from recsys_cli.models._kernels.linalg import FM as FAST
 
 MODE_SAMPLE = 0  # Gibbs: draw from the conditional posterior
@@ -299,7 +299,7 @@ def _joint_block(mode, b, row_ent, e, blk_ent, blk_feat, rows_ptr, rows, feat_gr
                     for f2 in range(f + 1):
                         A[f, f2] *= alpha
                     A[f, f] += lam_v[grp, f]
-                if not _cholesky(A, k):
+                if not cholesky(A, k):
                     continue  # (numerically) singular: only with zero penalties in MODE_MEAN; v_j stays
                 for f in range(k):  # y <- L^-1 y
                     s = y[f]
@@ -343,25 +343,6 @@ def _prefetch_others(flat, k, row_ent, r, b):
             base = row_ent[b2, r] * k
             for f in range(0, k, 8):  # 8 float64 = one 64-byte cache line
                 prefetch(flat, base + f)
-
-
-@njit(cache=True, fastmath=FAST)
-def _cholesky(A, n):
-    """In place: A's lower triangle becomes L with A = L L^T; False if A is not positive definite."""
-    for j in range(n):
-        s = A[j, j]
-        for t in range(j):
-            s -= A[j, t] * A[j, t]
-        if not s > 0.0:
-            return False
-        d = np.sqrt(s)
-        A[j, j] = d
-        for i in range(j + 1, n):
-            s = A[i, j]
-            for t in range(j):
-                s -= A[i, t] * A[j, t]
-            A[i, j] = s / d
-    return True
 
 
 def _fm_linear(mode, row_ent, e, blk_ent, blk_feat, rows_ptr, rows, feat_ptr, feat_ent, feat_val, feat_group,

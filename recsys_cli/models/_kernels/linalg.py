@@ -100,8 +100,8 @@ def prefetch_row(A, r):
 
 
 @njit(cache=True, fastmath=FM)
-def cholesky_solve(A, b, n):
-    """Solve A x = b in place (x -> b) from A's lower triangle; False if A is not positive definite."""
+def cholesky(A, n):
+    """In place: A's lower triangle becomes L with A = L L^T; False if A is not (numerically) positive definite."""
     for j in range(n):
         s = A[j, j]
         for t in range(j):
@@ -115,6 +115,14 @@ def cholesky_solve(A, b, n):
             for t in range(j):
                 s -= A[i, t] * A[j, t]
             A[i, j] = s / d
+    return True
+
+
+@njit(cache=True, fastmath=FM)
+def cholesky_solve(A, b, n):
+    """Solve A x = b in place (x -> b) from A's lower triangle; False if A is not positive definite."""
+    if not cholesky(A, n):
+        return False
     for i in range(n):
         s = b[i]
         for t in range(i):
