@@ -106,6 +106,9 @@ def test_bias_passes_on_spark_equal_their_numpy_twin(spark):
         for g, w in zip(got, want, strict=True):
             np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)
     assert got[0][40:].tolist() == [0.0, 0.0]  # users without ratings keep a zero bias
+    warm = dict(kw, start=rng.normal(size=42), passes=1)  # a warm start: the first item pass uses these b_u
+    np.testing.assert_allclose(fit_biases(spark, df, **warm)[1], fit_biases_ref(u, i, r, **warm)[1], rtol=1e-5, atol=1e-6)
+    assert not np.allclose(fit_biases(spark, df, **warm)[1], fit_biases(spark, df, **dict(kw, passes=1))[1])
     # Hand-computed: one user, ratings 4 and 2 on two items, mu 3, unscaled reg 1 -> b_i = (+1/2, -1/2), then
     # b_u = ((4 - 3 - 0.5) + (2 - 3 + 0.5)) / (2 + 1) = 0.
     tiny = spark.createDataFrame(pa.table({"u": np.array([0, 0], np.int32), "i": np.array([0, 1], np.int32),
@@ -148,7 +151,8 @@ def test_spark_als_is_a_normal_run_as_accurate_as_ours(synth, runs):
     assert type(model) is type(local) and manifest["engine"] == "spark"
     assert manifest["spark"]["spark_version"].startswith("4.") and manifest["spark"]["master"] == "local[2]"
     assert manifest["spark"]["als_params"]["rank"] == 8 and manifest["spark"]["als_params"]["regParam"] == 0.05
-    assert any("biases are fitted first" in d for d in manifest["spark"]["differences"])
+    assert any("biases and factors alternate in 3 rounds" in d for d in manifest["spark"]["differences"])
+    assert manifest["fit_info"]["bias_rounds"] == 3
     # The common arrays come from the same training ratings: identical to the local run's.
     for key in ("user_ids", "item_ids", "seen_indptr", "seen_indices", "user_counts", "item_counts", "fb_rank"):
         np.testing.assert_array_equal(getattr(model, key), getattr(local, key))
@@ -162,7 +166,8 @@ def test_spark_als_is_a_normal_run_as_accurate_as_ours(synth, runs):
     bias_rmse = _heldout_rmse(create_model("bias").fit(ds.interactions("random", "train")), test)
     assert rmse_spark < bias_rmse - 0.2, (rmse_spark, bias_rmse)
     assert rmse_spark < 1.3 * oracle, (rmse_spark, oracle)
-    assert abs(rmse_spark - rmse_local) < 0.03 * rmse_local, (rmse_spark, rmse_local)
+    # 3 bias/factor rounds: +0.13 % here (one round, biases frozen before the factors: +3.0 %)
+    assert abs(rmse_spark - rmse_local) < 0.01 * rmse_local, (rmse_spark, rmse_local)
 
 
 @pytest.mark.slow

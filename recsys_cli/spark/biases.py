@@ -36,9 +36,12 @@ def _half_pass(spark, df, key: str, other: str, other_bias: np.ndarray | None, m
 
 
 def fit_biases(spark, df, *, mu: float, n_users: int, n_items: int, reg_user: float, reg_item: float,
-               passes: int, scale: bool) -> tuple[np.ndarray, np.ndarray]:
-    """(b_u, b_i) float32 over a DataFrame(u, i, r): each pass sets b_i from b_u, then b_u from b_i."""
-    bu: np.ndarray | None = None
+               passes: int, scale: bool, start: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(b_u, b_i) float32 over a DataFrame(u, i, r): each pass sets b_i from b_u, then b_u from b_i.
+
+    start: user biases to begin from (a warm start; None: zeros).
+    """
+    bu: np.ndarray | None = None if start is None else np.asarray(start, np.float64)
     bi = np.zeros(n_items)
     for _ in range(passes):
         bi = _half_pass(spark, df, "i", "u", bu, mu, reg_item, scale, n_items)
@@ -47,12 +50,14 @@ def fit_biases(spark, df, *, mu: float, n_users: int, n_items: int, reg_user: fl
 
 
 def fit_biases_ref(users, items, ratings, *, mu: float, n_users: int, n_items: int, reg_user: float,
-                   reg_item: float, passes: int, scale: bool) -> tuple[np.ndarray, np.ndarray]:
+                   reg_item: float, passes: int, scale: bool, start: np.ndarray | None = None
+                   ) -> tuple[np.ndarray, np.ndarray]:
     """Plain NumPy twin of fit_biases (tests compare the two)."""
     u, i, r = np.asarray(users), np.asarray(items), np.asarray(ratings, np.float64)
     nu = np.bincount(u, minlength=n_users).astype(np.float64)
     ni = np.bincount(i, minlength=n_items).astype(np.float64)
-    bu, bi = np.zeros(n_users), np.zeros(n_items)
+    bu = np.zeros(n_users) if start is None else np.asarray(start, np.float64)
+    bi = np.zeros(n_items)
     for _ in range(passes):
         si = np.bincount(i, weights=r - mu - bu[u], minlength=n_items)
         bi = np.divide(si, ni + (reg_item * ni if scale else reg_item), out=np.zeros(n_items),
