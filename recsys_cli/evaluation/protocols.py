@@ -136,6 +136,7 @@ def _batched_scorer(model, users: np.ndarray, batch: int = 1024):
             dense = model._score_users(users[start : start + batch])
             idx = order[lo:hi]
             out[idx] = dense[rs[lo:hi] - start, items[idx]]
+            del dense  # before the next batch is scored: one batch of dense scores alive, not two
         return out
 
     return score

@@ -369,6 +369,7 @@ class Recommender:
             self._mask_scores(s, u[rows], exclude_seen, cand_mask)
             idx, val = select_top(s, n)
             items[rows], scores[rows] = idx, val
+            del s  # before the next block is scored: one block of scores alive at a time, not two
         unknown = np.flatnonzero(u < 0)
         if len(unknown):
             pop = self._popularity_scores()
@@ -428,6 +429,7 @@ class Recommender:
         for lo, hi, s in self._scored_batches(users, self._batch_rows()):
             self._mask_scores(s, users[lo:hi], exclude_seen, None)
             out[lo:hi] = select_top(s, n)[0]
+            del s
         return out
 
     def _scored_batches(self, users: np.ndarray, batch_size: int):
@@ -437,6 +439,9 @@ class Recommender:
         per thread at once, each product on single-threaded BLAS: the products then use every
         core even where BLAS is capped at one thread (around Numba kernels), and never
         oversubscribe where it is not.
+
+        Memory: the generator keeps no block once it has handed it out, so a caller that drops its
+        block before asking for the next (`del`) holds one batch of scores at a time, not two.
         """
         from recsys_cli import settings
 
@@ -460,8 +465,11 @@ class Recommender:
                 cuts = np.linspace(start, stop, threads + 1).astype(np.int64)
                 slices = [users[a:b] for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
                 parts = list(pool.map(lambda rows: _writable(self._score_users(rows)), slices))
-                for k, part in enumerate(parts):
+                for k in range(len(parts)):
+                    part, parts[k] = parts[k], None
                     yield int(cuts[k]), int(cuts[k + 1]), part
+                    del part
+                del parts
 
     def similar_items(self, raw_item: int, n: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """Nearest items (raw ids, similarity) by the model's item similarity."""

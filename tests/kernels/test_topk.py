@@ -108,3 +108,39 @@ def test_batch_scored_in_thread_parts_equals_one_part(name, monkeypatch):
     np.testing.assert_array_equal(split.items, whole.items)
     # BLAS may round the last bit differently for another matrix shape or thread count
     np.testing.assert_allclose(split.scores, whole.scores, rtol=1e-6)
+
+
+@pytest.mark.parametrize("threads", ["1", "3"])
+def test_a_batched_recommend_holds_one_block_of_scores_at_a_time(monkeypatch, threads):
+    """A block of scores is released before the next is made (a server batch at ml-25m shape held two
+    39 MB blocks per request before): when a block is scored, no earlier block's parts are alive."""
+    import weakref
+
+    from recsys_cli.data.dataset import Interactions
+    from recsys_cli.models.registry import create_model
+
+    rng = np.random.default_rng(1)
+    n_users, n_items = 400, 60
+    mask = rng.random((n_users, n_items)) < 0.2
+    users, items = np.nonzero(mask)
+    data = Interactions(users=users.astype(np.int32), items=items.astype(np.int32),
+                        ratings=rng.integers(1, 6, len(users)).astype(np.float32),
+                        user_ids=np.arange(1, n_users + 1), item_ids=np.arange(1, n_items + 1), rating_scale=(1.0, 5.0))
+    model = create_model("als", {"factors": 4, "iterations": 2}).fit(data, seed=0)
+    monkeypatch.setenv("RECSYS_THREADS", threads)
+    made, alive_at_call = [], []
+    score = type(model)._score_users
+
+    def tracked(self, rows):
+        alive_at_call.append(sum(ref() is not None for ref in made))
+        out = score(self, rows)
+        made.append(weakref.ref(out))
+        return out
+
+    monkeypatch.setattr(type(model), "_score_users", tracked)
+    whole = model.recommend(data.user_ids, 5, batch_size=100)
+    assert len(made) == 4 * int(threads)  # 4 blocks of 100 users, each in `threads` parts
+    # the parts of one block are scored side by side (up to threads - 1 of them alive), never beside an older block
+    assert max(alive_at_call) <= int(threads) - 1, alive_at_call
+    monkeypatch.setattr(type(model), "_score_users", score)
+    np.testing.assert_array_equal(whole.items, model.recommend(data.user_ids, 5).items)
