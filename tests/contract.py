@@ -96,6 +96,12 @@ class ModelContract:
             # Identical items, except where BLAS rounding reorders exact ties.
             clear = single.scores[0] > single.scores[0][-1] + 1e-5
             assert set(single.items[0][clear]) <= set(batch.items[r])
+            # one user takes a shorter path (`_recommend_one`); a candidate list (every item) takes the general one
+            general = model.recommend([u], 5, candidates=model.item_ids)
+            np.testing.assert_array_equal(single.items, general.items)
+            np.testing.assert_array_equal(single.scores, general.scores)
+            assert single.items.dtype == general.items.dtype and single.scores.dtype == general.scores.dtype
+            assert single.fallback == general.fallback
 
     def test_exclude_seen(self, model, data):
         interactions = data[0]

@@ -354,9 +354,13 @@ class Recommender:
         """Top-n items per user. Unknown users get the popularity ranking, labelled."""
         self._check_fitted()
         raw_users = np.asarray(raw_users, np.int64).reshape(-1)
+        n = max(1, min(int(n), self.n_items))  # no list is longer than the catalogue: never allocate past it
+        if len(raw_users) == 1 and candidates is None:
+            one = self._recommend_one(raw_users, n, exclude_seen)
+            if one is not None:
+                return one
         u = self.known_users(raw_users)
         cand_mask = self._candidate_mask(candidates)
-        n = max(1, min(int(n), self.n_items))  # no list is longer than the catalogue: never allocate past it
         from recsys_cli.runtime import check_memory
 
         check_memory(16 * len(u) * n, f"top-{n} lists for {len(u):,} users")
@@ -382,6 +386,21 @@ class Recommender:
                 labels[r] = FB_POPULARITY
         raw_items = np.where(items >= 0, self.item_ids[np.maximum(items, 0)], -1)
         return RecList(users=raw_users, items=raw_items, scores=scores, fallback=labels)
+
+    def _recommend_one(self, raw_users: np.ndarray, n: int, exclude_seen: bool) -> RecList | None:
+        """`recommend` for one known user and no candidate filter, the same list in fewer NumPy steps (a
+        server's single-user request: ~40 us less of ~250); None when the user is not known (the general path)."""
+        raw = int(raw_users[0])
+        vocab = self.user_ids
+        pos = int(vocab.searchsorted(raw))
+        if pos >= len(vocab) or int(vocab[pos]) != raw or self.user_counts[pos] == 0:
+            return None
+        rows = np.array([pos], np.int32)
+        s = _writable(self._score_users(rows))
+        self._mask_scores(s, rows, exclude_seen, None)
+        idx, val = select_top(s, n)
+        raw_items = np.where(idx >= 0, self.item_ids[np.maximum(idx, 0)], -1)
+        return RecList(users=raw_users, items=raw_items, scores=val.astype(np.float32, copy=False), fallback=[None])
 
     def _batch_rows(self) -> int:
         """Users scored at once: about 64 MB of float32 scores, at most 4096 rows."""

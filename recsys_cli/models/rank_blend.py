@@ -32,7 +32,7 @@ class RankBlendConfig(ModelConfig):
     # nDCG@10: rank 0.3158 vs score 0.3149; the weights inside each fit come from its own inner split):
     #   recsys tune rank-blend -d ml-100k --split user --relevance any --metric ndcg@10 --cv 3 \
     #     --grid fusion=score,rank -p rrf_k=10 --pruner none
-    # Held-out nDCG@10 on that split's test part (ials 0.486, ease 0.472 alone): see NOTES-accuracy.md, from
+    # Held-out nDCG@10 on that split's test part (ials 0.486, ease 0.472 alone): README "EASE and rank-blend", from
     #   recsys evaluate --model rank-blend --dataset ml-100k --split user --relevance any
     models: str = param("ials,ease,item-knn", "comma-separated ranking models to fuse")
     params: str = param("{}", 'JSON of per-model overrides, e.g. {"ials": {"factors": 96}}')
