@@ -312,6 +312,14 @@ def test_batches_scored_in_blocks_with_cache_hits_equal_the_cli_json(env, server
     assert fresh.status_code == mixed.status_code == 200
     assert fresh.content == mixed.content
     assert fresh.json() == cli_json(env, "recommend", SVD, "--user", ",".join(map(str, asked)), "-n", 4)
+    # a large answer is streamed in pieces (here ~256 bytes each): the same bytes, with their Content-Length
+    monkeypatch.setattr(serve_module, "STREAM_CHUNK", 256)
+    streamed = client.post("/recommend", json={"users": asked, "n": 4}, headers={"Cache-Control": "no-cache"})
+    assert streamed.status_code == 200 and streamed.content == fresh.content
+    assert int(streamed.headers["content-length"]) == len(streamed.content) > 20 * 256
+    assert "transfer-encoding" not in streamed.headers and streamed.headers["content-type"] == "application/json"
+    one = client.post("/recommend", json={"users": [99999], "n": 1}, headers={"Cache-Control": "no-cache"})
+    assert one.json() == cli_json(env, "recommend", SVD, "--user", "99999", "-n", 1)
 
 
 def test_return_large_frees_sets_the_glibc_threshold():

@@ -431,7 +431,9 @@ class Recommender:
 
     def _mask_scores(self, s: np.ndarray, users: np.ndarray, exclude_seen: bool, cand_mask) -> None:
         if not self.scores_cold_items:
-            s[:, self._cold_items()] = -np.inf
+            cold = self._cold_items()
+            if len(cold):  # most runs have none: skip the fancy-index call (a few us of a one-user request)
+                s[:, cold] = -np.inf
         if exclude_seen and len(users) >= PARALLEL_ROWS:
             from recsys_cli.models._kernels.topk import mask_seen
 
