@@ -217,6 +217,36 @@ def test_api_key_is_needed_everywhere_but_health_and_never_logged(env):
         assert right.status_code == bearer.status_code == 200, (path, right.text)
     assert client.get("/health").status_code == 200
     assert KEY not in log.getvalue() and log.getvalue().count("\n") == 4 * len(calls) + 1
+    assert none.headers["www-authenticate"] == 'Bearer realm="recsys serve"'  # browsers do not prompt for it
+
+
+def test_the_openapi_pages_need_the_key_and_a_browser_can_send_it_as_basic_auth(env):
+    """/docs and /openapi.json need the key too: their 401 asks for HTTP Basic credentials (the browser prompts;
+    any user name, the key as the password), and the same credentials work on every endpoint."""
+    import base64
+
+    log = io.StringIO()
+    client = TestClient(serve_app([SVD], artifacts_dir=env["arts"], api_key=KEY, log=log))
+
+    def basic(user: str, password: str) -> dict:
+        return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+    for path in ("/docs", "/openapi.json"):
+        refused = client.get(path)
+        assert refused.status_code == 401 and refused.json()["code"] == "unauthorized", path
+        assert refused.headers["www-authenticate"] == 'Basic realm="recsys serve", charset="UTF-8"'
+        assert client.get(path, headers=basic("anyone", "nope")).json()["error"] == "wrong API key"
+        assert client.get(path, headers=basic("anyone", KEY)).status_code == 200
+        assert client.get(path, headers=basic("", KEY)).status_code == 200  # the user name is not checked
+        assert client.get(path, headers={"X-API-Key": KEY}).status_code == 200
+    assert "/recommend" in client.get("/openapi.json", headers={"X-API-Key": KEY}).json()["paths"]
+    got = client.get("/recommend", params={"user": 1, "n": 2}, headers=basic("me", KEY))
+    assert got.status_code == 200 and len(got.json()) == 2
+    for malformed in ("Basic !!!", "Basic " + base64.b64encode(KEY.encode()).decode(), "Basic"):  # no colon
+        bad = client.get("/docs", headers={"Authorization": malformed})
+        assert bad.status_code == 401, malformed
+    assert KEY not in log.getvalue() and base64.b64encode(f"me:{KEY}".encode()).decode() not in log.getvalue()
+    assert client.get("/health").status_code == 200
 
 
 def test_reload_swaps_a_retrained_run_and_a_failed_reload_keeps_the_old_one(env, tmp_path):

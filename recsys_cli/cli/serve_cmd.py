@@ -12,7 +12,8 @@ HELP = """Serve trained runs over HTTP: the JSON rows of recommend, predict and 
 
 Runs are loaded once at start-up. POST /admin/reload or `kill -HUP PID` reloads runs whose folders
 changed (e.g. after `recsys train --force`), swapping each in atomically. Binds to 127.0.0.1 by
-default; any other address needs an API key (--api-key or $RECSYS_API_KEY, sent as X-API-Key)
+default; any other address needs an API key (--api-key or $RECSYS_API_KEY, sent as X-API-Key,
+Authorization: Bearer, or the password of HTTP Basic auth: a browser opening /docs prompts for it)
 unless --insecure. SIGTERM or Ctrl-C finishes the requests in flight and exits 0.
 Endpoints and examples: http://HOST:PORT/docs. Needs `pip install 'recsys-cli[serve]'`.
 
@@ -67,8 +68,8 @@ def register(app: typer.Typer) -> None:
             "--default", help="Run used when a request names none (default: the only run, if one).",
             show_default=False)] = None,
         api_key: Annotated[Optional[str], typer.Option(
-            "--api-key", envvar="RECSYS_API_KEY", help="Require this key (X-API-Key or Authorization: Bearer) on "
-            "every endpoint but /health. Default: $RECSYS_API_KEY.", show_default=False, show_envvar=False)] = None,
+            "--api-key", envvar="RECSYS_API_KEY", help="Require this key (X-API-Key, Authorization: Bearer, or "
+            "the HTTP Basic password) on every endpoint but /health, /docs included. Default: $RECSYS_API_KEY.", show_default=False, show_envvar=False)] = None,
         insecure: Annotated[bool, typer.Option(
             "--insecure", help="Allow a non-loopback --host without an API key.")] = False,
         cache_size: Annotated[int, typer.Option(

@@ -10,8 +10,14 @@ import json
 import sys
 import time
 
-OPEN_PATHS = frozenset({"/health", "/docs", "/docs/oauth2-redirect", "/openapi.json", "/", "/ui"})  # no data behind them
+OPEN_PATHS = frozenset({"/health", "/", "/ui"})  # liveness, and the dashboard's page (static, no data)
 OPEN_PREFIX = "/ui/"  # the dashboard's static files: the page asks for the key and sends it on every API call
+# Pages a browser opens itself: with a key their 401 asks for HTTP Basic credentials (any user name, the key as
+# the password), so the browser prompts once and then sends them with every request to the server, Swagger's
+# fetch of /openapi.json and its "Try it out" calls included. API endpoints answer 401 with a Bearer challenge,
+# which browsers do not prompt for (the dashboard's own calls send X-API-Key).
+BROWSER_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
+REALM = 'realm="recsys serve"'
 
 
 class BodyTooLarge(Exception):
@@ -22,11 +28,25 @@ def error_body(message: str, code: str) -> bytes:
     return (json.dumps({"error": message, "code": code}, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
 
 
-async def send_error(send, status: int, message: str, code: str) -> None:
+async def send_error(send, status: int, message: str, code: str, headers: tuple = ()) -> None:
     body = error_body(message, code)
     await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            *headers]})
     await send({"type": "http.response.body", "body": body})
+
+
+def basic_password(value: bytes) -> bytes | None:
+    """The password of an `Authorization: Basic` value (base64 of user:password), None when malformed."""
+    import base64
+    import binascii
+
+    try:
+        decoded = base64.b64decode(value[6:].strip(), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    user, sep, password = decoded.partition(b":")
+    return password if sep else None
 
 
 class ServeMiddleware:
@@ -38,21 +58,29 @@ class ServeMiddleware:
         self.max_url = max_url
         self.log = log or sys.stderr
 
-    def _reject(self, scope) -> tuple[int, str, str] | None:
-        """(status, message, code) when the request is refused before it reaches a route."""
+    def _reject(self, scope) -> tuple | None:
+        """(status, message, code[, headers]) when the request is refused before it reaches a route."""
         if len(scope.get("query_string", b"")) + len(scope.get("raw_path", b"") or b"") > self.max_url:
             return 414, f"the URL is longer than {self.max_url:,} bytes", "uri_too_long"
-        if self.key is not None and scope["path"] not in OPEN_PATHS and not scope["path"].startswith(OPEN_PREFIX):
+        path = scope["path"]
+        if self.key is not None and path not in OPEN_PATHS and not path.startswith(OPEN_PREFIX):
             given = None
             for name, value in scope["headers"]:
                 if name == b"x-api-key":
                     given = value
-                elif name == b"authorization" and value[:7].lower() == b"bearer ":
-                    given = value[7:].strip()
+                elif name == b"authorization":
+                    scheme = value[:7].lower()
+                    if scheme == b"bearer ":
+                        given = value[7:].strip()
+                    elif scheme[:6] == b"basic ":
+                        given = basic_password(value)
+            challenge = ((b"www-authenticate", f'Basic {REALM}, charset="UTF-8"'.encode()),) \
+                if path in BROWSER_PATHS else ((b"www-authenticate", f"Bearer {REALM}".encode()),)
             if given is None:
-                return 401, "this server needs an API key: send it as X-API-Key or Authorization: Bearer", "unauthorized"
+                return (401, "this server needs an API key: send it as X-API-Key, Authorization: Bearer, or as the "
+                        "password of HTTP Basic authentication", "unauthorized", challenge)
             if not hmac.compare_digest(given, self.key):
-                return 401, "wrong API key", "unauthorized"
+                return 401, "wrong API key", "unauthorized", challenge
         for name, value in scope["headers"]:
             if name == b"content-length":
                 try:
