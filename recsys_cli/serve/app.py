@@ -40,7 +40,7 @@ MAX_BATCH = 10_000
 MAX_BODY = 1 << 20  # 1 MiB: a full batch of 10,000 ids is ~80 KB
 MAX_URL = 8192
 INLINE_USERS = 32  # smaller requests are answered on the event loop (sub-millisecond); larger ones in a thread
-SCORE_BLOCK_BYTES = 1 << 20  # scores a request holds at once: this, or a quarter of the run's arrays if more (with
+SCORE_BLOCK_BYTES = 1 << 18  # scores a request holds at once: this, or a quarter of the run's arrays if more (with
 # one large request per core, scores then stay within the arrays' size); blocks of at least 32 users. A 1,000-user
 # batch at 59,047 items held 236 MB at once before (64 MB blocks, two at a time); 39 MB blocks take ~5% longer
 
@@ -130,6 +130,11 @@ def _join_lists(parts: list[bytes]) -> Response:
                 chunk, held = [], 0
         chunk.append(b"]\n")
         yield b"".join(chunk)
+        # sent: what the answer's pieces and the HTTP layer's buffers took goes back to the system (see _then_trim)
+        del chunk
+        trim = _TRIM.get("malloc_trim")
+        if trim is not None:
+            trim(0)
 
     from starlette.responses import StreamingResponse
 
@@ -279,11 +284,14 @@ def create_app(registry: RunRegistry, *, api_key: str | None = None, metrics: Se
                 recs = queries.recommend(loaded.run, misses, n=n, exclude_seen=exclude_seen, batch_size=block)
                 recs.reasons = [None] * sum(1 for _ in recs.rows())
             fresh = dict.fromkeys(misses, b"")  # a user with no eligible item has no rows
-            # rows come user by user: each user's are encoded as they end, so a batch never holds all its dicts
+            # rows come user by user: each user's are encoded as they end, so a batch never holds all its dicts,
+            # and go into the cache at once, so the entry they replace is freed now, not after the whole batch
             for u, rows in itertools.groupby(recs.rows(), key=lambda row: row["user_id"]):
-                fresh[u] = _dumps_list(list(rows))[1:-1]
-            for u, part in fresh.items():
+                fresh[u] = part = _dumps_list(list(rows))[1:-1]
                 cache.put((loaded.name, loaded.generation, u, n, exclude_seen, explain), part)
+            for u, part in fresh.items():
+                if not part:
+                    cache.put((loaded.name, loaded.generation, u, n, exclude_seen, explain), part)
             per_user.update(fresh)
         return _join_lists([per_user[u] for u in users])
 
