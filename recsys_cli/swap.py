@@ -18,7 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 # Folders of versions before the PID was in the name match with pid None (their writers are gone).
-LEFTOVER_RE = re.compile(r"^\.(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*?)\.(?:(?P<pid>\d+)\.)?[A-Za-z0-9_-]+\.(?P<kind>tmp|old)$")
+# '~' is in a split's second file name (splits/NAME~1.parquet, see recsys_cli/data/splits.py).
+LEFTOVER_RE = re.compile(r"^\.(?P<name>[A-Za-z0-9][A-Za-z0-9._~-]*?)\.(?:(?P<pid>\d+)\.)?[A-Za-z0-9_-]+\.(?P<kind>tmp|old)$")
 
 
 def scratch_dir(parent: Path, name: str, *, mode: int = 0o755) -> Path:

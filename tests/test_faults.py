@@ -31,12 +31,13 @@ from recsys_cli.cli.app import app
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(REPO), "RECSYS_NO_PROGRESS": "1"}
 
-# Runs a recsys command in a child that SIGKILLs itself at the N-th call of os.replace or shutil.rmtree.
+# Runs a recsys command in a child that SIGKILLs itself at the N-th call of os.replace, shutil.rmtree
+# or os.unlink (which Path.unlink and rmtree call too).
 KILLER = r"""
 import os, shutil, signal, sys
 fn, n = sys.argv[1], int(sys.argv[2])
-calls = {"replace": 0, "rmtree": 0}
-real = {"replace": os.replace, "rmtree": shutil.rmtree}
+calls = {"replace": 0, "rmtree": 0, "unlink": 0}
+real = {"replace": os.replace, "rmtree": shutil.rmtree, "unlink": os.unlink}
 def wrap(name):
     def call(*args, **kwargs):
         calls[name] += 1
@@ -44,7 +45,7 @@ def wrap(name):
             os.kill(os.getpid(), signal.SIGKILL)
         return real[name](*args, **kwargs)
     return call
-os.replace, shutil.rmtree = wrap("replace"), wrap("rmtree")
+os.replace, shutil.rmtree, os.unlink = wrap("replace"), wrap("rmtree"), wrap("unlink")
 if fn == "insert":  # killed inside the ledger's transaction, after its INSERT and before COMMIT
     import recsys_cli.ledger as ledger
     connect = ledger._connect
@@ -194,6 +195,66 @@ def test_kill_at_every_step_of_download_keeps_the_release(tmp_path, mirror_dir):
         assert [h for h in hidden(raw) if not h.endswith(".part")] == []
     else:
         pytest.fail("download never finished")
+
+
+@pytest.fixture
+def data_copy(env, tmp_path):
+    """A copy of the module's data folder (raw and processed synth), for tests that rewrite it."""
+    data = tmp_path / "data"
+    shutil.copytree(env["data"], data)
+    return data
+
+
+def splits_of(processed: Path) -> dict[str, tuple[bytes, dict]]:
+    """Every split of a processed dataset as (its part column's bytes, its record less the file name);
+    raises if one does not load."""
+    from recsys_cli.data.splits import load_split
+
+    out = {}
+    for name in json.loads((processed / "dataset.json").read_text())["splits"]:
+        part, info = load_split(processed, name)
+        out[name] = (part.tobytes(), {k: v for k, v in info.items() if k != "file"})
+    return out
+
+
+def stray_split_files(processed: Path) -> list[str]:
+    """Files in splits/ that no split of dataset.json points at (hidden temp files included)."""
+    files = {info["file"] for info in json.loads((processed / "dataset.json").read_text())["splits"].values()}
+    return sorted(p.name for p in (processed / "splits").iterdir() if f"splits/{p.name}" not in files)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fn", ["replace", "unlink"])
+@pytest.mark.parametrize("replacing", [False, True], ids=["new", "force"])
+def test_kill_at_every_step_of_split_keeps_the_dataset_and_its_splits(data_copy, fn, replacing):
+    """`recsys split` (a new split, or --force over one) killed at each os.replace / unlink: the dataset and
+    every split load afterwards, the split being written is its old or its new version whole (its part
+    column and its record in dataset.json agree), and the next `split` leaves no leftovers."""
+    data = data_copy
+    processed = data / "processed" / "synth"
+    fingerprint = rs.load_dataset("synth", data_dir=data).fingerprint
+    for n in range(1, 40):
+        name = "random" if replacing else f"extra{n}"
+        args = ["split", "synth", "--kind", "random", "--test", "0.3", "--name", name, "--seed", str(100 + n),
+                "--data-dir", data, "--format", "json"]
+        before = splits_of(processed)
+        proc = killed_run(fn, n, *args, *(["--force"] if replacing else []))
+        if proc.returncode == 0:
+            assert stray_split_files(processed) == [] and hidden(processed) == []
+            break
+        assert proc.returncode == -signal.SIGKILL, proc.stderr
+        after = splits_of(processed)  # every split loads
+        assert rs.load_dataset("synth", data_dir=data).fingerprint == fingerprint
+        res = cli(*args, "--force")  # the next command: the same split again
+        assert res.exit_code == 0, res.output
+        done = splits_of(processed)
+        assert {k: v for k, v in after.items() if k != name} == {k: v for k, v in before.items() if k != name}
+        assert after.get(name) in (before.get(name), done[name]), f"split {name} half-written at {fn} #{n}"
+        assert stray_split_files(processed) == [], f"leftovers after a kill at {fn} #{n}"
+        assert hidden(processed) == [], f"leftovers after a kill at {fn} #{n}: {hidden(processed)}"
+    else:
+        pytest.fail("split never finished")
+    assert n > 2
 
 
 def test_kill_during_a_ledger_write_keeps_the_ledger(env):
@@ -386,6 +447,31 @@ def test_disk_full_while_saving_a_run_is_exit_8_and_leaves_nothing(env, tmp_path
         assert sorted(p.name for p in root.iterdir()) in (["ballast"], ["ballast", "ledger.sqlite"])
 
 
+@pytest.mark.parametrize("leave", [0, 4096], ids=["at-the-parquet", "at-dataset.json"])
+def test_disk_full_during_split_is_exit_8_and_leaves_the_dataset_as_it_was(env, tmp_path, leave):
+    """No room for the split's parquet (leave 0), or room for it and none for dataset.json (one page):
+    exit 8 in one line, for a new split and for one replaced with --force, and the data folder unchanged."""
+    def fill(root):
+        shutil.copytree(env["data"] / "processed" / "synth", root / "data" / "processed" / "synth")
+        fill_up(root / "ballast", leave=leave)
+
+    with tmpfs(tmp_path / "mnt", "1m", fill=fill) as root:
+        data = root / "data"
+        before = tree_hash(data)
+        for args in (("--name", "extra"), ("--name", "random", "--force")):
+            res = cli("split", "synth", "--kind", "random", "--test", "0.3", "--seed", "9", *args, "--data-dir", data,
+                      "--format", "json")
+            assert res.exit_code == 8, (args, res.output)
+            assert res.stderr.startswith("error: disk full") and res.stderr.count("\n") == 1, res.stderr
+            assert res.stdout == ""
+            assert tree_hash(data) == before, args
+        (root / "ballast").unlink()
+        res = cli("split", "synth", "--kind", "random", "--test", "0.3", "--seed", "9", "--name", "extra",
+                  "--data-dir", data, "--format", "json")
+        assert res.exit_code == 0, res.output
+        assert (data / "processed" / "synth" / "splits" / "extra.parquet").stat().st_size <= 4096  # it fit in the page
+
+
 def test_read_only_folders_are_refused_before_the_work(env, tmp_path, mirror_dir):
     def fill(root):
         shutil.copytree(env["arts"] / "bias-synth-random", root / "arts" / "bias-synth-random")
@@ -424,6 +510,27 @@ def test_read_only_processed_folder_refuses_preprocess(env, tmp_path):
         res = cli("preprocess", "synth", "--data-dir", root)
         assert res.exit_code == 7
         assert res.stderr.startswith("error: data folder") and "not writable" in res.stderr
+
+
+def test_read_only_data_folder_refuses_split_before_the_work(env, tmp_path, monkeypatch):
+    from recsys_cli.data import splits
+
+    read = []
+    real = splits._read_ratings
+    monkeypatch.setattr(splits, "_read_ratings", lambda *a, **k: read.append(a) or real(*a, **k))
+
+    def fill(root):
+        shutil.copytree(env["data"] / "processed" / "synth", root / "processed" / "synth")
+
+    with tmpfs(tmp_path / "mnt", "1m", readonly=True, fill=fill) as root:
+        before = tree_hash(root)
+        for args in (("--name", "extra"), ("--name", "random", "--force")):
+            res = cli("split", "synth", "--kind", "random", "--test", "0.3", *args, "--data-dir", root)
+            assert res.exit_code == 7, (args, res.output)
+            lines = res.stderr.splitlines()
+            assert len(lines) == 1 and lines[0].startswith("error: data folder") and "not writable" in lines[0], lines
+            assert read == [], "the ratings were read before the folder was checked"
+        assert tree_hash(root) == before
 
 
 # ---------------------------------------------------------------------------- memory

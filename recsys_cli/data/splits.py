@@ -217,23 +217,29 @@ def split_counts(part: np.ndarray, kind: str, k: int | None = None) -> dict[str,
     return {"train": int(c[TRAIN]), "validation": int(c[VALIDATION]), "test": int(c[TEST])}
 
 
-def _write_part(processed_path: Path, name: str, part: np.ndarray) -> str:
+def _temp_name(path: Path) -> Path:
+    """A hidden `.FILE.PID.RANDOM.tmp` beside `path`: a killed writer's one is found and deleted by
+    `recsys_cli.swap.recover` (the PID says whether its writer still runs)."""
+    import secrets
+
+    return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+
+
+def _write_part(processed_path: Path, name: str, part: np.ndarray, file: str | None = None) -> str:
+    """Write the part column to `file` (default splits/NAME.parquet) through a temporary file; returns `file`."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from recsys_cli.swap import check_writable
-
-    folder = Path(processed_path) / "splits"
-    check_writable(folder, "data folder")
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / f"{name}.parquet"
-    tmp = folder / f".{name}.parquet.{os.getpid()}.tmp"
+    file = file or f"splits/{name}.parquet"
+    target = Path(processed_path) / file
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temp_name(target)
     try:
         pq.write_table(pa.table({"part": pa.array(np.asarray(part, dtype=np.int8))}), tmp)
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
-    return f"splits/{name}.parquet"
+    return file
 
 
 def _info(kind: str, params: dict, seed: int | None, part: np.ndarray, file: str) -> dict[str, Any]:
@@ -242,7 +248,7 @@ def _info(kind: str, params: dict, seed: int | None, part: np.ndarray, file: str
 
 
 def _write_json(path: Path, obj: dict) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = _temp_name(path)
     try:
         tmp.write_text(json.dumps(obj, indent=2) + "\n")
         os.replace(tmp, path)
@@ -250,19 +256,72 @@ def _write_json(path: Path, obj: dict) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def _check_writable(processed_path: Path) -> None:
+    """Exit 7 when the dataset's folder (dataset.json) or its splits/ cannot be written; called before the work."""
+    from recsys_cli.swap import check_writable
+
+    check_writable(processed_path, "data folder")
+    check_writable(processed_path / "splits", "data folder")
+
+
 def write_split(processed_path: Path, name: str, part: np.ndarray, kind: str,
                 params: dict, seed: int | None) -> dict[str, Any]:
-    """Write splits/NAME.parquet and record it in dataset.json["splits"] (both atomically); returns its info."""
+    """Write splits/NAME.parquet and record it in dataset.json["splits"]; returns its info.
+
+    Replacing dataset.json is the commit. A new split is written to NAME.parquet, then committed.
+    A split that exists is not overwritten in place (a kill between the two files would pair the
+    new column with the old record): the new column goes to NAME~1.parquet and is committed, then
+    NAME.parquet becomes a hard link to it and is committed, and NAME~1.parquet is deleted. So a
+    kill or a full disk at any step leaves the split as it was or whole, and the next write deletes
+    what a killed one left (its hidden temporary files, an unused NAME~1.parquet).
+    """
+    from recsys_cli.swap import recover
+
     check_name(name)
-    meta_path = Path(processed_path) / "dataset.json"
+    processed_path = Path(processed_path)
+    meta_path = processed_path / "dataset.json"
     try:
         meta = json.loads(meta_path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise DataError(f"cannot read {meta_path}: {exc}") from exc
-    info = _info(kind, params, seed, part, _write_part(processed_path, name, part))
+    _check_writable(processed_path)
+    for folder in (processed_path, processed_path / "splits"):
+        recover(folder)  # hidden .FILE.PID.*.tmp files of writers that were killed
+    slots = (f"splits/{name}.parquet", f"splits/{name}~1.parquet")
+    current = meta.get("splits", {}).get(name, {}).get("file")
+    file = slots[1] if current == slots[0] else slots[0]  # never the file the record points at
+    _write_part(processed_path, name, part, file)
+    info = _info(kind, params, seed, part, file)
     meta.setdefault("splits", {})[name] = info
-    _write_json(meta_path, meta)
+    try:
+        _write_json(meta_path, meta)
+    except BaseException:
+        (processed_path / file).unlink(missing_ok=True)
+        raise
+    if file == slots[1]:
+        info["file"] = _back_to_its_name(processed_path, meta, info, slots)
+    for other in slots:  # the previous version, or what a killed writer left
+        if other != info["file"]:
+            (processed_path / other).unlink(missing_ok=True)
     return info
+
+
+def _back_to_its_name(processed_path: Path, meta: dict, info: dict, slots: tuple[str, str]) -> str:
+    """Point the committed split at slots[0] again (a hard link to slots[1] and a second commit);
+    the file in use afterwards. If that cannot be done (no hard links, a full disk), slots[1] stays."""
+    src, dst = processed_path / slots[1], processed_path / slots[0]
+    tmp = _temp_name(dst)
+    try:
+        os.link(src, tmp)
+        os.replace(tmp, dst)  # dst is not in use: the record points at src
+        info["file"] = slots[0]
+        _write_json(processed_path / "dataset.json", meta)
+        return slots[0]
+    except OSError:
+        info["file"] = slots[1]
+        return slots[1]
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _read_ratings(processed_path: Path, columns: list[str]) -> dict[str, np.ndarray]:
@@ -339,6 +398,7 @@ def create_split(processed_path: Path, kind: str, *, name: str | None = None, te
     if taken and not force:
         what = f"split {taken[0]} already exists" if len(taken) == 1 else f"splits {', '.join(taken)} already exist"
         raise UsageError(f"{what} for {processed_path.name}; pass --force to replace {'it' if len(taken) == 1 else 'them'}")
+    _check_writable(processed_path)  # before the reading, not after it
     if kind == "ml100k":
         if raw_path is None:
             raise DataError("the ml-100k official splits need the raw folder; run `recsys download ml-100k`")
