@@ -257,6 +257,43 @@ def test_kill_at_every_step_of_split_keeps_the_dataset_and_its_splits(data_copy,
     assert n > 2
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("fn", ["replace", "rmtree"])
+def test_kill_at_every_step_of_generate_keeps_the_raw_data(data_copy, fn):
+    """`generate --force` over an existing synthetic dataset, killed at each os.replace / rmtree: the raw
+    folder is its old or its new version whole, and the next command (`preprocess`, the step generate
+    names) works on it and leaves no hidden leftovers."""
+    data = data_copy
+    raw = data / "raw"
+
+    def whole() -> int:
+        record = json.loads((raw / "synth" / "generate.json").read_text())
+        digest = hashlib.sha256((raw / "synth" / "ratings.csv").read_bytes()).hexdigest()
+        assert digest == record["files"]["ratings.csv"]["sha256"]
+        return record["params"]["seed"]
+
+    base = ["generate", "synth", "--users", "60", "--items", "40", "--ratings", "1500", "--data-dir", data,
+            "--force", "--format", "json"]
+    for n in range(1, 20):
+        before = whole()
+        proc = killed_run(fn, n, *base, "--seed", str(100 + n))
+        if proc.returncode == 0:
+            assert whole() == 100 + n and hidden(raw) == []
+            break
+        assert proc.returncode == -signal.SIGKILL, proc.stderr
+        res = cli("info", "--data-dir", data, "--format", "json")  # puts back a version moved aside, if any
+        assert res.exit_code == 0, res.output
+        assert [r["downloaded"] for r in json.loads(res.stdout) if r["name"] == "synth"] == [True]
+        res = cli("preprocess", "synth", "--data-dir", data, "--format", "json")
+        assert res.exit_code == 0, res.output
+        assert whole() in (before, 100 + n)
+        assert hidden(raw) == [], f"leftovers after a kill at {fn} #{n}: {hidden(raw)}"
+        assert hidden(data / "processed") == []
+    else:
+        pytest.fail("generate never finished")
+    assert n > 1
+
+
 def test_kill_during_a_ledger_write_keeps_the_ledger(env):
     arts = env["arts"]
     before = len(rs.list_runs(artifacts_dir=arts))

@@ -46,8 +46,8 @@ def resolve_source(
     from recsys_cli.data.registry import RELEASES
 
     raw = settings.raw_dir(source, data_dir) if _NAME.fullmatch(source) else None
-    if raw is not None and not raw.exists():
-        recover(raw.parent, source)  # a download or generate killed while replacing it
+    if raw is not None:
+        recover(raw.parent, source)  # a download or generate killed while replacing it, or its leftovers
     path = Path(source).expanduser()
     if raw is not None and raw.is_dir():
         if columns:
@@ -250,6 +250,7 @@ def list_datasets(data_dir=None) -> list[dict[str, Any]]:
     """One row per dataset found under data/raw and data/processed, with download and count info."""
     root = settings.data_dir(data_dir)
     recover_processed(None, data_dir)
+    recover(root / "raw")  # downloads and generated data whose replacement a kill interrupted
     names: set[str] = set()
     for sub in ("raw", "processed"):
         if (root / sub).is_dir():
