@@ -509,6 +509,59 @@ def test_disk_full_during_split_is_exit_8_and_leaves_the_dataset_as_it_was(env, 
         assert (data / "processed" / "synth" / "splits" / "extra.parquet").stat().st_size <= 4096  # it fit in the page
 
 
+def ledger_entries(arts: Path) -> list[dict]:
+    res = cli("runs", "--ledger", "--artifacts-dir", arts, "--format", "json")
+    assert res.exit_code == 0, res.output
+    return json.loads(res.stdout)
+
+
+@pytest.mark.parametrize("ledger", ["existing", "new"])
+def test_disk_full_at_the_ledger_never_costs_train_or_evaluate_their_results(env, tmp_path, monkeypatch, ledger):
+    """The disk fills up after the run is saved and before the ledger is written: train prints and keeps
+    its run, evaluate its metrics, each with the ledger's one warning line and exit 0; once there is room
+    again the ledger is whole and takes writes."""
+    from recsys_cli import ledger as ledger_mod
+
+    train = ["train", "bias", "--dataset", "synth", "--split", "random", "--data-dir", env["data"], "--format", "json"]
+    with tmpfs(tmp_path / "mnt", "2m") as root:
+        arts = root / "arts"
+        if ledger == "existing":
+            assert cli(*train, "--artifacts-dir", arts, "--name", "first").exit_code == 0
+        entries = len(ledger_entries(arts)) if ledger == "existing" else 0
+        connect = ledger_mod._connect
+
+        def fill_then_connect(path):
+            if not (root / "ballast").exists():
+                fill_up(root / "ballast", leave=0)
+            return connect(path)
+
+        monkeypatch.setattr(ledger_mod, "_connect", fill_then_connect)
+        res = cli(*train, "--artifacts-dir", arts)
+        assert (root / "ballast").exists()  # the disk was full when the ledger was written
+        assert res.exit_code == 0, res.output
+        assert json.loads(res.stdout)["run"] == "bias-synth-random"
+        assert "Traceback" not in res.stderr
+        warn = [line for line in res.stderr.splitlines() if line.startswith("warning: run ledger")]
+        assert len(warn) == 1 and "not updated" in warn[0], res.stderr
+        assert rs.load_run("bias-synth-random", artifacts_dir=arts).manifest.model == "bias"
+
+        res = cli("evaluate", "bias-synth-random", "--data-dir", env["data"], "--artifacts-dir", arts, "--format", "json")
+        assert res.exit_code == 0, res.output
+        assert json.loads(res.stdout)[0]["metrics"]["rmse"] > 0
+        assert "Traceback" not in res.stderr
+        lines = res.stderr.splitlines()
+        assert sum(line.startswith("warning: run ledger") for line in lines) == 1, res.stderr
+        assert sum(line.startswith("warning: metrics not saved") for line in lines) == 1, res.stderr
+        assert rs.load_run("bias-synth-random", artifacts_dir=arts).manifest.model == "bias"
+
+        monkeypatch.undo()
+        (root / "ballast").unlink()
+        assert len(ledger_entries(arts)) == entries  # nothing half-written, nothing lost
+        res = cli(*train, "--artifacts-dir", arts, "--name", "after")
+        assert res.exit_code == 0 and "warning" not in res.stderr, res.stderr
+        assert len(ledger_entries(arts)) == entries + 1
+
+
 def test_read_only_folders_are_refused_before_the_work(env, tmp_path, mirror_dir):
     def fill(root):
         shutil.copytree(env["arts"] / "bias-synth-random", root / "arts" / "bias-synth-random")
