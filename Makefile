@@ -19,13 +19,13 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 $(STAMP_COMPARE): $(STAMP)
-	$(PY) -m pip install --quiet -e '.[dev,compare,plot,serve,ui-test]'
+	$(PY) -m pip install --quiet -e '.[dev,compare,plot,maps,serve,ui-test]'
 	touch $(STAMP_COMPARE)
 
 install-compare: $(STAMP_COMPARE)
 
 $(STAMP_SPARK): $(STAMP_COMPARE)
-	$(PY) -m pip install --quiet -e '.[dev,compare,plot,serve,ui-test,spark]'
+	$(PY) -m pip install --quiet -e '.[dev,compare,plot,maps,serve,ui-test,spark]'
 	touch $(STAMP_SPARK)
 
 install-spark: $(STAMP_SPARK)

@@ -84,6 +84,55 @@ def test_item_map_is_the_pca_of_the_item_vectors(env, client):
     assert refused.status_code == 422 and "no item vectors" in refused.json()["error"]
 
 
+def test_item_map_tsne_is_seeded_and_scores_its_own_genre_separation(env, client):
+    pytest.importorskip("sklearn")
+    from recsys_cli.api import load_run
+    from recsys_cli.insights.model_report import genre_silhouettes
+    from recsys_cli.insights.projection import project
+
+    body = client.get("/map", params={"run": SVD, "projection": "tsne", "seed": 5}).json()
+    assert body["projection"] == "tsne" and body["explained_variance"] is None
+    assert body["axes"] == ["t-SNE 1", "t-SNE 2"] and body["items"] == body["shown"] == 80
+    model = load_run(SVD, artifacts_dir=env["arts"]).model
+    assert [p["item_id"] for p in body["points"]] == model.item_ids.tolist()
+    coords = project(np.asarray(model.estimator._item_vectors()), "tsne", seed=5).coords
+    np.testing.assert_allclose([[p["x"], p["y"]] for p in body["points"]], coords, atol=1e-9)  # seeded: the same map
+    # The genre separation is the silhouette of the points shown (euclidean, per genre, averaged over genres).
+    sep = body["genre_separation"]
+    assert sep["items"] == 80 and sep["genres"]
+    meta = explore_genres(env)
+    genre_names = list(dict.fromkeys(g for p in body["points"] for g in meta[p["item_id"]]))
+    member = np.array([[g in meta[p["item_id"]] for g in genre_names] for p in body["points"]], np.float32)
+    rows = genre_silhouettes(coords, member, genre_names, seed=5, metric="euclidean")
+    assert sep["genres"] == rows
+    assert sep["silhouette"] == pytest.approx(np.mean([r["silhouette"] for r in rows]))
+    assert sep["shuffled"] == pytest.approx(np.mean([r["shuffled"] for r in rows]))
+    # PCA's answer carries its own map score too.
+    assert client.get("/map", params={"run": SVD}).json()["genre_separation"]["items"] == 80
+
+
+def explore_genres(env) -> dict[int, list[str]]:
+    from recsys_cli.api import item_metadata
+
+    return {k: v.get("genres") or [] for k, v in item_metadata("synth", data_dir=env["data"]).items()}
+
+
+def test_item_map_projection_errors_are_422(client, monkeypatch):
+    import sys
+
+    bad = client.get("/map", params={"run": SVD, "projection": "mds"})
+    assert bad.status_code == 422 and "choose one of: pca, tsne, umap" in bad.json()["error"]
+    monkeypatch.setitem(sys.modules, "sklearn.manifold", None)  # scikit-learn missing
+    missing = client.get("/map", params={"run": SVD, "projection": "tsne", "seed": 11})
+    assert missing.status_code == 422
+    assert missing.json()["error"] == ("projection tsne needs scikit-learn, which is not installed: "
+                                       "pip install 'recsys-cli[maps]'")
+    monkeypatch.setitem(sys.modules, "umap", None)
+    missing = client.get("/map", params={"run": SVD, "projection": "umap"})
+    assert missing.status_code == 422 and "pip install umap-learn" in missing.json()["error"]
+    assert client.get("/map", params={"run": SVD}).status_code == 200  # PCA needs nothing more
+
+
 def test_leaderboard_is_the_ledger_sorted_by_the_metric(env, client):
     from recsys_cli import ledger
 

@@ -8,6 +8,7 @@ client with executable_path (no browser download). Skips, saying why, only where
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -240,7 +241,16 @@ def test_insights_map_and_leaderboard(browser, server, tmp_path):
     page.click("#map-form button")
     page.wait_for_selector("#map-chart circle.hit")
     assert page.get_attribute("#map-chart circle.hit", "data-item") == str(points[0]["item_id"])
+    assert "principal components" in page.text_content("#map-note") and "PC 1" in page.text_content("#map-chart")
     tab.shot(tmp_path, "map")
+    if importlib.util.find_spec("sklearn") is not None:  # the maps extra: the same tab draws the t-SNE map
+        page.select_option("#map-projection", "tsne")
+        page.click("#map-form button")
+        page.wait_for_function("document.querySelector('#map-note').textContent.includes('t-SNE')", timeout=120_000)
+        body = server["api"].get("/map", params={"run": SVD, "projection": "tsne"}).json()
+        assert page.locator("#map-chart circle.dot").count() == body["shown"] == 90
+        assert "t-SNE 1" in page.text_content("#map-chart") and "Genre silhouette on this map" in page.text_content("#map-note")
+        tab.shot(tmp_path, "map-tsne")
 
     page = tab.open("leaderboard")
     page.wait_for_selector("#lb-body table")

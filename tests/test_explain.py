@@ -55,6 +55,9 @@ CASES = [
     ("item-knn", {}, "items"),
     ("item-knn", {"rank_by": "mean", "prediction": "means"}, "items"),
     ("content", {}, "items"),
+    ("ease", {"reg": 50.0}, "items"),
+    ("ease", {"reg": 50.0, "weight": "rating", "interactions": "threshold", "min_rating": 4.0}, "items"),
+    ("rp3beta", {}, "items"),
     ("bias", {}, "baseline"),
     ("popularity", {}, "popular"),
 ]
@@ -175,6 +178,44 @@ def test_ridge_parts_on_a_hand_sized_system():
     assert resid[0] == pytest.approx(0.0)
     contrib, resid = ridge_parts(A, Z, t, w + np.array([0.0, 0.25]), np.array([[1.0, 1.0]]))
     assert resid[0] == pytest.approx(0.25) and contrib.sum() + resid[0] == pytest.approx(2.25)
+
+
+def test_ease_contribution_is_what_leaving_the_item_out_removes(data):
+    """ease's score is linear in the user's row: folding in without rated item j lowers item i's score by
+    exactly j's contribution x_uj B_ji."""
+    model = create_model("ease", {"reg": 50.0}).fit(data, seed=1)
+    raw, vals = np.array([501, 505, 510, 520, 533]), np.array([5.0, 4.0, 1.0, 5.0, 2.0])
+    items = np.array([2, 7, 30])
+    full = model.fold_in(raw, vals)
+    exps = model.explain(-1, items, rated=raw - 501, ratings=vals)
+    for j in range(len(raw)):
+        without = model.fold_in(np.delete(raw, j), np.delete(vals, j))
+        for i, e in zip(items, exps, strict=True):
+            c = float(e.contributions[e.keys.tolist().index(raw[j] - 501)])
+            assert full[i] - without[i] == pytest.approx(c, abs=2e-6)
+            assert c == pytest.approx(float(model.B[raw[j] - 501, i]), abs=1e-6)  # binary x_uj = 1
+
+
+def test_ease_items_outside_max_items_are_the_popular_tail(data):
+    """With max_items the uncovered items rank below every covered one, by popularity: kind "popular",
+    its whole score (known and folded-in users); the covered ones still split over the rated items."""
+    model = create_model("ease", {"reg": 50.0, "max_items": 20}).fit(data, seed=1)
+    outside = set(np.flatnonzero(model.col < 0).tolist())
+    recs = model.recommend(data.user_ids[:6], N_ITEMS)
+    raw, vals = np.array([501, 505, 510, 520, 533]), np.array([5.0, 4.0, 1.0, 5.0, 2.0])
+    new = model.recommend_new_user(raw, vals, N_ITEMS)
+    lists = [(u, recs.items[u], recs.scores[u], {}) for u in range(6)]
+    lists.append((-1, new.items[0], new.scores[0], {"rated": raw - 501, "ratings": vals}))
+    tail = 0
+    for u, listed, scores, extra in lists:
+        ok = listed >= 0
+        items = np.searchsorted(model.item_ids, listed[ok])
+        exps = model.explain(u, items, **extra)
+        np.testing.assert_allclose([e.total for e in exps], scores[ok], rtol=1e-5, atol=2e-5)
+        for i, e in zip(items.tolist(), exps, strict=True):
+            assert e.kind == ("popular" if i in outside else "items")
+            tail += i in outside
+    assert tail >= 20
 
 
 def test_models_without_an_explanation_say_none(data):

@@ -180,3 +180,75 @@ def test_model_report_from_the_library(synth_run):
     data, art, run = synth_run
     ins = rs.model_report(rs.load_run(run, artifacts_dir=art), data_dir=data)
     assert ins.summary["run"] == run and "segment_ndcg" in ins.tables
+
+
+def test_model_report_tsne_map_and_its_genre_separation(synth_run):
+    """--projection tsne: the same items, seeded (two reports, the same map); the factor-space silhouette does not
+    depend on the projection, the map's own silhouette is computed on the t-SNE points and beats shuffled genres."""
+    pytest.importorskip("sklearn")
+    data, art, run = synth_run
+    pca = model_report(run, data_dir=data, artifacts_dir=art)
+    a = model_report(run, projection="tsne", seed=3, data_dir=data, artifacts_dir=art)
+    b = model_report(run, projection="tsne", seed=3, data_dir=data, artifacts_dir=art)
+    s = a.summary
+    assert s["item_map_projection"] == "tsne" and "item_map_variance" not in s
+    assert s["item_map_items"] == s["item_map_rated"] == pca.summary["item_map_items"]  # under the t-SNE cap
+    assert a.tables["item_map"].equals(b.tables["item_map"])
+    assert a.tables["item_map"]["item_id"].to_list() == pca.tables["item_map"]["item_id"].to_list()
+    assert s["genre_separation"] == pca.summary["genre_separation"]
+    assert s["item_map_separation"] > s["item_map_separation_shuffled"] + 0.1
+    sep = a.tables["genre_separation"]
+    assert {"map_silhouette", "map_shuffled", "map_items"} <= set(sep.columns)
+    assert s["item_map_separation"] == pytest.approx(round(float(sep["map_silhouette"].mean()), 4))
+    # The map score is the silhouette of the 2-D points themselves (euclidean), here of every rated item.
+    from recsys_cli.insights.model_report import genre_silhouettes, silhouette
+
+    m = a.tables["item_map"]
+    pts = np.column_stack([m["x"].to_numpy(), m["y"].to_numpy()])
+    row = sep.row(0, named=True)
+    ids = m["item_id"].to_numpy()
+    from recsys_cli.data.dataset import load_dataset, lookup
+
+    ds = load_dataset("tiny", data)
+    mat, names = ds.genres
+    member = mat[lookup(ds.vocabularies[1], ids), list(names).index(row["genre"])] > 0
+    assert row["map_silhouette"] == pytest.approx(float(silhouette(pts, member)[member].mean()), abs=1e-12)
+    assert len(genre_silhouettes(pts, mat[lookup(ds.vocabularies[1], ids)], names, metric="euclidean")) == len(sep)
+    # PCA's report carries the map score too: the silhouette on its two principal components.
+    assert "item_map_separation" in pca.summary and pca.summary["item_map_variance"] > 0
+
+
+def test_insights_cli_projection(synth_run, tmp_path, monkeypatch):
+    pytest.importorskip("sklearn")
+    pytest.importorskip("matplotlib")
+    import sys
+
+    from typer.testing import CliRunner
+
+    from recsys_cli.cli.app import app
+
+    data, art, run = synth_run
+    common = ["--data-dir", str(data), "--artifacts-dir", str(art)]
+    res = CliRunner().invoke(app, ["insights", run, *common, "--projection", "tsne", "--seed", "3", "--format", "json",
+                                   "--out", str(tmp_path / "figs")])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    lib = model_report(run, projection="tsne", seed=3, data_dir=data, artifacts_dir=art)
+    assert out["summary"]["item_map_projection"] == "tsne"
+    assert [(r["x"], r["y"]) for r in out["tables"]["item_map"]] == lib.tables["item_map"].select("x", "y").rows()
+    assert (tmp_path / "figs" / "item_map.png").read_bytes()[:4] == b"\x89PNG"
+    assert "t-SNE" in (tmp_path / "figs" / "item_map.svg").read_text()
+    table = CliRunner().invoke(app, ["insights", run, *common, "--projection", "tsne", "--seed", "3", "--format", "table"])
+    assert table.exit_code == 0 and "item map: t-SNE of the item factors" in table.stdout
+    assert "genre silhouette on the map" in table.stdout
+    # Without scikit-learn: one line naming the install command, exit 2, before anything is computed.
+    monkeypatch.setitem(sys.modules, "sklearn.manifold", None)
+    res = CliRunner().invoke(app, ["insights", run, *common, "--projection", "tsne"])
+    assert res.exit_code == 2
+    assert res.output.strip() == ("error: projection tsne needs scikit-learn, which is not installed: "
+                                  "pip install 'recsys-cli[maps]'")
+    # --projection belongs to a run's map; unknown names list the choices.
+    res = CliRunner().invoke(app, ["insights", "tiny", *common, "--projection", "pca"])
+    assert res.exit_code == 2 and "is for a run's item map" in res.output
+    res = CliRunner().invoke(app, ["insights", run, *common, "--projection", "mds"])
+    assert res.exit_code == 2 and "pca, tsne, umap" in res.output

@@ -5,6 +5,7 @@ run's items, the runs leaderboard from the ledger, and the A/B chart's tables. U
     ins = rs.api.explore.dataset_insights("ml-100k")
     svg = rs.api.explore.insight_figure_svg(ins, "genre_popularity")
     m = rs.api.explore.item_map("svd-ml-100k-random")          # 2-D PCA of the item vectors
+    m = rs.api.explore.item_map("svd-ml-100k-random", projection="tsne", seed=1)   # needs the maps extra
     board = rs.api.explore.leaderboard(metric="rmse")
 """
 
@@ -16,7 +17,8 @@ import numpy as np
 
 from recsys_cli.errors import UnknownIdError, UsageError
 
-MAP_POINTS = 5000  # at most this many items on the map (evenly spaced over the catalogue beyond it)
+MAP_POINTS = 5000  # at most this many items on the map (evenly spaced over the catalogue beyond it; t-SNE: 2,000)
+SEPARATION_SAMPLE = 1000  # points the map's genre silhouette is computed on (dense n x n distances)
 
 
 def dataset_insights(dataset: str, *, data_dir=None, alpha: float = 0.05, top: int = 20):
@@ -61,29 +63,32 @@ def pca_2d(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
     Each component's sign is fixed so its largest-magnitude loading is positive (deterministic maps).
     """
+    from recsys_cli.insights.projection import pca_2d as project_pca
+
     x = np.asarray(vectors, dtype=np.float64)
     if x.ndim != 2 or x.shape[0] < 2:
         raise UsageError("a map needs at least two item vectors")
-    x = x - x.mean(axis=0)
-    _, s, vt = np.linalg.svd(x, full_matrices=False)
-    comps = vt[:2]
-    for row in comps:
-        if row[np.argmax(np.abs(row))] < 0:
-            row *= -1.0
-    coords = x @ comps.T
-    if coords.shape[1] < 2:  # one-dimensional vectors: the second axis is flat
-        coords = np.hstack([coords, np.zeros((coords.shape[0], 1))])
-    var = s**2
-    ratio = var[:2] / var.sum() if var.sum() > 0 else np.zeros(2)
-    return coords, np.pad(ratio, (0, 2 - ratio.size))
+    return project_pca(x)
 
 
-def item_map(run: Any, *, data_dir=None, artifacts_dir=None, max_points: int = MAP_POINTS) -> dict[str, Any]:
-    """The run's items on the 2-D PCA of their latent vectors: points (item_id, x, y, title, genre = first genre)."""
+def item_map(run: Any, *, projection: str = "pca", seed: int = 42, data_dir=None, artifacts_dir=None,
+             max_points: int = MAP_POINTS, sample: int = SEPARATION_SAMPLE) -> dict[str, Any]:
+    """The run's items on a 2-D map of their latent vectors: points (item_id, x, y, title, genre = first genre).
+
+    projection: pca (default; `explained_variance` per axis), tsne (scikit-learn, seeded by `seed`; at most
+    2,000 items) or umap (umap-learn, when installed); see `insights.projection`. Beyond `max_points` (or
+    the projection's cap) the items shown are evenly spaced over the catalogue: `shown` of `items`.
+    `genre_separation`: the genre silhouette of the map itself (euclidean distance between the points, at
+    most `sample` of them, per genre against all others, averaged over genres) next to the same for
+    shuffled genres; None without genres.
+    """
     from recsys_cli.api.data import item_metadata
     from recsys_cli.api.queries import _run
     from recsys_cli.errors import RecsysError
+    from recsys_cli.insights.model_report import even_sample, genre_silhouettes
+    from recsys_cli.insights.projection import check_projection, project, shown_indices
 
+    method = check_projection(projection)
     r = _run(run, artifacts_dir)
     model = r.model
     vectors = model.estimator._item_vectors()
@@ -91,22 +96,38 @@ def item_map(run: Any, *, data_dir=None, artifacts_dir=None, max_points: int = M
         raise UsageError(f"run {r.name!r} ({model.name}) has no item vectors to map; "
                          "try a factor model (svd, als, ials, bpr, hybrid-als)")
     ids = model.item_ids
-    keep = np.arange(len(ids))
-    if len(ids) > max_points:
-        keep = np.unique(np.linspace(0, len(ids) - 1, max_points).round().astype(np.int64))
-    coords, ratio = pca_2d(np.asarray(vectors)[keep])
+    if len(ids) < 2:
+        raise UsageError("a map needs at least two item vectors")
+    keep = shown_indices(len(ids), method, max_points)
+    proj = project(np.asarray(vectors)[keep], method, seed=seed)
     try:
         meta = item_metadata(r.manifest.dataset, data_dir=data_dir)
     except (RecsysError, OSError):
         meta = {}
     titles = model.titles
-    points = []
-    for item, (x, y) in zip(ids[keep].tolist(), coords.tolist(), strict=True):
+    points, listed = [], []
+    for item, (x, y) in zip(ids[keep].tolist(), proj.coords.tolist(), strict=True):
         genres = (meta.get(int(item)) or {}).get("genres") or []
+        listed.append(genres)
         points.append({"item_id": int(item), "x": float(x), "y": float(y), "title": titles.get(int(item)),
                        "genre": genres[0] if genres else None})
-    return {"run": r.name, "model": model.name, "items": int(len(ids)), "shown": len(points),
-            "explained_variance": [float(v) for v in ratio], "points": points}
+    separation = None
+    names = list(dict.fromkeys(g for gs in listed for g in gs))
+    if names and len(points) >= 3:
+        pick = even_sample(len(points), sample)
+        col = {g: j for j, g in enumerate(names)}
+        member = np.zeros((len(pick), len(names)), np.float32)
+        for row, p in enumerate(pick.tolist()):
+            member[row, [col[g] for g in listed[p]]] = 1.0
+        rows = genre_silhouettes(proj.coords[pick], member, names, seed=seed, metric="euclidean")
+        if rows:
+            separation = {"silhouette": float(np.mean([g["silhouette"] for g in rows])),
+                          "shuffled": float(np.mean([g["shuffled"] for g in rows])), "items": len(pick),
+                          "genres": rows}
+    return {"run": r.name, "model": model.name, "projection": method, "axes": list(proj.axes),
+            "items": int(len(ids)), "shown": len(points),
+            "explained_variance": None if proj.variance is None else [float(v) for v in proj.variance],
+            "genre_separation": separation, "points": points}
 
 
 LEADER_COLUMNS = ("id", "created", "kind", "run", "model", "dataset", "split", "seed", "params", "protocol", "metrics")

@@ -208,7 +208,7 @@ class Recommender:
         "other_rated" (the rest of them, summed), "genre" (a cold item's genre affinity, title = the
         genre), "other_genres", "baseline" (global mean and biases), "residual" (what the stored user
         vector differs from the solve the split reads it as), "popular" (popular fallback). An empty
-        list: the model has no explanation (bpr, user-knn, blend, surprise:*). A known user's
+        list: the model has no explanation (bpr, user-knn, blend, rank-blend, fm, bpmf, surprise:*). A known user's
         training ratings come from the processed dataset the run was trained on (factor models);
         `new_user_ratings` are the ratings a fold-in list was made from.
         """

@@ -164,15 +164,17 @@ def similar(run: Any, item: Any, *, n: int = 10, artifacts_dir=None) -> Similar:
     return Similar(int(raw[0]), items, sims, r.model.titles, run=r.name)
 
 
-def model_report(run: Any, *, k: int = 10, relevance: str | None = None, threshold: float = 4.0, data_dir=None,
-                 artifacts_dir=None):
+def model_report(run: Any, *, k: int = 10, relevance: str | None = None, threshold: float = 4.0,
+                 projection: str = "pca", seed: int = 42, data_dir=None, artifacts_dir=None):
     """The model report of `recsys insights RUN` (an `Insights`: summary, tables, notes; see insights.model_report).
 
-    Learning curve, hyperparameters and metrics, the item-factor map with its genre silhouette,
-    coverage / novelty / popularity bias / diversity over every user's top-k, nDCG@k per segment.
+    Learning curve, hyperparameters and metrics, the item-factor map with its genre silhouette
+    (projection: pca, tsne or umap; seeded by `seed`), coverage / novelty / popularity bias /
+    diversity over every user's top-k, nDCG@k per segment.
     """
     from recsys_cli.insights.model_report import model_report as build
 
     name = run if isinstance(run, str) else _run(run, artifacts_dir).name
     root = artifacts_dir if isinstance(run, str) or artifacts_dir is not None else _run(run).store.root
-    return build(name, k=k, relevance=relevance, threshold=threshold, data_dir=data_dir, artifacts_dir=root)
+    return build(name, k=k, relevance=relevance, threshold=threshold, seed=seed, projection=projection,
+                 data_dir=data_dir, artifacts_dir=root)

@@ -14,7 +14,10 @@ HELP = """Describe a processed dataset (ratings, long tail, items, genres, time,
 RUN (a saved run's name): the model report: hyperparameters and metrics (manifest and
 ledger), the learning curve, a 2-D map of the item factors coloured by genre with the genre
 silhouette, coverage / novelty / popularity bias / diversity / long-tail share over every
-user's top-10, and nDCG@10 per user segment on the run's held-out ratings.
+user's top-10, and nDCG@10 per user segment on the run's held-out ratings. The map is PCA by
+default; --projection tsne uses scikit-learn's t-SNE (pip install 'recsys-cli[maps]'; at most
+2,000 items, evenly spaced), --projection umap umap-learn's UMAP (pip install umap-learn),
+both seeded by --seed.
 
 DATASET:
 
@@ -37,6 +40,7 @@ Examples:
   recsys insights ml-100k --format json > insights.json
   recsys insights ml-100k --out figures/ --html insights.html
   recsys insights svd-ml-100k-random --html svd-report.html
+  recsys insights ials-ml-100k-user --projection tsne --out ials-report/
 """
 
 BARS = "▁▂▃▄▅▆▇█"
@@ -124,6 +128,8 @@ def register(app: typer.Typer) -> None:
         html: Annotated[Optional[Path], typer.Option("--html", help="Write a self-contained offline HTML report here.", show_default=False)] = None,
         alpha: Annotated[float, typer.Option("--alpha", help="Significance level for segment findings (after Holm correction).")] = 0.05,
         top: Annotated[int, typer.Option("--top", help="Rows in the top-movie and top-tag tables.", min=1)] = 20,
+        projection: Annotated[Optional[str], typer.Option("--projection", help="RUN: the item map's projection: pca (default), tsne (the maps extra) or umap (umap-learn).", show_default=False, metavar="pca|tsne|umap")] = None,
+        seed: Annotated[int, typer.Option("--seed", help="RUN: seed of the t-SNE / UMAP map and of the shuffled-genre baseline.")] = 42,
         data_dir: DataDirOpt = None,
         artifacts_dir: ArtifactsDirOpt = None,
         fmt: FormatOpt = None,
@@ -142,8 +148,14 @@ def register(app: typer.Typer) -> None:
             if value is not None:
                 require_matplotlib(option)
         if is_run(dataset, artifacts_dir):
+            from recsys_cli.insights.projection import check_projection
+
             return model_report_cmd(dataset, out=out, html=html, out_fmt=out_fmt, data_dir=data_dir,
-                                    artifacts_dir=artifacts_dir)
+                                    artifacts_dir=artifacts_dir, projection=check_projection(projection), seed=seed)
+        if projection is not None:
+            from recsys_cli.errors import UsageError
+
+            raise UsageError(f"--projection is for a run's item map; {dataset!r} is not a saved run")
         ins = dataset_insights(dataset, data_dir=data_dir, alpha=alpha, top=top)
         written = []
         if out is not None or html is not None:

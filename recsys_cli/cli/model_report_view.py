@@ -18,6 +18,26 @@ def is_run(name: str, artifacts_dir=None) -> bool:
         return False
 
 
+def map_line(s: dict) -> str:
+    """The item map in one line: projection, items shown, variance kept (PCA), genre silhouette on the map and
+    in the factor space, each next to its shuffled-genre chance level."""
+    from recsys_cli.insights.projection import LABELS
+
+    method = s.get("item_map_projection", "pca")
+    line = f"item map: {LABELS.get(method, method)} of the item factors"
+    if s["item_map_items"] < s.get("item_map_rated", s["item_map_items"]):
+        line += f", {s['item_map_items']:,} of {s['item_map_rated']:,} rated items (evenly spaced)"
+    if "item_map_variance" in s:
+        line += f", keeps {s['item_map_variance']:.0%} of the variance"
+    if "item_map_separation" in s:
+        line += (f"; genre silhouette on the map {s['item_map_separation']:+.3f} (shuffled "
+                 f"{s['item_map_separation_shuffled']:+.3f}, {s['item_map_separation_items']:,} items)")
+    if "genre_separation" in s:
+        line += (f"; in the factors {s['genre_separation']:+.3f} (shuffled {s['genre_separation_shuffled']:+.3f}, "
+                 f"{s['genre_separation_items']:,} items)")
+    return line
+
+
 def render_model_summary(ins, console) -> None:
     """Key numbers, the learning curve as a sparkline, diagnostics, genre separation and segment nDCG."""
     from rich import box
@@ -49,10 +69,8 @@ def render_model_summary(ins, console) -> None:
     console.print(diag)
     pop = t["popularity_bias"]
     console.print("long-tail share: " + ", ".join(f"{g} {v:.1%}" for g, v in pop.iter_rows()))
-    if "genre_separation" in s:
-        console.print(f"item map: PCA of the item factors keeps {s['item_map_variance']:.0%} of the variance; genre "
-                      f"silhouette {s['genre_separation']:+.3f} (shuffled genres {s['genre_separation_shuffled']:+.3f}, "
-                      f"{s['genre_separation_items']:,} items)")
+    if "item_map_items" in s:
+        console.print(map_line(s))
     if "segment_ndcg" in t:
         seg = t["segment_ndcg"]
         table = Table(title=f"nDCG@10 by segment ({s.get('relevance', '')})", title_justify="left", box=box.SIMPLE_HEAD)
@@ -67,12 +85,13 @@ def render_model_summary(ins, console) -> None:
         console.print(f"note: {note}")
 
 
-def model_report_cmd(name: str, *, out: Path | None, html: Path | None, out_fmt: str, data_dir, artifacts_dir) -> None:
+def model_report_cmd(name: str, *, out: Path | None, html: Path | None, out_fmt: str, data_dir, artifacts_dir,
+                     projection: str = "pca", seed: int = 42) -> None:
     from recsys_cli.api.queries import model_report
     from recsys_cli.output import console_out
     from recsys_cli.output.insights import emit_insights, written_lines
 
-    ins = model_report(name, data_dir=data_dir, artifacts_dir=artifacts_dir)
+    ins = model_report(name, projection=projection, seed=seed, data_dir=data_dir, artifacts_dir=artifacts_dir)
     written = []
     if out is not None or html is not None:
         from recsys_cli.insights.report import MODEL_SPECS, render

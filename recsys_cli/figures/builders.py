@@ -313,8 +313,16 @@ def learning_curve(table, *, title: str = "Learning curve"):
 
 @themed
 def item_map(table, *, separation: float | None = None, shuffled: float | None = None, variance: float | None = None,
-             genres: int = 7):
-    """item_id, genre, ratings, x, y -> scatter of the items' 2-D projection, the most common first genres in colour."""
+             projection: str = "pca", items: int | None = None, map_separation: float | None = None,
+             map_shuffled: float | None = None, genres: int = 7):
+    """item_id, genre, ratings, x, y -> scatter of the items' 2-D projection, the most common first genres in colour.
+
+    The title names the projection (pca, tsne, umap), how many of `items` rated items are shown, the
+    variance PCA keeps, and the genre silhouette on the map and in the factor space (each with its
+    shuffled-genre chance level).
+    """
+    from recsys_cli.insights.projection import AXES, LABELS
+
     fig, ax = new_figure(size=(8, 6))
     counts = table.drop_nulls("genre").group_by("genre").len().sort(["len", "genre"], descending=[True, False])
     shown = counts["genre"].head(genres).to_list()
@@ -328,13 +336,22 @@ def item_map(table, *, separation: float | None = None, shuffled: float | None =
         ax.scatter(part["x"].to_list(), part["y"].to_list(), s=size(part), color=color, alpha=0.75, linewidths=0,
                    label=f"{genre} ({len(part)})", rasterized=True)
     ax.legend(loc="best", fontsize=8, markerscale=1.5, title="first genre", title_fontsize=8)
-    sub = []
-    if variance is not None:
-        sub.append(f"PCA, {variance:.0%} of the variance")
-    if separation is not None:
-        sub.append(f"genre silhouette {separation:+.3f}" + (f" (shuffled {shuffled:+.3f})" if shuffled is not None else ""))
-    ax.set(title="Item factors in 2-D" + (f"\n{'; '.join(sub)}" if sub else ""), xlabel="component 1",
-           ylabel="component 2")
+    head = LABELS.get(projection, projection)
+    if variance is not None and projection == "pca":
+        head += f", {variance:.0%} of the variance"
+    if items is not None and items > len(table):
+        head += f", {len(table):,} of {items:,} rated items (evenly spaced)"
+    sil, chance = [], []
+    for where, value, base in (("map", map_separation, map_shuffled), ("factors", separation, shuffled)):
+        if value is not None:
+            sil.append(f"{where} {value:+.3f}")
+            if base is not None:
+                chance.append(f"{base:+.3f}")
+    sub = ""
+    if sil:
+        sub = "\ngenre silhouette: " + ", ".join(sil) + (f" (shuffled: {', '.join(chance)})" if chance else "")
+    xlabel, ylabel = AXES.get(projection, ("axis 1", "axis 2"))
+    ax.set(title=f"Item factors in 2-D: {head}{sub}", xlabel=xlabel, ylabel=ylabel)
     return fig
 
 

@@ -6,14 +6,19 @@ Tables (each a polars DataFrame; the figure beside it shows exactly these number
 - metrics: source (manifest, or the ledger entry's id and date), metric, value.
 - learning_curve: iteration, series (train_rmse, train_auc), value, seconds (from the run's
   fit_info history; empty for models fitted in one step).
-- item_map: item_id, title, genre (the item's first listed genre), ratings, x, y: the first
-  two principal components of the item factors (PCA by SVD of the centred vectors) of every
-  item with training ratings; summary["item_map_variance"] is their share of the variance.
-- genre_separation: genre, items, silhouette, shuffled: per genre (one at a time: a movie has
-  several), the mean silhouette of its movies against all others, cosine distance between
-  item factors, on an evenly spaced sample of at most `sample` rated items; `shuffled` is the
-  same for a random set of as many movies (chance). summary["genre_separation"] and
-  ["genre_separation_shuffled"] average them over the genres (each genre counts once).
+- item_map: item_id, title, genre (the item's first listed genre), ratings, x, y: the item
+  factors of every item with training ratings in 2-D (`insights.projection`): the first two
+  principal components by default (summary["item_map_variance"]: their share of the
+  variance), or t-SNE / UMAP with `projection`; t-SNE shows at most 2,000 items, evenly spaced
+  (summary["item_map_items"] shown of ["item_map_rated"]).
+- genre_separation: genre, items, silhouette, shuffled, map_items, map_silhouette, map_shuffled:
+  per genre (one at a time: a movie has several), the mean silhouette of its movies against all
+  others, cosine distance between item factors, on an evenly spaced sample of at most `sample`
+  rated items; `shuffled` is the same for a random set of as many movies (chance). The map_
+  columns are the same on the map shown (euclidean distance between the 2-D points of at most
+  `sample` of them). summary["genre_separation"] / ["genre_separation_shuffled"] and
+  ["item_map_separation"] / ["item_map_separation_shuffled"] average them over the genres
+  (each genre counts once).
 - popularity_bias: group (catalogue items, training ratings, top-k slots), long_tail_share:
   the long tail is every rated item outside the most-rated 20% (the short head).
 - diagnostics: metric, value over the top-k lists of every user the run knows: coverage
@@ -35,6 +40,8 @@ import numpy as np
 import polars as pl
 
 from recsys_cli.insights.build import Insights
+from recsys_cli.insights.projection import check_projection, project, shown_indices
+from recsys_cli.insights.projection import pca_2d as projection_pca
 
 HEAD_SHARE = 0.2  # the short head: the most-rated 20% of rated items; the rest is the long tail
 
@@ -43,21 +50,10 @@ def pca_2d(vectors: np.ndarray) -> tuple[np.ndarray, float]:
     """(n, 2) coordinates on the first two principal components, and their share of the variance.
 
     Signs are fixed so the largest-magnitude loading of each component is positive (same
-    vectors, same picture).
+    vectors, same picture); `insights.projection.pca_2d`.
     """
-    X = np.asarray(vectors, np.float64)
-    X = X - X.mean(axis=0, keepdims=True)
-    if X.shape[0] < 2 or X.shape[1] < 1:
-        return np.zeros((X.shape[0], 2)), 0.0
-    _, s, vt = np.linalg.svd(X, full_matrices=False)
-    comps = vt[:2]
-    signs = np.sign(comps[np.arange(len(comps)), np.abs(comps).argmax(axis=1)])
-    comps = comps * np.where(signs == 0, 1.0, signs)[:, None]
-    coords = X @ comps.T
-    if coords.shape[1] < 2:
-        coords = np.hstack([coords, np.zeros((len(coords), 2 - coords.shape[1]))])
-    total = float((s**2).sum())
-    return coords, float((s[:2] ** 2).sum() / total) if total > 0 else 0.0
+    coords, ratio = projection_pca(vectors)
+    return coords, float(ratio.sum())
 
 
 def distances(points: np.ndarray, metric: str = "euclidean") -> np.ndarray:
@@ -105,14 +101,15 @@ def silhouette(points: np.ndarray | None, labels: np.ndarray, metric: str = "euc
 
 
 def genre_silhouettes(vectors: np.ndarray, genres: np.ndarray, names, *, min_items: int = 10,
-                      seed: int = 42) -> list[dict[str, Any]]:
-    """Per genre: the mean silhouette of its movies against every other movie (cosine distance).
+                      seed: int = 42, metric: str = "cosine") -> list[dict[str, Any]]:
+    """Per genre: the mean silhouette of its movies against every other movie (cosine distance by default;
+    euclidean for the points of a 2-D map, the distance the eye sees).
 
     One genre at a time (a movie has several), so the score says how far the model put that
     genre's movies apart from the rest; `shuffled` is the same score for a random set of as
     many movies (chance level, slightly below 0). Genres with fewer than min_items movies are skipped.
     """
-    D = distances(vectors, "cosine")
+    D = distances(vectors, metric)
     rng = np.random.default_rng(seed)
     rows = []
     for g, name in enumerate(names):
@@ -177,31 +174,52 @@ def _metrics_table(run: str, manifest: dict[str, Any], artifacts_dir) -> pl.Data
 
 
 def _item_map(est, genre_of: dict[int, str], titles: dict[int, str], genres: np.ndarray | None, names,
-              sample: int, seed: int):
+              sample: int, seed: int, projection: str = "pca"):
     """(item_map table, genre_separation table, summary entries) or None when the model has no item vectors."""
     vec = est._item_vectors()
     if vec is None:
         return None
     rated = np.flatnonzero(est.item_counts > 0)
-    ids = est.item_ids[rated]
-    coords, share = pca_2d(vec[rated])
+    shown = rated[shown_indices(len(rated), projection)]
+    proj = project(vec[shown], projection, seed=seed)
+    coords = proj.coords
+    ids = est.item_ids[shown]
     item_map = pl.DataFrame({"item_id": ids.astype(np.int64), "title": [titles.get(int(i)) for i in ids.tolist()],
                              "genre": [genre_of.get(int(i)) for i in ids.tolist()],
-                             "ratings": est.item_counts[rated].astype(np.int64),
+                             "ratings": est.item_counts[shown].astype(np.int64),
                              "x": coords[:, 0], "y": coords[:, 1]},
                             schema={"item_id": pl.Int64, "title": pl.String, "genre": pl.String, "ratings": pl.Int64,
                                     "x": pl.Float64, "y": pl.Float64})
-    summary: dict[str, Any] = {"item_map_items": len(rated), "item_map_variance": round(share, 4)}
-    schema = {"genre": pl.String, "items": pl.Int64, "silhouette": pl.Float64, "shuffled": pl.Float64}
+    summary: dict[str, Any] = {"item_map_projection": proj.method, "item_map_items": len(shown),
+                               "item_map_rated": len(rated)}
+    if proj.variance is not None:
+        summary["item_map_variance"] = round(float(proj.variance.sum()), 4)
+    schema = {"genre": pl.String, "items": pl.Int64, "silhouette": pl.Float64, "shuffled": pl.Float64,
+              "map_items": pl.Int64, "map_silhouette": pl.Float64, "map_shuffled": pl.Float64}
     sep = pl.DataFrame(schema=schema)
     if genres is not None and len(rated) >= 3:
-        pick = rated[even_sample(len(rated), sample)]
-        rows = genre_silhouettes(vec[pick], genres[pick], names, seed=seed)
-        if rows:
-            sep = pl.DataFrame(rows, schema=schema)
-            summary.update(genre_separation=round(float(sep["silhouette"].mean()), 4),
-                           genre_separation_shuffled=round(float(sep["shuffled"].mean()), 4),
-                           genre_separation_items=len(pick))
+        pick = rated[even_sample(len(rated), sample)]  # the factor space: every rated item, whatever is shown
+        rows = {r["genre"]: r for r in genre_silhouettes(vec[pick], genres[pick], names, seed=seed)}
+        on_map = even_sample(len(shown), sample)  # the map: the dots shown (the same items for pca)
+        map_rows = {r["genre"]: r for r in genre_silhouettes(coords[on_map], genres[shown[on_map]], names, seed=seed,
+                                                             metric="euclidean")}
+        merged = []
+        for g in sorted(set(rows) | set(map_rows)):
+            r, m = rows.get(g, {}), map_rows.get(g, {})
+            merged.append({"genre": g, "items": r.get("items"), "silhouette": r.get("silhouette"),
+                           "shuffled": r.get("shuffled"), "map_items": m.get("items"),
+                           "map_silhouette": m.get("silhouette"), "map_shuffled": m.get("shuffled")})
+        if merged:
+            sep = pl.DataFrame(merged, schema=schema).sort(["silhouette", "genre"], descending=[True, False],
+                                                           nulls_last=True)
+            if rows:
+                summary.update(genre_separation=round(float(sep["silhouette"].mean()), 4),
+                               genre_separation_shuffled=round(float(sep["shuffled"].mean()), 4),
+                               genre_separation_items=len(pick))
+            if map_rows:
+                summary.update(item_map_separation=round(float(sep["map_silhouette"].mean()), 4),
+                               item_map_separation_shuffled=round(float(sep["map_shuffled"].mean()), 4),
+                               item_map_separation_items=len(on_map))
     return item_map, sep, summary
 
 
@@ -287,12 +305,16 @@ def _segment_ndcg(est, processed, split: str, k: int, relevance: str, threshold:
 
 
 def model_report(run_name: str, *, k: int = 10, sample: int = 1000, relevance: str | None = None,
-                 threshold: float = 4.0, seed: int = 42, data_dir=None, artifacts_dir=None) -> Insights:
+                 threshold: float = 4.0, seed: int = 42, projection: str = "pca", data_dir=None,
+                 artifacts_dir=None) -> Insights:
     """Every table of the model report of saved run `run_name` (see the module docstring).
 
     relevance for the segment nDCG: 'threshold' (held-out rating >= threshold) or 'any';
     default: 'any' for ranking models (ials, bpr), 'threshold' for rating models.
+    projection: the item map's, pca (default), tsne or umap (`insights.projection`; seeded by
+    `seed`, which also draws the shuffled-genre baseline).
     """
+    projection = check_projection(projection)  # before any loading: a missing package is one line at once
     from recsys_cli.artifacts import ArtifactStore
     from recsys_cli.data.dataset import load_dataset
     from recsys_cli.errors import DataError
@@ -328,7 +350,7 @@ def model_report(run_name: str, *, k: int = 10, sample: int = 1000, relevance: s
         "metrics": _metrics_table(run_name, manifest, artifacts_dir),
         "learning_curve": _history_table(manifest.get("fit_info") or {}),
     }
-    mapped = _item_map(est, genre_of, titles, genres, names, sample, seed)
+    mapped = _item_map(est, genre_of, titles, genres, names, sample, seed, projection)
     if mapped is not None:
         tables["item_map"], tables["genre_separation"], extra = mapped
         summary.update(extra)

@@ -65,11 +65,16 @@ MODEL_SPECS = (
     FigureSpec("learning_curve", "learning_curve", "learning_curve",
                "Training loss per iteration or epoch, as the model recorded it while fitting."),
     FigureSpec("item_map", "item_map", "item_map",
-               "Item factors projected on their first two principal components, coloured by each movie's first genre "
-               "(dot size: ratings). Genre silhouette: per genre, its movies against all others (cosine distance in "
-               "the full factor space), averaged over genres; shuffled: the same for random sets of movies.",
+               "Item factors in two dimensions, coloured by each movie's first genre (dot size: ratings): the first "
+               "two principal components by default, t-SNE or UMAP with --projection (named in the title, with how "
+               "many items it shows). Genre silhouette: per genre, its movies against all others, averaged over "
+               "genres, on the map (distance between the dots) and in the full factor space (cosine distance); "
+               "shuffled: the same for random sets of movies. t-SNE and UMAP keep neighbourhoods, not distances: "
+               "their clusters look tighter than the factors are.",
                summary_kwargs={"separation": "genre_separation", "shuffled": "genre_separation_shuffled",
-                               "variance": "item_map_variance"}),
+                               "variance": "item_map_variance", "projection": "item_map_projection",
+                               "items": "item_map_rated", "map_separation": "item_map_separation",
+                               "map_shuffled": "item_map_separation_shuffled"}),
     FigureSpec("popularity_bias", "popularity_bias", "popularity_bias",
                "Share of the long tail (rated items outside the most-rated 20%) in the catalogue, in the training "
                "ratings and in every user's top-k list."),

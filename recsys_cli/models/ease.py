@@ -192,6 +192,41 @@ class EASE(Recommender):
         np.add.at(x, cols[cols >= 0], v[cols >= 0])
         return self._expand((x @ self.B)[None, :])[0]
 
+    def explain(self, user: int, items: np.ndarray, *, rated=None, ratings=None) -> list:
+        """score_ui = sum_j x_uj B_ji over the user's items j (training rows, or the fold-in's `rated`):
+        each contributes x_uj B_ji (base 0, no residual). With max_items, an item outside the kept
+        columns is ranked by popularity below every covered one: kind "popular", its whole score."""
+        from recsys_cli.models.explain import Explanation
+
+        items = np.asarray(items, np.int64).reshape(-1)
+        if user >= 0:
+            lo, hi = int(self.x_indptr[user]), int(self.x_indptr[user + 1])
+            cols, x = self.x_indices[lo:hi].astype(np.int64), self.x_data[lo:hi].astype(np.float64)
+        else:  # as fold_in builds the row: the matrix values of the rated items, repeats summed
+            idx = np.asarray(rated, np.int64)
+            v = self._values(np.asarray(ratings, np.float32)).astype(np.float64)
+            c = np.where(idx >= 0, self.col[np.maximum(idx, 0)], -1)
+            dense = np.zeros(len(self.kept))
+            np.add.at(dense, c[c >= 0], v[c >= 0])
+            cols = np.flatnonzero(dense)
+            x = dense[cols]
+        keys = self.kept[cols].astype(np.int64)  # columns of B -> item indices
+        targets = self.col[items]
+        covered = targets >= 0
+        w = self.B[cols][:, targets[covered]].astype(np.float64)  # (rated, covered targets)
+        parts = x[:, None] * w
+        out, m = [], 0
+        if not covered.all():  # the tail's scores, exactly as _expand gives them
+            low = float((x.astype(np.float32) @ self.B[cols]).min()) if len(cols) else 0.0
+            pop = self._popularity_scores()
+        for i, ok in zip(items.tolist(), covered.tolist(), strict=True):
+            if ok:
+                out.append(Explanation("items", 0.0, keys, parts[:, m], 0.0, base_label="").sorted())
+                m += 1
+            else:
+                out.append(Explanation("popular", float(np.float32(low) - np.float32(1.0) + pop[i])))
+        return out
+
     def _state(self) -> dict:
         return {"B": self.B, "kept": self.kept, "x_indptr": self.x_indptr, "x_indices": self.x_indices,
                 "x_data": self.x_data}

@@ -13,13 +13,16 @@ rounding of what `recommend` shows):
   per-item attribution (implicit's ALS `explain`); the last term, `residual`, is what the
   stored vector differs from that solve (a few CG steps, SGD noise, the other side moved
   after the last user step); it is 0 up to rounding for a folded-in user. item-knn: sim x
-  residual rating of each rated neighbour; content: the same over genre/tag cosine.
+  residual rating of each rated neighbour; content: the same over genre/tag cosine; ease and
+  rp3beta: x_uj W_ji per rated item j (their score is that sum: base 0, no residual).
 - kind "genres": a cold item of hybrid-als, scored from its genres: the user's affinity
   x_u . W_g plus the genre's bias w_b,g for each of the item's genres; residual = the
   distance of the stored item vector from the current genre projection.
 - kind "baseline": only global mean and biases (bias model).
-- kind "popular": the popularity fallback (unknown user, popularity model).
-- kind "none": the model has no explanation (bpr, user-knn, blend, surprise:*).
+- kind "popular": the popularity fallback (unknown user, popularity model; ease's items
+  outside `max_items`, ranked by popularity below every covered item).
+- kind "none": the model has no explanation (bpr, user-knn, blend, rank-blend, fm, bpmf,
+  surprise:*).
 """
 
 from __future__ import annotations

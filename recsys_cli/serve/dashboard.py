@@ -4,7 +4,7 @@
     GET /abtest?run_a=&run_b=     the simulated A/B test of two served runs, with its chart tables
     GET /insights/{dataset}       `recsys insights` tables + the list of figures
     GET /figures/{dataset}/{name}.svg   one insights figure (matplotlib, SVG)
-    GET /map?run=                 2-D PCA of the run's item vectors
+    GET /map?run=&projection=     2-D map of the run's item vectors (pca, tsne, umap) with its genre silhouette
     GET /leaderboard?metric=      ledger entries, best first
     GET /ui/                      the page (recsys_cli/ui: HTML + one JS + one CSS; no build, no CDN)
 """
@@ -126,13 +126,21 @@ def add_dashboard(app: FastAPI, registry, *, json_response, use, ui: bool = Fals
         return Response(svg.encode("utf-8"), media_type="image/svg+xml")
 
     @app.get("/map", tags=["dashboard"])
-    async def item_map(request: Request, run: str | None = None):
-        """The run's items on the first two principal components of their latent vectors (item_id, x, y, title,
-        genre); 422 for a model without item vectors (knn, baselines)."""
+    async def item_map(request: Request, run: str | None = None,
+                       projection: str = Query("pca", max_length=20,
+                                               description="pca, tsne (the maps extra) or umap (umap-learn)"),
+                       seed: int = Query(42, description="Seed of the t-SNE / UMAP map and the shuffled genres.")):
+        """The run's items on a 2-D map of their latent vectors (item_id, x, y, title, genre): the first two
+        principal components by default, or t-SNE / UMAP (`projection`), with the map's genre silhouette;
+        422 for a model without item vectors (knn, baselines) or a projection whose package is missing."""
+        from recsys_cli.insights.projection import check_projection
+
+        method = check_projection(projection)  # 422 naming the install command, before the run is touched
         loaded = use(request, run)
-        key = ("map", loaded.name, loaded.generation)
+        key = ("map", loaded.name, loaded.generation, method, seed)
         return json_response(await run_in_threadpool(
-            memo.get_or_compute, key, lambda: explore.item_map(loaded.run, data_dir=registry.data_dir)))
+            memo.get_or_compute, key,
+            lambda: explore.item_map(loaded.run, projection=method, seed=seed, data_dir=registry.data_dir)))
 
     @app.get("/leaderboard", tags=["dashboard"])
     async def leaderboard(metric: str | None = None, kind: str | None = None, dataset: str | None = None,

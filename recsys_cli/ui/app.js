@@ -402,9 +402,10 @@ async function insights() {
 async function drawMap() {
   const run = $("map-run").value;
   const target = $("map-body");
-  busy(target, "projecting item vectors…");
+  const projection = $("map-projection").value;
+  busy(target, projection === "pca" ? "projecting item vectors…" : `projecting item vectors (${projection}: this takes a while)…`);
   try {
-    const m = await api(`/map?${qs({ run })}`);
+    const m = await api(`/map?${qs({ run, projection })}`);
     const counts = new Map();
     for (const p of m.points) counts.set(p.genre || "unknown", (counts.get(p.genre || "unknown") || 0) + 1);
     const top = [...counts.entries()].sort((a, b) => b[1] - a[1]).slice(0, 7).map(([g]) => g);
@@ -436,9 +437,13 @@ async function drawMap() {
     root.append(svg("circle", { cx: lx, cy: pad + 10 + top.length * 22, r: 6, fill: "#bbbbbb" }));
     root.append(svg("text", { x: lx + 14, y: pad + 14 + top.length * 22, class: "tick" }, "other first genres"));
     const ev = m.explained_variance;
-    root.append(svg("text", { x: (W - 170) / 2, y: H - 10, class: "tick muted", "text-anchor": "middle" }, `PC 1 (${pct(ev[0])} of variance)`));
-    root.append(svg("text", { x: 14, y: H / 2, class: "tick muted", "text-anchor": "middle", transform: `rotate(-90 14 ${H / 2})` }, `PC 2 (${pct(ev[1])})`));
-    $("map-note").textContent = `${fmt(m.shown)} of ${fmt(m.items)} movies of ${m.run} (${m.model}) on the first two principal components of its item vectors; colour: first genre. Hover a dot for its title.`;
+    const [ax1, ax2] = ev ? [`PC 1 (${pct(ev[0])} of variance)`, `PC 2 (${pct(ev[1])})`] : m.axes;
+    root.append(svg("text", { x: (W - 170) / 2, y: H - 10, class: "tick muted", "text-anchor": "middle" }, ax1));
+    root.append(svg("text", { x: 14, y: H / 2, class: "tick muted", "text-anchor": "middle", transform: `rotate(-90 14 ${H / 2})` }, ax2));
+    const how = { pca: "on the first two principal components of its item vectors", tsne: "on a t-SNE map of its item vectors (neighbourhoods kept, not distances)", umap: "on a UMAP map of its item vectors (neighbourhoods kept, not distances)" }[m.projection];
+    const sep = m.genre_separation;
+    const sil = sep ? ` Genre silhouette on this map ${fmt(sep.silhouette, 3)} (shuffled genres ${fmt(sep.shuffled, 3)}, ${fmt(sep.items)} movies).` : "";
+    $("map-note").textContent = `${fmt(m.shown)} of ${fmt(m.items)} movies of ${m.run} (${m.model}) ${how}; colour: first genre.${sil} Hover a dot for its title.`;
     target.replaceChildren(root);
   } catch (e) { showError(target, e); }
 }
