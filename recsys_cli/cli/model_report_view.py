@@ -24,6 +24,7 @@ def render_model_summary(ins, console) -> None:
     from rich.table import Table
 
     from recsys_cli.cli.insights_cmd import bar, spark
+    from recsys_cli.output import fit_table
 
     s, t = ins.summary, ins.tables
     console.print(f"[bold]{s['run']}[/bold]: {s['model']} on {s['dataset']}" + (f" split {s['split']}" if s["split"] else "")
@@ -62,7 +63,7 @@ def render_model_summary(ins, console) -> None:
         for family, segment, users, ndcg, _ in seg.iter_rows():
             table.add_row(segment if family == "all" else f"{family}: {segment}", f"{users:,}", f"{ndcg:.4f}",
                           bar(ndcg, top, 20))
-        console.print(table)
+        console.print(fit_table(table, console.width))
     for note in ins.statements:
         console.print(f"note: {note}")
 
