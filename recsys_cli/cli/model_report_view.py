@@ -42,7 +42,8 @@ def render_model_summary(ins, console) -> None:
         latest = metrics.unique(subset=["metric"], keep="first", maintain_order=True)
         console.print("metrics: " + ", ".join(f"{m} {v:.4f}" for m, v in zip(latest["metric"], latest["value"],
                                                                              strict=True)))
-    diag = Table(title="recommendations (top-10 of every user)", title_justify="left", show_header=False, box=None)
+    console.print("recommendations (top-10 of every user):")  # a line, not a title: it fits over the narrow table
+    diag = Table(show_header=False, box=None)
     diag.add_column()
     diag.add_column(justify="right")
     for m, v in t["diagnostics"].iter_rows():

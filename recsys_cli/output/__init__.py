@@ -138,6 +138,7 @@ def emit(
     *,
     columns: Sequence[str] | None = None,
     title: str | None = None,
+    caption: str | None = None,
     stream=None,
 ) -> None:
     """Write rows (or one object, for json) to stdout in the chosen format."""
@@ -173,7 +174,7 @@ def emit(
     # Piped tables (logs, README captures) get a wide page instead of rich's 80-column default.
     width = None if getattr(out, "isatty", lambda: False)() else _piped_width()
     console = Console(file=out, width=width)
-    table = Table(title=title, show_lines=False)
+    table = Table(title=title, caption=caption, show_lines=False)
     for c in cols:
         table.add_column(c, overflow="fold")
     for row in rows:
