@@ -259,8 +259,9 @@ def register(app: typer.Typer) -> None:
                        **{m: (r.get("metrics") or {}).get(m) for m in shown}} for r in rows],
                      fmt, columns=["id", "created", "kind", "run", *shown])
                 return
-            cols = ["id", "created", "kind", "run", "model", "dataset", "split", "metrics", "params", "command"]
-            emit(rows if fmt in ("json", "jsonl") else [{c: r.get(c) for c in cols} for r in rows], fmt, columns=cols)
+            # every field in every format; CSV puts these first
+            emit(rows, fmt, columns=["id", "created", "kind", "run", "model", "dataset", "split", "metrics", "params",
+                                     "command"])
             return
         rows = list_runs(model=model, dataset=dataset, sort=sort, limit=limit, artifacts_dir=artifacts_dir)
         if fmt == "table":  # the headline metrics as columns, short times: fits 80 columns; JSON/CSV keep all

@@ -159,9 +159,10 @@ def emit(
     if fmt == "csv":
         flat = [flatten(row) for row in rows]
         cols = _columns(flat)
-        if columns:  # the declared columns, in order; one holding objects becomes its dotted columns
-            cols = [x for c in columns
-                    for x in ([k for k in cols if k.startswith(f"{c}.")] or [c])]
+        if columns:  # the declared columns first, in order (one holding objects becomes its dotted columns), then
+            # every other key of the rows: CSV has the same columns as JSON/JSONL
+            first = [x for c in columns for x in ([k for k in cols if k.startswith(f"{c}.")] or [c])]
+            cols = first + [k for k in cols if k not in first]
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(cols)
         for row in flat:
