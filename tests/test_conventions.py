@@ -88,6 +88,17 @@ def test_completion_names_runs_datasets_models_without_heavy_imports(tmp_path):
     assert complete("recsys evaluate --model bias,sv") == ["bias,svd", "bias,svdpp"]
 
 
+def test_python_m_answers_the_completion_request(tmp_path):
+    """`python -m recsys_cli` completes like the `recsys` script (the benchmark times completion this way)."""
+    from recsys_cli.bench.units import completion_env
+
+    (tmp_path / "svd-a").mkdir()
+    (tmp_path / "svd-a" / "manifest.json").write_text("{}")
+    env = completion_env({**os.environ, "RECSYS_ARTIFACTS_DIR": str(tmp_path)}, "recsys recommend sv")
+    res = subprocess.run(RECSYS, capture_output=True, text=True, env=env)
+    assert res.returncode == 0 and res.stdout.split() == ["svd-a"], res.stderr
+
+
 def test_json_and_other_format_disagree():
     res = CliRunner().invoke(app, ["runs", "--json", "--format", "csv"])
     assert res.exit_code == 2 and "disagree" in res.stderr

@@ -196,3 +196,32 @@ def test_break_words_prefers_natural_break_points():
     widths = fit_widths(["name", "doc"], [["factors", "latent factors of every user and item"]], 30)
     assert widths == [7, 23]
     assert fit_widths(["a"], [["fits"]], 30) is None  # fits: rich's own layout
+
+
+def test_fitted_widths_and_broken_words_stay_within_their_columns():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from recsys_cli.output import break_words, fit_widths
+
+    word = st.text(alphabet="abcxyz0123,/=_-.", min_size=1, max_size=30)
+    cell = st.lists(word, min_size=0, max_size=6).map(" ".join)
+
+    @settings(max_examples=200, deadline=None)
+    @given(rows=st.lists(st.lists(cell, min_size=3, max_size=3), min_size=1, max_size=5),
+           room=st.integers(min_value=12, max_value=120))
+    def check(rows, room):
+        header = ["a", "bb", "ccc"]
+        widths = fit_widths(header, rows, room)
+        natural = [max(len(c) for c in col) for col in zip(header, *rows, strict=True)]
+        if widths is None:
+            assert sum(natural) <= room
+            return
+        assert sum(widths) <= room and all(1 <= w <= n for w, n in zip(widths, natural, strict=True))
+        for row in rows:
+            for text, width in zip(row, widths, strict=True):
+                broken = break_words(text, width)
+                assert broken.split() and all(len(piece) <= width for piece in broken.split()) or not text.split()
+                assert "".join(broken.split()) == "".join(text.split())  # only line breaks were added
+
+    check()
