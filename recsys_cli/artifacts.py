@@ -52,12 +52,12 @@ class ArtifactStore:
         return (self.path(run) / "manifest.json").exists()
 
     def list_runs(self) -> list[dict[str, Any]]:
-        """Manifests of every run, newest first (unreadable folders are skipped)."""
+        """Manifests of every run, newest first, runs of the same second by name (unreadable folders are skipped)."""
         out = []
         if not self.root.exists():
             return out
         self.recover()
-        for child in self.root.iterdir():
+        for child in sorted(self.root.iterdir()):  # the sort below is stable: ties keep name order
             mf = child / "manifest.json"
             if child.name.startswith(".") or not mf.exists():
                 continue

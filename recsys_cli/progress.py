@@ -38,7 +38,12 @@ class NullProgress(QuietProgress):
 
 
 class RichProgress:
-    def __init__(self) -> None:
+    """A bar on stderr: description, bar, done/total, elapsed, time left (ETA), and the last `advance` info.
+
+    `console` is for tests (a rich Console forced to be a terminal); by default stderr's.
+    """
+
+    def __init__(self, console=None) -> None:
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -50,7 +55,7 @@ class RichProgress:
 
         from recsys_cli.output import console_err
 
-        self._console = console_err()
+        self._console = console if console is not None else console_err()
         self._progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),

@@ -192,6 +192,7 @@ def test_latency_step_times_fresh_cli_processes(data_dir):
     ours = rows[("bias", "recsys", "latency")]
     assert ours["seconds"] > 0 and ours["throughput"] is None  # measured (no speed threshold in tests)
     assert ours["metrics"]["cli_help_s"] > 0
+    assert ours["metrics"]["cli_complete_s"] > 0  # a Tab press completing the run name, timed like --help
     assert rows[("bias", "surprise", "latency")]["skipped"] == "surprise has no command line"
     assert ("bias", "recsys", "fit") not in rows  # fit ran (to have a run to load) but was not asked for
 

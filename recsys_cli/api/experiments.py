@@ -291,7 +291,8 @@ def tune(model: str, dataset: str, *, grid: Any = None, space: Any = None, trial
     notes = []
     if result["resumed_trials"]:
         notes.append(f"resumed study {result['study']!r}: {result['resumed_trials']} trial(s) already done")
-    notes.append(f"best {metric}: {result['best_score']:.4f} ± {result['best_std']:.4f} (CV) with {result['best_params']}")
+    best = " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in result["best_params"].items())
+    notes.append(f"best {metric}: {result['best_score']:.4f} ± {result['best_std']:.4f} (CV) with {best or 'the defaults'}")
     if result["holdout"] and result["holdout"]["score"] is not None:
         notes.append(f"held-out {metric}: {result['holdout']['score']:.4f} on {result['holdout']['n_test']:,} "
                      "ratings never seen while tuning")

@@ -7,8 +7,9 @@ is `compile_seconds`: JIT compilation, or loading the on-disk cache, in a fresh 
 does not count against it. Throughput units by step: generate/preprocess/split/fit ratings/s,
 predict predictions/s, recommend users/s (top-10, seen items excluded), evaluate test ratings/s
 (rating models) or test users/s (ranking models). The latency step times what a user waits for
-in a fresh process: `recsys recommend RUN --user U -n 10` (seconds) and `recsys --help` (metric
-cli_help_s).
+in a fresh process: `recsys recommend RUN --user U -n 10` (seconds), `recsys --help` (metric
+cli_help_s) and a shell completion request, the Tab in `recsys recommend b<TAB>` completing the
+run name (metric cli_complete_s).
 """
 
 from __future__ import annotations

@@ -116,34 +116,48 @@ def _split_row(task: dict[str, Any]) -> dict[str, Any]:
     return make_row(None, "recsys", "split", task["scale"], m, work=len(users), compile_time=False)
 
 
-def _cli_seconds(args: list[str], env: dict[str, str], repeat: int) -> float:
-    """Median wall seconds of `recsys ARGS` in a fresh process (after one untimed run warms the file cache)."""
+def _cli_seconds(args: list[str], env: dict[str, str], repeat: int, expect: str | None = None) -> float:
+    """Median wall seconds of `recsys ARGS` in a fresh process (after one untimed run warms the file cache);
+    with `expect`, the first run's stdout must hold that word (so a broken command is not timed)."""
     import statistics
     import subprocess
     import sys
     import time
 
-    def once() -> float:
+    def once(check: bool = False) -> float:
         start = time.perf_counter()
-        done = subprocess.run([sys.executable, "-m", "recsys_cli", *args], env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, text=True, check=False)
+        done = subprocess.run([sys.executable, "-m", "recsys_cli", *args], env=env,
+                              stdout=subprocess.PIPE if check else subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              text=True, check=False)
+        seconds = time.perf_counter() - start
         if done.returncode != 0:
             raise RuntimeError(f"`recsys {' '.join(args)}` failed: {done.stderr.strip()[-300:]}")
-        return time.perf_counter() - start
+        if check and expect is not None and expect not in done.stdout.split():
+            raise RuntimeError(f"`recsys {' '.join(args)}` did not answer {expect!r}: {done.stdout.strip()[-300:]!r}")
+        return seconds
 
-    once()
+    once(check=True)
     return statistics.median(once() for _ in range(repeat))
 
 
+def completion_env(env: dict[str, str], words: str) -> dict[str, str]:
+    """The environment in which bash asks `recsys` to complete the last of `words` (Typer/Click's protocol)."""
+    return {**env, "_RECSYS_COMPLETE": "complete_bash", "COMP_WORDS": words,
+            "COMP_CWORD": str(len(words.split(" ")) - 1)}
+
+
 def latency_row(label: str, scale: str, artifacts: Path, user: int, repeat: int) -> dict[str, Any]:
-    """What a user waits for: `recsys recommend RUN --user U -n 10` and `recsys --help`, each a fresh process."""
+    """What a user waits for, each a fresh process: `recsys recommend RUN --user U -n 10` (seconds),
+    `recsys --help` (cli_help_s) and a Tab press completing the run name of `recsys recommend b` (cli_complete_s)."""
     import os
 
     env = {**os.environ, "RECSYS_ARTIFACTS_DIR": str(artifacts), "RECSYS_NO_PROGRESS": "1"}
     seconds = _cli_seconds(["recommend", "bench", "--user", str(user), "-n", str(TOP_N), "--format", "json"],
                            env, repeat)
     help_seconds = _cli_seconds(["--help"], env, repeat)
-    row = make_row(label, "recsys", "latency", scale, metrics={"cli_help_s": round(help_seconds, 4)})
+    complete_seconds = _cli_seconds([], completion_env(env, "recsys recommend b"), repeat, expect="bench")
+    row = make_row(label, "recsys", "latency", scale, metrics={"cli_help_s": round(help_seconds, 4),
+                                                               "cli_complete_s": round(complete_seconds, 4)})
     row["seconds"] = round(seconds, 4)
     return row
 

@@ -231,6 +231,9 @@ def only(name: str) -> typer.Typer:
     return one if one.registered_commands or one.registered_groups else app
 
 
+COMPLETE_VAR = "_RECSYS_COMPLETE"  # the shell's completion request; `python -m recsys_cli` answers it too
+
+
 def main() -> None:
     # Building every command's click parameters costs about 0.1 s; a command line names one.
-    (only(sys.argv[1]) if len(sys.argv) > 1 else app)()
+    (only(sys.argv[1]) if len(sys.argv) > 1 else app)(complete_var=COMPLETE_VAR)

@@ -76,9 +76,8 @@ def _show(meta: dict[str, Any], fmt: str) -> None:
 
     if fmt == "table":
         render_summary(meta, console_out())
-    elif fmt == "csv":
-        flat = {k: v for k, v in meta.items() if not isinstance(v, (dict, list))}
-        emit([flat], "csv")
+    elif fmt == "csv":  # the JSON object flattened, as every command's CSV (genres.Drama, splits.random.kind, ...)
+        emit([meta], "csv")
     else:
         emit(meta, fmt)
 
@@ -142,6 +141,4 @@ def register(app: typer.Typer) -> None:
                 }
                 for r in rows
             ]
-        elif out_fmt == "csv":
-            rows = [{**r, "splits": " ".join(r["splits"])} for r in rows]
         emit(rows, out_fmt, title="datasets" if out_fmt == "table" else None)

@@ -65,6 +65,8 @@ def render_summary(ins, console, statements: int = 8) -> None:
     from rich import box
     from rich.table import Table
 
+    from recsys_cli.output import fit_table
+
     s, t = ins.summary, ins.tables
     console.print(f"[bold]{ins.dataset}[/bold]: {s['ratings']:,} ratings, {s['users']:,} users, {s['items']:,} items "
                   f"({s['rated_items']:,} rated); sparsity {s['sparsity']:.2%}; mean rating {s['mean_rating']:.2f}")
@@ -75,7 +77,7 @@ def render_summary(ins, console, statements: int = 8) -> None:
     largest = max(rd["ratings"].to_list())
     for r in rd.iter_rows(named=True):
         dist.add_row(f"{r['rating']:g}", bar(r["ratings"], largest), f"{r['ratings']:,}", f"{r['share']:.1%}")
-    console.print(dist)
+    console.print(fit_table(dist, console.width))
     console.print(f"long tail: Gini items {s['gini_items']:.3f}, users {s['gini_users']:.3f}; the top 1% of items hold "
                   f"{s['top_1pct_items_share']:.1%} of ratings, the top 10% hold {s['top_10pct_items_share']:.1%}")
     console.print(f"cold start: users under 5 / 20 ratings {s['users_under_5_share']:.1%} / {s['users_under_20_share']:.1%}; "
@@ -86,7 +88,7 @@ def render_summary(ins, console, statements: int = 8) -> None:
     by_n, by_mean = t["top_items_by_count"].head(5).to_dicts(), t["top_items_by_damped_mean"].head(5).to_dicts()
     for k, (a, b) in enumerate(zip(by_n, by_mean, strict=False), 1):
         tops.add_row(str(k), str(a["title"]), f"{a['ratings']:,}", str(b["title"]), f"{b['damped_mean']:.2f}")
-    console.print(tops)
+    console.print(fit_table(tops, console.width))
     genres = t["genres"]
     if not genres.is_empty():
         g = Table(title=f"genres by share of ratings (of {len(genres)})", title_justify="left", show_header=False, box=None)
@@ -96,7 +98,7 @@ def render_summary(ins, console, statements: int = 8) -> None:
         for r in genres.head(10).iter_rows(named=True):
             g.add_row(r["genre"], bar(r["share_of_ratings"], largest), f"{r['share_of_ratings']:.1%}",
                       f"mean {r['mean_rating']:.2f}" if r["mean_rating"] is not None else "")
-        console.print(g)
+        console.print(fit_table(g, console.width))
     if "weekday_hour" in t:
         wh = t["weekday_hour"]
         days = wh.group_by("weekday", "day").agg(pl.col("ratings").sum()).sort("weekday")
@@ -104,7 +106,10 @@ def render_summary(ins, console, statements: int = 8) -> None:
         console.print(f"time: {s['first_rating']} .. {s['last_rating']} (UTC)")
         console.print(f"  by weekday {' '.join(days['day'].to_list())}  {spark(days['ratings'].to_list())}")
         console.print(f"  by hour    0..23  {spark(hours['ratings'].to_list())}")
-        console.print(f"  per month  {spark(t['monthly']['ratings'].to_list())}  ({len(t['monthly'])} months)")
+        months = t["monthly"]["ratings"].to_list()
+        per = -(-len(months) // max(12, console.width - 40))  # months per bar, so the line fits the terminal
+        bars = [sum(months[i:i + per]) for i in range(0, len(months), per)]
+        console.print(f"  per month  {spark(bars)}  ({len(months)} months" + (f", {per} per bar)" if per > 1 else ")"))
         tenure = t["user_tenure"].to_dicts()
         console.print("  user tenure " + ", ".join(f"{r['bin']} {r['share']:.0%}" for r in tenure))
     if "segment_lift" in t:

@@ -248,20 +248,51 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         from recsys_cli import ledger as ledger_db
         from recsys_cli.api.runs import list_runs
-        from recsys_cli.output import emit, resolve_format
+        from recsys_cli.output import emit, names_say_models, resolve_format
 
         fmt = resolve_format(fmt, as_json)
         if ledger:
             rows = ledger_db.query(root=artifacts_dir, kind=kind, model=model, dataset=dataset, sort=sort, limit=limit)
-            cols = ["id", "created", "kind", "run", "model", "dataset", "split", "metrics", "params", "command"]
-            emit(rows if fmt in ("json", "jsonl") else [{c: r.get(c) for c in cols} for r in rows], fmt, columns=cols)
+            if fmt == "table":  # what, when and the headline metrics: fits 80 columns; JSON/CSV keep every field
+                shown = _headline((r.get("metrics") or {} for r in rows), ("rmse", "ndcg@10"))
+                emit([{"id": r["id"], "created": _short_time(r["created"]), "kind": r["kind"], "run": _ledger_what(r),
+                       **{m: (r.get("metrics") or {}).get(m) for m in shown}} for r in rows],
+                     fmt, columns=["id", "created", "kind", "run", *shown])
+                return
+            # every field in every format; CSV puts these first
+            emit(rows, fmt, columns=["id", "created", "kind", "run", "model", "dataset", "split", "metrics", "params",
+                                     "command"])
             return
         rows = list_runs(model=model, dataset=dataset, sort=sort, limit=limit, artifacts_dir=artifacts_dir)
         if fmt == "table":  # the headline metrics as columns, short times: fits 80 columns; JSON/CSV keep all
-            shown = [m for m in ("rmse", "mae", "ndcg@10", "precision@10") if any(m in r["metrics"] for r in rows)]
-            rows = [{"run": r["run"], "model": r["model"], "created": str(r["created"] or "")[5:16].replace("T", " "),
-                     "train s": f"{r['train_seconds']:.1f}" if r["train_seconds"] is not None else "",
+            shown = _headline(r["metrics"] for r in rows)
+            named = names_say_models(rows)  # the model column only when a run's name does not say its model
+            rows = [{"run": r["run"], "model": r["model"], "created": _short_time(r["created"]),
+                     "fit s": f"{r['train_seconds']:.1f}" if r["train_seconds"] is not None else "",
                      **{m: r["metrics"].get(m) for m in shown}} for r in rows]
-            emit(rows, fmt, columns=["run", "model", "created", "train s", *shown])
+            emit(rows, fmt, columns=["run", *([] if named else ["model"]), "created", "fit s", *shown])
             return
         emit(rows, fmt, columns=["run", "model", "dataset", "split", "created", "train_seconds", "metrics"])
+
+
+HEADLINE_METRICS = ("rmse", "mae", "ndcg@10")  # the runs table's metric columns (JSON and CSV keep every metric)
+
+
+def _headline(metrics, names=HEADLINE_METRICS) -> list[str]:
+    """The metrics of `names` that at least one row has."""
+    metrics = list(metrics)
+    return [m for m in names if any(m in ms for ms in metrics)]
+
+
+def _short_time(stamp) -> str:
+    """'2026-11-24T12:29:21+00:00' -> '11-24 12:29' (month-day hour:minute, as stored: UTC)."""
+    return str(stamp or "")[5:16].replace("T", " ")
+
+
+def _ledger_what(entry: dict) -> str:
+    """The run an entry made or scored, else what was evaluated: 'svd on ml-100k (5-fold cv)'."""
+    if entry.get("run"):
+        return entry["run"]
+    protocol = entry.get("protocol") or {}
+    how = f"{protocol['folds']}-fold cv" if protocol.get("kind") == "cv" and protocol.get("folds") else entry.get("split")
+    return f"{entry.get('model') or '?'} on {entry.get('dataset') or '?'}" + (f" ({how})" if how else "")

@@ -44,6 +44,7 @@ def render_model_summary(ins, console) -> None:
     from rich.table import Table
 
     from recsys_cli.cli.insights_cmd import bar, spark
+    from recsys_cli.output import fit_table
 
     s, t = ins.summary, ins.tables
     console.print(f"[bold]{s['run']}[/bold]: {s['model']} on {s['dataset']}" + (f" split {s['split']}" if s["split"] else "")
@@ -61,7 +62,8 @@ def render_model_summary(ins, console) -> None:
         latest = metrics.unique(subset=["metric"], keep="first", maintain_order=True)
         console.print("metrics: " + ", ".join(f"{m} {v:.4f}" for m, v in zip(latest["metric"], latest["value"],
                                                                              strict=True)))
-    diag = Table(title="recommendations (top-10 of every user)", title_justify="left", show_header=False, box=None)
+    console.print("recommendations (top-10 of every user):")  # a line, not a title: it fits over the narrow table
+    diag = Table(show_header=False, box=None)
     diag.add_column()
     diag.add_column(justify="right")
     for m, v in t["diagnostics"].iter_rows():
@@ -80,7 +82,7 @@ def render_model_summary(ins, console) -> None:
         for family, segment, users, ndcg, _ in seg.iter_rows():
             table.add_row(segment if family == "all" else f"{family}: {segment}", f"{users:,}", f"{ndcg:.4f}",
                           bar(ndcg, top, 20))
-        console.print(table)
+        console.print(fit_table(table, console.width))
     for note in ins.statements:
         console.print(f"note: {note}")
 

@@ -8,7 +8,7 @@ import typer
 
 from recsys_cli.cli.common import FormatOpt, JsonOpt
 
-TABLE_COLUMNS = ["model", "parameter", "type", "default", "allowed", "presets", "doc"]
+TABLE_COLUMNS = ["parameter", "type", "default", "allowed", "presets", "doc"]
 
 
 def allowed(row: dict[str, Any]) -> str | None:
@@ -46,8 +46,11 @@ def register(app: typer.Typer) -> None:
         if fmt in ("json", "jsonl", "csv"):  # CSV is the JSON flattened (presets.NAME columns), like every command
             emit(rows, fmt)
             return
-        emit([{**r, "default": _show(r["default"]), "allowed": allowed(r),
-               "presets": {k: _show(v) for k, v in r["presets"].items()}} for r in rows], fmt, columns=TABLE_COLUMNS)
+        # One table per model, titled with its name: without a model column the rest fits 80 columns.
+        for model in dict.fromkeys(r["model"] for r in rows):
+            emit([{**r, "default": _show(r["default"]), "allowed": allowed(r),
+                   "presets": {k: _show(v) for k, v in r["presets"].items()}} for r in rows if r["model"] == model],
+                 fmt, columns=TABLE_COLUMNS, title=model)
 
 
 def _show(value: Any) -> Any:

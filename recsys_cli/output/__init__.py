@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -137,6 +138,7 @@ def emit(
     *,
     columns: Sequence[str] | None = None,
     title: str | None = None,
+    caption: str | None = None,
     stream=None,
 ) -> None:
     """Write rows (or one object, for json) to stdout in the chosen format."""
@@ -157,9 +159,10 @@ def emit(
     if fmt == "csv":
         flat = [flatten(row) for row in rows]
         cols = _columns(flat)
-        if columns:  # the declared columns, in order; one holding objects becomes its dotted columns
-            cols = [x for c in columns
-                    for x in ([k for k in cols if k.startswith(f"{c}.")] or [c])]
+        if columns:  # the declared columns first, in order (one holding objects becomes its dotted columns), then
+            # every other key of the rows: CSV has the same columns as JSON/JSONL
+            first = [x for c in columns for x in ([k for k in cols if k.startswith(f"{c}.")] or [c])]
+            cols = first + [k for k in cols if k not in first]
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(cols)
         for row in flat:
@@ -169,14 +172,148 @@ def emit(
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=title, show_lines=False)
+    # Piped tables (logs, README captures) get a wide page instead of rich's 80-column default.
+    width = None if getattr(out, "isatty", lambda: False)() else _piped_width()
+    console = Console(file=out, width=width)
+    table = Table(title=title, caption=caption, show_lines=False)
     for c in cols:
         table.add_column(c, overflow="fold")
     for row in rows:
         table.add_row(*[_fmt_cell(row.get(c)) for c in cols])
-    # Piped tables (logs, README captures) get a wide page instead of rich's 80-column default.
-    width = None if getattr(out, "isatty", lambda: False)() else _piped_width()
-    Console(file=out, width=width).print(table)
+    console.print(fit_table(table, console.width))
+
+
+def names_say_models(rows: Iterable[Mapping[str, Any]]) -> bool:
+    """Every row's run name starts with its model (`svd-ml-100k-random`), as default names do: a table
+    can then leave the model column out."""
+    return all(str(r["run"]) == str(r["model"]) or str(r["run"]).startswith(f"{r['model']}-") for r in rows)
+
+
+def fit_table(table, width: int):
+    """`table` (a rich Table of text cells) laid out to fit `width` columns without splitting words where avoidable.
+
+    Rich shrinks the widest columns of a table that is too wide down to any width, which splits
+    words ('surprise=1' / '00') or elides them ('impress…'). Here each column that may wrap gets
+    a width from `fit_widths` (at least its longest word when the words fit at all), and a word
+    that still does not fit is broken at a comma, slash, '=', '_' or '-' (`break_words`). Columns
+    with no_wrap keep their width. Returns the table, for `console.print(fit_table(t, console.width))`.
+    """
+    from rich.text import Text
+
+    columns = table.columns
+    if not columns:
+        return table
+
+    def plain(cell) -> str | None:
+        return cell if isinstance(cell, str) else cell.plain if isinstance(cell, Text) else None
+
+    texts = [[plain(c.header) or "", *(plain(cell) for cell in c.cells)] for c in columns]
+    if any(text is None for col in texts for text in col):
+        return table  # other renderables: rich lays them out
+    top, right, bottom, left = table.padding
+    pads = [(left if i or table.pad_edge else 0) + (right if i < len(columns) - 1 or table.pad_edge else 0)
+            for i in range(len(columns))]
+    chrome = sum(pads) + ((2 if table.show_edge else 0) + len(columns) - 1 if table.box else 0)
+    fixed = [c.no_wrap or c.width is not None for c in columns]
+    header = [col[0] for col in texts]
+    body = [list(row) for row in zip(*(col[1:] for col in texts), strict=True)]
+    widths = fit_widths(header, body, width - chrome, fixed=fixed)
+    if widths is None:
+        return table
+    for i, column in enumerate(columns):
+        if fixed[i]:
+            continue
+        column.width, column.overflow = widths[i], "fold"
+        if isinstance(column.header, str):
+            column.header = break_words(column.header, widths[i])
+        column._cells = [break_words(cell, widths[i]) if isinstance(cell, str) else cell for cell in column._cells]
+    return table
+
+
+BREAK_AFTER = ",;/|=&_-"  # where a word too long for its column is broken (after the character); else it folds
+HARD = 3  # a fold mid-letters costs as much as three breaks at a comma, slash or dash
+
+
+def _pieces(word: str, width: int) -> tuple[list[str], int]:
+    """`word` cut into pieces of at most `width` characters, after a break character where it has one;
+    and the cost of the cuts (1 per cut at a break character, HARD per cut mid-letters)."""
+    out, cost = [], 0
+    while len(word) > width:
+        head = word[:width]  # after a list separator if the piece has one, else after = _ or -
+        cut = max((i + 1 for i, ch in enumerate(head) if ch in ",;/|&"), default=0) or \
+            max((i + 1 for i, ch in enumerate(head) if ch in BREAK_AFTER), default=0)
+        cost += 1 if cut else HARD
+        cut = cut or width
+        out.append(word[:cut])
+        word = word[cut:]
+    return ([*out, word] if word else out), cost
+
+
+def fit_widths(header: Sequence[str], body: Sequence[Sequence[str]], room: int,
+               fixed: Sequence[bool] | None = None) -> list[int] | None:
+    """Column widths (of cell text) that fit `room` characters without splitting a word where avoidable.
+
+    None when every column fits as it is. Otherwise each column gets at least its longest word
+    (so rich wraps its text at spaces) and the room left goes to the narrowest columns first:
+    short columns stay on one line and the long ones (descriptions) wrap. Only when the longest
+    words alone do not fit are columns narrowed further, one character at a time where that
+    costs least: a word broken at a comma, slash, '=', '_' or '-' costs 1 per break, one folded
+    mid-letters costs 3, and between equal costs the wider column gives. `break_words` then cuts
+    the words as costed. A `fixed` column keeps its full width.
+    """
+    from collections import Counter
+
+    from rich.cells import cell_len
+
+    n = len(header)
+    if n == 0:
+        return None
+    columns = [[header[i], *(row[i] for row in body)] for i in range(n)]
+    natural = [max(cell_len(line) for cell in col for line in (cell.splitlines() or [""])) for col in columns]
+    if sum(natural) <= room:
+        return None
+    fixed = list(fixed or [False] * n)
+    # each column's distinct words with their counts, longest first
+    words = [sorted(Counter(word for cell in col for word in cell.split()).items(), key=lambda wc: -len(wc[0]))
+             for col in columns]
+    least = [nat if fixed[i] else min(nat, len(words[i][0][0]) if words[i] else 1) for i, nat in enumerate(natural)]
+
+    def cost(i: int, width: int) -> int:
+        total = 0
+        for word, count in words[i]:
+            if len(word) <= width:
+                break
+            total += count * _pieces(word, width)[1]
+        return total
+
+    while sum(least) > room:  # the longest words alone are too wide: narrow the column where that costs least
+        narrowable = [i for i in range(n) if least[i] > 4 and not fixed[i]]
+        if not narrowable:
+            break
+        i = min(narrowable, key=lambda i: (cost(i, least[i] - 1) - cost(i, least[i]), -least[i]))
+        least[i] -= 1
+
+    def capped(level: int) -> list[int]:
+        return [min(nat, max(low, level)) for nat, low in zip(natural, least, strict=True)]
+
+    level = 0
+    while level < max(natural) and sum(capped(level + 1)) <= room:
+        level += 1
+    widths = capped(level)
+    spare = room - sum(widths)
+    for i in range(n):  # what is left after the last full level: one more character to the first columns that want it
+        if spare > 0 and widths[i] < natural[i] and widths[i] == level:
+            widths[i] += 1
+            spare -= 1
+    return widths
+
+
+def break_words(text: str, width: int) -> str:
+    """`text` with each word longer than `width` cut onto lines of at most `width` (`_pieces`: after
+    , ; / | = & _ - where it has one, else at `width`); shorter words are left for rich to wrap at spaces."""
+    if all(len(word) <= width for word in text.split()):
+        return text
+    return re.sub(r"\S+", lambda m: "\n".join(_pieces(m.group(0), width)[0]), text)
 
 
 def _piped_width() -> int:

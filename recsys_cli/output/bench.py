@@ -61,18 +61,36 @@ def _console(out: TextIO):
     return Console(file=out, width=width, highlight=False)
 
 
+def _line(console, text: str) -> None:
+    """One header or note line: whole on a page of TABLE_WIDTH or more (files, the README), wrapped at
+    spaces on a narrower terminal."""
+    console.print(text, markup=False, soft_wrap=console.width >= TABLE_WIDTH)
+
+
+def _table(console, title: str):
+    """A table as in the README on a wide page; on a narrower terminal without the outer border and edge
+    padding (four more columns for the cells), so that its words fit 80 columns."""
+    from rich import box
+    from rich.table import Table
+
+    if console.width >= TABLE_WIDTH:
+        return Table(title=title)
+    return Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+
+
 def render_table(report: dict[str, Any], out: TextIO | None = None) -> None:
     """The benchmark report as text: header lines, rows table, ratios table, notes."""
-    from rich.table import Table
+
+    from recsys_cli.output import fit_table
 
     console = _console(out or sys.stdout)
     for line in header_lines(report):
-        console.print(line, markup=False, soft_wrap=True)
-    rows = Table(title=f"recsys benchmark · {report['scale']}")
+        _line(console, line)
+    rows = _table(console, f"recsys benchmark · {report['scale']}")
     for name, justify in (("model", "left"), ("impl", "left"), ("step", "left"), ("seconds", "right"),
                           ("compile s", "right"), ("peak MB", "right"), ("throughput", "right"),
                           ("disk MB", "right")):
-        rows.add_column(name, justify=justify, no_wrap=True)
+        rows.add_column(name, justify=justify)
     rows.add_column("quality", overflow="fold")
     skipped: list[str] = []
     for r in report["rows"]:
@@ -85,34 +103,35 @@ def render_table(report: dict[str, Any], out: TextIO | None = None) -> None:
             _num(r["peak_rss_mb"], 1), _rate(r["throughput"]), _num(r["artifact_mb"], 3),
             "skipped (see below)" if r.get("skipped") else _quality(r["metrics"]),
         )
-    console.print(rows)
+    console.print(fit_table(rows, console.width))
     if report["ratios"]:
-        ratios = Table(title="ours / peer seconds (< 1: recsys is faster)")
+        ratios = _table(console, "ours / peer seconds (< 1: recsys is faster)")
         for name, justify in (("model", "left"), ("peer", "left"), ("step", "left"), ("ratio", "right"),
                               ("reading", "left")):
             ratios.add_column(name, justify=justify)
         for r in report["ratios"]:
             ratios.add_row(r["model"], r["peer"], r["step"], f"{r['ratio']:.3g}", ratio_reading(r["ratio"]))
-        console.print(ratios)
+        console.print(fit_table(ratios, console.width))
     for line in skipped + [f"note: {note}" for note in report.get("notes", [])]:
-        console.print(line, markup=False, soft_wrap=True)
+        _line(console, line)
 
 
 def render_suite_table(report: dict[str, Any], out: TextIO | None = None) -> None:
     """A suite report (e.g. polars500k): header lines, one row per task."""
-    from rich.table import Table
+
+    from recsys_cli.output import fit_table
 
     console = _console(out or sys.stdout)
     for line in header_lines(report):
-        console.print(line, markup=False, soft_wrap=True)
-    table = Table(title=f"recsys benchmark --suite {report['suite']} · {report['scale']}")
+        _line(console, line)
+    table = _table(console, f"recsys benchmark --suite {report['suite']} · {report['scale']}")
     for name, justify in [("task", "left"), ("seconds", "right"), ("peak MB", "right"), ("detail", "left")]:
         table.add_column(name, justify=justify, overflow="fold")
     for r in report["rows"]:
         table.add_row(r["task"], _num(r["seconds"]), _num(r["peak_rss_mb"], 1), r["detail"])
-    console.print(table)
+    console.print(fit_table(table, console.width))
     for note in report.get("notes", []):
-        console.print(f"note: {note}", markup=False, soft_wrap=True)
+        _line(console, f"note: {note}")
 
 
 def ratio_reading(x: float) -> str:
@@ -126,28 +145,29 @@ def ratio_reading(x: float) -> str:
 
 def render_serve_table(report: dict[str, Any], out=None) -> None:
     """The serve suite as text: header lines, one row per endpoint and concurrency, ratios, notes."""
-    from rich.table import Table
+
+    from recsys_cli.output import fit_table
 
     console = _console(out or sys.stdout)
     for line in header_lines({**report, "settings": {**report["settings"], "repeat": 1}}):
-        console.print(line, markup=False, soft_wrap=True)
+        _line(console, line)
     s = report["settings"]
-    table = Table(title=f"recsys benchmark --suite serve · {report['scale']} · {s['model']}")
+    table = _table(console, f"recsys benchmark --suite serve · {report['scale']} · {s['model']}")
     for name, justify in (("endpoint", "left"), ("clients", "right"), ("requests", "right"), ("errors", "right"),
                           ("req/s", "right"), ("p50 ms", "right"), ("p95 ms", "right"), ("p99 ms", "right"),
                           ("peak MB", "right")):
-        table.add_column(name, justify=justify, no_wrap=True)
+        table.add_column(name, justify=justify)
     for r in report["rows"]:
         table.add_row(r["task"], str(r["concurrency"]), f"{r['requests']:,}", str(r["errors"]),
                       f"{r['rps']:,.0f}" if r["rps"] else "", f"{r['p50_ms']:.2f}", f"{r['p95_ms']:.2f}",
                       f"{r['p99_ms']:.2f}", "" if r["peak_rss_mb"] is None else f"{r['peak_rss_mb']:.0f}")
-    console.print(table)
+    console.print(fit_table(table, console.width))
     if report["ratios"]:
-        ratios = Table(title="throughput ratios")
+        ratios = _table(console, "throughput ratios")
         for name, justify in (("clients", "right"), ("ratio", "left"), ("value", "right")):
             ratios.add_column(name, justify=justify)
         for r in report["ratios"]:
             ratios.add_row(str(r["concurrency"]), r["what"], f"{r['ratio']:.2f}")
-        console.print(ratios)
+        console.print(fit_table(ratios, console.width))
     for note in report.get("notes", []):
-        console.print(f"note: {note}", markup=False, soft_wrap=True)
+        _line(console, f"note: {note}")

@@ -14,6 +14,8 @@ def render_summary(meta: dict[str, Any], console) -> None:
     """Print a dataset.json as a person-friendly summary: counts, histogram, genres, splits."""
     from rich.table import Table
 
+    from recsys_cli.output import fit_table
+
     console.print(f"[bold]{meta['name']}[/bold]  layout {meta.get('layout')}  from {meta.get('source')}")
     facts = Table(show_header=False, box=None, pad_edge=False)
     facts.add_column(style="bold")
@@ -33,7 +35,7 @@ def render_summary(meta: dict[str, Any], console) -> None:
     ]
     for key, value in rows:
         facts.add_row(key, value)
-    console.print(facts)
+    console.print(fit_table(facts, console.width))
 
     hist = meta.get("rating_histogram", {})
     total, largest = sum(hist.values()) or 1, max(hist.values(), default=0)
@@ -42,7 +44,7 @@ def render_summary(meta: dict[str, Any], console) -> None:
         chart.add_column(justify=justify)
     for value, count in hist.items():
         chart.add_row(value, _bar(count, largest), f"{count:,}", f"{100 * count / total:.1f} %")
-    console.print(chart)
+    console.print(fit_table(chart, console.width))
 
     genres = list(meta.get("genres", {}).items())
     if genres:
@@ -51,7 +53,7 @@ def render_summary(meta: dict[str, Any], console) -> None:
         g_table.add_column(justify="right")
         for genre, n in sorted(genres, key=lambda kv: -kv[1])[:10]:
             g_table.add_row(genre, f"{n:,} items")
-        console.print(g_table)
+        console.print(fit_table(g_table, console.width))
 
     splits = meta.get("splits", {})
     if splits:
@@ -64,6 +66,6 @@ def render_summary(meta: dict[str, Any], console) -> None:
                 f"{k} {v:,}" if isinstance(v, int) else f"{k} {'/'.join(f'{x:,}' for x in v)}" for k, v in counts.items()
             )
             s_table.add_row(name, str(info.get("kind", "")), parts)
-        console.print(s_table)
+        console.print(fit_table(s_table, console.width))
     else:
         console.print("splits: none (make one with `recsys split`)")

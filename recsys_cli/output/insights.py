@@ -6,18 +6,24 @@ from pathlib import Path
 from typing import Any
 
 
+def long_rows(ins: Any):
+    """Everything in one long list, each row tagged with its `table`: the key numbers ({"table": "summary",
+    "key", "value"}), the findings ({"table": "statements", "statement"}), then every table's rows."""
+    yield from ({"table": "summary", "key": k, "value": v} for k, v in ins.summary.items())
+    yield from ({"table": "statements", "statement": text} for text in ins.statements)
+    yield from ({"table": n, **row} for n, table in ins.tables.items() for row in table.iter_rows(named=True))
+
+
 def emit_insights(ins: Any, fmt: str, written: list[Path], summary, console) -> None:
-    """`summary(ins, console)` for a table; every table as JSON / JSONL rows; the key numbers as CSV."""
+    """`summary(ins, console)` for a table; one JSON object; JSONL and CSV: the same long rows (`long_rows`)."""
     from recsys_cli.output import emit
 
     if fmt == "table":
         summary(ins, console)
     elif fmt == "json":
         emit({**ins.to_dict(), "written": [str(p) for p in written]}, "json")
-    elif fmt == "jsonl":
-        emit(({"table": n, **row} for n, table in ins.tables.items() for row in table.iter_rows(named=True)), "jsonl")
     else:
-        emit([{"key": k, "value": v} for k, v in ins.summary.items()], "csv")
+        emit(long_rows(ins) if fmt == "jsonl" else list(long_rows(ins)), fmt, columns=["table"])
 
 
 def written_lines(ins: Any, written: list[Path], out: Path | None, html: Path | None) -> list[str]:

@@ -39,8 +39,9 @@ def render_tune(result: dict[str, Any]) -> None:
         row["fit s"] = "" if t["fit_seconds"] is None else f"{t['fit_seconds']:.2f}"
         row["best"] = "*" if t["trial"] == result["best_trial"] else ""
         rows.append(row)
-    emit(rows, "table", title=f"{result['model']} on {result['dataset']}: {result['cv']}-fold CV {metric} "
-                              f"({result['direction']}, sampler {result['sampler']}, pruner {result['pruner']})")
+    # a title that fits over a narrow table; how the search ran is the table's caption
+    emit(rows, "table", title=f"{result['model']} on {result['dataset']}: {result['cv']}-fold CV {metric}",
+         caption=f"{result['direction']}; sampler {result['sampler']}, pruner {result['pruner']}")
     summary = {
         "best params": " ".join(f"{k}={show_value(v)}" for k, v in result["best_params"].items()),
         f"cv {metric}": f"{result['best_score']:.4f} ± {result['best_std']:.4f}",
