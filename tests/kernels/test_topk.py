@@ -85,18 +85,23 @@ def test_mask_seen_matches_a_python_loop():
     np.testing.assert_array_equal(s, expected)
 
 
-@pytest.mark.parametrize("name", ["ials", "svd"])
-def test_batch_scored_in_thread_parts_equals_one_part(name, monkeypatch):
+def _random_ratings(seed: int, n_users: int, n_items: int):
+    """About a fifth of all (user, item) pairs rated 1..5; raw ids 1..n."""
     from recsys_cli.data.dataset import Interactions
-    from recsys_cli.models.registry import create_model
 
-    rng = np.random.default_rng(0)
-    n_users, n_items = 300, 80
-    mask = rng.random((n_users, n_items)) < 0.2
-    users, items = np.nonzero(mask)
-    data = Interactions(users=users.astype(np.int32), items=items.astype(np.int32),
+    rng = np.random.default_rng(seed)
+    users, items = np.nonzero(rng.random((n_users, n_items)) < 0.2)
+    return Interactions(users=users.astype(np.int32), items=items.astype(np.int32),
                         ratings=rng.integers(1, 6, len(users)).astype(np.float32),
                         user_ids=np.arange(1, n_users + 1), item_ids=np.arange(1, n_items + 1), rating_scale=(1.0, 5.0))
+
+
+@pytest.mark.parametrize("name", ["ials", "svd"])
+def test_batch_scored_in_thread_parts_equals_one_part(name, monkeypatch):
+    from recsys_cli.models.registry import create_model
+
+    n_users = 300
+    data = _random_ratings(0, n_users, 80)
     model = create_model(name, {"factors": 8}).fit(data, seed=0)
     assert type(model).blas_scores
     monkeypatch.setenv("RECSYS_THREADS", "3")  # three parts per batch (rows >= 3 * PARALLEL_ROWS)
@@ -116,16 +121,9 @@ def test_a_batched_recommend_holds_one_block_of_scores_at_a_time(monkeypatch, th
     39 MB blocks per request before): when a block is scored, no earlier block's parts are alive."""
     import weakref
 
-    from recsys_cli.data.dataset import Interactions
     from recsys_cli.models.registry import create_model
 
-    rng = np.random.default_rng(1)
-    n_users, n_items = 400, 60
-    mask = rng.random((n_users, n_items)) < 0.2
-    users, items = np.nonzero(mask)
-    data = Interactions(users=users.astype(np.int32), items=items.astype(np.int32),
-                        ratings=rng.integers(1, 6, len(users)).astype(np.float32),
-                        user_ids=np.arange(1, n_users + 1), item_ids=np.arange(1, n_items + 1), rating_scale=(1.0, 5.0))
+    data = _random_ratings(1, 400, 60)
     model = create_model("als", {"factors": 4, "iterations": 2}).fit(data, seed=0)
     monkeypatch.setenv("RECSYS_THREADS", threads)
     made, alive_at_call = [], []
