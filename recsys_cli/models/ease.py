@@ -101,9 +101,10 @@ def interaction_values(config, ratings: np.ndarray) -> np.ndarray:
     return v
 
 
-class EASE(Recommender):
-    name = "ease"
-    Config = EASEConfig
+class ItemItemRanker(Recommender):
+    """What ease and rp3beta share: score_u = x_u W over a user row x_u of matrix values (`interaction_values`)
+    kept as CSR arrays x_indptr/x_indices/x_data over `_n_cols` columns; `_columns` maps item indices to them."""
+
     predicts_ratings = False
     scores_are_ratings = False
     supports_fold_in = True
@@ -111,6 +112,54 @@ class EASE(Recommender):
 
     def _values(self, ratings: np.ndarray) -> np.ndarray:
         return interaction_values(self.config, ratings)
+
+    @property
+    def _n_cols(self) -> int:
+        return len(self.item_ids)
+
+    def _columns(self, idx: np.ndarray) -> np.ndarray:
+        """Item indices (-1: unknown) -> columns of the user rows (-1: none)."""
+        return idx
+
+    def _user_rows(self, users: np.ndarray):
+        """The training rows of `users` as one CSR matrix (users x columns)."""
+        import scipy.sparse as sp
+
+        starts = self.x_indptr[users]
+        lens = self.x_indptr[users + 1] - starts
+        indptr = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
+        idx = np.repeat(starts - indptr[:-1], lens) + np.arange(indptr[-1], dtype=np.int64)
+        return sp.csr_matrix((self.x_data[idx], self.x_indices[idx], indptr), shape=(len(users), self._n_cols))
+
+    def _new_user_row(self, idx: np.ndarray, ratings: np.ndarray) -> np.ndarray:
+        """A new user's dense float64 row: the matrix values of the rated items (index -1: unknown), repeats summed."""
+        v = self._values(np.asarray(ratings, np.float32))
+        cols = self._columns(np.asarray(idx, np.int64))
+        x = np.zeros(self._n_cols, np.float64)
+        ok = cols >= 0
+        np.add.at(x, cols[ok], v[ok])
+        return x
+
+    def _rated_row(self, user: int, rated, ratings) -> tuple[np.ndarray, np.ndarray]:
+        """(columns, values) of what a score is a sum over: a known user's training row, or a new user's."""
+        if user >= 0:
+            lo, hi = int(self.x_indptr[user]), int(self.x_indptr[user + 1])
+            return self.x_indices[lo:hi].astype(np.int64), self.x_data[lo:hi].astype(np.float64)
+        dense = self._new_user_row(np.asarray(rated, np.int64), np.asarray(ratings, np.float32))
+        cols = np.flatnonzero(dense)
+        return cols, dense[cols]
+
+
+class EASE(ItemItemRanker):
+    name = "ease"
+    Config = EASEConfig
+
+    @property
+    def _n_cols(self) -> int:
+        return len(self.kept)
+
+    def _columns(self, idx: np.ndarray) -> np.ndarray:
+        return np.where(idx >= 0, self.col[np.maximum(idx, 0)], -1)
 
     def _kept_items(self, n_items: int) -> np.ndarray:
         """Indices of the items the weights cover: all, or the max_items most rated (by index on ties)."""
@@ -151,15 +200,6 @@ class EASE(Recommender):
         self.x_data = x.data.astype(np.float32)
         self.fit_info.update(items_kept=int(len(kept)), memory_gb=round(need, 4))
 
-    def _user_rows(self, users: np.ndarray):
-        import scipy.sparse as sp
-
-        starts = self.x_indptr[users]
-        lens = self.x_indptr[users + 1] - starts
-        indptr = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
-        idx = np.repeat(starts - indptr[:-1], lens) + np.arange(indptr[-1], dtype=np.int64)
-        return sp.csr_matrix((self.x_data[idx], self.x_indices[idx], indptr), shape=(len(users), len(self.kept)))
-
     def _expand(self, s: np.ndarray, tail: bool = True) -> np.ndarray:
         """Scores over kept columns -> scores over every item. Items the weights do not cover score
         below each row's lowest covered score, ordered by popularity (tail=False: -inf)."""
@@ -183,13 +223,7 @@ class EASE(Recommender):
         return self._expand(self.B[self.col[i]][None, :], tail=False)[0]
 
     def fold_in(self, raw_items, ratings) -> np.ndarray:
-        idx = lookup(self.item_ids, raw_items)
-        r = np.asarray(ratings, np.float32)
-        v = self._values(r)
-        ok = idx >= 0
-        cols = np.where(ok, self.col[np.maximum(idx, 0)], -1)
-        x = np.zeros(len(self.kept), np.float32)
-        np.add.at(x, cols[cols >= 0], v[cols >= 0])
+        x = self._new_user_row(lookup(self.item_ids, raw_items), ratings).astype(np.float32)
         return self._expand((x @ self.B)[None, :])[0]
 
     def explain(self, user: int, items: np.ndarray, *, rated=None, ratings=None) -> list:
@@ -199,17 +233,7 @@ class EASE(Recommender):
         from recsys_cli.models.explain import Explanation
 
         items = np.asarray(items, np.int64).reshape(-1)
-        if user >= 0:
-            lo, hi = int(self.x_indptr[user]), int(self.x_indptr[user + 1])
-            cols, x = self.x_indices[lo:hi].astype(np.int64), self.x_data[lo:hi].astype(np.float64)
-        else:  # as fold_in builds the row: the matrix values of the rated items, repeats summed
-            idx = np.asarray(rated, np.int64)
-            v = self._values(np.asarray(ratings, np.float32)).astype(np.float64)
-            c = np.where(idx >= 0, self.col[np.maximum(idx, 0)], -1)
-            dense = np.zeros(len(self.kept))
-            np.add.at(dense, c[c >= 0], v[c >= 0])
-            cols = np.flatnonzero(dense)
-            x = dense[cols]
+        cols, x = self._rated_row(user, rated, ratings)  # as fold_in builds a new user's row
         keys = self.kept[cols].astype(np.int64)  # columns of B -> item indices
         targets = self.col[items]
         covered = targets >= 0

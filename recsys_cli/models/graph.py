@@ -23,9 +23,8 @@ import numpy as np
 
 from recsys_cli.data.dataset import Interactions, lookup
 from recsys_cli.errors import ConfigError, UsageError
-from recsys_cli.models.base import Recommender
 from recsys_cli.models.config import ModelConfig, choice, param
-from recsys_cli.models.ease import interaction_values
+from recsys_cli.models.ease import ItemItemRanker
 
 
 @dataclass(frozen=True)
@@ -134,16 +133,9 @@ def rp3beta_weights_ref(x: np.ndarray, alpha: float, beta: float, neighbours: in
     return w
 
 
-class RP3beta(Recommender):
+class RP3beta(ItemItemRanker):
     name = "rp3beta"
     Config = RP3betaConfig
-    predicts_ratings = False
-    scores_are_ratings = False
-    supports_fold_in = True
-    blas_scores = True
-
-    def _values(self, ratings: np.ndarray) -> np.ndarray:
-        return interaction_values(self.config, ratings)
 
     def estimate_bytes(self, n_users: int, n_items: int, n_ratings: int) -> int:
         return super().estimate_bytes(n_users, n_items, n_ratings) + int(
@@ -174,30 +166,14 @@ class RP3beta(Recommender):
         self.x_data = x.data.astype(np.float32)
         self.fit_info.update(weights_kept=int(self.W.nnz), memory_gb=round(need, 4))
 
-    def _user_rows(self, users: np.ndarray):
-        import scipy.sparse as sp
-
-        starts = self.x_indptr[users]
-        lens = self.x_indptr[users + 1] - starts
-        indptr = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
-        idx = np.repeat(starts - indptr[:-1], lens) + np.arange(indptr[-1], dtype=np.int64)
-        return sp.csr_matrix((self.x_data[idx], self.x_indices[idx], indptr), shape=(len(users), self.n_items))
-
     def _score_users(self, users: np.ndarray) -> np.ndarray:
         return (self._user_rows(np.asarray(users, np.int64)) @ self.W).toarray().astype(np.float32, copy=False)
 
     def _item_similarities(self, i: int) -> np.ndarray:
         return self.W[i].toarray()[0]
 
-    def _user_vector(self, idx: np.ndarray, ratings: np.ndarray) -> np.ndarray:
-        v = self._values(np.asarray(ratings, np.float32))
-        x = np.zeros(self.n_items, np.float64)
-        ok = idx >= 0
-        np.add.at(x, idx[ok], v[ok])
-        return x
-
     def fold_in(self, raw_items, ratings) -> np.ndarray:
-        x = self._user_vector(lookup(self.item_ids, raw_items), ratings)
+        x = self._new_user_row(lookup(self.item_ids, raw_items), ratings)
         return np.asarray(self.W.T @ x, np.float32)
 
     def explain(self, user: int, items: np.ndarray, *, rated=None, ratings=None) -> list:
@@ -205,13 +181,7 @@ class RP3beta(Recommender):
         from recsys_cli.models.explain import Explanation
 
         items = np.asarray(items, np.int64).reshape(-1)
-        if user >= 0:
-            lo, hi = int(self.x_indptr[user]), int(self.x_indptr[user + 1])
-            keys, x = self.x_indices[lo:hi].astype(np.int64), self.x_data[lo:hi].astype(np.float64)
-        else:
-            dense = self._user_vector(np.asarray(rated, np.int64), np.asarray(ratings, np.float32))
-            keys = np.flatnonzero(dense)
-            x = dense[keys]
+        keys, x = self._rated_row(user, rated, ratings)
         w = self.W[keys][:, items].toarray().astype(np.float64)  # (rated, targets)
         return [Explanation("items", 0.0, keys, x * w[:, m], 0.0, base_label="").sorted() for m in range(len(items))]
 
