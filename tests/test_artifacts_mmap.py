@@ -8,6 +8,15 @@ import pytest
 from recsys_cli.artifacts import MMAP_MIN_BYTES, map_npz
 
 
+def _same_arrays(mapped: dict, arrays: dict):
+    """Assert `mapped` holds exactly `arrays` (keys, dtypes, shapes, values); yield (key, mapped array)."""
+    assert set(mapped) == set(arrays)
+    for key, value in arrays.items():
+        got = mapped[key]
+        assert got.dtype == np.asarray(value).dtype and got.shape == np.shape(value), key
+        np.testing.assert_array_equal(got, value)
+        yield key, got
+
 def test_mapped_arrays_equal_np_load_in_every_layout(tmp_path):
     rng = np.random.default_rng(0)
     arrays = {
@@ -22,13 +31,9 @@ def test_mapped_arrays_equal_np_load_in_every_layout(tmp_path):
     path = tmp_path / "arrays.npz"
     np.savez(path, **arrays)
     mapped = map_npz(path)
-    assert set(mapped) == set(arrays)
-    for key, value in arrays.items():
-        got = mapped[key]
-        assert got.dtype == np.asarray(value).dtype and got.shape == np.shape(value), key
-        np.testing.assert_array_equal(got, value)
+    for key, got in _same_arrays(mapped, arrays):
         assert type(got) is np.ndarray and got.flags.aligned, key
-        if np.asarray(value).nbytes < MMAP_MIN_BYTES:
+        if np.asarray(arrays[key]).nbytes < MMAP_MIN_BYTES:
             assert not isinstance(got.base, np.memmap), key
     mapped_keys = {k for k, v in mapped.items() if isinstance(v.base, np.memmap)}
     assert mapped_keys and mapped_keys <= {"big_f32", "big_fortran", "big_i64", "model.dotted.name"}
@@ -107,11 +112,8 @@ def test_write_npz_arrays_all_map_when_large_enough(tmp_path):
     path = tmp_path / "arrays.npz"
     write_npz(path, ODD_ARRAYS)
     mapped = map_npz(path)
-    assert set(mapped) == set(ODD_ARRAYS)
-    for key, value in ODD_ARRAYS.items():
-        got = mapped[key]
-        assert got.dtype == np.asarray(value).dtype and got.shape == np.shape(value), key
-        np.testing.assert_array_equal(got, value)
+    for key, got in _same_arrays(mapped, ODD_ARRAYS):
+        value = ODD_ARRAYS[key]
         is_mapped = isinstance(got.base, np.memmap)
         assert is_mapped == (np.asarray(value).nbytes >= MMAP_MIN_BYTES), key
         if is_mapped:
