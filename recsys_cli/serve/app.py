@@ -258,10 +258,13 @@ def create_app(registry: RunRegistry, *, api_key: str | None = None, metrics: Se
         the memory of the row dicts, nothing for the garbage collector to walk, and a hit is copied, not
         re-encoded. The response is those pieces joined, byte for byte what encoding all rows at once gives.
         """
+        def key(u: int) -> tuple:
+            return (loaded.name, loaded.generation, u, n, exclude_seen, explain)
+
         per_user: dict[int, bytes] = {}
         misses = []
         for u in dict.fromkeys(users):
-            part = cache.get((loaded.name, loaded.generation, u, n, exclude_seen, explain)) if use_cache else None
+            part = cache.get(key(u)) if use_cache else None
             if part is None:
                 misses.append(u)
             else:
@@ -288,10 +291,10 @@ def create_app(registry: RunRegistry, *, api_key: str | None = None, metrics: Se
             # and go into the cache at once, so the entry they replace is freed now, not after the whole batch
             for u, rows in itertools.groupby(recs.rows(), key=lambda row: row["user_id"]):
                 fresh[u] = part = _dumps_list(list(rows))[1:-1]
-                cache.put((loaded.name, loaded.generation, u, n, exclude_seen, explain), part)
+                cache.put(key(u), part)
             for u, part in fresh.items():
                 if not part:
-                    cache.put((loaded.name, loaded.generation, u, n, exclude_seen, explain), part)
+                    cache.put(key(u), part)
             per_user.update(fresh)
         return _join_lists([per_user[u] for u in users])
 
