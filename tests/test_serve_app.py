@@ -88,6 +88,10 @@ def test_health_ready_runs_items_and_docs(env, server):
                  "/metrics", "/admin/reload"):
         assert path in spec["paths"], path
     assert spec["components"]["schemas"]["RecommendBody"]["examples"][0] == {"users": [1, 2, 3], "n": 10}
+    for path, model in (("/recommend", "RecommendBody"), ("/predict", "PredictBody")):  # bodies parsed by the app
+        body = spec["paths"][path]["post"]["requestBody"]
+        assert body["content"]["application/json"]["schema"] == {"$ref": f"#/components/schemas/{model}"}
+    assert "users" in spec["components"]["schemas"]["RecommendBody"]["properties"]
     params = {p["name"]: p for p in spec["paths"]["/recommend"]["get"]["parameters"]}
     assert set(params) == {"user", "n", "run", "exclude_seen", "explain"} and params["user"]["required"] is True
     assert params["n"]["schema"] == {"type": "integer", "default": 10}
@@ -135,6 +139,11 @@ BAD = [
     ("post", "/predict", {"content": b'{"pairs": [[1, 2]', "headers": {"content-type": "application/json"}}, 400,
      "malformed_json"),
     ("post", "/recommend", {"json": [1, 2]}, 422, "invalid"),
+    ("post", "/recommend", {"content": b"", "headers": {"content-type": "application/json"}}, 422, "invalid"),
+    # bodies over INLINE_BODY_BYTES are parsed once they have a compute slot: the same answers
+    ("post", "/recommend", {"content": b'{"users": [' + b"1," * 2000 + b"]}"}, 400, "malformed_json"),
+    ("post", "/recommend", {"json": {"users": [1] * 2000 + ["x"]}}, 422, "invalid"),
+    ("post", "/predict", {"json": {"pairs": [[1, 2]] * 500 + [[1]]}}, 422, "invalid"),
     ("post", "/recommend", {"json": {"users": "1,2"}}, 422, "invalid"),
     ("post", "/recommend", {"json": {"users": [1, "x"]}}, 422, "invalid"),
     ("post", "/recommend", {"json": {"users": [1], "n": "ten"}}, 422, "invalid"),
@@ -189,6 +198,18 @@ def test_malformed_requests_get_a_json_4xx_and_the_server_keeps_serving(server, 
     assert (res.status_code, res.json()["code"]) == (status, code), res.text
     assert set(res.json()) == {"error", "code"} and "Traceback" not in res.text
     assert client.get("/recommend", params={"user": 1, "n": 2}).status_code == 200
+
+
+def test_a_post_body_is_json_whatever_its_content_type_says(server):
+    """`curl -d '{"users": [1]}'` sends application/x-www-form-urlencoded; the body is read as JSON all the same,
+    a small one at once and a large one (over INLINE_BODY_BYTES) once it has a compute slot."""
+    client, _, _ = server
+    for users in ([1, 2], list(range(1, 41)) * 10):
+        raw = json.dumps({"users": users, "n": 2}, indent=1).encode()  # 400 users: ~2.8 KB
+        form = client.post("/recommend", content=raw, headers={"content-type": "application/x-www-form-urlencoded"})
+        plain = client.post("/recommend", json={"users": users, "n": 2})
+        assert form.status_code == plain.status_code == 200 and form.json() == plain.json()
+        assert len(form.json()) == 2 * len(users)
 
 
 def test_no_default_run_means_run_is_required(env):
