@@ -14,7 +14,8 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 # Folders of versions before the PID was in the name match with pid None (their writers are gone).
@@ -111,3 +112,21 @@ def check_writable(folder: Path, what: str) -> None:
             raise DiskFullError(f"{what} {folder}: disk full; free some space and retry") from None
         raise ArtifactError(f"{what} {folder} is not writable ({exc.strerror or exc}); "
                             "pick another folder or fix its permissions") from None
+
+
+@contextmanager
+def folder_lock(folder: Path) -> Iterator[None]:
+    """Hold an exclusive lock on `folder` (flock on the directory itself: no lock file is left behind) for a
+    read-modify-write of a file in it, so two processes updating it one after the other lose neither update.
+    Where flock is missing (not POSIX) it does nothing."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock

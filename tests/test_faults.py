@@ -223,6 +223,29 @@ def stray_split_files(processed: Path) -> list[str]:
     return sorted(p.name for p in (processed / "splits").iterdir() if f"splits/{p.name}" not in files)
 
 
+def test_splits_written_at_once_by_several_processes_are_all_kept(data_copy):
+    """dataset.json is read, changed and replaced by each `recsys split`: processes running side by side take
+    turns on the folder's lock, so no record replaces another (without the lock, one run in three lost one)."""
+    data = data_copy
+    processed = data / "processed" / "synth"
+    before = splits_of(processed)
+    names = [f"side{k}" for k in range(6)]
+    procs = [subprocess.Popen([sys.executable, "-m", "recsys_cli", "split", "synth", "--kind", "random", "--name",
+                               name, "--seed", str(k + 1), "--data-dir", str(data), "--format", "json"], env=ENV,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for k, name in enumerate(names)]
+    for proc in procs:
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+    after = splits_of(processed)
+    assert set(after) == set(before) | set(names)
+    assert {k: after[k] for k in before} == before
+    for k, name in enumerate(names):  # each is the split its own command made
+        part, info = after[name]
+        assert info["seed"] == k + 1
+    assert stray_split_files(processed) == [] and hidden(processed) == []
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("fn", ["replace", "unlink"])
 @pytest.mark.parametrize("replacing", [False, True], ids=["new", "force"])

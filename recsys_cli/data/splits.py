@@ -275,16 +275,26 @@ def write_split(processed_path: Path, name: str, part: np.ndarray, kind: str,
     kill or a full disk at any step leaves the split as it was or whole, and the next write deletes
     what a killed one left (its hidden temporary files, an unused NAME~1.parquet).
     """
-    from recsys_cli.swap import recover
+    from recsys_cli.swap import folder_lock
 
     check_name(name)
     processed_path = Path(processed_path)
+    _check_writable(processed_path)
+    # dataset.json is read, changed and replaced: two splits written at once (two processes) must not both
+    # start from the same version, or the second replace drops the first one's record
+    with folder_lock(processed_path):
+        return _write_split_locked(processed_path, name, part, kind, params, seed)
+
+
+def _write_split_locked(processed_path: Path, name: str, part: np.ndarray, kind: str, params: dict,
+                        seed: int | None) -> dict[str, Any]:
+    from recsys_cli.swap import recover
+
     meta_path = processed_path / "dataset.json"
     try:
         meta = json.loads(meta_path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise DataError(f"cannot read {meta_path}: {exc}") from exc
-    _check_writable(processed_path)
     for folder in (processed_path, processed_path / "splits"):
         recover(folder)  # hidden .FILE.PID.*.tmp files of writers that were killed
     slots = (f"splits/{name}.parquet", f"splits/{name}~1.parquet")
