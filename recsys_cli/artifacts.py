@@ -251,16 +251,17 @@ class ArtifactStore:
             raise ArtifactError(f"run {run!r}: cannot read {path} ({why}); the run is damaged, retrain it") from None
 
     def update_metrics(self, run: str, metrics: dict[str, Any]) -> None:
-        """Merge evaluation metrics into a run's manifest (atomic rewrite)."""
-        manifest = self.manifest(run)
-        manifest.setdefault("metrics", {}).update(metrics)
-        mf = self.path(run) / "manifest.json"
-        tmp = mf.with_suffix(".json.tmp")
-        try:
-            tmp.write_text(json.dumps(manifest, indent=2, default=_json_default) + "\n")
-            os.replace(tmp, mf)
-        finally:
-            tmp.unlink(missing_ok=True)
+        """Merge evaluation metrics into a run's manifest (atomic rewrite, under a lock on the run's folder:
+        two evaluations of one run at once keep both's metrics; a killed one's temporary file is deleted by
+        the next)."""
+        from recsys_cli.swap import folder_lock, recover, write_json
+
+        folder = self.path(run)
+        with folder_lock(folder):
+            recover(folder)
+            manifest = self.manifest(run)
+            manifest.setdefault("metrics", {}).update(metrics)
+            write_json(folder / "manifest.json", manifest, default=_json_default)
 
     def check_writable(self, run: str, *, force: bool) -> Path:
         """The run's folder, if `save` may write it: new, or an existing run and force.

@@ -130,3 +130,23 @@ def folder_lock(folder: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # closing the descriptor releases the lock
+
+
+def temp_name(path: Path) -> Path:
+    """A hidden `.FILE.PID.RANDOM.tmp` beside `path`: a killed writer's one is found and deleted by `recover`
+    (the PID says whether its writer still runs)."""
+    import secrets
+
+    return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+
+
+def write_json(path: Path, obj: dict, *, default=None) -> None:
+    """Replace `path` with `obj` as indented JSON, atomically (a temporary file, then os.replace)."""
+    import json
+
+    tmp = temp_name(path)
+    try:
+        tmp.write_text(json.dumps(obj, indent=2, default=default) + "\n")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -135,6 +135,25 @@ def test_kill_at_every_step_of_train_force_never_loses_the_run(env, fn):
         assert outcomes[0] == 1
 
 
+def test_metrics_merged_at_once_are_all_kept_and_a_killed_writers_file_is_cleaned(env, tmp_path):
+    """Evaluations of one run merge their metrics into its manifest under a lock on the run's folder: merges
+    from several processes at once are all kept, and a temporary file a killed evaluation left is deleted."""
+    arts = tmp_path / "artifacts"
+    shutil.copytree(env["arts"], arts)
+    run = next(p.name for p in arts.iterdir() if (p / "manifest.json").is_file())
+    leftover = arts / run / ".manifest.json.999999999.dead.tmp"  # a writer killed before its os.replace
+    leftover.write_text("{")
+    code = ("import sys; from recsys_cli.artifacts import ArtifactStore; "
+            "ArtifactStore(sys.argv[1]).update_metrics(sys.argv[2], {sys.argv[3]: float(sys.argv[4])})")
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(arts), run, f"m{k}", str(k)], env=ENV,
+                              stderr=subprocess.PIPE, text=True) for k in range(6)]
+    for proc in procs:
+        assert proc.wait(timeout=120) == 0, proc.stderr.read()
+    metrics = json.loads((arts / run / "manifest.json").read_text())["metrics"]
+    assert {f"m{k}": float(k) for k in range(6)}.items() <= metrics.items()
+    assert hidden(arts / run) == []
+
+
 def test_kill_between_renames_is_restored_by_runs_listing(env):
     arts = env["arts"]
     base = ["train", "bias", "--dataset", "synth", "--split", "random", "--data-dir", env["data"],

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from recsys_cli.errors import DataError, UsageError
+from recsys_cli.swap import temp_name, write_json
 
 TRAIN, VALIDATION, TEST = 0, 1, 2
 KINDS = ("random", "temporal", "user", "leave-last", "kfold", "ml100k")
@@ -217,14 +218,6 @@ def split_counts(part: np.ndarray, kind: str, k: int | None = None) -> dict[str,
     return {"train": int(c[TRAIN]), "validation": int(c[VALIDATION]), "test": int(c[TEST])}
 
 
-def _temp_name(path: Path) -> Path:
-    """A hidden `.FILE.PID.RANDOM.tmp` beside `path`: a killed writer's one is found and deleted by
-    `recsys_cli.swap.recover` (the PID says whether its writer still runs)."""
-    import secrets
-
-    return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-
-
 def _write_part(processed_path: Path, name: str, part: np.ndarray, file: str | None = None) -> str:
     """Write the part column to `file` (default splits/NAME.parquet) through a temporary file; returns `file`."""
     import pyarrow as pa
@@ -233,7 +226,7 @@ def _write_part(processed_path: Path, name: str, part: np.ndarray, file: str | N
     file = file or f"splits/{name}.parquet"
     target = Path(processed_path) / file
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temp_name(target)
+    tmp = temp_name(target)
     try:
         pq.write_table(pa.table({"part": pa.array(np.asarray(part, dtype=np.int8))}), tmp)
         os.replace(tmp, target)
@@ -245,15 +238,6 @@ def _write_part(processed_path: Path, name: str, part: np.ndarray, file: str | N
 def _info(kind: str, params: dict, seed: int | None, part: np.ndarray, file: str) -> dict[str, Any]:
     return {"kind": kind, "params": params, "seed": seed,
             "counts": split_counts(part, kind, params.get("k")), "file": file}
-
-
-def _write_json(path: Path, obj: dict) -> None:
-    tmp = _temp_name(path)
-    try:
-        tmp.write_text(json.dumps(obj, indent=2) + "\n")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _check_writable(processed_path: Path) -> None:
@@ -304,7 +288,7 @@ def _write_split_locked(processed_path: Path, name: str, part: np.ndarray, kind:
     info = _info(kind, params, seed, part, file)
     meta.setdefault("splits", {})[name] = info
     try:
-        _write_json(meta_path, meta)
+        write_json(meta_path, meta)
     except BaseException:
         (processed_path / file).unlink(missing_ok=True)
         raise
@@ -320,12 +304,12 @@ def _back_to_its_name(processed_path: Path, meta: dict, info: dict, slots: tuple
     """Point the committed split at slots[0] again (a hard link to slots[1] and a second commit);
     the file in use afterwards. If that cannot be done (no hard links, a full disk), slots[1] stays."""
     src, dst = processed_path / slots[1], processed_path / slots[0]
-    tmp = _temp_name(dst)
+    tmp = temp_name(dst)
     try:
         os.link(src, tmp)
         os.replace(tmp, dst)  # dst is not in use: the record points at src
         info["file"] = slots[0]
-        _write_json(processed_path / "dataset.json", meta)
+        write_json(processed_path / "dataset.json", meta)
         return slots[0]
     except OSError:
         info["file"] = slots[1]
