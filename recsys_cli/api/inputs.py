@@ -49,11 +49,11 @@ def _read_text(path: str | os.PathLike, stdin: IO[bytes] | None = None) -> tuple
     return text, name
 
 
-def read_id_columns(path: str | os.PathLike, columns: tuple[str, ...], *, stdin: IO[bytes] | None = None
-                    ) -> list[list[int]]:
-    """Read a CSV with a header containing `columns` (`-`: stdin); one list of int ids per column."""
+def read_id_columns(path: str | os.PathLike, columns: tuple[str, ...], *, stdin: IO[bytes] | None = None,
+                    optional: tuple[str, ...] = ()) -> list[list[int] | None]:
+    """Read a CSV with a header containing `columns` (`-`: stdin); one list of ints per column, then one per
+    `optional` column: its values where the header has it, else None."""
     text, name = _read_text(path, stdin)
-    out: list[list[int]] = [[] for _ in columns]
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
         header = [h.strip() for h in next(reader, [])]
@@ -61,6 +61,9 @@ def read_id_columns(path: str | os.PathLike, columns: tuple[str, ...], *, stdin:
         if missing:
             got = ", ".join(header)[:200] or "nothing"
             raise DataError(f"{name}:1: header must contain {', '.join(columns)} (got {got})")
+        present = [c for c in optional if c in header]
+        columns = (*columns, *present)
+        out: list[list[int]] = [[] for _ in columns]
         pos = [header.index(c) for c in columns]
         for lineno, row in enumerate(reader, start=2):
             if not row or all(not x.strip() for x in row):
@@ -76,4 +79,5 @@ def read_id_columns(path: str | os.PathLike, columns: tuple[str, ...], *, stdin:
                                 f"got {row!r}"[:300]) from None
     except csv.Error as exc:
         raise DataError(f"{name}: not a CSV file ({exc})") from None
-    return out
+    found = dict(zip(columns, out, strict=True))
+    return out[: len(columns) - len(present)] + [found.get(c) for c in optional]

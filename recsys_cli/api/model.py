@@ -353,20 +353,23 @@ class Recommender:
         why = self.reasons(recs, new_user_ratings=ratings, top=top_reasons) if explain else None
         return reclist_frame(recs, self.titles, new_user=True, reasons=why)
 
-    def predict(self, users: Any, items: Any) -> pl.DataFrame:
+    def predict(self, users: Any, items: Any, timestamps: Any = None) -> pl.DataFrame:
         """Predicted ratings for (user, item) pairs: user_id, item_id, prediction, fallback.
 
         users and items are equal-length lists (or scalars); a pair the model cannot score
         directly falls back to biases, labelled (user_bias, item_bias, global_mean, genre).
+        timestamps (Unix seconds, one per pair or one for all): when the ratings are made, for a model
+        with a time part (`fm` with its time group); without them, as of the latest training period.
         """
         import polars as pl
 
-        u, i, pred, labels = self.predict_pairs(users, items)
+        u, i, pred, labels = self.predict_pairs(users, items, timestamps)
         return pl.DataFrame({"user_id": u, "item_id": i, "prediction": pred, "fallback": labels},
                             schema={"user_id": pl.Int64, "item_id": pl.Int64, "prediction": pl.Float64,
                                     "fallback": pl.String})
 
-    def predict_pairs(self, users: Any, items: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str | None]]:
+    def predict_pairs(self, users: Any, items: Any, timestamps: Any = None
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str | None]]:
         """`predict` as arrays, without a DataFrame: (user ids, item ids, float64 predictions, fallback labels)."""
         est = self._fitted()
         u, i = _ids(users, "user"), _ids(items, "item")
@@ -374,7 +377,13 @@ class Recommender:
             u = np.repeat(u, i.size)
         if u.shape != i.shape:
             raise UsageError(f"users and items differ in length ({u.size} vs {i.size})")
-        pred, labels = est.predict(u, i)
+        if timestamps is not None:
+            timestamps = _ids(timestamps, "timestamp")
+            if timestamps.size == 1 and u.size > 1:
+                timestamps = np.repeat(timestamps, u.size)
+            if timestamps.shape != u.shape:
+                raise UsageError(f"timestamps and pairs differ in length ({timestamps.size} vs {u.size})")
+        pred, labels = est.predict(u, i, timestamps)
         return u, i, pred.astype(np.float64), labels
 
     def similar_items(self, items: Any, n: int = 10) -> pl.DataFrame:

@@ -122,10 +122,11 @@ class Predictions:
                                     "fallback": pl.String})
 
 
-def predict(run: Any, users: Any, items: Any, *, artifacts_dir=None) -> Predictions:
-    """Predicted ratings for (user, item) pairs of raw ids, each with its fallback label (None = the model)."""
+def predict(run: Any, users: Any, items: Any, *, timestamps: Any = None, artifacts_dir=None) -> Predictions:
+    """Predicted ratings for (user, item) pairs of raw ids, each with its fallback label (None = the model);
+    `timestamps` (Unix seconds): when each rating is made, for a model with a time part."""
     r = _run(run, artifacts_dir)
-    u, i, pred, labels = r.model.predict_pairs(users, items)  # no DataFrame: a server calls this per request
+    u, i, pred, labels = r.model.predict_pairs(users, items, timestamps)  # no DataFrame: a server calls this
     return Predictions(u, i, pred, labels, run=r.name)
 
 

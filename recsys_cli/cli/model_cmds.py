@@ -48,11 +48,12 @@ def _parse_ratings(text: str) -> list[tuple[int, float]]:
     return list(zip(items, values, strict=True))
 
 
-def _read_id_file(path: Path, columns: tuple[str, ...]) -> list[list[int]]:
-    """Read a CSV (a path or `-` for stdin) with a header containing `columns`; one list per column."""
+def _read_id_file(path: Path, columns: tuple[str, ...], optional: tuple[str, ...] = ()) -> list[list[int] | None]:
+    """Read a CSV (a path or `-` for stdin) with a header containing `columns`; one list per column (then per
+    `optional` column, None where the header lacks it)."""
     from recsys_cli.api.inputs import read_id_columns
 
-    return read_id_columns(path, columns)
+    return read_id_columns(path, columns, optional=optional)
 
 
 def register(app: typer.Typer) -> None:
@@ -117,13 +118,15 @@ def register(app: typer.Typer) -> None:
         help="Predict ratings for (user, item) pairs with a trained run.\n\n"
         "Examples:\n\n"
         "  recsys predict svd-ml-100k --user 1 --item 50\n\n"
-        "  recsys predict svd-ml-100k --pairs-file pairs.csv --format jsonl   (CSV header: user_id,item_id)",
+        "  recsys predict svd-ml-100k --pairs-file pairs.csv --format jsonl   (CSV header: user_id,item_id)\n\n"
+        "  recsys predict fm-time --user 1 --item 50 --time 881250949   (when the rating is made, Unix seconds)",
     )
     def predict(
         run: Annotated[str, typer.Argument(help="Run name (see `recsys runs`).")],
         user: Annotated[Optional[int], typer.Option("--user", "-u", help="Raw user id.")] = None,
         item: Annotated[Optional[int], typer.Option("--item", "-i", help="Raw item id.")] = None,
-        pairs_file: Annotated[Optional[Path], typer.Option("--pairs-file", help="CSV with header user_id,item_id (- reads stdin).")] = None,
+        pairs_file: Annotated[Optional[Path], typer.Option("--pairs-file", help="CSV with header user_id,item_id and optionally timestamp (- reads stdin).")] = None,
+        at_time: Annotated[Optional[int], typer.Option("--time", help="When the ratings are made (Unix seconds), for a run with a time part (fm with its time group); default: the latest training period.")] = None,
         artifacts_dir: ArtifactsDirOpt = None,
         fmt: FormatOpt = None,
         as_json: JsonOpt = False,
@@ -133,15 +136,19 @@ def register(app: typer.Typer) -> None:
         from recsys_cli.output import emit, resolve_format
 
         fmt = resolve_format(fmt, as_json)
+        times = None if at_time is None else [at_time]
         if pairs_file is not None:
             if user is not None or item is not None:
                 raise UsageError("use either --user/--item or --pairs-file, not both")
-            users, items = _read_id_file(pairs_file, ("user_id", "item_id"))
+            users, items, in_file = _read_id_file(pairs_file, ("user_id", "item_id"), ("timestamp",))
+            if in_file is not None and at_time is not None:
+                raise UsageError("the pairs file has a timestamp column: leave out --time")
+            times = in_file if in_file is not None else times
         elif user is not None and item is not None:
             users, items = [user], [item]
         else:
             raise UsageError("give --user and --item, or --pairs-file")
-        rows = predict_pairs(run, users, items, artifacts_dir=artifacts_dir).to_dict()
+        rows = predict_pairs(run, users, items, timestamps=times, artifacts_dir=artifacts_dir).to_dict()
         emit(rows[0] if pairs_file is None and fmt == "json" else rows, fmt)
 
     @app.command(

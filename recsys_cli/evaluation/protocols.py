@@ -66,7 +66,7 @@ def score_model(model, train: Interactions, test: Interactions, settings: EvalSe
     out: dict[str, float] = {}
     t0 = time.perf_counter()
     if settings.rating_metrics and model.predicts_ratings and len(test):
-        pred, labels = model.predict(test.user_ids[test.users], test.item_ids[test.items])
+        pred, labels = model.predict(test.user_ids[test.users], test.item_ids[test.items], test.timestamps)
         out["rmse"] = M.rmse(pred, test.ratings)
         out["mae"] = M.mae(pred, test.ratings)
         out["fallback_share"] = float(np.mean([lab is not None for lab in labels]))

@@ -304,24 +304,36 @@ class Recommender:
         i[ok & (self.item_counts[np.maximum(i, 0)] == 0)] = -1
         return i
 
+    def _predict_known_at(self, users: np.ndarray, items: np.ndarray, timestamps: np.ndarray) -> np.ndarray:
+        """`_predict_known` for ratings made at `timestamps`; a model with a time part overrides it."""
+        return self._predict_known(users, items)
+
     def _cold_item_scores(self, items: np.ndarray, users: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         """Hook for models that can score items without ratings (hybrid): (values, handled mask)."""
         return None
 
-    def predict(self, raw_users, raw_items) -> tuple[np.ndarray, list[str | None]]:
-        """Predicted ratings (clipped to the scale) and a fallback label per pair (None = model)."""
+    def predict(self, raw_users, raw_items, timestamps=None) -> tuple[np.ndarray, list[str | None]]:
+        """Predicted ratings (clipped to the scale) and a fallback label per pair (None = model).
+
+        timestamps (seconds, one per pair): when each rating is made, for models with a time part (`fm` with
+        its time group); others, and pairs without one, are predicted as of now."""
         self._check_fitted()
         raw_users = np.asarray(raw_users, np.int64).reshape(-1)
         raw_items = np.asarray(raw_items, np.int64).reshape(-1)
         if raw_users.shape != raw_items.shape:
             raise UsageError("users and items must have the same length")
+        if timestamps is not None:
+            timestamps = np.asarray(timestamps, np.int64).reshape(-1)
+            if timestamps.shape != raw_users.shape:
+                raise UsageError("timestamps must have one value per (user, item) pair")
         u = self.known_users(raw_users)
         i = self.known_items(raw_items)
         pred = np.empty(len(u), np.float32)
         labels: list[str | None] = [None] * len(u)
         both = (u >= 0) & (i >= 0)
         if both.any():
-            pred[both] = self._predict_known(u[both], i[both])
+            pred[both] = (self._predict_known(u[both], i[both]) if timestamps is None
+                          else self._predict_known_at(u[both], i[both], timestamps[both]))
         mu = self.global_mean
         cold = self._cold_item_scores(lookup(self.item_ids, raw_items), u) if (~both).any() else None
         for k in np.flatnonzero(~both):

@@ -93,7 +93,7 @@ class BlendModel(Recommender):
         progress.start(2 * len(members), "blend members")
         for name, model in members:
             model.fit(inner, seed=seed)
-            p, _ = model.predict(held.user_ids[held.users], held.item_ids[held.items])
+            p, _ = model.predict(held.user_ids[held.users], held.item_ids[held.items], held.timestamps)
             preds.append(np.clip(p, lo, hi))
             progress.advance(1, model=name)
         X = self._features(np.stack(preds, axis=1), held.users, held.items).astype(np.float64)
@@ -117,6 +117,10 @@ class BlendModel(Recommender):
 
     def _predict_known(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         preds = np.stack([m._predict_known(users, items) for _, m in self.members], axis=1)
+        return self._blend(preds, users, items)
+
+    def _predict_known_at(self, users: np.ndarray, items: np.ndarray, timestamps: np.ndarray) -> np.ndarray:
+        preds = np.stack([m._predict_known_at(users, items, timestamps) for _, m in self.members], axis=1)
         return self._blend(preds, users, items)
 
     def _score_users(self, users: np.ndarray) -> np.ndarray:

@@ -40,7 +40,7 @@ class FMConfig(ModelConfig):
     # genres: adding the group 0.8982 -> 0.8949:
     #   recsys tune fm -d ml-100k -p groups=user,item,implicit,implicit_item,genres --grid factors=8 --cv 3 --metric rmse
     groups: str = param("user,item,implicit,implicit_item,genres",
-                        "feature groups: user, item, implicit, implicit_item, genres (comma-separated)")
+                        "feature groups: user, item, implicit, implicit_item, genres, time (comma-separated)")
     solver: str = choice("mcmc", "mcmc", "als", "sgd",
                          doc="mcmc (Gibbs sampling, averaged predictions), als (coordinate descent) or sgd")
     factors: int = param(8, "latent factors", low=0)
@@ -52,6 +52,7 @@ class FMConfig(ModelConfig):
     reg_v: float = param(0.05, "als/sgd: L2 penalty of the factors", low=0.0)
     lr: float = param(0.01, "sgd: learning rate", low=0.0)
     fit_w0: bool = param(True, "learn the global bias (False: fixed at the training mean)")
+    time_bins: int = param(30, "time group: periods of about equal rating counts the timestamps fall in", low=1)
 
 
 class FM(Recommender):
@@ -90,9 +91,17 @@ class FM(Recommender):
             # The default includes genres; a dataset without them (a generic CSV) trains without the group.
             groups, skipped = tuple(g for g in groups if g != "genres"), ("genres",)
         self.scores_cold_items = "genres" in groups
+        edges = None
+        if "time" in groups:
+            from recsys_cli.models.fm_design import time_edges
+
+            if data.timestamps is None or len(data) == 0 or np.ptp(data.timestamps) == 0:
+                raise UsageError(f"{self.name}: the time group needs rating timestamps, and this data has none "
+                                 "(every rating at the same time)")
+            edges = time_edges(data.timestamps, c.time_bins)
         # Rows in user order: the user block's row passes then read the residuals front to back.
         data = data.subset(np.argsort(data.users, kind="stable"))
-        d = build_design(data, groups)
+        d = build_design(data, groups, edges)
         k, nf, n = c.factors, d.n_feat, len(data)
         ratings = data.ratings.astype(np.float64)
         w0 = np.array([float(self.global_mean)])
@@ -134,7 +143,7 @@ class FM(Recommender):
                     acc.add(w0[0], lin, S, Q, w, V, hyper)
             if mode == K.MODE_MEAN:
                 acc.add(w0[0], lin, S, Q, w, V, hyper)
-        self._set_scoring(acc.result(data.n_users, data.n_items))
+        self._set_scoring({**acc.result(data.n_users, data.n_items), "time_edges": edges})
         self.fold = acc.fold_in_parts()
         self.fit_info = {"train_rmse": losses, "samples_averaged": acc.count, "features": int(nf)}
         if skipped:
@@ -152,8 +161,20 @@ class FM(Recommender):
         return rmse
 
     def _set_scoring(self, parts: dict) -> None:
+        """With the time group, bu/bi (what recommend and a pair without a time use) are those of the latest
+        period, "now": its bias and each user's and item's interaction with it folded in; `_at` keeps the
+        parts for a rating's own period."""
         self.mu = np.float32(parts["mu"])
         self.bu, self.bi, self.P, self.Q = parts["bu"], parts["bi"], parts["P"], parts["Q"]
+        edges = parts.get("time_edges")
+        self._at = None
+        if edges is not None and parts.get("bt") is not None and len(parts["bt"]):
+            self._at = {"time_edges": np.asarray(edges, np.int64), "bu": self.bu, "bi": self.bi,
+                        "bt": np.asarray(parts["bt"], np.float32), "UT": np.asarray(parts["UT"], np.float32),
+                        "IT": np.asarray(parts["IT"], np.float32)}
+            a = self._at
+            self.bu = (a["bu"] + a["UT"][:, -1]).astype(np.float32)
+            self.bi = (a["bi"] + a["IT"][:, -1] + a["bt"][-1]).astype(np.float32)
 
     # ----- scoring --------------------------------------------------------------------
     def _score_users(self, users: np.ndarray) -> np.ndarray:
@@ -165,6 +186,18 @@ class FM(Recommender):
     def _predict_known(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         dots = np.einsum("ij,ij->i", self.P[users], self.Q[items])
         return (self.mu + self.bu[users] + self.bi[items] + dots).astype(np.float32)
+
+    def _predict_known_at(self, users: np.ndarray, items: np.ndarray, timestamps: np.ndarray) -> np.ndarray:
+        """Predictions for ratings made at `timestamps` (seconds): in the period each falls in."""
+        a = self._at
+        if a is None:
+            return self._predict_known(users, items)
+        from recsys_cli.models.fm_design import time_bin
+
+        t = time_bin(timestamps, a["time_edges"])
+        dots = np.einsum("ij,ij->i", self.P[users], self.Q[items])
+        return (self.mu + a["bu"][users] + a["bi"][items] + a["bt"][t] + a["UT"][users, t] + a["IT"][items, t]
+                + dots).astype(np.float32)
 
     def _item_vectors(self) -> np.ndarray:
         return self.Q
@@ -192,12 +225,16 @@ class FM(Recommender):
 
     # ----- persistence ------------------------------------------------------------------
     def _state(self) -> dict:
-        return {"mu": np.float32(self.mu), "bu": self.bu, "bi": self.bi, "P": self.P, "Q": self.Q,
+        base = {"bu": self.bu, "bi": self.bi}
+        if self._at is not None:  # the per-period parts; bu/bi of "now" are made again at load
+            base = {k: self._at[k] for k in ("bu", "bi", "bt", "UT", "IT", "time_edges")}
+        return {"mu": np.float32(self.mu), **base, "P": self.P, "Q": self.Q,
                 "has_genres": self._has_genres, "scores_cold_items": np.bool_(self.scores_cold_items),
                 **{f"fold_{k}": v for k, v in self.fold.items()}}
 
     def _load_state(self, state: dict) -> None:
-        self._set_scoring({k: state[k] for k in ("mu", "bu", "bi", "P", "Q")})
+        self._set_scoring({k: state[k] for k in ("mu", "bu", "bi", "P", "Q", "bt", "UT", "IT", "time_edges")
+                           if k in state})
         self._has_genres = np.asarray(state["has_genres"], bool)
         self.scores_cold_items = bool(state["scores_cold_items"])
         self.fold = {k[5:]: np.asarray(v) for k, v in state.items() if k.startswith("fold_")}
@@ -212,7 +249,9 @@ class FM(Recommender):
         the fit, a rating is y_i = w0 + b_i + c + w_u + <v_u, a + s_i> + <a, s_i>, with a = the implicit
         vector of their rated set and c its own linear and pairwise part. (w_u, v_u) is then the mean of
         its conditional posterior: P = alpha H^T H + diag(lambda), H = [1, a + s_i] over the rated items
-        (the `fm` MCMC's joint draw for a user, without the noise).
+        (the `fm` MCMC's joint draw for a user, without the noise). With the time group the ratings count as
+        made now: the latest period's vector s_t joins every row (H = [1, a + s_i + s_t]) and its bias and
+        item-period parts are in bi.
         """
         if not self.fold:
             raise UsageError(f"this {self.name} run cannot fold in a user: it has no item-side feature group, or "
@@ -230,14 +269,16 @@ class FM(Recommender):
             a = x * Y.sum(axis=0)
             own = x * float(f["w_y"][items].sum()) + 0.5 * (a @ a - x * x * float((Y * Y).sum()))
         base = float(self.mu) + self.bi.astype(np.float64) + own + s_items @ a  # every item, before w_u, v_u
-        H = np.hstack([np.ones((len(items), 1)), a + s_items[items]])
+        s_now = f["s_time"].astype(np.float64) if "s_time" in f else np.zeros(k)
+        base += a @ s_now  # with the time group: the rated set meets the latest period (bi has the rest)
+        H = np.hstack([np.ones((len(items), 1)), a + s_items[items] + s_now])
         prior_mean, prior_prec = f["prior_mean"].astype(np.float64), f["prior_prec"].astype(np.float64)
         if not f["has_user"]:  # no user one-hot group: nothing of the user's own to solve
             return base.astype(np.float32)
         alpha = float(f["alpha"])
         P = alpha * H.T @ H + np.diag(prior_prec)
         theta = np.linalg.solve(P, alpha * H.T @ (r - base[items]) + prior_prec * prior_mean)
-        return (base + theta[0] + (s_items + a) @ theta[1:]).astype(np.float32)
+        return (base + theta[0] + (s_items + a + s_now) @ theta[1:]).astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -304,6 +345,7 @@ class _Average:
         self.own = np.zeros(d.n_ent)
         self.rank = rank
         self.blocks = {name: (int(d.blk_ent[b]), int(d.blk_ent[b + 1])) for b, name in enumerate(d.blk_names)}
+        self.time_parts: dict[str, np.ndarray] = {}
         self.A: list[np.ndarray] = []
         self.B: list[np.ndarray] = []
         self.width = 0
@@ -317,6 +359,13 @@ class _Average:
         if "item" in self.blocks:
             ia, ib = self.blocks["item"]
             parts["s_items"] = S[:, ia:ib].T
+        if "time" in self.blocks:  # the latest period's vector ("now", for a folded-in user) and the
+            ta, tb = self.blocks["time"]  # user-period and item-period interactions of every period
+            parts["s_time"] = S[:, tb - 1]
+            for name, key in (("user", "UT"), ("item", "IT")):
+                if name in self.blocks:
+                    lo, hi = self.blocks[name]
+                    self.time_parts[key] = self.time_parts.get(key, 0.0) + S[:, lo:hi].T @ S[:, ta:tb]
         if self.imp is not None:
             parts["y"], parts["w_y"] = V[:, self.imp].T, w[self.imp]
         if self.g_user is not None:
@@ -327,7 +376,7 @@ class _Average:
             parts["prior_mean"] = parts["prior_prec"] = np.zeros(k + 1)
         for key, v in parts.items():
             self.fold[key] = self.fold.get(key, 0.0) + v
-        if len(self.blocks) == 2 and S.shape[0]:
+        if "user" in self.blocks and "item" in self.blocks and S.shape[0]:
             (ua, ub), (ia, ib) = self.blocks["user"], self.blocks["item"]
             self.A.append(np.ascontiguousarray(S[:, ua:ub].T, np.float32))
             self.B.append(np.ascontiguousarray(S[:, ia:ib].T, np.float32))
@@ -371,6 +420,13 @@ class _Average:
         for name, n, key in (("user", n_users, "bu"), ("item", n_items, "bi")):
             lo, hi = self.blocks.get(name, (0, 0))
             out[key] = own[lo:hi] if name in self.blocks else np.zeros(n, np.float32)
+        if "time" in self.blocks:
+            lo, hi = self.blocks["time"]
+            out["bt"] = own[lo:hi]
+            for key, n in (("UT", n_users), ("IT", n_items)):
+                part = self.time_parts.get(key)
+                out[key] = (part / self.count).astype(np.float32) if part is not None else np.zeros((n, hi - lo),
+                                                                                                    np.float32)
         if self.A:
             self._compress()
             scale = np.float32(1.0 / np.sqrt(self.count))

@@ -9,6 +9,13 @@ feature groups:
     item            one-hot of the item                                    (item block)
     implicit_item   the users who rated the item, each 1/sqrt(count) ("flipped")   (item block)
     genres          the item's genres, each 1/sqrt(number of genres)       (item block)
+    time            one-hot of the rating's time bin                       (time block)
+
+Time bins split the training ratings' timestamps into `time_bins` periods of about equal rating
+counts (`time_edges`); a rating is in the bin its timestamp falls in, a timestamp before the first
+or after the last training rating in the first or last bin. The time block's vectors meet the user's
+and the item's: a period effect, each item's drift across periods and each user's across periods
+(the day/bin part of Koren's timeSVD++, as a factorization machine models it).
 
 Only training ratings enter; implicit sets come from the ratings the model is fitted on.
 """
@@ -24,7 +31,22 @@ from recsys_cli.errors import ConfigError, UsageError
 
 USER_GROUPS = ("user", "implicit")
 ITEM_GROUPS = ("item", "implicit_item", "genres")
-GROUPS = USER_GROUPS + ITEM_GROUPS
+TIME_GROUPS = ("time",)
+GROUPS = USER_GROUPS + ITEM_GROUPS + TIME_GROUPS
+
+
+def time_edges(timestamps: np.ndarray, bins: int) -> np.ndarray:
+    """The inner edges (int64, increasing, at most bins - 1) of periods with about equal rating counts."""
+    ts = np.asarray(timestamps, np.int64)
+    if bins <= 1 or len(ts) == 0:
+        return np.zeros(0, np.int64)
+    qs = np.quantile(ts, np.arange(1, bins) / bins, method="higher").astype(np.int64)
+    return np.unique(qs[qs > ts.min()])  # a period holding many ratings at one instant merges with the next
+
+
+def time_bin(timestamps: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """The bin (int32, 0 .. len(edges)) of each timestamp: bin k holds edges[k-1] <= t < edges[k]."""
+    return np.searchsorted(np.asarray(edges, np.int64), np.asarray(timestamps, np.int64), side="right").astype(np.int32)
 
 
 def parse_groups(text: str) -> tuple[str, ...]:
@@ -78,8 +100,9 @@ def _row_scaled(m, counts: np.ndarray):
     return sp.diags(inv) @ b
 
 
-def build_design(data: Interactions, groups: tuple[str, ...]) -> Design:
-    """The design of `data`'s rows under the chosen feature groups (sparse, never dense)."""
+def build_design(data: Interactions, groups: tuple[str, ...], edges: np.ndarray | None = None) -> Design:
+    """The design of `data`'s rows under the chosen feature groups (sparse, never dense); `edges`: the time
+    bins' edges (`time_edges`), with the time group."""
     import scipy.sparse as sp
 
     nu, ni, n = data.n_users, data.n_items, len(data)
@@ -99,11 +122,19 @@ def build_design(data: Interactions, groups: tuple[str, ...]) -> Design:
             raise UsageError("fm: the genres group needs item genres, and this dataset has none")
         G = sp.csr_matrix((data.item_genres > 0).astype(np.float32))
         parts["genres"] = _row_scaled(G, np.asarray(G.sum(axis=1)).ravel())
+    tbin, tcount = np.zeros(n, np.int32), np.zeros(0, np.int64)
+    if "time" in groups:
+        if data.timestamps is None or edges is None:
+            raise UsageError("fm: the time group needs rating timestamps, and this dataset has none")
+        tbin = time_bin(data.timestamps, edges)
+        tcount = np.bincount(tbin, minlength=len(edges) + 1)
+        parts["time"] = sp.identity(len(edges) + 1, np.float32, format="csr")
 
     blocks, names, group_of_feat, row_ent, ent_counts, row_orders, joint = [], [], [], [], [], [], []
     offset = 0
     for block, members, idx, count in (("user", USER_GROUPS, data.users, ucount),
-                                       ("item", ITEM_GROUPS, data.items, icount)):
+                                       ("item", ITEM_GROUPS, data.items, icount),
+                                       ("time", TIME_GROUPS, tbin, tcount)):
         present = [g for g in members if g in parts]
         if not present:
             continue
