@@ -101,23 +101,24 @@ def test_predict_single_and_batch(env, tmp_path):
 
 
 def test_predict_at_a_time_with_an_fm_time_run(env, tmp_path):
-    """`--time` (and a pairs file's timestamp column) predict a rating in its own period; without one, as of the
-    latest period; a run without a time part ignores it."""
+    """`--time` (and a pairs file's timestamp column) predict a rating in its own period; without one, in the
+    user's latest period (where their last training rating falls); a run without a time part ignores it."""
     res = run("train", "fm", "--dataset", "synth", "--split", "random", "--data-dir", env["data"], *A(env),
               "--name", "fm-time", "-p", "groups=user,item,time", "-p", "iterations=30", "-p", "burn_in=5",
               "-p", "time_bins=4", "--format", "json")
     assert res.exit_code == 0, res.output
     from recsys_cli.data.dataset import load_dataset
 
-    ts = load_dataset("synth", data_dir=env["data"]).interactions().timestamps
-    early, late = int(ts.min()), int(ts.max())
+    train = load_dataset("synth", data_dir=env["data"]).interactions("random", "train")
+    early, late = int(train.timestamps.min()), int(train.timestamps.max())
+    own_last = int(train.timestamps[train.user_ids[train.users] == 1].max())
 
     def one(*extra, run_name="fm-time"):
         out = run("predict", run_name, "--user", "1", "--item", "1", *extra, "--format", "json", *A(env))
         assert out.exit_code == 0, out.output
         return json.loads(out.stdout)["prediction"]
 
-    assert one("--time", early) != one("--time", late) and one("--time", late) == one()
+    assert one("--time", early) != one("--time", late) and one("--time", own_last) == one()
     pairs = tmp_path / "timed.csv"
     pairs.write_text(f"user_id,item_id,timestamp\n1,1,{early}\n1,1,{late}\n")
     res = run("predict", "fm-time", "--pairs-file", pairs, "--format", "json", *A(env))

@@ -149,9 +149,9 @@ def test_config_errors():
                              item_ids=data.item_ids, rating_scale=data.rating_scale)
     with pytest.raises(UsageError, match="genres"):  # genres alone cannot be fitted without genres
         create_model("fm", {"groups": "genres", "iterations": 2, "burn_in": 1}).fit(no_genres)
-    # the default includes genres: a dataset without them trains without the group, and says so
+    # the default includes genres and time: a dataset without them trains without those groups, and says so
     model = create_model("fm", {"factors": 2, "iterations": 4, "burn_in": 1}).fit(no_genres)
-    assert model.fit_info["groups_skipped"] == ["genres"] and not model.scores_cold_items
+    assert model.fit_info["groups_skipped"] == ["genres", "time"] and not model.scores_cold_items
     assert model.predict([101], [1001])[1] == [None]
 
 
@@ -166,7 +166,7 @@ def test_divergence_is_one_error_naming_the_fix():
 def test_bpmf_is_the_user_item_preset():
     m = create_model("bpmf")
     assert m.groups == ("user", "item") and m.config.solver == "mcmc"
-    assert create_model("fm").groups == ("user", "implicit", "item", "implicit_item", "genres")
+    assert create_model("fm").groups == ("user", "implicit", "item", "implicit_item", "genres", "time")
 
 
 def test_blend_takes_fm_members():
@@ -229,15 +229,16 @@ def test_time_bins_split_the_timestamps_into_periods_of_equal_counts():
     assert len(time_edges(ts, 1)) == 0
 
 
-def drifting(n_users=60, n_items=40, periods=3, density=0.6, noise=0.2, seed=0):
+def drifting(n_users=60, n_items=40, periods=3, density=0.6, noise=0.2, seed=0, early_users=0):
     """Ratings mu + b_i + u.v plus a planted drift: half the items gain +1 each period while the other half
-    lose 1 (an item-by-period effect); timestamps spread evenly over the periods."""
+    lose 1 (an item-by-period effect); timestamps spread evenly over the periods, except that the first
+    `early_users` users rate only in the first period."""
     rng = np.random.default_rng(seed)
     bi = rng.normal(0, 0.3, n_items)
     U, V = rng.normal(0, 0.5, (n_users, 2)), rng.normal(0, 0.5, (n_items, 2))
     sign = np.where(np.arange(n_items) % 2 == 0, 1.0, -1.0)
     u, i = np.nonzero(rng.random((n_users, n_items)) < density)
-    t = rng.integers(0, periods, len(u))
+    t = np.where(u < early_users, 0, rng.integers(0, periods, len(u)))
     drift = sign[i] * (t - (periods - 1) / 2)
     r = 3.0 + bi[i] + (U[u] * V[i]).sum(1) + drift + rng.normal(0, noise, len(u))
     data = Interactions(users=u.astype(np.int32), items=i.astype(np.int32), ratings=r.astype(np.float32),
@@ -248,14 +249,14 @@ def drifting(n_users=60, n_items=40, periods=3, density=0.6, noise=0.2, seed=0):
 
 
 def test_time_group_learns_a_planted_drift_and_predicts_each_rating_in_its_period():
-    data, sign = drifting()
+    data, sign = drifting(early_users=6)
     rng = np.random.default_rng(5)
     test = rng.random(len(data)) < 0.2
     train, held = data.subset(~test), data.subset(test)
     args = (held.user_ids[held.users], held.item_ids[held.items])
     plain = create_model("fm", {"groups": "user,item", "factors": 4, "iterations": 120, "burn_in": 20})
     timed = create_model("fm", {"groups": "user,item,time", "factors": 4, "iterations": 120, "burn_in": 20,
-                                "time_bins": 3})
+                                "time_bins": 9})  # periods of equal counts: three to each planted period or so
     plain.fit(train, seed=1)
     timed.fit(train, seed=1)
 
@@ -265,11 +266,15 @@ def test_time_group_learns_a_planted_drift_and_predicts_each_rating_in_its_perio
     without = rmse(plain.predict(*args, held.timestamps)[0])  # no time part: timestamps change nothing
     assert without == rmse(plain.predict(*args)[0])
     at_time = rmse(timed.predict(*args, held.timestamps)[0])
-    assert without > 0.6 and at_time < 0.35, (without, at_time)  # the drift alone has an RMSE of ~0.82
-    # now (recommend, and a pair without a time) is the latest period: the rising half of the items on top
-    top = timed.recommend(np.array([1]), n=10, exclude_seen=False).items
-    assert (sign[top - 1] > 0).all()
-    assert np.mean(timed.predict(*args)[0][sign[held.items] > 0]) > np.mean(held.ratings[sign[held.items] > 0])
+    assert without > 0.6 and at_time < 0.45, (without, at_time)  # the drift alone has an RMSE of ~0.82
+    # without a time (recommend, a pair without one) a user is scored in their own latest period: for one who
+    # rated through the last period, the rising half of the items comes first; for one who rated only in the
+    # first, the falling half (then at its peak)
+    late_top = timed.recommend(np.array([40]), n=10, exclude_seen=False).items
+    early_top = timed.recommend(np.array([1]), n=10, exclude_seen=False).items
+    assert (sign[late_top - 1] > 0).all() and (sign[early_top - 1] < 0).all()
+    late = (held.users >= 6) & (sign[held.items] > 0)
+    assert np.mean(timed.predict(*args)[0][late]) > np.mean(held.ratings[late])
 
 
 def test_time_group_round_trips_and_folds_in(tmp_path):
