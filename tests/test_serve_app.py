@@ -200,6 +200,30 @@ def test_malformed_requests_get_a_json_4xx_and_the_server_keeps_serving(server, 
     assert client.get("/recommend", params={"user": 1, "n": 2}).status_code == 200
 
 
+def test_predict_at_a_time_equals_the_cli(env):
+    """`time` on GET /predict and `timestamps` on POST /predict are `recsys predict --time` and a pairs file's
+    timestamp column: an fm run with its time group answers each pair in its own period."""
+    run_cli("train", "fm", "--dataset", "synth", "--split", "random", "--data-dir", env["data"], "--artifacts-dir",
+            env["arts"], "--name", "fm-time", "-p", "groups=user,item,time", "-p", "iterations=20", "-p", "burn_in=5",
+            "--format", "json")
+    app = serve_app(["fm-time"], artifacts_dir=env["arts"], data_dir=env["data"], log=io.StringIO())
+    client = TestClient(app)
+    from recsys_cli.data.dataset import load_dataset
+
+    ts = load_dataset("synth", data_dir=env["data"]).interactions().timestamps
+    early, late = int(ts.min()), int(ts.max())
+    for at in (early, late):
+        got = client.get("/predict", params={"user": 1, "item": 2, "time": at}).json()
+        assert got == cli_json(env, "predict", "fm-time", "--user", 1, "--item", 2, "--time", at)
+    both = client.post("/predict", json={"pairs": [[1, 2], [1, 2]], "timestamps": [early, late]}).json()
+    assert [r["prediction"] for r in both] == [client.get("/predict", params={"user": 1, "item": 2, "time": t})
+                                               .json()["prediction"] for t in (early, late)]
+    assert both[0]["prediction"] != both[1]["prediction"]
+    bad = client.post("/predict", json={"pairs": [[1, 2], [1, 3]], "timestamps": [early]})
+    assert bad.status_code == 422 and bad.json()["error"] == "timestamps: give one per pair (2), got 1"
+    assert client.get("/predict", params={"user": 1, "item": 2, "time": "noon"}).status_code == 422
+
+
 def test_a_post_body_is_json_whatever_its_content_type_says(server):
     """`curl -d '{"users": [1]}'` sends application/x-www-form-urlencoded; the body is read as JSON all the same,
     a small one at once and a large one (over INLINE_BODY_BYTES) once it has a compute slot."""

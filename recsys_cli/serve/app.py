@@ -405,10 +405,11 @@ def create_app(registry: RunRegistry, *, api_key: str | None = None, metrics: Se
     @app.get("/predict", tags=["predict"], responses=_example(
         {"user_id": 1, "item_id": 50, "prediction": 4.62, "fallback": None}), **openapi_params(*PREDICT_PARAMS))
     async def predict(request: Request):
-        """Predicted rating for one pair, as `recsys predict RUN --user U --item I --format json` prints it."""
-        user, item, run = parse_query(request, PREDICT_PARAMS)
+        """Predicted rating for one pair, as `recsys predict RUN --user U --item I --format json` prints it
+        (`time`: as `--time`)."""
+        user, item, run, at = parse_query(request, PREDICT_PARAMS)
         loaded = use(request, run)
-        return _json(queries.predict(loaded.run, [user], [item]).to_dict()[0])
+        return _json(queries.predict(loaded.run, [user], [item], timestamps=None if at is None else [at]).to_dict()[0])
 
     @app.post("/predict", tags=["predict"], **body_openapi(PredictBody))
     async def predict_batch(request: Request):
@@ -422,7 +423,11 @@ def create_app(registry: RunRegistry, *, api_key: str | None = None, metrics: Se
             raise ApiError(422, "pairs: give at least one [user, item] pair", "invalid")
         users = [p[0] for p in body.pairs]
         items = [p[1] for p in body.pairs]
-        result = await call(len(users), queries.predict, loaded.run, users, items, held=held)
+        if body.timestamps is not None and len(body.timestamps) != len(users):
+            raise ApiError(422, f"timestamps: give one per pair ({len(users):,}), got {len(body.timestamps):,}",
+                           "invalid")
+        result = await call(len(users), queries.predict, loaded.run, users, items, timestamps=body.timestamps,
+                            held=held)
         return _json(result.to_dict())
 
     @app.get("/similar", tags=["items"], responses=_example(

@@ -30,10 +30,13 @@ class PredictBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
         {"pairs": [[1, 50], [1, 172], [99999, 50]]},
+        {"pairs": [[1, 50], [1, 172]], "timestamps": [881250949, 891717742]},
     ]})
 
     run: str | None = Field(None, description="Run name; optional when the server has a default run.")
     pairs: list[tuple[int, int]] = Field(..., description="[[user_id, item_id], ...] (at most --max-batch).")
+    timestamps: list[int] | None = Field(None, description="When each rating is made (Unix seconds, one per pair), "
+                                                           "for a run with a time part (fm's time group).")
 
 
 class ApiError(Exception):
@@ -93,7 +96,9 @@ RUN_PARAM = Param("run", str, None, "Run name (default: the server's default run
 RECOMMEND_PARAMS = (Param("user", int, ..., "Raw user id.", 1), Param("n", int, 10, "Items (1 .. catalogue size)."),
                     RUN_PARAM, Param("exclude_seen", bool, True, "Leave out items the user rated."),
                     Param("explain", bool, False, "Add `reasons` to each row: the parts of its score."))
-PREDICT_PARAMS = (Param("user", int, ..., "Raw user id.", 1), Param("item", int, ..., "Raw item id.", 50), RUN_PARAM)
+PREDICT_PARAMS = (Param("user", int, ..., "Raw user id.", 1), Param("item", int, ..., "Raw item id.", 50), RUN_PARAM,
+                  Param("time", int, None, "When the rating is made (Unix seconds), for a run with a time part (fm's "
+                                           "time group); default: the user's latest training period."))
 SIMILAR_PARAMS = (Param("item", int, ..., "Raw item id.", 1), Param("n", int, 10, "How many neighbours."), RUN_PARAM)
 
 
