@@ -71,22 +71,35 @@ def entity_caches_ref(ent_ptr, ent_feat, ent_val, w, V, lin, S, Q) -> None:
 
 @njit(cache=True, parallel=True)
 def predict_rows(row_ent, w0, lin, S, Q):
-    """FM prediction of every row from the entity caches (float64)."""
+    """FM prediction of every row from the entity caches (float64).
+
+    Per entity first: its own part lin + 1/2 (|S_g|^2 - Q_g) and S_g entity-major (reading S[:, g] per
+    row, k values n_ent apart, missed the cache at every factor); then a row is w0 + the own parts of its
+    entities + the dot products of their vectors.
+    """
     n_blocks, n = row_ent.shape
-    k = S.shape[0]
+    k, n_ent = S.shape
+    St = np.empty((n_ent, k))
+    own = np.empty(n_ent)
+    for g in prange(n_ent):
+        own[g] = lin[g]
+    for f in range(k):
+        for g in prange(n_ent):
+            s = S[f, g]
+            St[g, f] = s
+            own[g] += 0.5 * (s * s - Q[f, g])
     out = np.empty(n)
     for r in prange(n):
         y = w0
         for b in range(n_blocks):
-            y += lin[row_ent[b, r]]
-        for f in range(k):
-            s = 0.0
-            q = 0.0
-            for b in range(n_blocks):
-                g = row_ent[b, r]
-                s += S[f, g]
-                q += Q[f, g]
-            y += 0.5 * (s * s - q)
+            g = row_ent[b, r]
+            y += own[g]
+            for b2 in range(b + 1, n_blocks):
+                h = row_ent[b2, r]
+                dot = 0.0
+                for f in range(k):
+                    dot += St[g, f] * St[h, f]
+                y += dot
         out[r] = y
     return out
 
@@ -346,8 +359,12 @@ def _prefetch_others(flat, k, row_ent, r, b):
 
 
 def _fm_linear(mode, row_ent, e, blk_ent, blk_feat, rows_ptr, rows, feat_ptr, feat_ent, feat_val, feat_group,
-               feat_obs, w0, w, lin, alpha, mu_w, lam_w, fit_w0, z):
-    """The first part of a sweep: w0, then the linear weights block by block (in place, e kept current)."""
+               feat_obs, w0, w, lin, alpha, mu_w, lam_w, fit_w0, z, skip):
+    """The first part of a sweep: w0, then the linear weights block by block (in place, e kept current).
+
+    skip[b]: how many of block b's first features to leave alone (the cg sampler draws the one-hots'
+    weights with their vectors); a block with nothing left costs nothing.
+    """
     n_blocks, n = row_ent.shape
     # ---- global bias (flat prior)
     if fit_w0:
@@ -362,6 +379,9 @@ def _fm_linear(mode, row_ent, e, blk_ent, blk_feat, rows_ptr, rows, feat_ptr, fe
         w0[0] = new
     # ---- linear weights
     for b in range(n_blocks):
+        j_first = blk_feat[b] + skip[b]
+        if j_first >= blk_feat[b + 1]:
+            continue
         e0, e1 = blk_ent[b], blk_ent[b + 1]
         E = np.zeros(e1 - e0)
         cnt = np.zeros(e1 - e0)
@@ -372,7 +392,7 @@ def _fm_linear(mode, row_ent, e, blk_ent, blk_feat, rows_ptr, rows, feat_ptr, fe
                 acc += e[rows[p]]
             E[g - e0] = acc
             cnt[g - e0] = rows_ptr[g + 1] - rows_ptr[g]
-        for j in range(blk_feat[b], blk_feat[b + 1]):
+        for j in range(j_first, blk_feat[b + 1]):
             grp = feat_group[j]
             old = w[j]
             if not feat_obs[j]:
@@ -429,7 +449,7 @@ def _sweep(flavor, mode, row_ent, e, blk_ent, blk_feat, blk_joint, rows_ptr, row
            feat_group, feat_obs, w0, w, V, lin, S, Q, alpha, mu_w, lam_w, mu_v, lam_v, fit_w0, z) -> float:
     linear, coord, joint = _KERNELS[flavor]
     linear(mode, row_ent, e, blk_ent, blk_feat, rows_ptr, rows, feat_ptr, feat_ent, feat_val, feat_group, feat_obs,
-           w0, w, lin, alpha, mu_w, lam_w, fit_w0, z)
+           w0, w, lin, alpha, mu_w, lam_w, fit_w0, z, np.zeros(row_ent.shape[0], np.int64))
     k = V.shape[0]
     for b in range(row_ent.shape[0]):
         j0, j1 = blk_feat[b] + blk_joint[b], blk_feat[b + 1]
@@ -473,7 +493,7 @@ def fm_sweep(mode, row_ent, *args) -> float:
 
 
 def fm_sweep_ref(mode, X, ratings, feat_blocks, feat_group, feat_joint, w0, w, V, alpha, mu_w, lam_w, mu_v, lam_v,
-                 fit_w0, z) -> np.ndarray:
+                 fit_w0, z, joint_draw=None) -> np.ndarray:
     """NumPy twin of `fm_sweep` on the dense design matrix X (rows x features); returns the residuals.
 
     Every h = dy/dtheta is computed row by row from X itself (no entity aggregates), in the
@@ -482,6 +502,10 @@ def fm_sweep_ref(mode, X, ratings, feat_blocks, feat_group, feat_joint, w0, w, V
     k-vector at a time (a dense k x k solve per feature, the same normals). feat_blocks: block index
     of each feature (non-decreasing). Unobserved features (zero column) go to their group's prior
     mean, as in the kernel.
+
+    joint_draw (the cg sampler's twin): joint_draw(j, H, e) -> the new (w_j, v_j) of one-hot feature j
+    from H = [x_j, dy/dv_j] over the rows and the residuals e; one-hot weights then move there, with the
+    vector, not in the linear part.
     """
     n, n_feat = X.shape
     k = V.shape[0]
@@ -502,7 +526,7 @@ def fm_sweep_ref(mode, X, ratings, feat_blocks, feat_group, feat_joint, w0, w, V
         w0[0] = new
     n_blocks = int(feat_blocks.max()) + 1 if n_feat else 0
     for b in range(n_blocks):
-        for j in np.flatnonzero(feat_blocks == b):
+        for j in np.flatnonzero((feat_blocks == b) & (~feat_joint if joint_draw is not None else True)):
             grp = feat_group[j]
             h = X[:, j]
             if not obs[j]:
@@ -530,6 +554,11 @@ def fm_sweep_ref(mode, X, ratings, feat_blocks, feat_group, feat_joint, w0, w, V
         for j in np.flatnonzero((feat_blocks == b) & feat_joint):
             grp = feat_group[j]
             H = X[:, j][:, None] * (X @ V.T - np.outer(X[:, j], V[:, j]))  # (rows, k): dy/dv_j
+            if joint_draw is not None:
+                wj, vj = (mu_w[grp], mu_v[grp].copy()) if not obs[j] else joint_draw(j, np.hstack([X[:, [j]], H]), e)
+                e -= (wj - w[j]) * X[:, j] + H @ (vj - V[:, j])
+                w[j], V[:, j] = wj, vj
+                continue
             if not obs[j]:
                 new = mu_v[grp].copy()
             else:
