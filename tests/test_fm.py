@@ -112,7 +112,7 @@ def test_mcmc_recovers_planted_biases_factors_and_noise(sampler):
     # noise precision 1 / 0.25^2 = 16
     assert 10 < model.fit_info["noise_precision"] < 24
     assert model.fit_info["samples_averaged"] == 110
-    # cg: the default number of steps, max(3, ceil(factors / 10)); exact: no CG
+    # cg: the default number of steps, max(3, ceil(factors / 16)); exact: no CG
     assert model.fit_info.get("cg_steps") == (3 if sampler == "cg" else None)
 
 

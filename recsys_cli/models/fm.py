@@ -55,7 +55,7 @@ class FMConfig(ModelConfig):
                           doc="mcmc: how each user's and item's vector is drawn: cg (perturb-and-solve, a few "
                               "conjugate-gradient steps, O(ratings x factors) each) or exact (a factors x factors "
                               "Cholesky per user and item)")
-    cg_steps: int = param(0, "sampler=cg: conjugate-gradient steps per draw (0: max(3, ceil(factors / 10)))", low=0)
+    cg_steps: int = param(0, "sampler=cg: conjugate-gradient steps per draw (0: max(3, ceil(factors / 16)))", low=0)
     keep_rank: int = param(0, "mcmc: rank of the stored average user-item interaction (0: 4 x factors)", low=0)
     init_std: float = param(0.1, "standard deviation of the initial factors", low=0.0)
     reg_w: float = param(0.05, "als/sgd: L2 penalty of the linear weights", low=0.0)
@@ -143,7 +143,7 @@ class FM(Recommender):
         else:
             mode = K.MODE_SAMPLE if c.solver == "mcmc" else K.MODE_MEAN
             cg = mode == K.MODE_SAMPLE and c.sampler == "cg"
-            cg_steps = c.cg_steps or max(3, -(-k // 10))
+            cg_steps = c.cg_steps or max(3, -(-k // 16))
             sse = float(e @ e)
             for it in range(c.iterations):
                 if mode == K.MODE_SAMPLE:

@@ -32,11 +32,11 @@ import numpy as np
 from numba import njit, prange
 
 from recsys_cli.models._kernels import fm as _fm
-from recsys_cli.models._kernels.linalg import AHEAD
 from recsys_cli.models._kernels.linalg import FM as FAST
-from recsys_cli.models._kernels.linalg import prefetch, prefetch_row, row_chunks
+from recsys_cli.models._kernels.linalg import cholesky_solve, prefetch, prefetch_row, row_chunks
 from recsys_cli.models._kernels.splitmix import GOLDEN, MASK64, mix_py, normal, normal_py, stream
 
+AHEAD_ROWS = 32  # rows between prefetching a row's residual and other-block vectors and reading them
 SEED_ROWS, SEED_PRIOR = 0, 1  # seeds[...]: the rows' eps, the one-hots' eta
 N_SEEDS = 2
 
@@ -102,7 +102,19 @@ def _prefetch_other(Ot, row_ent, b, r):
 
 
 FLUSH = 64  # rows summed in float32 (SIMD) before a float64 accumulator takes the partial sums
-BUF_ROWS = 1 << 15  # an entity with more rows (a time period) gathers them again at every step instead
+BUF_ROWS = 1 << 15  # an entity with more rows (a time period) is solved exactly instead, from its Gram (one pass)
+
+
+@njit(cache=True, inline="always")
+def _precondition(r, z, mu_c, diag, k):
+    """z = C D^-1 C^T r, C = [[1, -mu_c^T], [0, I]] (see `_onehot_block`)."""
+    t0 = r[0] / diag[0]
+    s = 0.0
+    for f in range(k):
+        tv = (r[1 + f] - mu_c[f] * r[0]) / diag[1 + f]
+        z[1 + f] = tv
+        s += mu_c[f] * tv
+    z[0] = t0 - s
 
 
 @njit(cache=True, inline="always")
@@ -143,6 +155,9 @@ def _onehot_block(b, row_ent, e, blk_ent, blk_feat, rows_ptr, rows, feat_group, 
         msum = np.empty(k)
         qsum = np.empty(k)
         acc = np.empty(k)
+        mu_c = np.empty(k)
+        G32 = np.zeros((k, k), np.float32)  # an unbuffered entity's Gram of its rows' o, in float32 blocks
+        G = np.empty((K1, K1))
         x = np.empty(K1)
         res = np.empty(K1)
         z = np.empty(K1)
@@ -165,16 +180,18 @@ def _onehot_block(b, row_ent, e, blk_ent, blk_feat, rows_ptr, rows, feat_group, 
                     x[1 + f] = mu_v[grp, f] - V[f, j]
             else:
                 # one pass: gather the rows; the right side's H^T (alpha e + sqrt(alpha) xi) and the sums
-                # of o and o^2 for the Jacobi diagonal
+                # of o and o^2 for the preconditioner (an unbuffered entity: the Gram of the o instead)
                 _fill_normals(seed_rows, g, xi, m)
+                if not buffered:
+                    G[:, :] = 0.0
                 st = 0.0
                 for f in range(k):
                     acc[f] = 0.0
                     msum[f] = 0.0
                     qsum[f] = 0.0
                 for t in range(m):
-                    if t + AHEAD < m:
-                        ra = rows[p0 + t + AHEAD]
+                    if t + AHEAD_ROWS < m:
+                        ra = rows[p0 + t + AHEAD_ROWS]
                         _prefetch_other(Ot, row_ent, b, ra)
                         prefetch(e, ra)
                     r = rows[p0 + t]
@@ -190,73 +207,95 @@ def _onehot_block(b, row_ent, e, blk_ent, blk_feat, rows_ptr, rows, feat_group, 
                         acc32[f] += tv32 * of
                         ms32[f] += of
                         qs32[f] += of * of
+                    if not buffered:
+                        for f in range(k):
+                            of = o[f]
+                            for f2 in range(f + 1):
+                                G32[f, f2] += of * o[f2]
                     if (t + 1) % FLUSH == 0 or t == m - 1:
                         _flush(acc32, acc, k)
                         _flush(ms32, msum, k)
                         _flush(qs32, qsum, k)
+                        if not buffered:
+                            for f in range(k):
+                                for f2 in range(f + 1):
+                                    G[1 + f, 1 + f2] += G32[f, f2]
+                                    G32[f, f2] = 0.0
                 _fill_normals(seed_prior, j, zeta, K1)
                 # right side: H^T (alpha e + sqrt(alpha) xi) + Lambda (mu - theta_old) + sqrt(Lambda) zeta
                 lam[0] = lam_w[grp]
                 res[0] = st + lam[0] * (mu_w[grp] - w[j]) + math.sqrt(lam[0]) * zeta[0]
-                diag[0] = alpha * m + lam[0]
                 for f in range(k):
                     lam[1 + f] = lam_v[grp, f]
                     res[1 + f] = (a[f] * st + acc[f] + lam[1 + f] * (mu_v[grp, f] - V[f, j])
                                   + math.sqrt(lam[1 + f]) * zeta[1 + f])
-                    diag[1 + f] = alpha * (m * a[f] * a[f] + 2.0 * a[f] * msum[f] + qsum[f]) + lam[1 + f]
-                # Jacobi-preconditioned CG from x = 0
-                rz = 0.0
-                for q in range(K1):
-                    x[q] = 0.0
-                    z[q] = res[q] / diag[q]
-                    p[q] = z[q]
-                    rz += res[q] * z[q]
-                for _ in range(steps):
-                    if not rz > 0.0:
-                        break
-                    pa = p[0]
+                if not buffered:  # the exact solve: P = alpha H^T H + Lambda from the sums and the Gram
+                    G[0, 0] = alpha * m + lam[0]
                     for f in range(k):
-                        pv[f] = p[1 + f]
-                        pa += a[f] * p[1 + f]
-                    pa32 = np.float32(pa)
-                    sc = 0.0
+                        G[1 + f, 0] = alpha * (m * a[f] + msum[f])
+                        for f2 in range(f + 1):
+                            G[1 + f, 1 + f2] = alpha * (G[1 + f, 1 + f2] + m * a[f] * a[f2] + a[f] * msum[f2]
+                                                        + msum[f] * a[f2])
+                        G[1 + f, 1 + f] += lam[1 + f]
+                    for q in range(K1):
+                        x[q] = res[q]
+                    if not cholesky_solve(G, x, K1):
+                        x[:] = 0.0  # (not positive definite: only with zero prior precisions)
+                else:
+                    # preconditioner: the diagonal after centring the rows' h = (1, a + o) on their mean mu_c
+                    # (the weight then absorbs the mean), i.e. z = C D^-1 C^T r with C = [[1, -mu_c], [0, I]]
+                    diag[0] = alpha * m + lam[0]
                     for f in range(k):
-                        acc[f] = 0.0
-                    for t in range(m):  # (H p)_t = pa + o_t.pv, then H^T (H p)
-                        if buffered:
+                        mu_c[f] = a[f] + msum[f] / m
+                        spread = max(qsum[f] - msum[f] * msum[f] / m, 0.0)
+                        diag[1 + f] = alpha * spread + lam[1 + f] + lam[0] * mu_c[f] * mu_c[f]
+                    x[:] = 0.0
+                    _precondition(res, z, mu_c, diag, k)
+                    rz = 0.0
+                    for q in range(K1):
+                        p[q] = z[q]
+                        rz += res[q] * z[q]
+                    for _ in range(steps):
+                        if not rz > 0.0:
+                            break
+                        pa = p[0]
+                        for f in range(k):
+                            pv[f] = p[1 + f]
+                            pa += a[f] * p[1 + f]
+                        pa32 = np.float32(pa)
+                        sc = 0.0
+                        for f in range(k):
+                            acc[f] = 0.0
+                        for t in range(m):  # (H p)_t = pa + o_t.pv, then H^T (H p)
                             o = O[t]
-                        else:
-                            o = otmp
-                            if t + AHEAD < m:
-                                _prefetch_other(Ot, row_ent, b, rows[p0 + t + AHEAD])
-                            _gather_other(Ot, row_ent, b, rows[p0 + t], o)
-                        s32 = np.float32(0.0)
+                            s32 = np.float32(0.0)
+                            for f in range(k):
+                                s32 += o[f] * pv[f]
+                            cv = pa32 + s32
+                            sc += cv
+                            for f in range(k):
+                                acc32[f] += cv * o[f]
+                            if (t + 1) % FLUSH == 0 or t == m - 1:
+                                _flush(acc32, acc, k)
+                        ap[0] = alpha * sc + lam[0] * p[0]
+                        pap = p[0] * ap[0]
                         for f in range(k):
-                            s32 += o[f] * pv[f]
-                        cv = pa32 + s32
-                        sc += cv
-                        for f in range(k):
-                            acc32[f] += cv * o[f]
-                        if (t + 1) % FLUSH == 0 or t == m - 1:
-                            _flush(acc32, acc, k)
-                    ap[0] = alpha * sc + lam[0] * p[0]
-                    pap = p[0] * ap[0]
-                    for f in range(k):
-                        ap[1 + f] = alpha * (a[f] * sc + acc[f]) + lam[1 + f] * p[1 + f]
-                        pap += p[1 + f] * ap[1 + f]
-                    if not pap > 0.0:
-                        break
-                    step = rz / pap
-                    rz_new = 0.0
-                    for q in range(K1):
-                        x[q] += step * p[q]
-                        res[q] -= step * ap[q]
-                        z[q] = res[q] / diag[q]
-                        rz_new += res[q] * z[q]
-                    beta = rz_new / rz
-                    for q in range(K1):
-                        p[q] = z[q] + beta * p[q]
-                    rz = rz_new
+                            ap[1 + f] = alpha * (a[f] * sc + acc[f]) + lam[1 + f] * p[1 + f]
+                            pap += p[1 + f] * ap[1 + f]
+                        if not pap > 0.0:
+                            break
+                        step = rz / pap
+                        for q in range(K1):
+                            x[q] += step * p[q]
+                            res[q] -= step * ap[q]
+                        _precondition(res, z, mu_c, diag, k)
+                        rz_new = 0.0
+                        for q in range(K1):
+                            rz_new += res[q] * z[q]
+                        beta = rz_new / rz
+                        for q in range(K1):
+                            p[q] = z[q] + beta * p[q]
+                        rz = rz_new
             # apply: theta += x (unobserved: exactly the prior mean); caches; the rows' residuals
             # (dy_r = dw + dv.(a + o_r))
             obs = feat_obs[j]
@@ -275,6 +314,11 @@ def _onehot_block(b, row_ent, e, blk_ent, blk_feat, rows_ptr, rows, feat_group, 
                 da += d * a[f]
                 acc[f] = d
             for t in range(m):  # in float64 (o_r is the float32 copy: off by ~1e-8 of a residual per sweep)
+                if t + AHEAD_ROWS < m:
+                    ra = rows[p0 + t + AHEAD_ROWS]
+                    prefetch(e, ra)
+                    if not buffered:
+                        _prefetch_other(Ot, row_ent, b, ra)
                 if buffered:
                     o = O[t]
                 else:
@@ -317,7 +361,7 @@ def fm_sweep_cg(flavor, row_ent, e, blk_ent, blk_feat, blk_joint, rows_ptr, rows
     flavor: "serial" or "parallel" (the same numbers up to rounding). z: the exact kernels' normals for
     w0 and the shared features (`sweep_normals`); seeds: N_SEEDS uint64 stream seeds (SEED_ROWS: each
     entity's rows' eps, SEED_PRIOR: each one-hot's eta); cg_steps: CG steps per one-hot draw; buf_rows:
-    an entity with more rows is not buffered (its rows are gathered again at each step; same result).
+    an entity with more rows is solved exactly (Cholesky of its Gram, summed in the one pass over its rows).
     """
     linear, coord, _ = _fm._KERNELS[flavor]
     onehot = _KERNELS[flavor]
@@ -344,14 +388,13 @@ def fm_sweep_cg(flavor, row_ent, e, blk_ent, blk_feat, blk_joint, rows_ptr, rows
 # ---------------------------------------------------------------- NumPy twin
 
 
-def pcg_ref(P, rhs, steps):
-    """Jacobi-preconditioned CG for P x = rhs from x = 0, `steps` steps (None: np.linalg.solve)."""
+def pcg_ref(P, rhs, steps, precondition):
+    """Preconditioned CG for P x = rhs from x = 0, `steps` steps (None: np.linalg.solve)."""
     if steps is None:
         return np.linalg.solve(P, rhs)
-    diag = np.diag(P).copy()
     x = np.zeros_like(rhs)
     r = rhs.copy()
-    z = r / diag
+    z = precondition(r)
     p = z.copy()
     rz = r @ z
     for _ in range(steps):
@@ -364,20 +407,34 @@ def pcg_ref(P, rhs, steps):
         step = rz / pap
         x += step * p
         r -= step * ap
-        z = r / diag
+        z = precondition(r)
         rz_new = r @ z
         p = z + (rz_new / rz) * p
         rz = rz_new
     return x
 
 
-def fm_sweep_cg_ref(d, X, ratings, w0, w, V, alpha, mu_w, lam_w, mu_v, lam_v, fit_w0, z, seeds, cg_steps):
+def centred_precondition(H, alpha, lam):
+    """The kernel's preconditioner for P = alpha H^T H + diag(lam), H = [1, h]: the diagonal after centring h."""
+    mu = H[:, 1:].mean(axis=0)
+    d = np.concatenate([[alpha * len(H) + lam[0]], alpha * ((H[:, 1:] - mu) ** 2).sum(axis=0) + lam[1:] + lam[0] * mu ** 2])
+
+    def apply(r):
+        t = np.concatenate([[r[0]], r[1:] - mu * r[0]]) / d
+        return np.concatenate([[t[0] - mu @ t[1:]], t[1:]])
+
+    return apply
+
+
+def fm_sweep_cg_ref(d, X, ratings, w0, w, V, alpha, mu_w, lam_w, mu_v, lam_v, fit_w0, z, seeds, cg_steps,
+                    buf_rows=BUF_ROWS):
     """NumPy twin of `fm_sweep_cg` on the dense design matrix X (rows x features); returns the residuals.
 
     d: the `Design` (blocks, and each entity's rows in the order its normals are drawn). The sweep is
     `fm.fm_sweep_ref`'s with each one-hot's (w_j, v_j) drawn by perturb-and-solve in float64:
     P = alpha H^T H + Lambda over the entity's rows, its perturbed right side from the same streams,
-    solved by Jacobi-PCG (cg_steps=None: np.linalg.solve, the exact draw given that noise).
+    solved by CG with the centred diagonal preconditioner (cg_steps=None, or an entity with more than
+    buf_rows rows: np.linalg.solve, the exact draw given that noise).
     """
     k = V.shape[0]
     feat_blocks = np.searchsorted(d.blk_feat, np.arange(d.n_feat), side="right") - 1
@@ -397,7 +454,8 @@ def fm_sweep_cg_ref(d, X, ratings, w0, w, V, alpha, mu_w, lam_w, mu_v, lam_v, fi
         xi, zeta = normals_ref(seeds[SEED_ROWS], g, len(rr)), normals_ref(seeds[SEED_PRIOR], j, k + 1)
         P = alpha * Hg.T @ Hg + np.diag(lam)
         rhs = Hg.T @ (alpha * e[rr] + np.sqrt(alpha) * xi) + lam * (mu - theta) + np.sqrt(lam) * zeta
-        new = theta + pcg_ref(P, rhs, cg_steps)
+        steps = None if len(rr) > buf_rows else cg_steps
+        new = theta + pcg_ref(P, rhs, steps, centred_precondition(Hg, alpha, lam))
         return new[0], new[1:]
 
     return _fm.fm_sweep_ref(_fm.MODE_SAMPLE, X, ratings, feat_blocks, d.feat_group, feat_joint, w0, w, V, alpha, mu_w,
