@@ -113,7 +113,7 @@ def test_mcmc_recovers_planted_biases_factors_and_noise(sampler):
     assert 10 < model.fit_info["noise_precision"] < 24
     assert model.fit_info["samples_averaged"] == 110
     # cg: the default number of steps, max(3, ceil(factors / 16)); exact: no CG
-    assert model.fit_info.get("cg_steps") == (3 if sampler == "cg" else None)
+    assert model.fit_info["sampler"] == sampler and model.fit_info.get("cg_steps") == (3 if sampler == "cg" else None)
 
 
 @pytest.mark.parametrize("sampler", ["exact", "cg"])
@@ -311,3 +311,11 @@ def test_time_group_needs_timestamps_and_one_per_pair():
     m = create_model("fm", {"groups": "user,item,time", "iterations": 3, "burn_in": 1}).fit(timed, seed=0)
     with pytest.raises(UsageError, match="one value per"):
         m.predict([1, 2], [1, 2], [0])
+
+
+def test_sampler_auto_is_cg_from_16_factors():
+    """auto: the exact Cholesky draws below 16 factors (faster there), perturb-and-solve from 16; said in fit_info."""
+    data, *_ = planted(20, 15, seed=1)
+    for k, want in ((8, "exact"), (16, "cg")):
+        model = create_model("bpmf", {"factors": k, "iterations": 3, "burn_in": 1}).fit(data)
+        assert model.fit_info["sampler"] == want

@@ -116,6 +116,11 @@ class TestFM(ModelContract):
     params = {"factors": 4, "iterations": 40, "burn_in": 10}
 
 
+class TestFMCG(ModelContract):
+    model_name = "fm"
+    params = {"factors": 4, "iterations": 40, "burn_in": 10, "sampler": "cg"}
+
+
 class TestFMALS(ModelContract):
     model_name = "fm"
     params = {"solver": "als", "groups": "user,item,genres", "factors": 4, "iterations": 20, "reg_w": 1.0, "reg_v": 1.0}

@@ -21,7 +21,8 @@ That is how features shared by many entities (implicit, implicit_item, genres) a
 A block's one-hot features (user, item: one per entity, value 1) are drawn a k-vector at a time
 instead (`_joint_block`, like BPMF / Bayesian ALS): h_r = S_g - v_j + o_r for the rows of the
 entity, a k x k Gaussian per feature from one pass over its rows, and since no row holds two
-one-hots of a block, those draws are independent given the rest and run in parallel.
+one-hots of a block, those draws are independent given the rest and run in parallel. (`fm_cg.py`
+draws the same Gaussians, weight and vector together, by perturb-and-solve with a few CG steps.)
 
 Layout: V is (factors, features) and the entity caches are (factors, entities), so the values at
 one factor are contiguous. Global entity ids number the blocks one after another; features too.
