@@ -31,7 +31,6 @@ from recsys_cli.errors import UsageError
 from recsys_cli.models.base import Recommender
 from recsys_cli.models.config import ModelConfig, choice, param
 
-
 # sampler=auto: cg from this many factors. A bpmf sweep on ml-100k u1 (ms, serial): 8 factors exact 7.8, cg 10.3;
 # 16: 14.7, 11.1; 32: 32.8, 14.9 (the Cholesky's k^2 and k^3 against CG's k per step and a normal per rating).
 CG_FROM_FACTORS = 16
@@ -59,6 +58,12 @@ class FMConfig(ModelConfig):
     factors: int = param(8, "latent factors", low=0)
     iterations: int = param(500, "sweeps (mcmc, als) or epochs (sgd)", low=1)
     burn_in: int = param(30, "mcmc: sweeps before predictions are averaged", low=0)
+    # sampler (2026-12-06): the same RMSE either way, so auto takes the faster (CG_FROM_FACTORS has the sweep times):
+    #   recsys evaluate --model fm,bpmf --dataset ml-100k --cv 5 --metrics rating -p sampler=exact   (fm 0.8780, bpmf 0.8952)
+    #   recsys evaluate --model fm,bpmf --dataset ml-100k --cv 5 --metrics rating -p sampler=cg      (fm 0.8780, bpmf 0.8961)
+    # cg_steps: max(3, ceil(factors / 16)) reproduced the exact chain's noise precision on u1 (bpmf, 200 sweeps; 64
+    # factors: exact 3.29, 3 steps 2.93, 4 steps 3.40; 32 factors: exact 2.29, 3 steps 2.29):
+    #   recsys train bpmf -d ml-100k -s u1 -p factors=64 -p iterations=200 -p sampler=cg -p cg_steps=4  (fit info)
     sampler: str = choice("auto", "auto", "cg", "exact",
                           doc="mcmc: how each user's and item's vector is drawn: cg (perturb-and-solve, a few "
                               "conjugate-gradient steps, O(ratings x factors) each), exact (a factors x factors "

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from .test_fm_kernels import GROUPS, K_FACTORS, params, tiny_data
 
 from recsys_cli.models._kernels import fm as K
 from recsys_cli.models._kernels import fm_cg as C
 from recsys_cli.models._kernels.splitmix import normal, normal_py, seed64, stream
 from recsys_cli.models.fm_design import build_design
+
+from .test_fm_kernels import GROUPS, K_FACTORS, params, tiny_data
 
 GROUP_SETS = {"five-groups": GROUPS, "user-item": ("user", "item"), "one-block": ("user", "implicit"),
               "no-one-hot": ("implicit", "genres"), "item-genres": ("item", "genres")}
