@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.requests import Request
 
 
@@ -110,9 +111,6 @@ def parse_query(request: Request, params: tuple[Param, ...]) -> list[Any]:
 def parse_body(model: type[BaseModel], raw: bytes) -> BaseModel:
     """A POST body validated as `model`, with FastAPI's errors (a RequestValidationError: 400 for bad JSON, 422
     otherwise). The JSON is read whatever the content type says (`curl -d` sends form-encoded)."""
-    from fastapi.exceptions import RequestValidationError
-    from pydantic import ValidationError
-
     if not raw.strip():
         raise RequestValidationError([{"type": "missing", "loc": ("body",), "msg": "Field required"}])
     try:

@@ -11,7 +11,7 @@ from recsys_cli.models._kernels import fm_cg as C
 from recsys_cli.models._kernels.splitmix import normal, normal_py, seed64, stream
 from recsys_cli.models.fm_design import build_design
 
-from .test_fm_kernels import GROUPS, K_FACTORS, params, tiny_data
+from .test_fm_kernels import GROUPS, K_FACTORS, assert_caches_current, params, tiny_data
 
 GROUP_SETS = {"five-groups": GROUPS, "user-item": ("user", "item"), "one-block": ("user", "implicit"),
               "no-one-hot": ("implicit", "genres"), "item-genres": ("item", "genres")}
@@ -90,11 +90,7 @@ def test_sweep_matches_numpy_twin(groups, flavor, buf_rows, steps):
     assert sse == pytest.approx(float(e_ref @ e_ref), rel=1e-6)
     # the caches it kept are the exact ones for the parameters it drew, and so are the residuals up to the
     # float32 copies of the other blocks' vectors they were updated with
-    lin2, S2, Q2 = np.zeros_like(lin), np.zeros_like(S), np.zeros_like(Q)
-    K.entity_caches_ref(d.ent_ptr, d.ent_feat, d.ent_val, wa, Va, lin2, S2, Q2)
-    np.testing.assert_allclose(S, S2, atol=1e-12)
-    np.testing.assert_allclose(Q, Q2, atol=1e-12)
-    np.testing.assert_allclose(lin, lin2, atol=1e-12)
+    assert_caches_current(d, wa, Va, lin, S, Q, atol=1e-12)
     s = X @ Va.T
     pred = w0a[0] + X @ wa + 0.5 * ((s * s).sum(1) - (X * X) @ (Va * Va).sum(0))
     np.testing.assert_allclose(e, data.ratings - pred, atol=1e-7)

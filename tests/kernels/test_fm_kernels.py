@@ -78,16 +78,21 @@ def test_design_rows_are_the_feature_groups():
     assert np.flatnonzero(~d.feat_obs).tolist() == [nu + 8, item0 + 8]
 
 
+def assert_caches_current(d, w, V, lin, S, Q, atol):
+    """lin, S and Q are the entity caches of (w, V): what `entity_caches_ref` computes from scratch."""
+    lin2, S2, Q2 = np.zeros_like(lin), np.zeros_like(S), np.zeros_like(Q)
+    K.entity_caches_ref(d.ent_ptr, d.ent_feat, d.ent_val, w, V, lin2, S2, Q2)
+    np.testing.assert_allclose(S, S2, atol=atol)
+    np.testing.assert_allclose(Q, Q2, atol=atol)
+    np.testing.assert_allclose(lin, lin2, atol=atol)
+
+
 def test_caches_and_row_predictions_match_the_fm_equation():
     d = build_design(tiny_data(), GROUPS)
     w, V = params(d)
     lin, S, Q = np.zeros(d.n_ent), np.zeros((K_FACTORS, d.n_ent)), np.zeros((K_FACTORS, d.n_ent))
     K.entity_caches(d.ent_ptr, d.ent_feat, d.ent_val, w, V, lin, S, Q)
-    lin2, S2, Q2 = np.zeros_like(lin), np.zeros_like(S), np.zeros_like(Q)
-    K.entity_caches_ref(d.ent_ptr, d.ent_feat, d.ent_val, w, V, lin2, S2, Q2)
-    np.testing.assert_allclose(S, S2, atol=1e-6)
-    np.testing.assert_allclose(Q, Q2, atol=1e-6)
-    np.testing.assert_allclose(lin, lin2, atol=1e-6)
+    assert_caches_current(d, w, V, lin, S, Q, atol=1e-6)
     y = K.predict_rows(d.row_ent, 3.1, lin, S, Q)
     np.testing.assert_allclose(y, K.predict_rows_ref(d.row_ent, 3.1, lin, S, Q), atol=1e-9)
     X = K.design_matrix(d.row_ent, d.ent_ptr, d.ent_feat, d.ent_val, d.n_feat)
@@ -131,10 +136,7 @@ def test_sweep_matches_dense_twin(mode, kernel, groups):
     np.testing.assert_allclose(e, e_ref, atol=2e-6)
     assert sse == pytest.approx(float(e_ref @ e_ref), rel=1e-6)
     # the residuals the kernel kept incrementally are the exact ones, and the caches are current
-    lin2, S2, Q2 = np.zeros_like(lin), np.zeros_like(S), np.zeros_like(Q)
-    K.entity_caches_ref(d.ent_ptr, d.ent_feat, d.ent_val, wa, Va, lin2, S2, Q2)
-    np.testing.assert_allclose(S, S2, atol=1e-9)
-    np.testing.assert_allclose(Q, Q2, atol=1e-9)
+    assert_caches_current(d, wa, Va, lin, S, Q, atol=1e-9)
     np.testing.assert_allclose(e, ratings - naive_fm(X, w0a[0], wa, Va), atol=1e-9)
     # an unobserved feature sits at its group's prior mean
     for j in np.flatnonzero(~d.feat_obs):  # item 8, which nobody rated: its one-hot and implicit features
