@@ -101,6 +101,29 @@ def test_kfold_disjoint_covering_and_balanced():
         S.kfold(10, k=1, seed=0)
 
 
+def test_user_kfold_deals_each_users_ratings_into_every_fold():
+    rng = np.random.default_rng(3)
+    counts = np.array([1, 2, 3, 4, 7, 10, 25, 1, 12])
+    users = rng.permutation(np.repeat(np.arange(len(counts)) * 3 + 5, counts))  # raw-like ids, rows unsorted
+    part = S.user_kfold(users, k=4, seed=42)
+    assert part.dtype == np.int8 and len(part) == counts.sum()
+    for u, n in zip(np.arange(len(counts)) * 3 + 5, counts, strict=True):
+        codes = part[users == u]
+        if n == 1:
+            assert codes.tolist() == [-1]  # a single rating is never a test rating: always train
+            continue
+        per_fold = np.bincount(codes, minlength=4)
+        assert per_fold.max() - per_fold.min() <= 1 and per_fold.sum() == n  # n//4 or n//4 + 1 in each fold
+    sizes = np.bincount(part[part >= 0], minlength=4)
+    assert sizes.max() - sizes.min() <= len(counts)  # random starting folds keep the folds near equal
+    assert np.array_equal(part, S.user_kfold(users, k=4, seed=42))
+    assert not np.array_equal(part, S.user_kfold(users, k=4, seed=1))
+    assert len(S.user_kfold(np.zeros(0, dtype=np.int32), k=3)) == 0
+    for k in (1, 128):
+        with pytest.raises(UsageError):
+            S.user_kfold(users, k=k)
+
+
 def _fake_ml100k_raw(root: Path, users, items, test_mask, name="u1", nested=True) -> Path:
     folder = root / "ml-100k" if nested else root
     folder.mkdir(parents=True, exist_ok=True)

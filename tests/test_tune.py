@@ -227,6 +227,50 @@ def test_tuning_portions_are_disjoint_and_cover_the_ratings(data_dir):
     assert len(full) == N_RATINGS and none is None
 
 
+def test_cv_folds_follow_a_per_user_split(tmp_path):
+    from recsys_cli.data.splits import create_split, kfold, user_kfold
+
+    data_dir = tmp_path / "data"
+    write_dataset(data_dir)
+    create_split(data_dir / "processed" / "syn", "user", name="peruser", test=0.25, seed=2)
+    create_split(data_dir / "processed" / "syn", "random", name="rand", test=0.25, seed=2)
+    ds = load_dataset("syn", data_dir)
+    tune_part, _, desc = T.tuning_portions(ds, split="peruser", holdout=True, seed=1)
+    assert desc["split_kind"] == "user"
+    codes, kind = T.cv_fold_codes(tune_part, cv=4, seed=1, cv_folds="auto", split_kind=desc["split_kind"])
+    assert kind == "user"
+    for u in range(N_USERS):  # every user has a quarter of their tuning ratings in each fold (+-1)
+        per_fold = np.bincount(codes[tune_part.users == u], minlength=4)
+        assert per_fold.max() - per_fold.min() <= 1
+    codes, kind = T.cv_fold_codes(tune_part, cv=4, seed=1, cv_folds="ratings", split_kind="user")
+    assert kind == "ratings" and np.array_equal(codes, kfold(len(tune_part), k=4, seed=1))
+    assert T.cv_fold_codes(tune_part, cv=4, seed=1, cv_folds="auto", split_kind="random")[1] == "ratings"
+    assert T.cv_fold_codes(tune_part, cv=4, seed=1, cv_folds="auto", split_kind=None)[1] == "ratings"
+    with pytest.raises(UsageError, match="--cv-folds"):
+        T.cv_fold_codes(tune_part, cv=4, seed=1, cv_folds="items", split_kind="user")
+    plan = plan_search("popularity", grid={"min_ratings": ["1", "5"]})
+    out = T.tune("popularity", "syn", plan, metric="ndcg@5", relevance="any", cv=3, split="peruser", seed=1,
+                 data_dir=data_dir, artifacts_dir=tmp_path / "art")
+    assert out["cv_folds"] == "user"
+    (final,) = ledger.query(root=tmp_path / "art", kind="tune")
+    assert final["protocol"]["cv_folds"] == "user"
+    # each fold's score is the model fitted and scored on exactly the per-user folds
+    from recsys_cli.evaluation.protocols import score_model
+    from recsys_cli.models.registry import create_model
+
+    tune_part, _, _ = T.tuning_portions(load_dataset("syn", data_dir), split="peruser", holdout=True, seed=1)
+    codes = user_kfold(tune_part.users, k=3, seed=1)
+    settings = T.metric_settings("ndcg@5", "any")
+    first = out["trials"][0]
+    for f, got in enumerate(first["fold_scores"]):
+        train, test = tune_part.subset(codes != f), tune_part.subset(codes == f)
+        model = create_model("popularity", first["params"]).fit(train, seed=1)
+        assert got == pytest.approx(score_model(model, train, test, settings)["ndcg@5"], rel=1e-6)
+    rand = T.tune("popularity", "syn", plan, metric="ndcg@5", relevance="any", cv=3, split="rand", seed=1,
+                  data_dir=data_dir, artifacts_dir=tmp_path / "art")
+    assert rand["cv_folds"] == "ratings"
+
+
 def test_tune_finds_the_learning_rate_that_can_learn(data_dir, tmp_path):
     trials = plan_search("svd", grid={"lr_all": ["0.00001", "0.01"]}, fixed={"factors": "2", "epochs": "6"})
     seen = []
@@ -347,6 +391,7 @@ def test_cli_split_table_and_ranking_metric(tmp_path):
     (["svd", "--grid", "factors=2", "--random", "2", "--space", "lr_all=uniform(0.001,0.01)"], "not both"),
     (["svd", *SVD_GRID, "--name", "x"], "--train-best"),
     (["svd", *SVD_GRID, "--cv", "1"], "--cv"),
+    (["svd", *SVD_GRID, "--cv-folds", "items"], "unknown --cv-folds"),
     (["svd", *SVD_GRID, "--jobs", "0"], "--jobs"),
     (["svd", *SVD_GRID, "--relevance", "some"], "--relevance"),
     (["bias", "--grid", "reg_u=1,2", "--early-stopping"], "epoch-based"),

@@ -245,7 +245,7 @@ def _specs(value: Any, what: str) -> list[str] | None:
 
 def tune(model: str, dataset: str, *, grid: Any = None, space: Any = None, trials: int | None = None,
          sampler: str | None = None, params: dict[str, Any] | None = None, metric: str | None = None, cv: int = 3,
-         split: str | None = None, holdout: bool = True, relevance: str = "threshold", threshold: float = 4.0,
+         cv_folds: str = "auto", split: str | None = None, holdout: bool = True, relevance: str = "threshold", threshold: float = 4.0,
          jobs: int = 1, early_stopping: bool = False, pruner: str = "median", storage: str | None = None,
          study: str | None = None, train_best: bool = False, name: str | None = None, force: bool = False,
          seed: int = 42, data_dir=None, artifacts_dir=None, on_start=None, on_trial=None, mlflow=None,
@@ -268,6 +268,8 @@ def tune(model: str, dataset: str, *, grid: Any = None, space: Any = None, trial
     tuning.metric_settings(metric, relevance, threshold)  # validates relevance
     if cv < 2:
         raise UsageError(f"--cv needs at least 2 folds, got {cv}")
+    if cv_folds not in tuning.CV_FOLDS:
+        raise UsageError(f"unknown --cv-folds {cv_folds!r}; choose one of {', '.join(tuning.CV_FOLDS)}")
     if jobs < 1:
         raise UsageError(f"--jobs must be at least 1, got {jobs}")
     if name and not train_best:
@@ -284,7 +286,7 @@ def tune(model: str, dataset: str, *, grid: Any = None, space: Any = None, trial
         ArtifactStore(artifacts_dir).check_writable(name, force=force)  # before the search, not after it
     if on_start is not None:
         on_start(plan.n_trials)
-    result = tuning.tune(model, dataset, plan, metric=metric, cv=cv, split=split, holdout=holdout,
+    result = tuning.tune(model, dataset, plan, metric=metric, cv=cv, cv_folds=cv_folds, split=split, holdout=holdout,
                          relevance=relevance, threshold=threshold, jobs=jobs, early_stopping=early_stopping, seed=seed,
                          pruner=pruner, storage=storage, study_name=study, data_dir=data_dir,
                          artifacts_dir=artifacts_dir, on_trial=on_trial, mlflow=mlflow)

@@ -44,7 +44,11 @@ TPE, CMA-ES and pruning then depend on which trials finished first.
 Nested so tuning never sees the data it reports on: the test part of --split (default: a
 seeded random 20% of the ratings) is held out, the CV runs on the rest only, and the best
 config is refitted on that rest and scored once on the held-out part ("holdout" in the
-output). --no-holdout tunes on every rating: the CV score is then optimistic.
+output). --no-holdout tunes on every rating: the CV score is then optimistic. The CV
+follows the split's protocol (--cv-folds auto): after a per-user split (user, leave-last)
+each user's tuning ratings are dealt into the --cv folds, so every CV test user has
+training ratings as in the held-out part; otherwise the ratings are. --cv 4 after a 25%
+per-user split trains each fold on 75% of the tuning part, the held-out fit's share.
 
 --early-stopping (epoch-based models): each trial first fits on CV fold 0 with 1/4, 1/2,
 3/4 and all of its epochs, stops at the first count that does not improve the metric, and
@@ -143,6 +147,7 @@ def register(app: typer.Typer) -> None:
         space: Annotated[Optional[list[str]], typer.Option("--space", help="key=loguniform(a,b) | uniform(a,b) | int(a,b) | intlog(a,b) | choice(a,b,...) (repeatable).")] = None,
         param: ParamOpt = None,
         cv: Annotated[int, typer.Option("--cv", help="Folds of the CV over the tuning portion.")] = 3,
+        cv_folds: Annotated[str, typer.Option("--cv-folds", help="How the CV folds are cut: user (each user's ratings dealt into the folds), ratings, or auto (user for a per-user --split: user, leave-last; else ratings).")] = "auto",
         metric: Annotated[Optional[str], typer.Option("--metric", help="Metric to optimise, e.g. rmse, mae, ndcg@10, recall@20 (default: rmse, or ndcg@10 for ranking-only models).")] = None,
         split: Annotated[Optional[str], typer.Option("--split", "-s", help="Tune on this split's train part, report on its test part (default: seeded random 80/20).")] = None,
         no_holdout: Annotated[bool, typer.Option("--no-holdout", help="Tune on every rating with no held-out report (optimistic).")] = False,
@@ -191,7 +196,7 @@ def register(app: typer.Typer) -> None:
         progress = make_progress()
         try:
             report = search(model, dataset, grid=grid, space=space, trials=trials, sampler=sampler,
-                            params=parse_params(param), metric=metric, cv=cv, split=split, holdout=not no_holdout,
+                            params=parse_params(param), metric=metric, cv=cv, cv_folds=cv_folds, split=split, holdout=not no_holdout,
                             relevance=relevance, threshold=relevance_threshold, jobs=jobs,
                             early_stopping=early_stopping, pruner=pruner, storage=storage, study=study,
                             train_best=train_best, name=name, force=force, seed=seed, data_dir=data_dir,

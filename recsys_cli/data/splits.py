@@ -149,6 +149,37 @@ def user_leave_last(users: np.ndarray, timestamps: np.ndarray, *, k: int = 1, va
     return _per_group_tail(order, inv, counts, n_test, n_val)
 
 
+def user_kfold(users: np.ndarray, *, k: int = 5, seed: int = DEFAULT_SEED) -> np.ndarray:
+    """Per-user k-fold: each user's ratings are dealt in a random order into the k folds, starting at a
+    random fold, so every user has round(n_u/k) (+-1) ratings in each fold and the folds' sizes differ by
+    at most the number of users. A user with a single rating is in no test fold (code -1: always train),
+    as `user_fraction` keeps one training rating."""
+    if k < 2:
+        raise UsageError(f"k-fold needs k >= 2, got k={k}")
+    if k > 127:
+        raise UsageError(f"k-fold supports at most 127 folds, got k={k}")
+    inv, counts = _groups(users)
+    n = len(inv)
+    if n == 0:
+        return np.zeros(0, dtype=np.int8)
+    rng = _rng(seed)
+    key = rng.permutation(n).astype(np.int64)
+    key += inv.astype(np.int64) * n
+    order = np.argsort(key)
+    del key
+    dt = _index_dtype(n)
+    starts = np.zeros(len(counts), dtype=np.int64)
+    np.cumsum(counts[:-1], out=starts[1:])
+    g = inv[order]
+    position = np.arange(n, dtype=dt) - starts.astype(dt)[g]  # rank of the row inside its user's shuffled list
+    offset = rng.integers(0, k, size=len(counts))
+    codes_sorted = ((position + offset[g]) % k).astype(np.int8)
+    codes_sorted[counts[g] < 2] = -1
+    codes = np.empty(n, dtype=np.int8)
+    codes[order] = codes_sorted
+    return codes
+
+
 def kfold(n: int, *, k: int = 5, seed: int = DEFAULT_SEED) -> np.ndarray:
     """Shuffle the n ratings and cut them into k folds whose sizes differ by at most one."""
     if k < 2 or k > max(n, 2):

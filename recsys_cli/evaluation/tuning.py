@@ -35,6 +35,8 @@ RATING_METRICS = ("rmse", "mae", "fcp")
 AT_K_METRICS = ("precision", "recall", "ndcg", "map", "map_capped", "mrr", "hit_rate",
                 "coverage", "novelty", "popularity_bias", "diversity")
 HOLDOUT_TEST = 0.2
+CV_FOLDS = ("auto", "ratings", "user")
+PER_USER_KINDS = ("user", "leave-last")  # split kinds whose test part is a share of every user's ratings
 
 
 # ----------------------------------------------------------------------------- metrics
@@ -77,7 +79,7 @@ def tuning_portions(ds, *, split: str | None, holdout: bool, seed: int) -> tuple
         if info.get("kind") == "kfold" and ":" not in split:
             raise UsageError(f"split {base!r} is k-fold: name one fold as {base}:0 (the tuning CV is --cv)")
         tune, test = ds.interactions(split, "train"), ds.interactions(split, "test")
-        desc = {"kind": "split", "split": split}
+        desc = {"kind": "split", "split": split, "split_kind": info.get("kind")}
     else:
         full = ds.interactions()
         if not holdout:
@@ -90,6 +92,22 @@ def tuning_portions(ds, *, split: str | None, holdout: bool, seed: int) -> tuple
     if len(test) == 0:
         raise DataError(f"the held-out part of {split or 'the random holdout'} is empty")
     return tune, test, {**desc, "n_tune": len(tune), "n_test": len(test)}
+
+
+def cv_fold_codes(tune_part: Interactions, *, cv: int, seed: int, cv_folds: str,
+                  split_kind: str | None) -> tuple[np.ndarray, str]:
+    """(fold code per tuning rating, the kind used). `ratings` deals the ratings into cv folds; `user`
+    deals each user's ratings into the folds (a one-rating user stays in train), the protocol of a
+    per-user split, so every CV test user also has training ratings as in the held-out part; `auto`
+    is `user` when the split is per-user (user, leave-last), else `ratings`."""
+    from recsys_cli.data.splits import kfold, user_kfold
+
+    if cv_folds not in CV_FOLDS:
+        raise UsageError(f"unknown --cv-folds {cv_folds!r}; choose one of {', '.join(CV_FOLDS)}")
+    kind = cv_folds if cv_folds != "auto" else ("user" if split_kind in PER_USER_KINDS else "ratings")
+    if kind == "user":
+        return user_kfold(tune_part.users, k=cv, seed=seed), kind
+    return kfold(len(tune_part), k=cv, seed=seed), kind
 
 
 # ----------------------------------------------------------------------------- running trials
@@ -219,6 +237,7 @@ def tune(
     *,
     metric: str,
     cv: int = 3,
+    cv_folds: str = "auto",
     split: str | None = None,
     holdout: bool = True,
     relevance: str = "threshold",
@@ -240,10 +259,10 @@ def tune(
 
     storage (e.g. sqlite:///tune.db) and study_name: a study there that this same search started
     is resumed (its finished trials count towards plan.n_trials and are not rerun).
+    cv_folds: auto | ratings | user, how the tuning portion is cut into folds (`cv_fold_codes`).
     mlflow: also log the search to MLflow as it runs (`tracking.TuneLog`)."""
     from recsys_cli import ledger
     from recsys_cli.data.dataset import load_dataset
-    from recsys_cli.data.splits import kfold
     from recsys_cli.evaluation.protocols import score_model
     from recsys_cli.evaluation.study import PRUNERS, finished_results, open_study, run_study
     from recsys_cli.models.registry import create_model, get_model_class
@@ -260,6 +279,8 @@ def tune(
         raise UsageError(f"--cv needs at least 2 folds, got {cv}")
     if jobs < 1:
         raise UsageError(f"--jobs must be at least 1, got {jobs}")
+    if cv_folds not in CV_FOLDS:
+        raise UsageError(f"unknown --cv-folds {cv_folds!r}; choose one of {', '.join(CV_FOLDS)}")
     if pruner not in PRUNERS:
         raise UsageError(f"unknown --pruner {pruner!r}; choose one of {', '.join(PRUNERS)}")
     settings = metric_settings(metric, relevance, threshold)
@@ -267,16 +288,20 @@ def tune(
     tune_part, test_part, holdout_desc = tuning_portions(ds, split=split, holdout=holdout, seed=seed)
     if len(tune_part) < cv:
         raise DataError(f"the tuning portion has {len(tune_part)} ratings, fewer than --cv {cv}")
-    codes = kfold(len(tune_part), k=cv, seed=seed)
+    codes, folds_kind = cv_fold_codes(tune_part, cv=cv, seed=seed, cv_folds=cv_folds,
+                                      split_kind=holdout_desc.get("split_kind"))
     ctx = TrialContext(model, tune_part, codes, cv, seed, metric, settings, early_stopping)
     direction = "minimize" if lower_is_better(metric) else "maximize"
     study_name = study_name or default_study_name(model, dataset, split, metric)
-    protocol = {"kind": "tune", "search": plan.sampler, "pruner": pruner, "cv": cv, "metric": metric, "seed": seed,
+    protocol = {"kind": "tune", "search": plan.sampler, "pruner": pruner, "cv": cv, "cv_folds": folds_kind,
+                "metric": metric, "seed": seed,
                 "holdout": holdout_desc, "relevance": settings.describe(), "early_stopping": early_stopping,
                 "study": study_name, "storage": storage}
     signature = {"model": model, "dataset": dataset, "fingerprint": ds.fingerprint, "split": split,
                  "holdout": holdout, "metric": metric, "cv": cv, "seed": seed, "relevance": settings.describe(),
                  "early_stopping": early_stopping, **plan.describe()}
+    if folds_kind != "ratings":  # studies stored before per-user folds existed keep resuming
+        signature["cv_folds"] = folds_kind
     study, done = open_study(name=study_name, storage=storage, direction=direction, signature=signature, plan=plan,
                              pruner=pruner, seed=seed)
     remaining = max(0, plan.n_trials - len(done))
@@ -317,7 +342,7 @@ def tune(
             "search": plan.sampler, "sampler": plan.sampler, "pruner": pruner, "study": study_name, "storage": storage,
             "n_trials": plan.n_trials, "resumed_trials": len(done),
             "pruned_trials": sum(r["state"] == "pruned" for r in results),
-            "cv": cv, "seed": seed, "split": split,
+            "cv": cv, "cv_folds": folds_kind, "seed": seed, "split": split,
             "n_tune_ratings": len(tune_part), "best_trial": best["trial"],
             "best_params": best["params"], "best_score": best["score"], "best_std": best["std"],
             "trials": [{k: r[k] for k in ("trial", "params", "state", "score", "std", "fit_seconds", "fold_scores",
