@@ -302,3 +302,26 @@ def test_readme_without_markers_is_an_error(tmp_path, capsys):
     assert readme.main(["--readme", str(path), "--scale", "ml-100k"]) == 3  # fails before running anything
     assert "bench:end" in capsys.readouterr().err
     assert path.read_text() == f"# x\n{readme.START}\nno end marker\n"
+
+
+def test_fm_floor_visits_every_rater_of_every_feature_twice_a_factor():
+    from recsys_cli.bench import fm_floor
+
+    users = np.array([2, 0, 1, 0, 2, 2], dtype=np.int32)
+    items = np.array([1, 1, 0, 2, 2, 0], dtype=np.int32)
+    indptr, raters = fm_floor.feature_major(users, items, 4)
+    assert indptr.tolist() == [0, 2, 4, 6, 6]  # item 3 has no rater
+    assert raters.tolist() == [1, 2, 0, 2, 0, 2]  # each item's raters ascending
+    sums = np.zeros((3, 2), dtype=np.float32)
+    sums[:, 1] = [1.0, 2.0, 4.0]
+    drift = fm_floor._kernel()(indptr, raters, sums, 2)
+    # per feature: change = 1e-9 * (sum of its raters' first column - second column), added to its raters
+    expect = np.zeros(3)
+    total = 0.0
+    for _ in range(2):
+        for j in range(4):
+            r = raters[indptr[j]:indptr[j + 1]]
+            change = np.float32(1e-9 * (expect[r].sum() - sums[r, 1].astype(np.float64).sum()))
+            expect[r] += change
+            total += change
+    assert np.allclose(sums[:, 0], expect) and drift == pytest.approx(total)
