@@ -150,6 +150,7 @@ def query(
     sort: str | None = None, limit: int | None = None,
 ) -> list[dict[str, Any]]:
     """Entries, newest first, or sorted by a metric (ascending for errors, descending otherwise)."""
+    check_filters(kind=kind, sort=sort)
     path = ledger_path(root)
     if not path.exists():
         return []
@@ -182,6 +183,32 @@ def _query(path: Path, *, kind, model, dataset, sort, limit) -> list[dict[str, A
     if sort:
         rows = sort_by_metric([r for r in rows if isinstance(r.get("metrics"), dict)], sort)
     return rows[:limit] if limit else rows
+
+
+KINDS = ("train", "evaluate", "tune", "tune-trial")
+RUN_FIGURES = ("fallback_share", "users_evaluated", "users_skipped")  # recorded beside the metrics
+
+
+def check_filters(*, kind: str | None = None, sort: str | None = None) -> None:
+    """UsageError for a --kind or --sort nothing can match (a typo would otherwise list nothing)."""
+    from recsys_cli.errors import UsageError
+
+    if kind is not None and kind not in KINDS:
+        raise UsageError(f"unknown kind {kind!r}; choose one of {', '.join(KINDS)}")
+    if sort is None:
+        return
+    from recsys_cli.evaluation.tuning import AT_K_METRICS, PLAIN_METRICS, check_metric
+
+    name = sort[:-4] if sort.endswith("_std") else sort
+    if name in RUN_FIGURES:
+        return
+    try:
+        check_metric(name)
+    except UsageError:
+        base = name.partition("@")[0]
+        hint = f" (did you mean {base}@10?)" if base in AT_K_METRICS and "@" not in name else ""
+        known = ", ".join([*PLAIN_METRICS, *(f"{m}@K" for m in AT_K_METRICS), *RUN_FIGURES])
+        raise UsageError(f"cannot sort by {sort!r}{hint}; known metrics: {known}") from None
 
 
 def lower_is_better(metric: str) -> bool:

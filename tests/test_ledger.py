@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 
+import pytest
 from typer.testing import CliRunner
 
 from recsys_cli import ledger
@@ -45,6 +46,29 @@ def test_query_filters_and_sorts(tmp_path):
     rows = json.loads(res.stdout)
     assert [(r["model"], r["dataset"]) for r in rows] == [("bias", "x"), ("svd", "x")]
     assert rows[0]["versions"]["recsys"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["runs", "--sort", "bogus"], "error: cannot sort by 'bogus'; known metrics: rmse, mae"),
+    (["runs", "--sort", "ndcg"], "error: cannot sort by 'ndcg' (did you mean ndcg@10?)"),
+    (["runs", "--ledger", "--sort", "ndgc@10"], "error: cannot sort by 'ndgc@10'"),
+    (["runs", "--ledger", "--kind", "bogus"], "error: unknown kind 'bogus'; choose one of train, evaluate, tune, "
+                                              "tune-trial"),
+])
+def test_runs_filters_nothing_could_match_are_usage_errors(args, message, tmp_path):
+    ledger.record("evaluate", root=tmp_path, model="svd", dataset="x", metrics={"rmse": 0.95})
+    res = CliRunner().invoke(app, [*args, "--artifacts-dir", str(tmp_path), "--format", "json"])
+    assert res.exit_code == 2 and res.stdout == ""
+    assert len(res.stderr.splitlines()) == 1 and res.stderr.startswith(message)
+
+
+def test_runs_sort_accepts_every_recorded_figure(tmp_path):
+    ledger.record("tune", root=tmp_path, model="svd", dataset="x", metrics={"rmse": 0.95, "rmse_std": 0.01})
+    for sort in ("rmse_std", "users_evaluated", "hit_rate@5", "popularity_bias@20"):
+        res = CliRunner().invoke(app, ["runs", "--ledger", "--sort", sort, "--artifacts-dir", str(tmp_path),
+                                       "--format", "json"])
+        assert res.exit_code == 0, (sort, res.output)
+    assert [r["metrics"]["rmse_std"] for r in ledger.query(root=tmp_path, sort="rmse_std")] == [0.01]
 
 
 def test_many_processes_creating_the_ledger_at_once(tmp_path):

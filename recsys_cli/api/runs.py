@@ -185,6 +185,7 @@ def list_runs(*, model: str | None = None, dataset: str | None = None, sort: str
 
     if limit is not None and limit < 1:
         raise UsageError(f"limit must be at least 1, got {limit}")
+    ledger.check_filters(sort=sort)
     rows = []
     for m in ArtifactStore(artifacts_dir).list_runs():
         if (model and m.get("model") != model) or (dataset and m.get("dataset") != dataset):
