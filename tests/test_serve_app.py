@@ -83,6 +83,8 @@ def test_health_ready_runs_items_and_docs(env, server):
     item = client.get("/items/5").json()
     titles = registry.get(SVD).model.titles
     assert item["item_id"] == 5 and item["title"] == titles[5] and item["genres"] and isinstance(item["genres"], list)
+    assert client.get("/items/99999").json() == {"error": f"item 99999 is not in the catalogue of run '{SVD}'",
+                                                 "code": "unknown_id"}
     spec = client.get("/openapi.json").json()
     for path in ("/health", "/ready", "/runs", "/runs/{run}", "/recommend", "/predict", "/similar", "/items/{item}",
                  "/metrics", "/admin/reload"):

@@ -447,7 +447,7 @@ def create_app(registry: RunRegistry, *, api_key: str | None = None, metrics: Se
         loaded = use(request, run)
         info = await run_in_threadpool(loaded.item_info, registry.data_dir)
         if item not in info:
-            raise ApiError(404, f"item {item} is not in run {loaded.name!r}'s catalogue", "unknown_id")
+            raise ApiError(404, f"item {item} is not in the catalogue of run {loaded.name!r}", "unknown_id")
         return _json(info[item])
 
     # ----- operations ------------------------------------------------------------------------------
