@@ -111,7 +111,7 @@ def test_model_report_on_planted_data(synth_run):
     rated = int((est.item_counts > 0).sum())
     assert pop["catalogue items"] == pytest.approx(1 - np.ceil(0.2 * rated) / rated)
     assert pop["top-10 slots"] == pytest.approx(diag["long_tail_share@10"])
-    assert dict(t["hyperparameters"].iter_rows())["factors"] == "4"
+    assert dict(t["hyperparameters"].iter_rows())["factors"] == 4
 
 
 def test_insights_cli_picks_the_run_and_writes_the_report(synth_run, tmp_path):
@@ -126,12 +126,18 @@ def test_insights_cli_picks_the_run_and_writes_the_report(synth_run, tmp_path):
                                    "--format", "json", "--out", str(tmp_path / "figs"), "--html", str(html)])
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
-    assert out["dataset"] == run and out["summary"]["model"] == "als"
+    assert out["run"] == run and "dataset" not in out and out["summary"]["model"] == "als"
+    params = {r["param"]: r["value"] for r in out["tables"]["hyperparameters"]}
+    assert params["factors"] == 4 and isinstance(params["reg"], float)  # typed as in the manifest, not strings
+    diag = {r["metric"]: r["value"] for r in out["tables"]["diagnostics"]}
+    assert out["summary"]["coverage@10"] == diag["coverage@10"]  # full precision, not rounded
     assert set(out["tables"]) >= {"learning_curve", "item_map", "diagnostics", "segment_ndcg", "hyperparameters"}
     page = html.read_text()
     assert page.count("<figure") == 4 and "Model report" in page and "http" not in page.replace("http://www.w3.org", "")
     for name in ("learning_curve", "item_map", "popularity_bias", "segment_ndcg"):
         assert (tmp_path / "figs" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
+    csv_params = dict(line.split(",", 1) for line in (tmp_path / "figs" / "hyperparameters.csv").read_text().split()[1:])
+    assert csv_params["factors"] == "4" and json.loads((tmp_path / "figs" / "insights.json").read_text())["run"] == run
     # The dataset of the same name space still gets the dataset insights.
     res = CliRunner().invoke(app, ["insights", "tiny", "--data-dir", str(data), "--artifacts-dir", str(art),
                                    "--format", "json"])
@@ -199,7 +205,7 @@ def test_model_report_tsne_map_and_its_genre_separation(synth_run):
     assert s["item_map_separation"] > s["item_map_separation_shuffled"] + 0.1
     sep = a.tables["genre_separation"]
     assert {"map_silhouette", "map_shuffled", "map_items"} <= set(sep.columns)
-    assert s["item_map_separation"] == pytest.approx(round(float(sep["map_silhouette"].mean()), 4))
+    assert s["item_map_separation"] == pytest.approx(float(sep["map_silhouette"].mean()))
     # The map score is the silhouette of the 2-D points themselves (euclidean), here of every rated item.
     from recsys_cli.insights.model_report import genre_silhouettes, silhouette
 

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+COUNTS = ("users_evaluated", "users_skipped")  # recorded beside the metrics, printed as counts
+
 
 def is_run(name: str, artifacts_dir=None) -> bool:
     """True when `name` is a saved run in the artifacts folder (insights then reports on the model)."""
@@ -51,7 +53,7 @@ def render_model_summary(ins, console) -> None:
                   + f"; {s['train_ratings']:,} training ratings, {s['users']:,} users, {s['items']:,} items; "
                   f"trained in {s['train_seconds']:.2f} s (seed {s['seed']})")
     params = t["hyperparameters"]
-    console.print("hyperparameters: " + " ".join(f"{p}={v}" for p, v in params.iter_rows()))
+    console.print("hyperparameters: " + " ".join(f"{p}={'none' if v is None else v}" for p, v in params.iter_rows()))
     curve = t["learning_curve"]
     for name in dict.fromkeys(curve["series"].to_list()):
         vals = curve.filter(curve["series"] == name).sort("iteration")["value"].to_list()
@@ -60,8 +62,9 @@ def render_model_summary(ins, console) -> None:
     metrics = t["metrics"]
     if not metrics.is_empty():
         latest = metrics.unique(subset=["metric"], keep="first", maintain_order=True)
-        console.print("metrics: " + ", ".join(f"{m} {v:.4f}" for m, v in zip(latest["metric"], latest["value"],
-                                                                             strict=True)))
+        console.print("metrics (held-out, from evaluate): " + ", ".join(
+            f"{m} {v:,.0f}" if m in COUNTS else f"{m} {v:.4f}"
+            for m, v in zip(latest["metric"], latest["value"], strict=True)))
     console.print("recommendations (top-10 of every user):")  # a line, not a title: it fits over the narrow table
     diag = Table(show_header=False, box=None)
     diag.add_column()

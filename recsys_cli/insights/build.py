@@ -25,13 +25,14 @@ class Frames:
 class Insights:
     """Key numbers, every tidy table (name -> DataFrame) and the supported segment statements."""
 
-    dataset: str
+    dataset: str  # the dataset's name, or the run's for a model report (subject "run")
     summary: dict
     tables: dict[str, pl.DataFrame] = field(default_factory=dict)
     statements: list[str] = field(default_factory=list)
+    subject: str = "dataset"
 
     def to_dict(self) -> dict:
-        return {"dataset": self.dataset, "summary": self.summary, "statements": self.statements,
+        return {self.subject: self.dataset, "summary": self.summary, "statements": self.statements,
                 "tables": {name: table.to_dicts() for name, table in self.tables.items()}}
 
 

@@ -193,7 +193,7 @@ def _item_map(est, genre_of: dict[int, str], titles: dict[int, str], genres: np.
     summary: dict[str, Any] = {"item_map_projection": proj.method, "item_map_items": len(shown),
                                "item_map_rated": len(rated)}
     if proj.variance is not None:
-        summary["item_map_variance"] = round(float(proj.variance.sum()), 4)
+        summary["item_map_variance"] = float(proj.variance.sum())
     schema = {"genre": pl.String, "items": pl.Int64, "silhouette": pl.Float64, "shuffled": pl.Float64,
               "map_items": pl.Int64, "map_silhouette": pl.Float64, "map_shuffled": pl.Float64}
     sep = pl.DataFrame(schema=schema)
@@ -213,12 +213,12 @@ def _item_map(est, genre_of: dict[int, str], titles: dict[int, str], genres: np.
             sep = pl.DataFrame(merged, schema=schema).sort(["silhouette", "genre"], descending=[True, False],
                                                            nulls_last=True)
             if rows:
-                summary.update(genre_separation=round(float(sep["silhouette"].mean()), 4),
-                               genre_separation_shuffled=round(float(sep["shuffled"].mean()), 4),
+                summary.update(genre_separation=float(sep["silhouette"].mean()),
+                               genre_separation_shuffled=float(sep["shuffled"].mean()),
                                genre_separation_items=len(pick))
             if map_rows:
-                summary.update(item_map_separation=round(float(sep["map_silhouette"].mean()), 4),
-                               item_map_separation_shuffled=round(float(sep["map_shuffled"].mean()), 4),
+                summary.update(item_map_separation=float(sep["map_silhouette"].mean()),
+                               item_map_separation_shuffled=float(sep["map_shuffled"].mean()),
                                item_map_separation_items=len(on_map))
     return item_map, sep, summary
 
@@ -325,7 +325,7 @@ def model_report(run_name: str, *, k: int = 10, sample: int = 1000, relevance: s
     relevance = relevance or ("threshold" if est.predicts_ratings else "any")
     summary: dict[str, Any] = {"run": run_name, "model": manifest.get("model"), "dataset": dataset,
                                "split": split or "", "seed": manifest.get("seed"),
-                               "train_seconds": round(float(manifest.get("train_seconds") or 0.0), 3),
+                               "train_seconds": float(manifest.get("train_seconds") or 0.0),
                                "users": int((est.user_counts > 0).sum()), "items": int(est.n_items),
                                "train_ratings": manifest.get("n_train_ratings") or int(len(est.seen_indices))}
     try:
@@ -345,8 +345,9 @@ def model_report(run_name: str, *, k: int = 10, sample: int = 1000, relevance: s
         genres = np.where((rows >= 0)[:, None], mat[np.maximum(rows, 0)], 0.0).astype(np.float32)
     config = manifest.get("config") or {}
     tables: dict[str, pl.DataFrame] = {
-        "hyperparameters": pl.DataFrame({"param": list(config), "value": [str(v) for v in config.values()]},
-                                        schema={"param": pl.String, "value": pl.String}),
+        # values keep their types (100, 0.01, "log", None): JSON shows them as the manifest has them
+        "hyperparameters": pl.DataFrame({"param": list(config), "value": list(config.values())},
+                                        schema={"param": pl.String, "value": pl.Object}),
         "metrics": _metrics_table(run_name, manifest, artifacts_dir),
         "learning_curve": _history_table(manifest.get("fit_info") or {}),
     }
@@ -356,17 +357,17 @@ def model_report(run_name: str, *, k: int = 10, sample: int = 1000, relevance: s
         summary.update(extra)
     _, recs = _top_lists(est, k)
     tables["diagnostics"], tables["popularity_bias"] = _diagnostics(est, recs, genres, k)
-    summary.update({r["metric"]: round(r["value"], 4) for r in tables["diagnostics"].iter_rows(named=True)
+    summary.update({r["metric"]: r["value"] for r in tables["diagnostics"].iter_rows(named=True)
                     if r["metric"] != "users"})
     if processed is not None and split:
         seg = _segment_ndcg(est, processed, split, k, relevance, threshold)
         if seg is not None:
             tables["segment_ndcg"] = seg
-            summary[f"ndcg@{k}"] = round(float(seg["ndcg"][0]), 4)
+            summary[f"ndcg@{k}"] = float(seg["ndcg"][0])
             summary["relevance"] = "any held-out rating" if relevance == "any" else f"held-out rating >= {threshold:g}"
     notes = []
     if tables["learning_curve"].is_empty():
         notes.append(f"{manifest.get('model')} records no per-iteration training figures: no learning curve")
     if processed is None:
         notes.append(f"dataset {dataset!r} is not processed here (or changed): no genres, titles or segments")
-    return Insights(dataset=run_name, summary=summary, tables=tables, statements=notes)
+    return Insights(dataset=run_name, summary=summary, tables=tables, statements=notes, subject="run")

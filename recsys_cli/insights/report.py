@@ -135,7 +135,7 @@ def render(insights: Insights, out_dir: Path | None = None, html_path: Path | No
     if out_dir is not None:
         for name, table in insights.tables.items():
             path = Path(out_dir) / f"{name}.csv"
-            write_text_atomic(path, table.write_csv())
+            write_text_atomic(path, csv_text(table))
             written.append(path)
         path = Path(out_dir) / "insights.json"
         write_text_atomic(path, dumps(insights.to_dict()) + "\n")
@@ -159,6 +159,19 @@ th, td { border: 1px solid #ddd; padding: .15em .5em; text-align: right; } th { 
 td.text { text-align: left; } details { margin: .4em 0; } summary { cursor: pointer; color: #0072B2; }
 li { margin: .3em 0; }
 """
+
+
+def csv_text(table) -> str:
+    """The table as CSV; a column of mixed Python values (a run's hyperparameters) is written as JSON text."""
+    import json
+
+    import polars as pl
+
+    mixed = [c for c, t in table.schema.items() if t == pl.Object]
+    if mixed:
+        table = table.with_columns(pl.Series(c, [json.dumps(v) if not isinstance(v, str) else v
+                                                 for v in table[c].to_list()], pl.String) for c in mixed)
+    return table.write_csv()
 
 
 def _cell(value, column: str = "") -> tuple[str, str]:
