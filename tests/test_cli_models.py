@@ -126,6 +126,11 @@ def test_predict_at_a_time_with_an_fm_time_run(env, tmp_path):
     res = run("predict", "fm-time", "--pairs-file", pairs, "--time", late, *A(env))
     assert res.exit_code == 2 and res.stderr == "error: the pairs file has a timestamp column: leave out --time\n"
     assert one("--time", early, run_name="svd-synth-random") == one(run_name="svd-synth-random")
+    res = run("predict", "svd-synth-random", "--user", "1", "--item", "1", "--time", early, "--format", "json", *A(env))
+    assert res.exit_code == 0 and res.stderr == ("note: svd-synth-random has no time part (only fm with its time group "
+                                                 "has one): the times are ignored\n")
+    res = run("predict", "fm-time", "--user", "1", "--item", "1", "--time", early, "--format", "json", *A(env))
+    assert res.exit_code == 0 and res.stderr == ""
 
 
 def test_recommend_formats(env):

@@ -104,6 +104,7 @@ class Predictions:
     predictions: np.ndarray
     fallback: list[str | None] = field(default_factory=list)
     run: str | None = None
+    time_ignored: bool = False  # timestamps were given to a model without a time part
 
     def rows(self) -> Iterator[dict[str, Any]]:
         for u, i, p, fb in zip(self.users.tolist(), self.items.tolist(), self.predictions.tolist(), self.fallback,
@@ -127,7 +128,8 @@ def predict(run: Any, users: Any, items: Any, *, timestamps: Any = None, artifac
     `timestamps` (Unix seconds): when each rating is made, for a model with a time part."""
     r = _run(run, artifacts_dir)
     u, i, pred, labels = r.model.predict_pairs(users, items, timestamps)  # no DataFrame: a server calls this
-    return Predictions(u, i, pred, labels, run=r.name)
+    ignored = timestamps is not None and not r.model._fitted().uses_time
+    return Predictions(u, i, pred, labels, run=r.name, time_ignored=ignored)
 
 
 @dataclass

@@ -148,7 +148,11 @@ def register(app: typer.Typer) -> None:
             users, items = [user], [item]
         else:
             raise UsageError("give --user and --item, or --pairs-file")
-        rows = predict_pairs(run, users, items, timestamps=times, artifacts_dir=artifacts_dir).to_dict()
+        answer = predict_pairs(run, users, items, timestamps=times, artifacts_dir=artifacts_dir)
+        if answer.time_ignored:
+            typer.echo(f"note: {run} has no time part (only fm with its time group has one): the times are ignored",
+                       err=True)
+        rows = answer.to_dict()
         emit(rows[0] if pairs_file is None and fmt == "json" else rows, fmt)
 
     @app.command(

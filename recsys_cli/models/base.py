@@ -304,6 +304,11 @@ class Recommender:
         i[ok & (self.item_counts[np.maximum(i, 0)] == 0)] = -1
         return i
 
+    @property
+    def uses_time(self) -> bool:
+        """True when predictions depend on when the rating is made (`predict`'s timestamps)."""
+        return False
+
     def _predict_known_at(self, users: np.ndarray, items: np.ndarray, timestamps: np.ndarray) -> np.ndarray:
         """`_predict_known` for ratings made at `timestamps`; a model with a time part overrides it."""
         return self._predict_known(users, items)

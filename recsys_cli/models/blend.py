@@ -119,6 +119,10 @@ class BlendModel(Recommender):
         preds = np.stack([m._predict_known(users, items) for _, m in self.members], axis=1)
         return self._blend(preds, users, items)
 
+    @property
+    def uses_time(self) -> bool:
+        return any(m.uses_time for _, m in self.members)
+
     def _predict_known_at(self, users: np.ndarray, items: np.ndarray, timestamps: np.ndarray) -> np.ndarray:
         preds = np.stack([m._predict_known_at(users, items, timestamps) for _, m in self.members], axis=1)
         return self._blend(preds, users, items)

@@ -242,6 +242,10 @@ class FM(Recommender):
             pred += self._item_time[self._user_bin[users], items]
         return pred.astype(np.float32)
 
+    @property
+    def uses_time(self) -> bool:
+        return self._at is not None
+
     def _predict_known_at(self, users: np.ndarray, items: np.ndarray, timestamps: np.ndarray) -> np.ndarray:
         """Predictions for ratings made at `timestamps` (seconds): in the period each falls in."""
         a = self._at
