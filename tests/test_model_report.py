@@ -156,6 +156,14 @@ def test_tune_and_benchmark_plots(tmp_path):
                          {"trial": 3, "score": 0.90, "std": 0.02, "error": None, "state": "pruned"}]}
     table = tune_table(result)
     assert table["trial"].to_list() == [1, 2, 3, 4] and table["score"].to_list() == [0.95, None, 0.93, None]
+    assert table["pruned_score"].to_list() == [None, None, None, 0.90]  # the mean of the folds it ran
+    from recsys_cli.figures.builders import tune_trials
+
+    fig = tune_trials(table, metric="rmse")
+    marks = {line.get_label(): (line.get_xdata().tolist(), line.get_ydata().tolist()) for line in fig.axes[0].lines}
+    assert marks["pruned (mean of the folds it ran)"] == ([4], [0.90])  # every trial is on the plot
+    assert marks["failed (no score)"][0] == [2]
+    assert marks["best so far"] == ([1, 3], [0.95, 0.93])  # a pruned trial never counts as the best
     assert plot_tune(result, tmp_path / "tune.png").read_bytes()[:4] == b"\x89PNG"
     assert plot_tune(result, tmp_path / "tune.svg").read_text().lstrip().startswith("<?xml")
     report = {"ratios": [{"model": "svd", "peer": "surprise", "step": "fit", "ratio": 0.25},

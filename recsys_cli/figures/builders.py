@@ -14,6 +14,7 @@ import numpy as np
 from recsys_cli.figures.render import DIVERGING, PALETTE, SEQUENTIAL, new_figure, themed
 
 BLUE, ORANGE, GREEN = PALETTE[0], PALETTE[1], PALETTE[2]
+GREY = "#888888"  # what did not finish (pruned, failed trials)
 
 
 def _percent_axis(ax, axis: str = "y") -> None:
@@ -392,7 +393,8 @@ def segment_ndcg(table, *, k: int = 10):
 # ----------------------------------------------------------------------------- tune and benchmark (--plot)
 @themed
 def tune_trials(table, *, metric: str = "score", lower_is_better: bool = True):
-    """trial, score[, std] -> each trial's score (with its CV spread) in order and the best so far."""
+    """trial, score[, std, pruned_score, failed] -> each trial's score (with its CV spread) in order and the best
+    so far; pruned trials as hollow marks at the mean of the folds they ran, failed ones as crosses on the axis."""
     fig, ax = new_figure(size=(8, 4))
     part = table.drop_nulls("score").sort("trial")
     from matplotlib.ticker import MaxNLocator
@@ -401,6 +403,17 @@ def tune_trials(table, *, metric: str = "score", lower_is_better: bool = True):
     std = part["std"].fill_null(0.0).to_numpy() if "std" in part.columns else np.zeros(len(y))
     ax.errorbar(x, y, yerr=std, fmt="o", color=BLUE, markersize=4, capsize=2, label="trial (+-1 sd over folds)",
                 zorder=3)
+    if "pruned_score" in table.columns:
+        cut = table.drop_nulls("pruned_score").sort("trial")
+        if len(cut):
+            ax.plot(cut["trial"].to_numpy(), cut["pruned_score"].to_numpy(), "o", markerfacecolor="none",
+                    color=GREY, markersize=5, label="pruned (mean of the folds it ran)", zorder=2)
+    if "failed" in table.columns:
+        lost = table.filter(table["failed"] & table["score"].is_null()
+                            & (table["pruned_score"].is_null() if "pruned_score" in table.columns else True))
+        if len(lost):
+            ax.plot(lost["trial"].to_numpy(), np.zeros(len(lost)), "x", color=GREY, markersize=6, clip_on=False,
+                    transform=ax.get_xaxis_transform(), label="failed (no score)", zorder=3)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if len(y):
         best = np.minimum.accumulate(y) if lower_is_better else np.maximum.accumulate(y)

@@ -6,6 +6,7 @@ JSON result) and writes PNG or SVG by the file's suffix, atomically.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -32,15 +33,21 @@ UNFINISHED = ("pruned", "failed", "fail", "running")  # Optuna trial states that
 
 
 def tune_table(result: dict[str, Any]):
-    """trial (1-based), score, std, failed from a tune result (failed or pruned trials: score null)."""
+    """trial (1-based), score, std, failed, pruned_score from a tune result: a failed or pruned trial has no
+    score; a pruned one keeps the mean of the folds it ran as pruned_score."""
     import polars as pl
 
     def failed(t: dict[str, Any]) -> bool:
         return bool(t.get("error")) or str(t.get("state") or "").lower() in UNFINISHED or t.get("score") is None
 
+    def pruned(t: dict[str, Any]) -> float | None:
+        ok = str(t.get("state") or "").lower() == "pruned" and not t.get("error") and t.get("score") is not None
+        return float(t["score"]) if ok and math.isfinite(float(t["score"])) else None
+
     rows = [{"trial": int(t["trial"]) + 1, "score": None if failed(t) else t.get("score"),
-             "std": t.get("std"), "failed": failed(t)} for t in result.get("trials", [])]
-    return pl.DataFrame(rows, schema={"trial": pl.Int64, "score": pl.Float64, "std": pl.Float64, "failed": pl.Boolean})
+             "std": t.get("std"), "failed": failed(t), "pruned_score": pruned(t)} for t in result.get("trials", [])]
+    return pl.DataFrame(rows, schema={"trial": pl.Int64, "score": pl.Float64, "std": pl.Float64, "failed": pl.Boolean,
+                                      "pruned_score": pl.Float64})
 
 
 def benchmark_table(report: dict[str, Any]):
