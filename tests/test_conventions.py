@@ -52,14 +52,17 @@ def test_version_verbose_lists_key_packages():
     assert plain.exit_code == 0 and len(plain.stdout.splitlines()) == 1
 
 
-@pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
-def test_completion_scripts_generate(shell):
-    res = subprocess.run([str(Path(sys.executable).parent / "recsys"), "--show-completion", shell],
-                         capture_output=True, text=True, env={**os.environ, "_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION": "1"})
-    if res.returncode != 0 and not (Path(sys.executable).parent / "recsys").exists():
+@pytest.mark.parametrize("shell, marker", [("bash", "complete -o default -F _recsys_completion recsys"),
+                                           ("zsh", "#compdef recsys"), ("fish", "complete --command recsys")])
+def test_completion_scripts_generate(shell, marker):
+    """The README's way to get another shell's script: _RECSYS_COMPLETE=source_SHELL recsys."""
+    exe = Path(sys.executable).parent / "recsys"
+    if not exe.exists():
         pytest.skip("the recsys entry point is not installed in this environment")
+    res = subprocess.run([str(exe)], capture_output=True, text=True,
+                         env={**os.environ, "_RECSYS_COMPLETE": f"source_{shell}"})
     assert res.returncode == 0, res.stderr
-    assert "_RECSYS_COMPLETE" in res.stdout
+    assert marker in res.stdout and "_RECSYS_COMPLETE" in res.stdout
 
 
 def test_completion_names_runs_datasets_models_without_heavy_imports(tmp_path):
