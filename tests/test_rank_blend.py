@@ -143,10 +143,20 @@ def test_three_rankers_beat_or_match_the_best_member_on_validation(data):
     ({"models": "ials", "params": "{nope"}, "must be JSON"),
     ({"models": "ials", "params": "[1]"}, "JSON object"),
     ({"models": "ials", "params": '{"ials": {"factorz": 3}}'}, "valid parameters"),
+    ({"models": "ials", "params": '{"ials": 5}'}, "params for ials must be a JSON object"),
 ])
-def test_bad_member_config(params, message, data):
-    with pytest.raises(ConfigError, match=message):
-        create_model("rank-blend", params).fit(data, seed=1)
+def test_bad_member_config(params, message):
+    with pytest.raises(ConfigError, match=message):  # when the model is created, before any data is read
+        create_model("rank-blend", params)
+
+
+@pytest.mark.parametrize("params, message", [
+    ("{nope", "blend: params must be JSON"), ("5", "blend: params must be a JSON object"),
+    ('{"svd": 5}', "blend: params for svd must be a JSON object"), ('{"ials": {}}', "not in the blend: ials"),
+])
+def test_bad_blend_params_fail_when_the_blend_is_created(params, message):
+    with pytest.raises(ConfigError, match=message):  # `5` and `{"svd": 5}` were a TypeError traceback at fit
+        create_model("blend", {"models": "bias,svd", "params": params})
 
 
 def test_fold_in_of_a_known_user_equals_their_fused_scores(data):

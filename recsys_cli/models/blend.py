@@ -38,9 +38,31 @@ class BlendConfig(ModelConfig):
     support_features: bool = param(True, "let weights depend on the user's and item's rating counts")
 
 
+def member_overrides(kind: str, params: str, names: list[str]) -> dict[str, dict]:
+    """The `params` JSON of a blend: {member: {key: value}} over members in `names`; ConfigError otherwise."""
+    try:
+        overrides = json.loads(params or "{}")
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{kind}: params must be JSON: {exc}") from None
+    example = '{"%s": {"factors": 96}}' % (names[0] if names else "svd")
+    if not isinstance(overrides, dict):
+        raise ConfigError(f"{kind}: params must be a JSON object such as {example}")
+    unknown = set(overrides) - set(names)
+    if unknown:
+        raise ConfigError(f"{kind}: params for models not in the blend: {', '.join(sorted(unknown))}")
+    for name, values in overrides.items():
+        if not isinstance(values, dict):
+            raise ConfigError(f"{kind}: params for {name} must be a JSON object such as {example}")
+    return overrides
+
+
 class BlendModel(Recommender):
     name = "blend"
     Config = BlendConfig
+
+    def check_config(self) -> None:
+        """Members, their overrides and their own configs are checked when the blend is created, before any work."""
+        self._members()
 
     def _members(self) -> list[tuple[str, object]]:
         from recsys_cli.models.registry import create_model
@@ -50,13 +72,7 @@ class BlendModel(Recommender):
             raise ConfigError("blend: `models` is empty")
         if "blend" in names:
             raise ConfigError("blend: a blend cannot contain itself")
-        try:
-            overrides = json.loads(self.config.params or "{}")
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"blend: params must be JSON: {exc}") from None
-        unknown = set(overrides) - set(names)
-        if unknown:
-            raise ConfigError(f"blend: params for models not in the blend: {', '.join(sorted(unknown))}")
+        overrides = member_overrides("blend", self.config.params, names)
         members = []
         for n in names:
             params = dict(overrides.get(n, {}))

@@ -13,7 +13,6 @@ fully described by its config; their states are saved under m0., m1., ... (no pi
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from itertools import combinations
 
@@ -22,7 +21,7 @@ import numpy as np
 from recsys_cli.data.dataset import Interactions
 from recsys_cli.errors import ConfigError, UsageError
 from recsys_cli.models.base import Recommender
-from recsys_cli.models.blend import load_members, members_state
+from recsys_cli.models.blend import load_members, member_overrides, members_state
 from recsys_cli.models.config import ModelConfig, choice, param
 
 
@@ -120,6 +119,10 @@ class RankBlend(Recommender):
     predicts_ratings = False
     scores_are_ratings = False
 
+    def check_config(self) -> None:
+        """Members, their overrides and their own configs are checked when the blend is created, before any work."""
+        self._members()
+
     def _members(self) -> list[tuple[str, Recommender]]:
         from recsys_cli.models.registry import create_model
 
@@ -130,15 +133,7 @@ class RankBlend(Recommender):
             raise ConfigError("rank-blend: a model is listed twice; list each once")
         if {"rank-blend", "blend"} & set(names):
             raise ConfigError("rank-blend: members cannot be blends")
-        try:
-            overrides = json.loads(self.config.params or "{}")
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"rank-blend: params must be JSON: {exc}") from None
-        if not isinstance(overrides, dict):
-            raise ConfigError('rank-blend: params must be a JSON object such as {"ials": {"factors": 96}}')
-        unknown = set(overrides) - set(names)
-        if unknown:
-            raise ConfigError(f"rank-blend: params for models not in the blend: {', '.join(sorted(unknown))}")
+        overrides = member_overrides("rank-blend", self.config.params, names)
         return [(n, create_model(n, dict(overrides.get(n, {})))) for n in names]
 
     def _member_scores(self, model: Recommender, users: np.ndarray, seen: np.ndarray) -> np.ndarray:

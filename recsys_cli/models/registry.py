@@ -88,7 +88,11 @@ def create_model(name: str, params: dict[str, Any] | None = None, preset: str | 
         config = cls.Config.from_dict(params or {}, preset=preset)
     except ConfigError as exc:
         raise ConfigError(f"{name}: {exc}") from None
-    return cls(config)
+    model = cls(config)
+    check = getattr(model, "check_config", None)
+    if check is not None:  # a blend checks its members' names and params now, not after "training ..."
+        check()
+    return model
 
 
 def load_params_file(path) -> dict[str, Any]:
