@@ -399,6 +399,136 @@ def test_batches_scored_in_blocks_with_cache_hits_equal_the_cli_json(env, server
     assert one.json() == cli_json(env, "recommend", SVD, "--user", "99999", "-n", 1)
 
 
+def _compute_slots(app):
+    """create_app's `compute_slots` (the per-event-loop semaphore of compute slots), found among the functions the
+    POST /recommend endpoint closes over, so a test can hold the slots itself. `app` is the ServeMiddleware."""
+    import inspect
+
+    endpoint = next(r.endpoint for r in app.app.routes
+                    if getattr(r, "path", None) == "/recommend" and "POST" in getattr(r, "methods", ()))
+    todo, seen = [endpoint], set()
+    while todo:
+        fn = todo.pop()
+        if fn.__name__ == "compute_slots":
+            return fn
+        if fn not in seen:
+            seen.add(fn)
+            todo += [v for v in inspect.getclosurevars(fn).nonlocals.values() if inspect.isfunction(v)]
+    raise AssertionError("POST /recommend does not reach a compute_slots function")
+
+
+def test_a_large_body_waits_for_a_compute_slot_unparsed_and_a_small_one_is_parsed_at_once(server, monkeypatch):
+    """With every compute slot held by the test, a POST body over INLINE_BODY_BYTES reaches the slot queue
+    unparsed (the waiting request holds raw bytes only), while one up to INLINE_BODY_BYTES (40 users: it still
+    computes in a slot) is parsed before it waits. Once the slots are free both get the answers they get when
+    nothing waits, each body parsed exactly once."""
+    import asyncio
+
+    import httpx
+
+    import recsys_cli.serve.app as serve_module
+
+    client, registry, _ = server
+    users = registry.get(SVD).model.user_ids.tolist()
+    large = json.dumps({"users": users * 3, "n": 3}).encode()
+    small = json.dumps({"users": users[:40], "n": 3}).encode()
+    assert len(small) <= serve_module.INLINE_BODY_BYTES < len(large) and 40 > serve_module.INLINE_USERS
+    headers = {"content-type": "application/json", "cache-control": "no-cache"}
+    expected = [client.post("/recommend", content=body, headers=headers) for body in (large, small)]
+    assert [r.status_code for r in expected] == [200, 200]
+
+    parsed: list[bytes] = []
+    parse_body = serve_module.parse_body
+
+    def counting_parse(model, raw):
+        parsed.append(raw)
+        return parse_body(model, raw)
+
+    monkeypatch.setattr(serve_module, "parse_body", counting_parse)
+    compute_slots = _compute_slots(client.app)
+
+    async def scenario():
+        slots = compute_slots()  # this event loop's semaphore (made on first use)
+        held = 0
+        while not slots.locked():  # the test takes every slot
+            await slots.acquire()
+            held += 1
+        arrivals: asyncio.Queue = asyncio.Queue()
+        acquire = slots.acquire
+
+        async def noting_acquire():  # a request asks for a slot: what had been parsed by then
+            arrivals.put_nowait(list(parsed))
+            return await acquire()
+
+        slots.acquire = noting_acquire  # `async with slots` calls self.acquire()
+
+        async def next_arrival(request: asyncio.Task) -> list[bytes]:
+            arrival = asyncio.ensure_future(arrivals.get())
+            done, _ = await asyncio.wait({request, arrival}, timeout=60, return_when=asyncio.FIRST_COMPLETED)
+            assert arrival in done and not request.done(), "the request did not wait for a compute slot"
+            return arrival.result()
+
+        transport = httpx.ASGITransport(app=client.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            big = asyncio.ensure_future(http.post("/recommend", content=large, headers=headers))
+            assert await next_arrival(big) == []  # at the slot queue with its body still raw
+            little = asyncio.ensure_future(http.post("/recommend", content=small, headers=headers))
+            assert await next_arrival(little) == [small]  # parsed before it waits; the large one still not
+            assert parsed == [small]
+            for _ in range(held):
+                slots.release()
+            return await asyncio.wait_for(asyncio.gather(big, little), timeout=60)
+
+    got = asyncio.run(scenario())
+    assert [(r.status_code, r.content) for r in got] == [(r.status_code, r.content) for r in expected]
+    assert parsed == [small, large]  # each parsed once, the large one when it had its slot
+
+
+def test_server_start_up_returns_large_frees_and_keeps_one_malloc_heap(env, monkeypatch):
+    """serve_app(server_process=True) (what `recsys serve` and its workers build) calls glibc's mallopt:
+    M_MMAP_THRESHOLD (-3) to 1 MiB, then M_ARENA_MAX (-8) to 1, and keeps malloc_trim for after large requests.
+    libc is a stand-in here, so this runs on any platform; a libc without mallopt, or one refusing it, is a
+    no-op (False, no trim)."""
+    import ctypes
+    import gc
+
+    import recsys_cli.serve.app as serve_module
+
+    class FakeLibc:
+        def __init__(self, accepts: bool = True):
+            self.calls: list[tuple[int, int]] = []
+            self.accepts = accepts
+
+        def mallopt(self, param: int, value: int) -> int:
+            self.calls.append((param, value))
+            return int(self.accepts)
+
+        def malloc_trim(self, pad: int) -> int:
+            return 1
+
+    libc = FakeLibc()
+    monkeypatch.setattr(ctypes, "CDLL", lambda name: libc)
+    monkeypatch.setattr(gc, "freeze", lambda: None)  # serve_app's gc.freeze() would outlive the test
+    monkeypatch.setattr(serve_module, "_TRIM", {})
+    serve_app([SVD], artifacts_dir=env["arts"], data_dir=env["data"], log=io.StringIO())
+    assert libc.calls == [] and serve_module._TRIM == {}  # not a server process: the allocator is left alone
+    serve_app([SVD], artifacts_dir=env["arts"], data_dir=env["data"], log=io.StringIO(), server_process=True)
+    assert libc.calls == [(-3, 1 << 20), (-8, 1)]
+    assert serve_module._TRIM == {"malloc_trim": libc.malloc_trim}
+
+    refusing = FakeLibc(accepts=False)
+    monkeypatch.setattr(ctypes, "CDLL", lambda name: refusing)
+    monkeypatch.setattr(serve_module, "_TRIM", {})
+    assert serve_module.return_large_frees() is False
+    assert refusing.calls == [(-3, 1 << 20)] and serve_module._TRIM == {}
+
+    def no_libc(name):
+        raise OSError("no C library")
+
+    monkeypatch.setattr(ctypes, "CDLL", no_libc)
+    assert serve_module.return_large_frees() is False and serve_module._TRIM == {}
+
+
 def test_return_large_frees_sets_the_glibc_threshold():
     import platform
 
