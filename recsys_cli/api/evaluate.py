@@ -35,7 +35,7 @@ class EvaluationResult:
     relevance: str
     params: dict[str, Any]
     metrics: dict[str, float]
-    metrics_std: dict[str, float] = field(default_factory=dict)
+    metrics_std: dict[str, float | None] = field(default_factory=dict)  # None for a single holdout
     folds: list[dict[str, float]] | None = None
     fit_seconds: float | None = None
     predict_seconds: float | None = None
@@ -207,7 +207,7 @@ def evaluate(model: Any, test: Any = None, *, metrics: str | Sequence[str] = "al
     result = EvaluationResult(
         model=model.name, run=run_name, dataset=test_data.name, fingerprint=test_data.fingerprint,
         protocol={"kind": "holdout", "split": test_inter.split}, relevance=settings.describe(), params=model.params,
-        metrics=_keep(scores, keep), metrics_std={k: 0.0 for k in _keep(scores, keep)},
+        metrics=_keep(scores, keep), metrics_std={k: None for k in _keep(scores, keep)},  # one holdout: no spread
         fit_seconds=info.get("train_seconds"), predict_seconds=seconds, seed=info.get("seed"),
     )
     _record([result], artifacts_dir=artifacts_dir, record=record, mlflow=mlflow)

@@ -180,7 +180,7 @@ def evaluate_run(run: str, *, data_dir=None, artifacts_dir=None, settings: EvalS
         "relevance": settings.describe(),
         "params": manifest.get("config", {}),
         "metrics": metrics,
-        "metrics_std": {k: 0.0 for k in metrics},
+        "metrics_std": {k: None for k in metrics},  # one holdout has no spread: null, not 0
         "fit_seconds": manifest.get("train_seconds"),
         "predict_seconds": time.perf_counter() - t0,
         "seed": manifest.get("seed"),
