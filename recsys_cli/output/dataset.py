@@ -46,7 +46,10 @@ def render_summary(meta: dict[str, Any], console) -> None:
         chart.add_row(value, _bar(count, largest), f"{count:,}", f"{100 * count / total:.1f} %")
     console.print(fit_table(chart, console.width))
 
-    genres = list(meta.get("genres", {}).items())
+    from recsys_cli.data.readers import NO_GENRES
+
+    # ml-100k's "unknown" flag is the absence of a genre (as `insights` and the models read it): not counted
+    genres = [(g, n) for g, n in meta.get("genres", {}).items() if g not in NO_GENRES]
     if genres:
         g_table = Table(title=f"top genres (of {len(genres)})", title_justify="left", show_header=False, box=None)
         g_table.add_column()
