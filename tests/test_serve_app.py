@@ -479,7 +479,11 @@ def test_a_large_body_waits_for_a_compute_slot_unparsed_and_a_small_one_is_parse
                 slots.release()
             return await asyncio.wait_for(asyncio.gather(big, little), timeout=60)
 
-    got = asyncio.run(scenario())
+    # A thread of its own: an earlier test (Playwright's sync API) can leave an event loop running in this one.
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        got = pool.submit(lambda: asyncio.run(scenario())).result()
     assert [(r.status_code, r.content) for r in got] == [(r.status_code, r.content) for r in expected]
     assert parsed == [small, large]  # each parsed once, the large one when it had its slot
 
