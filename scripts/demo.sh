@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job (`make demo`): MovieLens 100K from download to recommendations, every step a real command.
-# Offline, with no $RECSYS_MIRROR, it says so in one line and runs the same chain on synthetic data
-# shaped like ml-100k (planted structure, titles, genres) so the whole chain still shows.
+# Offline, with no $RECSYS_MIRROR, the download's own retries and error come first; then one note says the
+# demo carries on, and the same chain runs on synthetic data shaped like ml-100k (planted structure, titles,
+# genres) so the whole chain still shows.
 set -euo pipefail
 RECSYS=${RECSYS:-.venv/bin/recsys}
 
