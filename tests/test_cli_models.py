@@ -207,3 +207,41 @@ def test_one_command_app_matches_the_full_app():
     bad = ["recommend", "no-such-run", "--user", "1", "--artifacts-dir", "/nonexistent"]
     assert (runner.invoke(only("recommend"), bad).exit_code, runner.invoke(app, bad).exit_code) == (7, 7)
     assert only("no-such-command") is app
+
+
+def test_a_run_is_not_evaluated_on_a_split_replaced_since(tmp_path):
+    """A run records its split's contents; after `split --force` (or for a split made in Python under a stored
+    split's name) evaluate and abtest refuse, instead of scoring on a test part that holds training ratings."""
+    import recsys_cli as rs
+
+    data, arts = tmp_path / "data", tmp_path / "artifacts"
+    assert run("generate", "tiny", "--users", "60", "--items", "40", "--ratings", "1500", "--data-dir", data).exit_code == 0
+    assert run("preprocess", "tiny", "--data-dir", data, "--format", "json").exit_code == 0
+    for model in ("bias", "popularity"):
+        res = run("train", model, "--dataset", "tiny", "--split", "random", "--data-dir", data, "--artifacts-dir", arts,
+                  "--format", "json")
+        assert res.exit_code == 0, res.output
+    ev = ("--data-dir", data, "--artifacts-dir", arts, "--format", "json")
+    assert run("evaluate", "bias-tiny-random", *ev).exit_code == 0
+    res = run("split", "tiny", "--kind", "random", "--name", "random", "--seed", "7", "--test", "0.5", "--force",
+              "--data-dir", data, "--format", "json")
+    assert res.exit_code == 0, res.output
+    message = ("error: run 'bias-tiny-random' was trained on a different split 'random' of 'tiny' than the one stored "
+               "now (replaced by `recsys split --force`, or made in Python with ds.split()); its test part would hold "
+               "training ratings: retrain it on this split\n")
+    res = run("evaluate", "bias-tiny-random", *ev)
+    assert res.exit_code == 7 and res.stderr == message
+    res = run("abtest", "bias-tiny-random", "popularity-tiny-random", *ev)
+    assert res.exit_code == 7 and res.stderr == message
+    res = run("train", "bias", "--dataset", "tiny", "--split", "random", "--data-dir", data, "--artifacts-dir", arts,
+              "--force", "--format", "json")
+    assert res.exit_code == 0 and run("evaluate", "bias-tiny-random", *ev).exit_code == 0  # retrained: fine again
+
+    ds = rs.load_dataset("tiny", data_dir=data)
+    other, _ = ds.split("random", test=0.2, seed=1)  # the stored "random" is now seed 7, test 0.5
+    rs.save(rs.train("bias", other, seed=1), "py-bias", artifacts_dir=arts)
+    with pytest.raises(rs.RecsysError, match="'py-bias' was trained on a different split 'random'"):
+        rs.evaluate("py-bias", data_dir=data, artifacts_dir=arts)
+    same, _ = ds.split("random", test=0.5, seed=7)  # the same contents as the stored split: allowed
+    rs.save(rs.train("bias", same, seed=1), "py-bias-same", artifacts_dir=arts)
+    assert rs.evaluate("py-bias-same", data_dir=data, artifacts_dir=arts).metrics["rmse"] > 0

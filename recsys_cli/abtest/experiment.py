@@ -67,7 +67,8 @@ def load_setup(runs: list[str], dataset: str | None = None, *, data_dir=None, ar
     loaded: dict[str, object] = {}
     for r in runs:
         if r not in loaded:
-            loaded[r] = store.load(r, expect_fingerprint=ds.fingerprint)[0]
+            loaded[r], manifest = store.load(r, expect_fingerprint=ds.fingerprint)
+            ds.check_run_split(r, manifest)
     test = ds.interactions(split, "test")
     if len(test) == 0:
         raise DataError(f"split {split!r} of {ds_name!r} has no held-out (test) ratings to simulate clicks from")

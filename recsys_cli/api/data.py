@@ -128,9 +128,9 @@ class Dataset:
         return self.interactions.csr()
 
     # ----- splits -----------------------------------------------------------------------
-    def _part(self, selection: np.ndarray, split: str, part: str) -> Dataset:
-        return Dataset(self.interactions.subset(selection, split=split), name=self.name, titles=self._titles,
-                       processed=self._processed, part=part)
+    def _part(self, selection: np.ndarray, split: str, part: str, fingerprint: str | None = None) -> Dataset:
+        return Dataset(self.interactions.subset(selection, split=split, split_fingerprint=fingerprint), name=self.name,
+                       titles=self._titles, processed=self._processed, part=part)
 
     def split(self, kind: str = "random", *, test: float | None = None, val: float = 0.0, k: int = 5,
               last: int = 1, val_last: int = 0, seed: int = 42):
@@ -140,7 +140,7 @@ class Dataset:
         user's last `last` ratings by time) and kfold (returns a list of k (train, test) pairs).
         With a validation part (`val` > 0 or `val_last` > 0) it returns (train, validation, test).
         """
-        from recsys_cli.data.splits import compute_split
+        from recsys_cli.data.splits import compute_split, part_fingerprint
 
         d = self.interactions
         if kind in ("temporal", "leave-last") and d.timestamps is None:
@@ -152,13 +152,15 @@ class Dataset:
         cols = {"user_id": d.users, "timestamp": d.timestamps if d.timestamps is not None else np.zeros(len(d), np.int64)}
         part, _params, _seed = compute_split(kind, cols, test=test, val=val, k=k, last=last, val_last=val_last,
                                              seed=seed)
+        # the same contents as a stored split of this dataset get the same identity (so its runs evaluate on it)
+        fp = part_fingerprint(part) if self.part is None else None
         if kind == "kfold":
-            return [(self._part(part != f, f"{kind}:{f}", "train"), self._part(part == f, f"{kind}:{f}", "test"))
-                    for f in range(k)]
-        parts = [self._part(part == 0, kind, "train")]
+            return [(self._part(part != f, f"{kind}:{f}", "train", fp and f"{fp}:{f}"),
+                     self._part(part == f, f"{kind}:{f}", "test", fp and f"{fp}:{f}")) for f in range(k)]
+        parts = [self._part(part == 0, kind, "train", fp)]
         if val or val_last:
-            parts.append(self._part(part == 1, kind, "validation"))
-        parts.append(self._part(part == 2, kind, "test"))
+            parts.append(self._part(part == 1, kind, "validation", fp))
+        parts.append(self._part(part == 2, kind, "test", fp))
         return tuple(parts)
 
     @property

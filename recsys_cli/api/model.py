@@ -168,7 +168,8 @@ class Recommender:
         self.titles = ds.titles
         self._train = inter
         self.trained_on = {"dataset": ds.name, "fingerprint": ds.fingerprint, "split": inter.split, "seed": seed,
-                           "train_seconds": seconds, "n_train_ratings": len(inter)}
+                           "train_seconds": seconds, "n_train_ratings": len(inter),
+                           "split_fingerprint": inter.split_fingerprint}
         return self
 
     # ----- answers as DataFrames --------------------------------------------------------

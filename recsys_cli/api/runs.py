@@ -149,7 +149,8 @@ def save(model: Recommender, name: str | None = None, *, force: bool = False, ar
     path = store.save(
         run, est, dataset=dataset, fingerprint=info.get("fingerprint", ""), split=info.get("split"),
         seed=int(info.get("seed", 42)), train_seconds=float(info.get("train_seconds", 0.0)), titles=model.titles,
-        extra={"preset": model.preset, "n_train_ratings": info.get("n_train_ratings")}, force=force,
+        extra={"preset": model.preset, "n_train_ratings": info.get("n_train_ratings"),
+               "split_fingerprint": info.get("split_fingerprint")}, force=force,
     )
     if record or mlflow is not None:
         entry = dict(run=run, model=model.name, params=model.params, seed=int(info.get("seed", 42)),

@@ -38,6 +38,7 @@ class Interactions:
     dataset: str = ""
     fingerprint: str = ""
     split: str | None = None
+    split_fingerprint: str | None = None  # part_fingerprint of the split's codes (+ ":K" for a fold), if known
     tags_path: str | None = None  # the dataset's tags.parquet; read only by item_tags()
     _cache: dict = field(default_factory=dict, repr=False, compare=False)
     # (users, items, selection) of each subset step that led here, kept only when there are
@@ -127,8 +128,10 @@ class Interactions:
     def item_counts(self) -> np.ndarray:
         return np.bincount(self.items, minlength=self.n_items).astype(np.int32)
 
-    def subset(self, mask_or_index: np.ndarray, split: str | None = None) -> Interactions:
-        """Rows selected by a boolean mask or index array; vocabularies unchanged."""
+    def subset(self, mask_or_index: np.ndarray, split: str | None = None,
+               split_fingerprint: str | None = None) -> Interactions:
+        """Rows selected by a boolean mask or index array; vocabularies unchanged. Naming a `split` sets a new
+        split identity (`split_fingerprint`, unknown if not given); otherwise the rows keep this one's."""
         ts = self.timestamps[mask_or_index] if self.timestamps is not None else None
         left_out = self._left_out
         if self.tags_path is not None:  # remember what was left out, for item_tags (no copies made here)
@@ -140,6 +143,7 @@ class Interactions:
             ratings=self.ratings[mask_or_index],
             timestamps=ts,
             split=split if split is not None else self.split,
+            split_fingerprint=split_fingerprint if split is not None else self.split_fingerprint,
             _cache={},
             _left_out=left_out,
         )
@@ -260,7 +264,31 @@ class Dataset:
         )
         if split is None:
             return full
-        return full.subset(self.split_mask(split, part), split=split)
+        return full.subset(self.split_mask(split, part), split=split, split_fingerprint=self.split_fingerprint(split))
+
+    def split_fingerprint(self, split: str) -> str:
+        """The identity of split `split` as stored now (see splits.part_fingerprint)."""
+        from recsys_cli.data.splits import part_fingerprint
+
+        base, _, fold = split.partition(":")
+        self.split_mask(split)  # loads and checks the codes
+        codes = self._split_codes[base][0]
+        key = ("fingerprint", base)
+        if key not in self._split_codes:
+            self._split_codes[key] = part_fingerprint(codes)
+        return self._split_codes[key] + (f":{fold}" if fold else "")
+
+    def check_run_split(self, run: str, manifest: dict) -> None:
+        """ArtifactError when the run was trained on other contents of its split than the ones stored now."""
+        split, recorded = manifest.get("split"), manifest.get("split_fingerprint")
+        if split and recorded and recorded != self.split_fingerprint(split):
+            from recsys_cli.errors import ArtifactError
+
+            raise ArtifactError(
+                f"run {run!r} was trained on a different split {split!r} of {self.name!r} than the one stored now "
+                "(replaced by `recsys split --force`, or made in Python with ds.split()); its test part would "
+                "hold training ratings: retrain it on this split"
+            )
 
     def split_mask(self, split: str, part: str = "train") -> np.ndarray:
         from recsys_cli.data.splits import load_split

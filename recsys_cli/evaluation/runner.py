@@ -160,6 +160,7 @@ def evaluate_run(run: str, *, data_dir=None, artifacts_dir=None, settings: EvalS
         )
     ds = load_dataset(manifest["dataset"], data_dir)
     model, manifest = store.load(run, expect_fingerprint=ds.fingerprint)
+    ds.check_run_split(run, manifest)
     train = ds.interactions(split, "train")
     test = ds.interactions(split, "test")
     t0 = time.perf_counter()
