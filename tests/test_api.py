@@ -223,6 +223,18 @@ def test_duplicate_policies(frame):
     assert len(last) == len(mean) == frame.height
 
 
+def test_duplicates_are_found_on_pairs_of_64_bit_ids():
+    """(0, 5) and (2**32, 5) are different pairs: the duplicate key once overflowed and merged them."""
+    big = {"user_id": [0, 2**32, 7, 7], "item_id": [5, 5, 2**32 - 1, 2**32 - 1], "rating": [1.0, 5.0, 3.0, 4.0],
+           "ts": [1, 2, 3, 4]}
+    last = rs.from_frame(big, timestamp="ts", duplicates="last")
+    assert len(last) == 3 and last.duplicates_resolved == 1
+    rows = {(u, i): r for u, i, r in last.ratings.select("user_id", "item_id", "rating").iter_rows()}
+    assert rows == {(0, 5): 1.0, (2**32, 5): 5.0, (7, 2**32 - 1): 4.0}
+    with pytest.raises(rs.RecsysError, match=r"1 duplicated \(user_id, item_id\) pairs, e.g. \(7, 4294967295\)"):
+        rs.from_frame(big, timestamp="ts")
+
+
 def test_bad_queries_raise_usage_errors(data, tmp_path):
     model = rs.train("bias", data, seed=1)
     with pytest.raises(UsageError, match="between 1"):

@@ -384,7 +384,10 @@ def _timestamp_column(df, column: str | None) -> np.ndarray | None:
 
 
 def _resolve_duplicates(users, items, ratings, timestamps, policy: str, user_col: str, item_col: str):
-    key = users * (np.int64(items.max()) + 1) + items
+    # dense codes first: raw 64-bit ids multiplied together would overflow and merge different pairs
+    _, u_code = np.unique(users, return_inverse=True)
+    item_vocab, i_code = np.unique(items, return_inverse=True)
+    key = u_code.reshape(-1).astype(np.int64) * np.int64(len(item_vocab)) + i_code.reshape(-1)
     order = np.argsort(key, kind="stable")
     ks = key[order]
     dup = np.flatnonzero(ks[1:] == ks[:-1])
