@@ -283,6 +283,28 @@ def test_generic_parquet_bad_value_names_the_row(tmp_path):
         preprocess(str(path), name="pq", data_dir=tmp_path / "data", columns={"user": "u", "item": "i", "rating": "score"})
 
 
+def test_generic_parquet_float_ids_must_be_whole_and_datetimes_become_seconds(tmp_path):
+    """A cast would truncate 1.9 to 1 (merging users) and 3.5 s to 3; whole floats are fine; a datetime column
+    is stored as Unix seconds (as from_frame does), not microseconds."""
+    import datetime as dt
+
+    opts = {"data_dir": tmp_path / "data", "columns": {"user": "u", "item": "i", "rating": "r", "timestamp": "t"}}
+    bad = tmp_path / "bad.parquet"
+    pl.DataFrame({"u": [1.0, 1.9], "i": [5, 6], "r": [3.0, 4.0], "t": [1, 2]}).write_parquet(bad)
+    with pytest.raises(DataError, match=r"^bad.parquet: row 2: user id '1.9' is not an integer$"):
+        preprocess(str(bad), name="pq1", **opts)
+    pl.DataFrame({"u": [1.0, 2.0], "i": [5, 6], "r": [3.0, 4.0], "t": [1.0, 3.5]}).write_parquet(bad)
+    with pytest.raises(DataError, match=r"^bad.parquet: row 2: timestamp '3.5' is not an integer$"):
+        preprocess(str(bad), name="pq2", **opts)
+    assert not (tmp_path / "data" / "processed" / "pq1").exists()
+    good = tmp_path / "good.parquet"
+    when = dt.datetime(2020, 1, 1, 0, 0, 7)
+    pl.DataFrame({"u": [1.0, 2.0], "i": [5, 6], "r": [3.0, 4.0], "t": [when, when]}).write_parquet(good)
+    preprocess(str(good), name="pq3", **opts)
+    ratings = pl.read_parquet(_processed(tmp_path / "data", "pq3") / "ratings.parquet")
+    assert ratings["user_id"].to_list() == [1, 2] and ratings["timestamp"].to_list() == [1577836807, 1577836807]
+
+
 def test_rated_items_missing_from_movies_get_a_placeholder(tmp_path):
     folder = write_layout("csv", tmp_path / "src")
     append_line(folder, "csv", "4,99,4.0,883000500")

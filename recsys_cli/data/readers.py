@@ -188,10 +188,18 @@ def scan_ratings(rf: RatingsFile) -> pl.LazyFrame:
         seps = []
     present = list(raw.values()) + seps
     lf = lf.filter(~pl.all_horizontal([e.is_null() for e in present]))  # blank lines
-    user = raw["user"].cast(pl.Int64, strict=False)
-    item = raw["item"].cast(pl.Int64, strict=False)
+    as_int = {role: raw[role].cast(pl.Int64, strict=False) for role in ("user", "item", "timestamp") if role in raw}
+    if rf.sep == "":  # Parquet keeps its types: a float must be a whole number (a cast would truncate 1.9 to 1)
+        types = lf.collect_schema()
+        for role in as_int:
+            name, dtype = rf.header_names[pos[role]], types[rf.header_names[pos[role]]]
+            if dtype.is_temporal() and role == "timestamp":  # a datetime column: Unix seconds, as from_frame
+                as_int[role] = raw[role].dt.epoch("s")
+            elif dtype.is_float():
+                as_int[role] = pl.when(raw[role] == raw[role].floor()).then(as_int[role])
+    user, item = as_int["user"], as_int["item"]
     rating = raw["rating"].cast(pl.Float64, strict=False)
-    ts = raw["timestamp"].cast(pl.Int64, strict=False) if "timestamp" in raw else pl.lit(0, pl.Int64)
+    ts = as_int["timestamp"] if "timestamp" in raw else pl.lit(0, pl.Int64)
     ok = user.is_between(*ID_RANGE) & item.is_between(*ID_RANGE) & rating.is_not_null() & ts.is_not_null()
     for sep in seps:
         ok = ok & sep.is_null()
@@ -297,7 +305,17 @@ def _check_fields(rf: RatingsFile, parts: list[str]) -> str | None:
 
 def _parquet_error(rf: RatingsFile, from_row: int) -> DataError | None:
     row = pl.scan_parquet(rf.path).slice(from_row, 1).collect()
-    message = _check_fields(rf, [str(row[c][0]) for c in rf.header_names]) if row.height else None
+
+    rating = rf.header_names[rf.positions["rating"]]
+
+    def text(column: str, value) -> str:  # as the reader sees an id or time: a whole float is an integer
+        if column != rating and isinstance(value, float) and value.is_integer():
+            return str(int(value))
+        if hasattr(value, "timestamp"):  # a datetime: its Unix seconds
+            return str(int(value.timestamp()))
+        return str(value)
+
+    message = _check_fields(rf, [text(c, row[c][0]) for c in rf.header_names]) if row.height else None
     return DataError(f"{rf.path.name}: row {from_row + 1}: {message}") if message else None
 
 
