@@ -487,3 +487,17 @@ def test_rich_byte_bar_when_a_person_watches(tmp_path: Path, monkeypatch) -> Non
     result = run("download", "ml-100k", "--mirror", fake_mirror(tmp_path / "m"), "--data-dir", tmp_path / "d")
     assert result.exit_code == 0, result.output
     assert "verifying ml-100k.zip" in result.stderr and "downloaded ml-100k" in result.stderr
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--timeout", "-5"], "error: --timeout must be more than 0 and at most 3600 seconds, got -5\n"),
+    (["--timeout", "0"], "error: --timeout must be more than 0 and at most 3600 seconds, got 0\n"),
+    (["--retries", "1000000000"], "error: --retries must be between 0 and 20, got 1000000000\n"),
+    (["--retries", "-1"], "error: --retries must be between 0 and 20, got -1\n"),
+])
+def test_network_limits_are_checked_before_any_attempt(tmp_path: Path, args, message) -> None:
+    """A negative timeout was a ValueError traceback after the first attempt; a huge --retries retried for ever."""
+    data = tmp_path / "data"
+    result = run("download", "ml-1m", "--mirror", "http://127.0.0.1:1/", *args, "--data-dir", data)
+    assert result.exit_code == 2 and result.stderr == message
+    assert raw_leftovers(data) == []

@@ -324,6 +324,10 @@ def _present(target: Path, expected: str | None, where: str) -> dict[str, Any]:
     return record
 
 
+MAX_TIMEOUT = 3600.0  # seconds for one connection or read
+MAX_RETRIES = 20  # with the doubling backoff, 20 retries already wait for days
+
+
 def download(
     name: str,
     *,
@@ -344,6 +348,12 @@ def download(
     `max_unpacked_bytes` (default $RECSYS_MAX_UNPACKED_BYTES or max(20x the zip, 4 GiB))
     caps what an archive may expand to.
     """
+    import math
+
+    if not (math.isfinite(timeout) and 0 < timeout <= MAX_TIMEOUT):
+        raise UsageError(f"--timeout must be more than 0 and at most {MAX_TIMEOUT:g} seconds, got {timeout:g}")
+    if not 0 <= retries <= MAX_RETRIES:
+        raise UsageError(f"--retries must be between 0 and {MAX_RETRIES}, got {retries}")
     release = get_release(name)
     source = _resolve_source(release, mirror, from_zip)
     backoff = _env_float("RECSYS_DOWNLOAD_BACKOFF", 1.0) if backoff is None else backoff
