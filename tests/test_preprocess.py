@@ -305,6 +305,18 @@ def test_generic_parquet_float_ids_must_be_whole_and_datetimes_become_seconds(tm
     assert ratings["user_id"].to_list() == [1, 2] and ratings["timestamp"].to_list() == [1577836807, 1577836807]
 
 
+def test_a_csv_named_parquet_and_an_empty_u_genre_are_data_errors(tmp_path):
+    fake = tmp_path / "r.parquet"
+    fake.write_text("userId,movieId,rating\n1,2,3\n")
+    with pytest.raises(DataError, match=r"^r.parquet: not a readable Parquet file \(Parquet magic bytes"):
+        preprocess(str(fake), name="pq", data_dir=tmp_path / "data")
+    folder = write_layout("ml-100k", tmp_path / "src")
+    (folder / "u.genre").write_text("")
+    with pytest.raises(DataError, match=r"^u.genre: no genres listed"):
+        preprocess(str(folder), name="x", data_dir=tmp_path / "data")
+    assert not (tmp_path / "data" / "processed" / "x").exists()
+
+
 def test_rated_items_missing_from_movies_get_a_placeholder(tmp_path):
     folder = write_layout("csv", tmp_path / "src")
     append_line(folder, "csv", "4,99,4.0,883000500")

@@ -108,9 +108,13 @@ def generic_layout(path: Path, columns: dict[str, str] | None) -> Layout:
     """A lone ratings CSV/TSV/Parquet file whose columns are named by `columns` (or guessed)."""
     path = Path(path)
     if path.suffix.lower() in (".parquet", ".pq"):
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
-        names = tuple(pq.read_schema(path).names)
+        try:
+            names = tuple(pq.read_schema(path).names)
+        except (OSError, pa.ArrowException) as exc:
+            raise DataError(f"{path.name}: not a readable Parquet file ({str(exc).splitlines()[0]})") from None
         positions: dict[str, int] = {r: names.index(c) for r, c in _map_columns(path.name, names, columns).items()}
         return Layout("generic", None, RatingsFile(path, "", True, positions, len(names), names))
     return Layout("generic", None, _csv_ratings(path, columns))
@@ -383,6 +387,8 @@ def _items_frame(df: pl.DataFrame, ids: pl.Series, fname: str) -> pl.DataFrame:
 def read_genre_names(path: Path) -> list[str]:
     """ml-100k u.genre ("unknown|0" ... "Western|18") as names ordered by index."""
     df = _split(_lines(path), "|", 2, path.name)
+    if df.is_empty():
+        raise DataError(f"{path.name}: no genres listed (expected lines like 'Action|1')")
     idx = _number(df, pl.col("parts").list.get(1), pl.Int32, "genre index", path.name)
     names = df.select(pl.col("parts").list.get(0).alias("name")).with_columns(idx.alias("idx")).sort("idx")
     return names["name"].to_list()
