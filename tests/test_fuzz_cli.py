@@ -65,6 +65,7 @@ def env(tmp_path_factory):
     (files / "empty.csv").write_text("")
     (files / "bad.toml").write_text("factors = [1, \n")
     (files / "params-list.toml").write_text("params = 3\n")
+    (files / "params-beside.toml").write_text("reg_u = 2\n[params]\nreg_i = 4\n")  # reg_u was dropped silently
     (files / "ratings-neg.csv").write_text("userId,movieId,rating\n1,-5,4\n2,3,5\n")
     (files / "ratings-nan.csv").write_text("userId,movieId,rating\n1,5,nan\n2,3,5\n")
     (files / "ratings-inf.csv").write_text("userId,movieId,rating\n1,5,inf\n2,3,5\n")
@@ -403,6 +404,7 @@ CASES = [
     (["train", "bias", "--dataset", "synth", "--config", "{FILES}/binary.csv", "--name", "x"], 2),
     (["train", "bias", "--dataset", "synth", "--config", "{FILES}/bad.toml", "--name", "x"], 2),
     (["train", "bias", "--dataset", "synth", "--config", "{FILES}/params-list.toml", "--name", "x"], 2),
+    (["train", "bias", "--dataset", "synth", "--config", "{FILES}/params-beside.toml", "--name", "x"], 2),
     (["train", "bias", "--dataset", "synth", "--config", "{FILES}/nosuch.toml", "--name", "x"], 3),
     (["preprocess", "{FILES}/ratings-neg.csv", "--name", "neg"], 3),
     (["preprocess", "{FILES}/ratings-nan.csv", "--name", "x"], 3),

@@ -120,6 +120,10 @@ def load_params_file(path) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"{path}: invalid TOML: {exc}") from None
     params = data.get("params", data)
+    beside = sorted(k for k in data if k != "params") if "params" in data else []
+    if beside:  # they used to be dropped without a word
+        raise UsageError(f"{path}: {', '.join(beside)} beside the [params] table; put every hyperparameter in "
+                         "[params], or all of them at the top level")
     if not isinstance(params, dict):
         raise UsageError(f"{path}: [params] must be a table of key = value")
     return dict(params)
