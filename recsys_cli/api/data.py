@@ -142,6 +142,13 @@ class Dataset:
         """
         from recsys_cli.data.splits import compute_split, part_fingerprint
 
+        for label, value, kinds in (("test", test, (int, float)), ("val", val, (int, float)), ("k", k, (int,)),
+                                    ("last", last, (int,)), ("val_last", val_last, (int,))):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (*kinds, np.integer,
+                                                                                        np.floating))):
+                kind_text = "a number" if float in kinds else "an integer"
+                raise UsageError(f"split: {label} must be {kind_text}, got {value!r}")
+
         d = self.interactions
         if kind in ("temporal", "leave-last") and d.timestamps is None:
             raise UsageError(f"a {kind} split needs timestamps; this dataset has none (from_frame(..., timestamp=COLUMN))")
@@ -327,7 +334,13 @@ def _id_column(df, column: str, what: str) -> np.ndarray:
     if s.null_count():
         raise DataError(f"column {column!r} ({what} ids) has {s.null_count():,} missing values")
     if s.dtype.is_integer():
+        too_big = s.dtype == pl.UInt64 and bool((s > np.iinfo(np.int64).max).any())
+        if too_big:
+            raise DataError(f"column {column!r} ({what} ids) has ids above 2**63 - 1 (e.g. {s.max()}); "
+                            "ids must fit 64-bit signed integers")
         out = s.cast(pl.Int64).to_numpy()
+    elif s.dtype.is_nested():
+        raise DataError(f"column {column!r} ({what} ids) must hold integer ids; it holds {s.dtype}")
     else:
         cast = s.cast(pl.Int64, strict=False)
         bad = cast.is_null() | (s.cast(pl.Float64, strict=False) != cast.cast(pl.Float64)).fill_null(True) \
@@ -349,6 +362,8 @@ def _rating_column(df, column: str | None) -> np.ndarray:
     if column is None:
         return np.ones(df.height, np.float32)
     s = df[column]
+    if s.dtype.is_nested():
+        raise DataError(f"column {column!r} (ratings) must be numeric; it holds {s.dtype}")
     if not s.dtype.is_numeric():
         cast = s.cast(pl.Float64, strict=False)
         bad = cast.is_null() & s.is_not_null()
@@ -441,6 +456,8 @@ def _item_metadata(items, item_ids: np.ndarray) -> tuple[dict[int, str], np.ndar
     g = frame["genres"]
     if g.dtype == pl.String:
         g = g.str.split("|")
+    elif not (isinstance(g.dtype, pl.List) and g.dtype.inner in (pl.String, pl.Null)) and g.null_count() < len(g):
+        raise DataError(f"the items frame's genres must be lists of names or 'A|B' text; it holds {g.dtype}")
     lists = [[x for x in (v or []) if x and x != "(no genres listed)"] for v in g.to_list()]
     names = tuple(sorted({x for v in lists for x in v}))
     mat = np.zeros((len(item_ids), len(names)), np.float32)
@@ -483,7 +500,10 @@ def from_frame(data: Any, *, user: str = "user_id", item: str = "item_id", ratin
     if rating_scale is None:
         rating_scale = (float(values.min()), float(values.max()))
     else:
-        lo, hi = (float(x) for x in rating_scale)
+        try:
+            lo, hi = (float(x) for x in rating_scale)
+        except (TypeError, ValueError):
+            raise UsageError(f"rating_scale must be (low, high), two numbers, got {rating_scale!r}") from None
         if not (np.isfinite(lo) and np.isfinite(hi) and lo <= hi):
             raise UsageError(f"rating_scale must be (low, high) with low <= high, got {rating_scale!r}")
         outside = (values < lo) | (values > hi)
@@ -496,7 +516,10 @@ def from_frame(data: Any, *, user: str = "user_id", item: str = "item_id", ratin
     titles: dict[int, str] = {}
     genres, genre_names = None, ()
     if items is not None:
-        meta_ids = _id_column(_to_polars(items, ["item_id", "title", "genres"]), "item_id", "item")
+        meta = _to_polars(items, ["item_id", "title", "genres"])
+        if "item_id" not in meta.columns:
+            raise DataError(f"the items frame needs an item_id column (columns: {', '.join(meta.columns)})")
+        meta_ids = _id_column(meta, "item_id", "item")
         item_ids = np.union1d(item_ids, meta_ids)
         titles, genres, genre_names = _item_metadata(items, item_ids)
     inter = Interactions(

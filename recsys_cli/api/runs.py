@@ -141,6 +141,10 @@ def save(model: Recommender, name: str | None = None, *, force: bool = False, ar
     from recsys_cli.artifacts import ArtifactStore, check_run_name
     from recsys_cli.training import default_run_name
 
+    from recsys_cli.api.model import Recommender
+
+    if not isinstance(model, Recommender):
+        raise UsageError(f"save takes a model from rs.train(...) or rs.create_model(...).fit(...), got {model!r}")
     est = model._fitted()
     info = model.trained_on
     dataset = info.get("dataset") or "data"

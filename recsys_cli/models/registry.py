@@ -37,6 +37,8 @@ def model_names() -> list[str]:
 
 def get_model_class(name: str):
     """The class for a model name; UsageError listing valid names for an unknown one."""
+    if not isinstance(name, str):
+        raise UsageError(f"a model is named by a string such as 'svd' or 'ials', got {name!r}")
     if name.startswith(SURPRISE_PREFIX):
         module = importlib.import_module("recsys_cli.models.surprise_adapter")
         return module.adapter_class(name[len(SURPRISE_PREFIX) :])
