@@ -138,10 +138,9 @@ def save(model: Recommender, name: str | None = None, *, force: bool = False, ar
     Written to a hidden folder and moved in at once; an existing run is replaced only with
     force=True. The run is also recorded in the ledger (`recsys runs --ledger`) unless record=False.
     """
+    from recsys_cli.api.model import Recommender
     from recsys_cli.artifacts import ArtifactStore, check_run_name
     from recsys_cli.training import default_run_name
-
-    from recsys_cli.api.model import Recommender
 
     if not isinstance(model, Recommender):
         raise UsageError(f"save takes a model from rs.train(...) or rs.create_model(...).fit(...), got {model!r}")

@@ -196,7 +196,7 @@ def scan_ratings(rf: RatingsFile) -> pl.LazyFrame:
     if rf.sep == "":  # Parquet keeps its types: a float must be a whole number (a cast would truncate 1.9 to 1)
         types = lf.collect_schema()
         for role in as_int:
-            name, dtype = rf.header_names[pos[role]], types[rf.header_names[pos[role]]]
+            dtype = types[rf.header_names[pos[role]]]
             if dtype.is_temporal() and role == "timestamp":  # a datetime column: Unix seconds, as from_frame
                 as_int[role] = raw[role].dt.epoch("s")
             elif dtype.is_float():
