@@ -164,6 +164,10 @@ BAD = [
     ("post", "/recommend", {"json": {"users": [1], "run": "../x"}}, 404, "unknown_run"),
     ("post", "/predict", {"json": {"pairs": [[1]]}}, 422, "invalid"),
     ("post", "/predict", {"json": {"pairs": []}}, 422, "invalid"),
+    ("post", "/predict", {"json": {"pairs": [[True, 5]]}}, 422, "invalid"),  # was read as user 1
+    ("post", "/predict", {"json": {"pairs": [[1.0, 5]]}}, 422, "invalid"),
+    ("post", "/recommend", {"json": {"users": ["1"]}}, 422, "invalid"),
+    ("get", "/recommend", {"params": [("user", 1), ("user", 2)]}, 422, "invalid"),  # used the last one
     ("post", "/predict", {"json": {"pairs": [[1, 2]] * 501}}, 413, "payload_too_large"),
     ("post", "/recommend", {"content": b"[" + b"1," * 600_000 + b"1]",
                             "headers": {"content-type": "application/json"}}, 413, "payload_too_large"),

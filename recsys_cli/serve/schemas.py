@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 from starlette.requests import Request
 
 
@@ -19,7 +19,7 @@ class RecommendBody(BaseModel):
     ]})
 
     run: str | None = Field(None, description="Run name; optional when the server has a default run.")
-    users: list[int] | None = Field(None, description="Raw user ids (at most --max-batch).")
+    users: list[StrictInt] | None = Field(None, description="Raw user ids (at most --max-batch).")
     ratings: dict[int, float] | None = Field(None, description="A new user's ratings {item_id: rating}.")
     n: int = Field(10, description="Items per user (1 .. catalogue size).")
     exclude_seen: bool = Field(True, description="Leave out items the user rated in training.")
@@ -35,8 +35,9 @@ class PredictBody(BaseModel):
     ]})
 
     run: str | None = Field(None, description="Run name; optional when the server has a default run.")
-    pairs: list[tuple[int, int]] = Field(..., description="[[user_id, item_id], ...] (at most --max-batch).")
-    timestamps: list[int] | None = Field(None, description="When each rating is made (Unix seconds, one per pair), "
+    # strict: true, 1.0 or "1" are not ids (lax parsing read [true, 50] as user 1)
+    pairs: list[tuple[StrictInt, StrictInt]] = Field(..., description="[[user_id, item_id], ...] (at most --max-batch).")
+    timestamps: list[StrictInt] | None = Field(None, description="When each rating is made (Unix seconds, one per pair), "
                                                            "for a run with a time part (fm's time group).")
 
 
@@ -71,6 +72,8 @@ class Param:
 
     def parse(self, params) -> Any:
         raw = params.get(self.name)
+        if raw is not None and len(params.getlist(self.name)) > 1:  # which one was meant? (it used the last)
+            raise ApiError(422, f"query.{self.name}: given more than once", "invalid")
         if raw is None:
             if self.default is ...:
                 raise ApiError(422, f"query.{self.name}: Field required", "invalid")
