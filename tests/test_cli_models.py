@@ -245,3 +245,31 @@ def test_a_run_is_not_evaluated_on_a_split_replaced_since(tmp_path):
     same, _ = ds.split("random", test=0.5, seed=7)  # the same contents as the stored split: allowed
     rs.save(rs.train("bias", same, seed=1), "py-bias-same", artifacts_dir=arts)
     assert rs.evaluate("py-bias-same", data_dir=data, artifacts_dir=arts).metrics["rmse"] > 0
+
+
+def test_a_header_only_pairs_file_and_an_empty_test_part_are_errors(env, tmp_path):
+    header = tmp_path / "header.csv"
+    header.write_text("user_id,item_id\n")
+    res = run("predict", "svd-synth-random", "--pairs-file", header, *A(env))
+    assert res.exit_code == 2 and res.stderr == f"error: {header}: give at least one user_id,item_id pair\n"
+    # a split whose test part is empty: evaluate said "metrics": {} with exit 0
+    res = run("split", "synth", "--kind", "leave-last", "--last", "1", "--name", "nothing-held", "--data-dir",
+              env["data"], "--format", "json")
+    assert res.exit_code == 0, res.output
+    import numpy as np
+
+    from recsys_cli.data.dataset import load_dataset
+
+    ds = load_dataset("synth", data_dir=env["data"])
+    part_file = ds.path / ds.meta["splits"]["nothing-held"]["file"]
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(part_file)
+    pq.write_table(table.set_column(0, table.column_names[0], pa.array(np.zeros(table.num_rows, np.int8))), part_file)
+    res = run("train", "bias", "--dataset", "synth", "--split", "nothing-held", "--data-dir", env["data"], *A(env),
+              "--format", "json")
+    assert res.exit_code == 0, res.output
+    res = run("evaluate", "bias-synth-nothing-held", "--data-dir", env["data"], *A(env), "--format", "json")
+    assert res.exit_code == 3 and res.stderr == ("error: split 'nothing-held' of 'synth' has no held-out (test) ratings "
+                                                 "to score 'bias-synth-nothing-held' on\n")

@@ -141,6 +141,8 @@ def register(app: typer.Typer) -> None:
             if user is not None or item is not None:
                 raise UsageError("use either --user/--item or --pairs-file, not both")
             users, items, in_file = _read_id_file(pairs_file, ("user_id", "item_id"), ("timestamp",))
+            if not users:  # as recommend --users-file: a header alone is an input error, not an empty answer
+                raise UsageError(f"{pairs_file}: give at least one user_id,item_id pair")
             if in_file is not None and at_time is not None:
                 raise UsageError("the pairs file has a timestamp column: leave out --time")
             times = in_file if in_file is not None else times

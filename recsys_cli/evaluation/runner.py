@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from recsys_cli.data.dataset import Dataset, Interactions, load_dataset
-from recsys_cli.errors import ArtifactError, UsageError
+from recsys_cli.errors import ArtifactError, DataError, UsageError
 from recsys_cli.evaluation.protocols import EvalSettings, score_model
 
 
@@ -163,6 +163,8 @@ def evaluate_run(run: str, *, data_dir=None, artifacts_dir=None, settings: EvalS
     ds.check_run_split(run, manifest)
     train = ds.interactions(split, "train")
     test = ds.interactions(split, "test")
+    if len(test) == 0:  # as abtest says: there is nothing to score (it printed "metrics": {} and exit 0)
+        raise DataError(f"split {split!r} of {manifest['dataset']!r} has no held-out (test) ratings to score {run!r} on")
     t0 = time.perf_counter()
     scores = score_model(model, train, test, settings)
     metrics = {k: v for k, v in scores.items() if k != "predict_seconds"}
