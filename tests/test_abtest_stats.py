@@ -276,3 +276,16 @@ def test_welch_relative_lift_is_the_delta_method_by_hand():
     crit = stats.t(res.df).ppf(0.975)
     assert res.rel_lift == pytest.approx(b.mean() / a.mean() - 1, abs=1e-12)
     assert (res.rel_ci_low, res.rel_ci_high) == pytest.approx((res.rel_lift - crit * se, res.rel_lift + crit * se))
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"mde": -0.05, "alternative": "greater"}, "--mde -0.05 is a fall of the CTR but --alternative greater"),
+    ({"mde": 0.05, "alternative": "less"}, "--mde 0.05 is a rise of the CTR but --alternative less"),
+    ({"mde": 0.05, "icc": 0.5}, "--icc is the correlation of one user's impressions"),
+    ({"users": 1000, "relative": True}, "--relative says how to read --mde"),
+])
+def test_plan_refuses_options_it_would_flip_or_ignore(kwargs, message):
+    """They were answered anyway: the sign flipped to match the alternative, --icc and --relative dropped."""
+    with pytest.raises(UsageError, match=message.replace("(", r"\(")):
+        plan(0.1, **kwargs)
+    assert plan(0.1, mde=-0.05, alternative="less")["target_ctr"] == pytest.approx(0.05)

@@ -150,6 +150,15 @@ def plan(baseline: float, *, mde: float | None = None, users: int | None = None,
         raise UsageError("give exactly one of --mde (to get the sample size) or --users (to get the detectable effect)")
     if alternative not in ("two-sided", "greater", "less"):
         raise UsageError(f"unknown --alternative {alternative!r}; choose two-sided, greater or less")
+    if mde is not None and (alternative, mde > 0) in (("greater", False), ("less", True)):  # it was flipped silently
+        raise UsageError(f"--mde {mde:g} is a {'fall' if mde < 0 else 'rise'} of the CTR but --alternative "
+                         f"{alternative} tests for a {'rise' if alternative == 'greater' else 'fall'}; give "
+                         f"--mde {-mde:g}, or --alternative {'less' if alternative == 'greater' else 'greater'}")
+    if icc and impressions_per_user is None:
+        raise UsageError("--icc is the correlation of one user's impressions: it needs --impressions-per-user K")
+    if relative and mde is None:
+        raise UsageError("--relative says how to read --mde; with --users the effect is solved for (absolute and "
+                         "relative are both in the answer)")
     k = impressions_per_user
     deff = design_effect(k, icc) if k is not None else 1.0
     if mde is not None:
