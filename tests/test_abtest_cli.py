@@ -195,6 +195,7 @@ def test_cli_salt_default_matches_library():
         (["abtest", "pop", "svd", "--alpha", "2"], 2, "--alpha"),
         (["abtest", "bandit", "pop", "--policy", "thompson"], 2, "at least two"),
         (["abtest", "bandit", "pop", "svd", "--policy", "greedy"], 2, "--policy"),
+        (["abtest", "pop", "svd", "--click-threshold", "99"], 2, "above the ratings' scale"),
     ],
 )
 def test_bad_input_exit_codes(env, args, code, message):

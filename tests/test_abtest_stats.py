@@ -289,3 +289,11 @@ def test_plan_refuses_options_it_would_flip_or_ignore(kwargs, message):
     with pytest.raises(UsageError, match=message.replace("(", r"\(")):
         plan(0.1, **kwargs)
     assert plan(0.1, mde=-0.05, alternative="less")["target_ctr"] == pytest.approx(0.05)
+
+
+def test_a_click_threshold_above_the_scale_is_refused():
+    from recsys_cli.abtest.simulation import make_click_model
+
+    with pytest.raises(UsageError, match="--click-threshold 99 is above the ratings' scale"):
+        make_click_model("threshold", (1.0, 5.0), threshold=99)
+    assert make_click_model("threshold", (1.0, 5.0), threshold=1.0) is not None  # every held-out rating clicks

@@ -166,6 +166,10 @@ def make_click_model(name: str, rating_scale=(1.0, 5.0), *, threshold: float | N
                      decay: str = "power", gamma: float = 0.85, noise: float = 0.02) -> ClickModel:
     """Build a click model by name; the threshold defaults to 4 on a 1-5 scale (80% of the top)."""
     if name == "threshold":
+        hi = float(rating_scale[1])
+        if threshold is not None and not threshold <= hi:  # no held-out rating could click: p = nan
+            raise UsageError(f"--click-threshold {threshold:g} is above the ratings' scale (up to {hi:g}): no "
+                             "held-out rating would click")
         return ThresholdClick(4.0 if threshold is None else threshold)
     if name == "position":
         return PositionClick(rating_scale, eta=eta, decay=decay, gamma=gamma, noise=noise)
