@@ -336,8 +336,10 @@ def load_dataset(name: str, data_dir=None) -> Dataset:
         elif name.startswith("ml-"):
             hint = f"recsys download {name} && recsys preprocess {name}"
         else:
-            hint = f"recsys generate {name} && recsys preprocess {name}, or recsys preprocess PATH --name {name}"
-        raise DataError(f"dataset {name!r} is not preprocessed (no {meta_path}); run `{hint}`")
+            hint = f"`recsys generate {name} && recsys preprocess {name}`, or `recsys preprocess PATH --name {name}`"
+        if not hint.startswith("`"):
+            hint = f"`{hint}`"
+        raise DataError(f"dataset {name!r} is not preprocessed (no {meta_path}); run {hint}")
     try:
         meta = json.loads(meta_path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
