@@ -71,6 +71,10 @@ def test_force_does_not_replace_the_mlflow_store(env, command):
         (("predict", "nosuchrun", "--user", "1", "--item", "1"), 7, "unknown run 'nosuchrun'"),
         (("recommend", "svd-synth-random"), 2, "exactly one of"),
         (("recommend", "svd-synth-random", "--ratings", "1:x"), 2, "item:rating"),
+        # int() reads these as other ids (10, 3): ids are ASCII digits with an optional minus
+        (("recommend", "svd-synth-random", "--user", "1_0"), 2, "expected integer ids, got '1_0'"),
+        (("recommend", "svd-synth-random", "--user", "+3"), 2, "expected integer ids, got '+3'"),
+        (("recommend", "svd-synth-random", "--ratings", "1_0:3"), 2, "item:rating"),
         (("evaluate", "--model", "svd"), 2, "--dataset"),
     ],
 )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 import sys
 from pathlib import Path
 from typing import IO
@@ -16,6 +17,18 @@ from typing import IO
 from recsys_cli.errors import DataError
 
 MAX_ID_FILE_BYTES = 1 << 30  # 1 GiB of ids is already ~100M rows
+
+
+_INT = re.compile(r"-?[0-9]+")
+
+
+def parse_int(text: str) -> int:
+    """An id as written in a file or on the command line: optional minus and ASCII digits only (Python's int()
+    also takes '1_0', '+3' and non-ASCII digits, which would quietly name another id). ValueError otherwise."""
+    text = text.strip()
+    if not _INT.fullmatch(text):
+        raise ValueError(text)
+    return int(text)
 
 
 def _read_text(path: str | os.PathLike, stdin: IO[bytes] | None = None) -> tuple[str, str]:
@@ -70,7 +83,7 @@ def read_id_columns(path: str | os.PathLike, columns: tuple[str, ...], *, stdin:
                 continue
             try:
                 for k, p in enumerate(pos):
-                    value = int(row[p])
+                    value = parse_int(row[p])
                     if not -2**63 <= value < 2**63:
                         raise ValueError
                     out[k].append(value)

@@ -23,16 +23,18 @@ from recsys_cli.cli.engine_opts import EngineOpt, SparkConfOpt, SparkMasterOpt, 
 
 
 def _ids(text: str, what: str) -> list[int]:
+    from recsys_cli.api.inputs import parse_int
     from recsys_cli.errors import UsageError
 
     try:
-        return [int(x) for x in text.replace(",", " ").split()]
+        return [parse_int(x) for x in text.replace(",", " ").split()]
     except ValueError:
         raise UsageError(f"{what}: expected integer ids, got {text!r}") from None
 
 
 def _parse_ratings(text: str) -> list[tuple[int, float]]:
     """'50:5,172:4.5' -> [(50, 5.0), (172, 4.5)]."""
+    from recsys_cli.api.inputs import parse_int
     from recsys_cli.errors import UsageError
 
     items, values = [], []
@@ -41,7 +43,7 @@ def _parse_ratings(text: str) -> list[tuple[int, float]]:
         try:
             if not sep:
                 raise ValueError
-            items.append(int(item))
+            items.append(parse_int(item))
             values.append(float(value))
         except ValueError:
             raise UsageError(f"--ratings expects item:rating pairs like 50:5,172:4.5, got {part!r}") from None
