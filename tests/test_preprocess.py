@@ -317,6 +317,21 @@ def test_a_csv_named_parquet_and_an_empty_u_genre_are_data_errors(tmp_path):
     assert not (tmp_path / "data" / "processed" / "x").exists()
 
 
+def test_u_genre_listing_fewer_genres_than_the_flags_and_an_empty_users_file(tmp_path):
+    """The extra flags were read as URL and dates (genres silently lost); an empty users.dat gave has_users true
+    over zero rows."""
+    folder = write_layout("ml-100k", tmp_path / "src")
+    first = (folder / "u.genre").read_text(encoding="latin-1").splitlines()[0]
+    (folder / "u.genre").write_text(first + "\n")
+    with pytest.raises(DataError, match=r"^u.item: its lines end in more 0/1 genre flags than the 1 genre\(s\) "
+                                         r"u.genre lists$"):
+        preprocess(str(folder), name="x", data_dir=tmp_path / "data")
+    folder = write_layout("ml-1m", tmp_path / "src1m")
+    (folder / "users.dat").write_text("")
+    meta = preprocess(str(folder), name="y", data_dir=tmp_path / "data")
+    assert meta["has_users"] is False and not (_processed(tmp_path / "data", "y") / "users.parquet").exists()
+
+
 def test_rated_items_missing_from_movies_get_a_placeholder(tmp_path):
     folder = write_layout("csv", tmp_path / "src")
     append_line(folder, "csv", "4,99,4.0,883000500")

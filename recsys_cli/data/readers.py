@@ -403,6 +403,10 @@ def read_items(layout: Layout) -> tuple[pl.DataFrame, dict[str, int] | None]:
         df = _split(_lines(path), "|", 5 + len(genres), name, exact=False)
         # Genre flags are the last fields: a stray '|' in a URL must not shift them.
         flags = [pl.col("parts").list.get(-len(genres) + k) for k in range(len(genres))]
+        before = pl.col("parts").list.get(-len(genres) - 1, null_on_oob=True).str.strip_chars()
+        if df.height and df.select(before.is_in(["0", "1"]).all()).item():  # the URL field is a flag too
+            raise DataError(f"{name}: its lines end in more 0/1 genre flags than the {len(genres)} genre(s) "
+                            f"{layout.files['genres'].name} lists")
         df = df.with_columns(*[f.str.strip_chars().alias(f"g{k}") for k, f in enumerate(flags)])
         for k in range(len(genres)):
             bad = df.filter(~pl.col(f"g{k}").is_in(["0", "1"]))
@@ -449,11 +453,14 @@ def read_users(layout: Layout) -> pl.DataFrame | None:
     if path is None:
         return None
     name = path.name
+    lines = _lines(path)
+    if lines.is_empty():  # no users to describe: the dataset has no demographics (has_users false)
+        return None
     if layout.kind == "ml-100k":  # id|age|gender|occupation|zip
-        df = _split(_lines(path), "|", 5, name)
+        df = _split(lines, "|", 5, name)
         order = {"age": 1, "gender": 2, "occupation": 3, "zip": 4}
     else:  # UserID::Gender::Age::Occupation::Zip-code
-        df = _split(_lines(path), "::", 5, name)
+        df = _split(lines, "::", 5, name)
         order = {"gender": 1, "age": 2, "occupation": 3, "zip": 4}
     get = {k: pl.col("parts").list.get(i).str.strip_chars() for k, i in order.items()}
     df = df.with_columns(
