@@ -149,6 +149,8 @@ def test_spark_als_is_a_normal_run_as_accurate_as_ours(synth, runs):
     local, _ = store.load("als-local")
     model, manifest = store.load("als-spark")
     assert type(model) is type(local) and manifest["engine"] == "spark"
+    # the split's identity as the local engine records it: evaluate refuses either once the split is replaced
+    assert manifest["split_fingerprint"] == store.manifest("als-local")["split_fingerprint"] is not None
     assert manifest["spark"]["spark_version"].startswith("4.") and manifest["spark"]["master"] == "local[2]"
     assert manifest["spark"]["als_params"]["rank"] == 8 and manifest["spark"]["als_params"]["regParam"] == 0.05
     assert any("biases and factors alternate in 3 rounds" in d for d in manifest["spark"]["differences"])

@@ -175,7 +175,8 @@ def train_spark_run(
     saved = store.save(
         run, model, dataset=dataset_name, fingerprint=meta.get("fingerprint", ""), split=split, seed=seed,
         train_seconds=seconds, titles=_titles(path),
-        extra={"preset": preset, "n_train_ratings": n_train, "engine": "spark", "spark": spark_record},
+        extra={"preset": preset, "n_train_ratings": n_train, "engine": "spark", "spark": spark_record,
+               "split_fingerprint": _split_fingerprint(dataset_name, split, data_dir)},
         force=force,
     )
     entry = dict(run=run, model=model_name, params=config.to_dict(), seed=seed, dataset=dataset_name,
@@ -191,6 +192,15 @@ def train_spark_run(
         "train_ratings": n_train, "train_seconds": round(seconds, 3), "path": str(saved),
         "config": config.to_dict(), "fit_info": fit_info, "engine": "spark", "spark": spark_record,
     }
+
+
+def _split_fingerprint(dataset_name: str, split: str | None, data_dir) -> str | None:
+    """The split's identity as the local engine records it (evaluate refuses the run if the split is replaced)."""
+    if not split:
+        return None
+    from recsys_cli.data.dataset import load_dataset
+
+    return load_dataset(dataset_name, data_dir).split_fingerprint(split)
 
 
 def _titles(path) -> dict[int, str]:
