@@ -128,6 +128,8 @@ def test_duplicates_resolved_by_latest_timestamp(tmp_path, kind):
         ("csv", "5,1,3.3,880000000", "ratings.csv:{n}: rating '3.3' is not a multiple of 0.5"),
         ("csv", "5,abc,3,880000000", "ratings.csv:{n}: item id 'abc' is not an integer"),
         ("csv", "5,1,3", "ratings.csv:{n}: expected 4 fields, got 3"),
+        ("csv", "5,1,NaN,880000000", "ratings.csv:{n}: rating 'NaN' is not a finite number"),  # was "outside"
+        ("csv", "5,1,inf,880000000", "ratings.csv:{n}: rating 'inf' is not a finite number"),
     ],
 )
 def test_malformed_rows_name_file_and_line(tmp_path, kind, line, message):

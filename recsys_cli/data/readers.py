@@ -300,6 +300,8 @@ def _check_fields(rf: RatingsFile, parts: list[str]) -> str | None:
         if role in ("user", "item") and number < 0:
             return f"{label} {value!r} is negative (ids are 0 or more)"
         if role == "rating":
+            if number != number or number in (float("inf"), float("-inf")):
+                return f"rating {value!r} is not a finite number"
             if not 0.5 <= number <= 5.0:
                 return f"rating {value!r} is outside the scale 0.5..5"
             if number * 2 != round(number * 2):
