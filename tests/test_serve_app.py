@@ -228,6 +228,14 @@ def test_predict_at_a_time_equals_the_cli(env):
     bad = client.post("/predict", json={"pairs": [[1, 2], [1, 3]], "timestamps": [early]})
     assert bad.status_code == 422 and bad.json()["error"] == "timestamps: give one per pair (2), got 1"
     assert client.get("/predict", params={"user": 1, "item": 2, "time": "noon"}).status_code == 422
+    assert "X-Recsys-Note" not in client.get("/predict", params={"user": 1, "item": 2, "time": early}).headers
+    # a run without a time part answers as without a time, and says so in a header (the CLI: a stderr note)
+    svd = TestClient(serve_app([SVD], artifacts_dir=env["arts"], data_dir=env["data"], log=io.StringIO()))
+    for res in (svd.get("/predict", params={"user": 1, "item": 2, "time": early}),
+                svd.post("/predict", json={"pairs": [[1, 2]], "timestamps": [early]})):
+        assert res.headers["X-Recsys-Note"] == (f"{SVD} has no time part (only fm with its time group has one): the "
+                                                "times are ignored")
+    assert "X-Recsys-Note" not in svd.get("/predict", params={"user": 1, "item": 2}).headers
 
 
 def test_a_post_body_is_json_whatever_its_content_type_says(server):

@@ -79,6 +79,16 @@ except ImportError:  # pragma: no cover - orjson is part of the serve extra
     orjson = None
 
 
+NOTE_HEADER = "X-Recsys-Note"  # what the CLI says on stderr beside the same JSON
+
+
+def _noted(response: Response, predictions) -> Response:
+    if predictions.time_ignored:
+        response.headers[NOTE_HEADER] = (f"{predictions.run} has no time part (only fm with its time group has one): "
+                                         "the times are ignored")
+    return response
+
+
 def _json(obj: Any, status: int = 200) -> Response:
     if orjson is not None:
         try:
@@ -409,7 +419,8 @@ def create_app(registry: RunRegistry, *, api_key: str | None = None, metrics: Se
         (`time`: as `--time`)."""
         user, item, run, at = parse_query(request, PREDICT_PARAMS)
         loaded = use(request, run)
-        return _json(queries.predict(loaded.run, [user], [item], timestamps=None if at is None else [at]).to_dict()[0])
+        result = queries.predict(loaded.run, [user], [item], timestamps=None if at is None else [at])
+        return _noted(_json(result.to_dict()[0]), result)
 
     @app.post("/predict", tags=["predict"], **body_openapi(PredictBody))
     async def predict_batch(request: Request):
@@ -428,7 +439,7 @@ def create_app(registry: RunRegistry, *, api_key: str | None = None, metrics: Se
                            "invalid")
         result = await call(len(users), queries.predict, loaded.run, users, items, timestamps=body.timestamps,
                             held=held)
-        return _json(result.to_dict())
+        return _noted(_json(result.to_dict()), result)
 
     @app.get("/similar", tags=["items"], responses=_example(
         [{"item_id": 1, "rank": 1, "similar_item_id": 50, "title": "Star Wars", "similarity": 0.61}]),
