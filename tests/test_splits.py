@@ -222,6 +222,9 @@ def test_split_cli(tmp_path):
     assert res.exit_code == 0, res.output
     rows = json.loads(res.stdout)
     assert rows[0]["split"] == "random-test0.1-val0.1"
+    assert S.default_name("random", test=0.20000001) == "random-test0.20000001"  # :g named it random-test0.2
+    empty = _split(tmp_path, "--kind", "random", "--name", "")
+    assert empty.exit_code == 2 and empty.stderr.startswith("error: bad split name ''")  # was the default name
     assert (rows[0]["train"], rows[0]["validation"], rows[0]["test"]) == (n - 2 * round(0.1 * n), round(0.1 * n), round(0.1 * n))
     again = _split(tmp_path, "--kind", "random", "--test", "0.1", "--val", "0.1")
     assert again.exit_code == 2 and "--force" in again.stderr

@@ -401,9 +401,9 @@ def default_name(kind: str, *, test: float | None = None, val: float = 0.0, k: i
     extra = []
     if kind in ("random", "temporal", "user"):
         if test is not None and test != default_test:
-            extra.append(f"test{test:g}")
+            extra.append(f"test{test!r}")  # repr: the shortest text that is this float (:g made 0.20000001 0.2)
         if val:
-            extra.append(f"val{val:g}")
+            extra.append(f"val{val!r}")
     if kind == "leave-last" and val_last:
         extra.append(f"val{val_last}")
     if kind in ("random", "user", "kfold") and seed != DEFAULT_SEED:
@@ -423,9 +423,9 @@ def create_split(processed_path: Path, kind: str, *, name: str | None = None, te
     if kind in ("leave-last", "kfold", "ml100k") and (test is not None or val):
         raise UsageError(f"--test/--val do not apply to --kind {kind} (use --last/--val-last or --k)")
     if kind == "ml100k":
-        names = [check_name(name)] if name else list(ML100K_SPLITS)
+        names = [check_name(name)] if name is not None else list(ML100K_SPLITS)
     else:
-        names = [check_name(name or default_name(kind, test=test, val=val, k=k, last=last,
+        names = [check_name(name if name is not None else default_name(kind, test=test, val=val, k=k, last=last,
                                                  val_last=val_last, seed=seed))]
     taken = [s for s in names if s in existing]
     if taken and not force:
