@@ -142,10 +142,10 @@ class Dataset:
         """
         from recsys_cli.data.splits import compute_split, part_fingerprint
 
-        for label, value, kinds in (("test", test, (int, float)), ("val", val, (int, float)), ("k", k, (int,)),
-                                    ("last", last, (int,)), ("val_last", val_last, (int,))):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (*kinds, np.integer,
-                                                                                        np.floating))):
+        number, integer = (int, float, np.integer, np.floating), (int, np.integer)
+        for label, value, kinds in (("test", test, number), ("val", val, number), ("k", k, integer),
+                                    ("last", last, integer), ("val_last", val_last, integer)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, kinds)):
                 kind_text = "a number" if float in kinds else "an integer"
                 raise UsageError(f"split: {label} must be {kind_text}, got {value!r}")
 
