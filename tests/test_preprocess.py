@@ -360,3 +360,11 @@ def test_bad_users_file_names_its_line(tmp_path):
         fh.write("5::M::25::42::55455\n")
     with pytest.raises(DataError, match=r"^users.dat:5: occupation code 42 is not one of 0..20$"):
         preprocess(str(folder), name="x", data_dir=tmp_path / "data")
+
+
+def test_a_title_that_is_only_a_year_keeps_its_text():
+    """"(2001)" became an empty title (the year was cut off and nothing was left)."""
+    from recsys_cli.data.readers import _title_year
+
+    df = pl.DataFrame({"t": ["Toy Story (1995)", "(2001)", "Heat"]})
+    assert df.select(_title_year(pl.col("t"))).rows() == [("Toy Story", 1995), ("(2001)", 2001), ("Heat", None)]

@@ -373,7 +373,10 @@ def _unique_ids(df: pl.DataFrame, col: str, label: str, fname: str) -> None:
 
 def _title_year(title: pl.Expr) -> list[pl.Expr]:
     t = title.str.strip_chars()
-    return [t.str.replace(_YEAR, "").alias("title"), t.str.extract(_YEAR, 1).cast(pl.Int16, strict=False).alias("year")]
+    bare = t.str.replace(_YEAR, "")
+    # a title that is only "(2001)" keeps its text rather than become empty
+    return [pl.when(bare.str.strip_chars() == "").then(t).otherwise(bare).alias("title"),
+            t.str.extract(_YEAR, 1).cast(pl.Int16, strict=False).alias("year")]
 
 
 def _items_frame(df: pl.DataFrame, ids: pl.Series, fname: str) -> pl.DataFrame:
