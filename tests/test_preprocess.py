@@ -368,3 +368,12 @@ def test_a_title_that_is_only_a_year_keeps_its_text():
 
     df = pl.DataFrame({"t": ["Toy Story (1995)", "(2001)", "Heat"]})
     assert df.select(_title_year(pl.col("t"))).rows() == [("Toy Story", 1995), ("(2001)", 2001), ("Heat", None)]
+
+
+def test_a_ratings_file_without_its_header_says_so(tmp_path):
+    """It said "the header repeats a column name (1, 1, 4.0, ...)" when two values of the first row matched."""
+    path = tmp_path / "nohdr.csv"
+    path.write_text("1,1,4.0,964982703\n1,3,4.0,964981247\n")
+    with pytest.raises(DataError, match=r"^nohdr.csv:1: expected a header line naming the columns, found data "
+                                        r"\(1,1,4.0,964982703\); add one, e.g. userId,movieId,rating,timestamp$"):
+        preprocess(str(path), name="nohdr", data_dir=tmp_path / "data")

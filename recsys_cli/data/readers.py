@@ -144,6 +144,14 @@ def _map_columns(fname: str, names: tuple[str, ...], columns: dict[str, str] | N
     return mapping
 
 
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _csv_ratings(path: Path, columns: dict[str, str] | None) -> RatingsFile:
     with open(path, "rb") as fh:
         if b"\x00" in fh.read(1 << 16):
@@ -154,6 +162,9 @@ def _csv_ratings(path: Path, columns: dict[str, str] | None) -> RatingsFile:
         raise DataError(f"{path.name}:1: expected a header line, found an empty line")
     sep = "\t" if "\t" in first else (";" if ";" in first and "," not in first else ",")
     names = tuple(next(csv.reader([first.rstrip("\r\n")], delimiter=sep)))
+    if names and all(_is_number(n) for n in names):  # data where the header should be
+        raise DataError(f"{path.name}:1: expected a header line naming the columns, found data "
+                        f"({sep.join(names)}); add one, e.g. userId{sep}movieId{sep}rating{sep}timestamp")
     if len(set(names)) != len(names):
         raise DataError(f"{path.name}:1: the header repeats a column name ({', '.join(names)})")
     mapping = _map_columns(path.name, names, columns)
