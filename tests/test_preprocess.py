@@ -218,7 +218,11 @@ def test_generic_file_errors(tmp_path):
     result = _run("preprocess", str(path), "--data-dir", str(tmp_path / "data"))
     assert result.exit_code == 2 and "--name is required" in result.stderr
     result = _run("preprocess", str(path), "--name", "x", "--columns", "user=a,item=b", "--data-dir", str(tmp_path))
-    assert result.exit_code == 2 and "rating" in result.stderr
+    assert result.exit_code == 2 and result.stderr == ("error: --columns is missing rating=COL (user, item and rating "
+                                                       "are required)\n")
+    result = _run("preprocess", str(path), "--name", "x", "--columns", "user=a;item=b;rating=c", "--data-dir",
+                  str(tmp_path))  # it said "missing item, rating=" (all of it was read as user's column)
+    assert result.exit_code == 2 and "(separated by commas), got 'user=a;item=b;rating=c'" in result.stderr
 
 
 def test_missing_dataset_or_file_says_what_to_run(tmp_path):

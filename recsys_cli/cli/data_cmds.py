@@ -57,12 +57,14 @@ def parse_columns(text: str | None) -> dict[str, str] | None:
     for part in text.split(","):
         role, sep, col = part.partition("=")
         role, col = role.strip().lower(), col.strip()
-        if not sep or not col or role not in ROLES:
-            raise UsageError(f"--columns expects user=COL,item=COL,rating=COL[,timestamp=COL], got {part!r}")
+        if not sep or not col or role not in ROLES or "=" in col:  # "=" in a column: roles not split by commas
+            raise UsageError(f"--columns expects user=COL,item=COL,rating=COL[,timestamp=COL] (separated by commas), "
+                             f"got {part!r}")
         columns[role] = col
     missing = [r for r in ROLES[:3] if r not in columns]
     if missing:
-        raise UsageError(f"--columns is missing {', '.join(missing)}= (user, item and rating are required)")
+        raise UsageError(f"--columns is missing {', '.join(f'{r}=COL' for r in missing)} (user, item and rating are "
+                         "required)")
     used = list(columns.values())
     twice = sorted({c for c in used if used.count(c) > 1})
     if twice:
