@@ -223,6 +223,8 @@ def test_dataframe_metrics_against_hand_computed_values():
          UsageError, "test must be a number"),
         (lambda f: rs.from_frame(f, user="user", item="item", rating="stars").split("kfold", k="3"), UsageError,
          "k must be an integer"),
+        (lambda f: rs.from_frame(f, user="user", item="item", rating="stars").split("kfold", k=np.float64(3)),
+         UsageError, "k must be an integer"),
         (lambda f: rs.train(None, rs.from_frame(f, user="user", item="item", rating="stars")), UsageError,
          "named by a string"),
         (lambda f: rs.save(5, "x"), UsageError, "save takes a model"),

@@ -171,6 +171,7 @@ def test_similar_and_runs_and_evaluate(env):
     out = json.loads(res.stdout)[0]
     assert {"model", "dataset", "protocol", "params", "metrics", "metrics_std", "fit_seconds", "predict_seconds"} <= set(out)
     assert {"rmse", "mae", "ndcg@10", "precision@10", "recall@10", "map@10"} <= set(out["metrics"])
+    assert set(out["metrics_std"]) == set(out["metrics"]) and set(out["metrics_std"].values()) == {None}  # one holdout
     res = run("runs", "--format", "json", *A(env))
     runs = {r["run"]: r for r in json.loads(res.stdout)}
     assert runs["svd-synth-random"]["metrics"]["rmse"] == pytest.approx(out["metrics"]["rmse"])

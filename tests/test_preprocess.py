@@ -253,6 +253,9 @@ def test_info_lists_and_describes(tmp_path):
     assert json.loads(result.stdout) == json.loads((_processed(data, "ml-100k") / "dataset.json").read_text())
     result = _run("info", "ml-100k", "--data-dir", str(data), "--format", "table")
     assert result.exit_code == 0 and "ml-100k" in result.stdout and "top genres" in result.stdout
+    meta = json.loads((_processed(data, "ml-100k") / "dataset.json").read_text())
+    real = [g for g in meta["genres"] if g != "unknown"]  # the "unknown" flag is no genre (it was counted)
+    assert "unknown" in meta["genres"] and f"top genres (of {len(real)})" in result.stdout
     result = _run("info", "ml-latest-small", "--data-dir", str(data))
     assert result.exit_code == 3 and "recsys preprocess ml-latest-small" in result.stderr
 

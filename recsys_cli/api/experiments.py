@@ -268,8 +268,7 @@ def tune(model: str, dataset: str, *, grid: Any = None, space: Any = None, trial
     tuning.metric_settings(metric, relevance, threshold)  # validates relevance
     if cv < 2:
         raise UsageError(f"--cv needs at least 2 folds, got {cv}")
-    if cv_folds not in tuning.CV_FOLDS:
-        raise UsageError(f"unknown --cv-folds {cv_folds!r}; choose one of {', '.join(tuning.CV_FOLDS)}")
+    tuning.check_cv_folds(cv_folds)
     if jobs < 1:
         raise UsageError(f"--jobs must be at least 1, got {jobs}")
     if name and not train_best:

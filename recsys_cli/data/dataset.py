@@ -185,6 +185,7 @@ class Dataset:
         self.path = path
         self.meta = meta
         self._split_codes: dict[str, tuple[np.ndarray, dict]] = {}  # train and test masks share one read
+        self._split_fingerprints: dict[str, str] = {}  # base split name -> part_fingerprint of its codes
 
     @property
     def fingerprint(self) -> str:
@@ -272,11 +273,9 @@ class Dataset:
 
         base, _, fold = split.partition(":")
         self.split_mask(split)  # loads and checks the codes
-        codes = self._split_codes[base][0]
-        key = ("fingerprint", base)
-        if key not in self._split_codes:
-            self._split_codes[key] = part_fingerprint(codes)
-        return self._split_codes[key] + (f":{fold}" if fold else "")
+        if base not in self._split_fingerprints:
+            self._split_fingerprints[base] = part_fingerprint(self._split_codes[base][0])
+        return self._split_fingerprints[base] + (f":{fold}" if fold else "")
 
     def check_run_split(self, run: str, manifest: dict) -> None:
         """ArtifactError when the run was trained on other contents of its split than the ones stored now."""

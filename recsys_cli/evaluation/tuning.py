@@ -94,6 +94,12 @@ def tuning_portions(ds, *, split: str | None, holdout: bool, seed: int) -> tuple
     return tune, test, {**desc, "n_tune": len(tune), "n_test": len(test)}
 
 
+def check_cv_folds(cv_folds: str) -> str:
+    if cv_folds not in CV_FOLDS:
+        raise UsageError(f"unknown --cv-folds {cv_folds!r}; choose one of {', '.join(CV_FOLDS)}")
+    return cv_folds
+
+
 def cv_fold_codes(tune_part: Interactions, *, cv: int, seed: int, cv_folds: str,
                   split_kind: str | None) -> tuple[np.ndarray, str]:
     """(fold code per tuning rating, the kind used). `ratings` deals the ratings into cv folds; `user`
@@ -102,9 +108,9 @@ def cv_fold_codes(tune_part: Interactions, *, cv: int, seed: int, cv_folds: str,
     is `user` when the split is per-user (user, leave-last), else `ratings`."""
     from recsys_cli.data.splits import kfold, user_kfold
 
-    if cv_folds not in CV_FOLDS:
-        raise UsageError(f"unknown --cv-folds {cv_folds!r}; choose one of {', '.join(CV_FOLDS)}")
-    kind = cv_folds if cv_folds != "auto" else ("user" if split_kind in PER_USER_KINDS else "ratings")
+    kind = check_cv_folds(cv_folds)
+    if kind == "auto":
+        kind = "user" if split_kind in PER_USER_KINDS else "ratings"
     if kind == "user":
         return user_kfold(tune_part.users, k=cv, seed=seed), kind
     return kfold(len(tune_part), k=cv, seed=seed), kind
@@ -279,8 +285,7 @@ def tune(
         raise UsageError(f"--cv needs at least 2 folds, got {cv}")
     if jobs < 1:
         raise UsageError(f"--jobs must be at least 1, got {jobs}")
-    if cv_folds not in CV_FOLDS:
-        raise UsageError(f"unknown --cv-folds {cv_folds!r}; choose one of {', '.join(CV_FOLDS)}")
+    check_cv_folds(cv_folds)
     if pruner not in PRUNERS:
         raise UsageError(f"unknown --pruner {pruner!r}; choose one of {', '.join(PRUNERS)}")
     settings = metric_settings(metric, relevance, threshold)
