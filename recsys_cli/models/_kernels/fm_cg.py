@@ -109,15 +109,23 @@ BUF_ROWS = 1 << 15  # an entity with more rows (a time period) is solved exactly
 
 
 @njit(cache=True, inline="always")
+def _dot(u, v, off, n):
+    """sum u[f] * v[off + f], f < n: a loop that only reads, so its (reassociated) sum never depends on where
+    the buffers are. A loop that also stores gets a run-time overlap check from LLVM, which takes the scalar
+    loop when two buffers lie within a few hundred bytes of each other, and the two loops round differently.
+    """
+    s = 0.0
+    for f in range(n):
+        s += u[f] * v[off + f]
+    return s
+
+
+@njit(cache=True, inline="always")
 def _precondition(r, z, mu_c, diag, k):
     """z = C D^-1 C^T r, C = [[1, -mu_c^T], [0, I]] (see `_onehot_block`)."""
-    t0 = r[0] / diag[0]
-    s = 0.0
     for f in range(k):
-        tv = (r[1 + f] - mu_c[f] * r[0]) / diag[1 + f]
-        z[1 + f] = tv
-        s += mu_c[f] * tv
-    z[0] = t0 - s
+        z[1 + f] = (r[1 + f] - mu_c[f] * r[0]) / diag[1 + f]
+    z[0] = r[0] / diag[0] - _dot(mu_c, z, 1, k)
 
 
 @njit(cache=True, inline="always")
@@ -254,18 +262,15 @@ def _onehot_block(b, row_ent, e, blk_ent, blk_feat, rows_ptr, rows, feat_group, 
                         diag[1 + f] = alpha * spread + lam[1 + f] + lam[0] * mu_c[f] * mu_c[f]
                     x[:] = 0.0
                     _precondition(res, z, mu_c, diag, k)
-                    rz = 0.0
                     for q in range(K1):
                         p[q] = z[q]
-                        rz += res[q] * z[q]
+                    rz = _dot(res, z, 0, K1)
                     for _ in range(steps):
                         if not rz > 0.0:
                             break
-                        pa = p[0]
                         for f in range(k):
                             pv[f] = p[1 + f]
-                            pa += a[f] * p[1 + f]
-                        pa32 = np.float32(pa)
+                        pa32 = np.float32(p[0] + _dot(a, p, 1, k))
                         sc = 0.0
                         for f in range(k):
                             acc[f] = 0.0
@@ -281,10 +286,9 @@ def _onehot_block(b, row_ent, e, blk_ent, blk_feat, rows_ptr, rows, feat_group, 
                             if (t + 1) % FLUSH == 0 or t == m - 1:
                                 _flush(acc32, acc, k)
                         ap[0] = alpha * sc + lam[0] * p[0]
-                        pap = p[0] * ap[0]
                         for f in range(k):
                             ap[1 + f] = alpha * (a[f] * sc + acc[f]) + lam[1 + f] * p[1 + f]
-                            pap += p[1 + f] * ap[1 + f]
+                        pap = _dot(p, ap, 0, K1)
                         if not pap > 0.0:
                             break
                         step = rz / pap
@@ -292,9 +296,7 @@ def _onehot_block(b, row_ent, e, blk_ent, blk_feat, rows_ptr, rows, feat_group, 
                             x[q] += step * p[q]
                             res[q] -= step * ap[q]
                         _precondition(res, z, mu_c, diag, k)
-                        rz_new = 0.0
-                        for q in range(K1):
-                            rz_new += res[q] * z[q]
+                        rz_new = _dot(res, z, 0, K1)
                         beta = rz_new / rz
                         for q in range(K1):
                             p[q] = z[q] + beta * p[q]
@@ -306,7 +308,6 @@ def _onehot_block(b, row_ent, e, blk_ent, blk_feat, rows_ptr, rows, feat_group, 
             dw = new - w[j]
             w[j] = new
             lin[g] += dw
-            da = dw
             for f in range(k):
                 old = V[f, j]
                 new = old + x[1 + f] if obs else mu_v[grp, f]
@@ -314,8 +315,8 @@ def _onehot_block(b, row_ent, e, blk_ent, blk_feat, rows_ptr, rows, feat_group, 
                 V[f, j] = new
                 S[f, g] += d
                 Q[f, g] += new * new - old * old
-                da += d * a[f]
                 acc[f] = d
+            da = dw + _dot(acc, a, 0, k)
             for t in range(m):  # in float64 (o_r is the float32 copy: off by ~1e-8 of a residual per sweep)
                 if t + AHEAD_ROWS < m:
                     ra = rows[p0 + t + AHEAD_ROWS]
