@@ -106,3 +106,67 @@ def test_real_server_reload_under_load_and_sigterm(tmp_path):
     requests = [json.loads(x) for x in lines if x.startswith("{")]
     assert len(requests) >= 2 * answers["count"] and all({"method", "path", "status", "ms"} <= set(r) for r in requests)
     assert lines[-1] == "server stopped"
+
+
+def test_workers_sighup_and_admin_reload_reach_every_worker(tmp_path):
+    """--workers 2: SIGHUP to the supervisor reaches both workers, each reloads in place; a damaged run keeps
+    serving the old model in both and both say why (uvicorn alone would try to replace the workers, print the
+    failed worker's traceback and keep the old ones unaware); /admin/reload reaches the other worker too."""
+    env = {**os.environ, "RECSYS_DATA_DIR": str(tmp_path / "data"), "RECSYS_ARTIFACTS_DIR": str(tmp_path / "arts"),
+           "RECSYS_NO_PROGRESS": "1", "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    env.pop("RECSYS_API_KEY", None)
+    recsys("generate", "synth", "--users", "150", "--items", "90", "--ratings", "5000", env=env)
+    recsys("preprocess", "synth", "--format", "json", env=env)
+    train(env, seed=1, factors=8)
+    manifest = tmp_path / "arts" / RUN / "manifest.json"
+
+    log = tmp_path / "serve.log"
+    with open(log, "w") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "recsys_cli", "serve", RUN, "--port", "0", "--workers", "2"],
+                                env=env, stdout=subprocess.DEVNULL, stderr=err)
+    try:
+        match = wait_for(lambda: re.search(r"on http://127\.0\.0\.1:(\d+) with 2 workers", log.read_text()), 120,
+                         "the server")
+        base = f"http://127.0.0.1:{match.group(1)}"
+
+        def details():  # one new connection per request, so the kernel hands them to either worker
+            seen = {}
+            for _ in range(60):
+                try:
+                    r = httpx.get(f"{base}/runs/{RUN}", timeout=30)
+                except httpx.TransportError:  # the workers are still starting
+                    return seen
+                if r.status_code == 200:
+                    seen[r.json()["worker_pid"]] = r.json()
+                if len(seen) == 2:
+                    break
+            return seen
+
+        def both(check):
+            seen = details()
+            return len(seen) == 2 and all(check(d) for d in seen.values())
+
+        wait_for(lambda: both(lambda d: d["last_reload_error"] is None), 120, "both workers")
+        good = manifest.read_text()
+        manifest.write_text("garbage")
+        proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: both(lambda d: "unreadable manifest" in (d["last_reload_error"] or "")), 60,
+                 "both workers to report the failed reload")
+        assert both(lambda d: d["config"]["factors"] == 8 and d["generation"] == 1)
+        assert httpx.get(f"{base}/recommend", params={"user": 1, "n": 5}, timeout=30).status_code == 200
+
+        manifest.write_text(good)
+        train(env, seed=2, factors=4)
+        report = httpx.post(f"{base}/admin/reload", timeout=30).json()
+        assert report == {"reloaded": [RUN], "unchanged": [], "failed": {}, "ok": True}
+        wait_for(lambda: both(lambda d: d["config"]["factors"] == 4 and d["last_reload_error"] is None), 60,
+                 "both workers to reload")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    text = log.read_text()
+    assert "Traceback" not in text and "aborting the restart" not in text
+    assert text.splitlines()[-1] == "server stopped"

@@ -57,6 +57,38 @@ def listen(host: str, port: int):
     return sock
 
 
+def supervise(config, sock) -> None:
+    """Run uvicorn's worker supervisor over `sock`, except that SIGHUP reaches every worker.
+
+    uvicorn's own answer to SIGHUP is to replace the workers one by one, and when a replacement cannot
+    start (a run damaged mid-retrain) it prints the worker's traceback and keeps the old one, which then
+    knows nothing of the failure. Passed on instead, SIGHUP makes each worker reload its changed runs in
+    place, as one process does: a run that fails to load keeps serving the old model, and `GET /runs/{run}`
+    and /admin/reload say why.
+    """
+    import inspect
+    import os
+    import signal
+
+    from uvicorn import Server
+    from uvicorn.supervisors.multiprocess import Multiprocess
+
+    class Supervisor(Multiprocess):
+        def handle_hup(self) -> None:
+            for worker in self.processes:
+                if worker.pid is not None and worker.process.is_alive():
+                    try:
+                        os.kill(worker.pid, signal.SIGHUP)
+                    except ProcessLookupError:  # it just exited: the supervisor starts a fresh one
+                        pass
+
+    sock.set_inheritable(True)
+    if "target" in inspect.signature(Multiprocess.__init__).parameters:  # the releases that still take it
+        Supervisor(config, target=Server(config).run, sockets=[sock]).run()
+    else:
+        Supervisor(config, sockets=[sock]).run()
+
+
 def register(app: typer.Typer) -> None:
     @app.command("serve", help=HELP)
     def serve(
@@ -121,12 +153,16 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"serving {', '.join(runs)} on {where} (docs: {where}/docs{extra}; pid {os.getpid()})", err=True)
             uvicorn.Server(uvicorn.Config(application, **options)).run(sockets=[sock])
         else:
-            where = f"http://{host}:{port}"
             from recsys_cli.api import load_run
 
             for name in runs:  # fail here, once, rather than in every worker
                 load_run(name, artifacts_dir=artifacts_dir)
-            os.environ[CONFIG_ENV] = json.dumps(config)
-            typer.echo(f"serving {', '.join(runs)} on {where} with {workers} workers (pid {os.getpid()})", err=True)
-            uvicorn.run("recsys_cli.serve.app:app_from_env", factory=True, workers=workers, **options)
+            sock = listen(host, port)
+            where = f"http://{host}:{sock.getsockname()[1]}"
+            os.environ[CONFIG_ENV] = json.dumps({**config, "supervisor_pid": os.getpid()})
+            extra = f"; dashboard: {where}/ui/" if ui else ""
+            typer.echo(f"serving {', '.join(runs)} on {where} with {workers} workers (docs: {where}/docs{extra}; "
+                       f"pid {os.getpid()})", err=True)
+            supervise(uvicorn.Config("recsys_cli.serve.app:app_from_env", factory=True, workers=workers, **options),
+                      sock)
         typer.echo("server stopped", err=True)

@@ -160,7 +160,7 @@ def _example(example: Any, description: str = "OK") -> dict:
 
 def create_app(registry: RunRegistry, *, api_key: str | None = None, metrics: ServerMetrics | None = None,
                max_batch: int = MAX_BATCH, max_body: int = MAX_BODY, max_url: int = MAX_URL,
-               handle_sighup: bool = False, ui: bool = False, log=None) -> FastAPI:
+               handle_sighup: bool = False, ui: bool = False, log=None, supervisor_pid: int | None = None) -> FastAPI:
     """The app over already-loaded runs (see `serve_app`); ui=True also serves the dashboard page at /ui/."""
     from contextlib import asynccontextmanager
 
@@ -369,7 +369,7 @@ def create_app(registry: RunRegistry, *, api_key: str | None = None, metrics: Se
         loaded = use(request, run)
         return _json({**loaded.run.manifest.to_dict(), "loaded_at": loaded.loaded_at,
                       "load_seconds": round(loaded.load_seconds, 4), "generation": loaded.generation,
-                      "last_reload_error": registry.last_error(loaded.name)})
+                      "last_reload_error": registry.last_error(loaded.name), "worker_pid": os.getpid()})
 
     # ----- questions to a run ----------------------------------------------------------------------
     @app.get("/recommend", tags=["recommend"], responses=_example(ROW_EXAMPLE), **openapi_params(*RECOMMEND_PARAMS))
@@ -472,8 +472,18 @@ def create_app(registry: RunRegistry, *, api_key: str | None = None, metrics: Se
         {"reloaded": ["svd-ml-100k-random"], "unchanged": [], "failed": {}, "ok": True}))
     async def reload(force: bool = Query(False, description="Reload every run, changed or not.")):
         """Reload runs whose folder changed (e.g. after `recsys train --force`): each new model is loaded beside
-        the old one and swapped in at once; a run that fails to load keeps serving the old one (see `failed`)."""
-        return _json(await run_in_threadpool(registry.reload, force=force))
+        the old one and swapped in at once; a run that fails to load keeps serving the old one (see `failed`).
+        Under `--workers N` the reply is the answering worker's, and every other worker then reloads its
+        changed runs too."""
+        report = await run_in_threadpool(registry.reload, force=force)
+        if supervisor_pid and os.getppid() == supervisor_pid:  # (never a stranger that took a dead pid)
+            import signal
+
+            try:
+                os.kill(supervisor_pid, signal.SIGHUP)  # the supervisor passes it to every worker
+            except OSError:
+                pass
+        return _json(report)
 
     from recsys_cli.serve.dashboard import add_dashboard
 
@@ -485,7 +495,7 @@ def create_app(registry: RunRegistry, *, api_key: str | None = None, metrics: Se
 def serve_app(runs: list[str], *, default: str | None = None, artifacts_dir=None, data_dir=None,
               cache_size: int = 10_000, api_key: str | None = None, max_batch: int = MAX_BATCH,
               handle_sighup: bool = False, mmap: bool = True, single_thread_blas: bool = False, ui: bool = False,
-              log=None, server_process: bool = False):
+              log=None, server_process: bool = False, supervisor_pid: int | None = None):
     """Load `runs` and build the app (an ASGI callable). Raises the first load error, naming the run.
 
     single_thread_blas: cap BLAS at one thread for the whole process (what `recsys serve` does). A
@@ -497,6 +507,9 @@ def serve_app(runs: list[str], *, default: str | None = None, artifacts_dir=None
     blocks of 1 MiB or more to the system when freed (see `return_large_frees`), and once the runs are
     loaded every object made so far moves to the collector's permanent generation (gc.freeze), so
     full collections walk only what requests make, not the libraries and runs.
+
+    supervisor_pid: this is one of `recsys serve --workers N`'s workers; /admin/reload then also sends
+    SIGHUP to that supervisor, which passes it to every worker, so all of them reload (see `supervise`).
     """
     if server_process:
         return_large_frees()
@@ -513,7 +526,7 @@ def serve_app(runs: list[str], *, default: str | None = None, artifacts_dir=None
 
         threadpool_limits(limits=1, user_api="blas")
     app = create_app(registry, api_key=api_key, metrics=metrics, max_batch=max_batch, handle_sighup=handle_sighup,
-                     ui=ui, log=log)
+                     ui=ui, log=log, supervisor_pid=supervisor_pid)
     app.registry = registry  # for tests and the CLI
     if server_process:  # what start-up made lives as long as the process
         import gc
