@@ -26,6 +26,7 @@ from fixtures_layouts import (
 from typer.testing import CliRunner
 
 from recsys_cli.cli.app import app
+from recsys_cli.data import readers
 from recsys_cli.data.preprocess import preprocess, ratings_fingerprint
 from recsys_cli.errors import DataError, UsageError
 
@@ -384,3 +385,100 @@ def test_a_ratings_file_without_its_header_says_so(tmp_path):
     with pytest.raises(DataError, match=r"^nohdr.csv:1: expected a header line naming the columns, found data "
                                         r"\(1,1,4.0,964982703\); add one, e.g. userId,movieId,rating,timestamp$"):
         preprocess(str(path), name="nohdr", data_dir=tmp_path / "data")
+
+
+# ----- movies.csv, tags.csv and their siblings: short rows, long rows and bytes that are not UTF-8 -----
+def _append(path: Path, line: bytes) -> None:
+    with open(path, "ab") as fh:
+        fh.write(line + b"\n")
+
+
+def _latin1_title(path: Path) -> None:  # movie 7 sits on line 8 of movies.csv (line 1 is the header)
+    path.write_bytes(path.read_bytes().replace(b"Unrated Movie", b"Caf\xe9"))
+
+
+SMALL_FILE_ERRORS = [
+    # (layout, file, how to damage it, exact message); line numbers count the header as line 1
+    ("csv", "movies.csv", lambda p: _append(p, b"9,Father of the Bride Part II (1995)"),
+     "movies.csv:10: expected 3 fields, got 2"),  # was accepted: genres read as empty
+    ("csv", "movies.csv", lambda p: _append(p, b"9,Heat (1995),Action,Crime"),
+     "movies.csv:10: expected 3 fields, got 4"),  # was "movies.csv: found more fields than defined in 'Schema'"
+    ("csv", "movies.csv", _latin1_title,
+     "movies.csv:8: byte 0xe9 is not UTF-8 text; save the file as UTF-8"),  # was "movies.csv: invalid utf-8 sequence"
+    ("csv", "tags.csv", lambda p: _append(p, b"4,5,short"),
+     "tags.csv:5: expected 4 fields, got 3"),  # was "tags.csv:5: timestamp None is not an integer"
+    ("csv", "tags.csv", lambda p: _append(p, b"4,5,long,881000020,extra"), "tags.csv:5: expected 4 fields, got 5"),
+    ("csv", "tags.csv", lambda p: _append(p, b"4,5,caf\xe9,881000020"),
+     "tags.csv:5: byte 0xe9 is not UTF-8 text; save the file as UTF-8"),
+    ("csv", "tags.csv", lambda p: _append(p, b"4,5,empty time,"),
+     "tags.csv:5: timestamp '' is not an integer"),  # an empty field is '', not None
+    ("csv", "ratings.csv", lambda p: _append(p, b"4,6,3.5,88300\xe90"),
+     "ratings.csv:16: byte 0xe9 is not UTF-8 text; save the file as UTF-8"),  # was "timestamp '88300\ufffd0' ..."
+    ("csv", "ratings.csv", lambda p: p.write_bytes(p.read_bytes().replace(b"userId", b"us\xe9rId", 1)),
+     "ratings.csv:1: byte 0xe9 is not UTF-8 text; save the file as UTF-8"),  # was "has no column 'userId'"
+    # the '::' siblings already named the line; pinned here
+    ("ml-10m", "movies.dat", lambda p: _append(p, b"9::Father of the Bride Part II (1995)"),
+     "movies.dat:9: expected at least 3 fields, got 2"),
+    ("ml-1m", "movies.dat", lambda p: _append(p, b"9::Father of the Bride Part II (1995)"),
+     "movies.dat:9: expected at least 3 fields, got 2"),
+    ("ml-10m", "tags.dat", lambda p: _append(p, b"4::5::short"), "tags.dat:4: expected at least 4 fields, got 3"),
+]
+
+
+def _read_all(layout: readers.Layout) -> None:
+    readers.read_ratings(layout.ratings)
+    readers.read_items(layout)
+    readers.read_tags(layout)
+
+
+@pytest.mark.parametrize(("kind", "fname", "damage", "message"), SMALL_FILE_ERRORS,
+                         ids=[f"{k}-{m}" for k, _, _, m in SMALL_FILE_ERRORS])
+def test_bad_rows_and_bytes_of_every_file_name_the_line_at_the_reader(tmp_path, kind, fname, damage, message):
+    folder = write_layout(kind, tmp_path / "src")
+    damage(folder / fname)
+    with pytest.raises(DataError) as err:
+        _read_all(readers.detect_layout(folder))
+    assert str(err.value) == message
+
+
+@pytest.mark.parametrize(("kind", "fname", "damage", "message"), SMALL_FILE_ERRORS,
+                         ids=[f"{k}-{m}" for k, _, _, m in SMALL_FILE_ERRORS])
+def test_bad_rows_and_bytes_of_every_file_through_the_cli(tmp_path, kind, fname, damage, message):
+    folder = write_layout(kind, tmp_path / "src")
+    damage(folder / fname)
+    data = tmp_path / "data"
+    result = _run("preprocess", str(folder), "--name", "bad", "--data-dir", str(data))
+    assert result.exit_code == 3  # data error, README's exit code table
+    assert result.stdout == ""
+    errors = [line for line in result.stderr.splitlines() if not line.startswith(("reading ", "read ", "writing "))]
+    assert errors == [f"error: {message}"]  # after any progress lines: one line, no traceback
+    assert not (data / "processed").exists() or list((data / "processed").iterdir()) == []  # nothing half-written
+
+
+def test_blank_lines_and_empty_fields_of_movies_and_tags_csv_are_read(tmp_path):
+    """A blank line in movies.csv said "movieId None is not an integer"; it is skipped, as in every other file."""
+    folder = write_layout("csv", tmp_path / "src")
+    movies = folder / "movies.csv"
+    lines = movies.read_bytes().split(b"\n")
+    movies.write_bytes(b"\xef\xbb\xbf" + b"\r\n".join([*lines[:3], b"", *lines[3:-1], b'9,"Title, A (1995)",', b"", b""]))
+    _append(folder / "tags.csv", b"")
+    _append(folder / "tags.csv", b"4,5,,883000010")  # an empty tag is dropped, as before
+    layout = readers.detect_layout(folder)
+    items, _ = readers.read_items(layout)
+    assert items.rows() == [*(tuple(r) for r in EXPECTED_ITEMS), (9, "Title, A", 1995, [])]
+    assert readers.read_tags(layout).rows() == list(TAGS)
+    bad = movies.read_bytes().replace(b'9,"Title, A (1995)",', b"9")  # 1 field on line 11 (CRLF, BOM)
+    movies.write_bytes(bad)
+    with pytest.raises(DataError) as err:
+        readers.read_items(layout)
+    assert str(err.value) == "movies.csv:11: expected 3 fields, got 1"
+
+
+def test_a_generic_ratings_file_with_latin1_text_names_the_line(tmp_path):
+    """It said "g.csv: invalid utf-8 sequence": Polars failed on the unused text column, with no line."""
+    path = tmp_path / "g.csv"
+    path.write_bytes(b"u,note,i,r\n1,ok,2,3\n1,caf\xe9,3,4\n")
+    result = _run("preprocess", str(path), "--name", "g", "--columns", "user=u,item=i,rating=r",
+                  "--data-dir", str(tmp_path / "data"))
+    assert result.exit_code == 3
+    assert result.stderr.splitlines()[-1] == "error: g.csv:3: byte 0xe9 is not UTF-8 text; save the file as UTF-8"

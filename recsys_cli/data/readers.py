@@ -3,11 +3,16 @@
 `detect_layout(folder)` says which files a folder holds; `read_ratings` parses the ratings
 lazily with Polars (fast path) and, only when something is wrong, walks the file line by
 line to name the first bad line (`u.data:5: rating 'x' is not a number`). Items, users and
-tags files are small and parsed whole, with line numbers in every error.
+tags files are small and parsed whole, with line numbers in every error. Line numbers are
+1-based and count every line, the header (line 1 of a CSV) and blank lines included. Text
+ratings files, movies.csv and tags.csv must be UTF-8: a byte that is not is named by its line
+(`movies.csv:8: byte 0xe9 is not UTF-8 text; save the file as UTF-8`), as is a row whose field
+count differs from the header's (`tags.csv:5: expected 4 fields, got 3`).
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import itertools
@@ -156,8 +161,8 @@ def _csv_ratings(path: Path, columns: dict[str, str] | None) -> RatingsFile:
     with open(path, "rb") as fh:
         if b"\x00" in fh.read(1 << 16):
             raise DataError(f"{path.name} is not a text CSV/TSV file (it contains NUL bytes)")
-    with open(path, encoding="utf-8-sig", errors="replace", newline="") as fh:  # -sig: a BOM is no column name
-        first = fh.readline()
+    with open(path, "rb") as fh:
+        first = _utf8_line(path.name, 1, fh.readline().removeprefix(codecs.BOM_UTF8))  # a BOM is no column name
     if not first.strip():
         raise DataError(f"{path.name}:1: expected a header line, found an empty line")
     sep = "\t" if "\t" in first else (";" if ";" in first and "," not in first else ",")
@@ -278,26 +283,56 @@ def locate_error(rf: RatingsFile, first_line: int) -> DataError | None:
 
 def _scan_lines(rf: RatingsFile, first_line: int) -> DataError | None:
     first_line = max(first_line, 1 + int(rf.header))  # never check the header
-    with open(rf.path, encoding="utf-8-sig", errors="replace", newline="") as fh:
+    name = rf.path.name
+    with open(rf.path, "rb") as fh:
         for _ in itertools.islice(fh, first_line - 1):  # skip quickly to the suspect line
             pass
+        lines = (_utf8_line(name, n, raw) for n, raw in enumerate(fh, first_line))
         if rf.header:  # CSV: quoted fields may hold separators
-            reader = csv.reader(fh, delimiter=rf.sep)
+            reader = csv.reader(lines, delimiter=rf.sep)
             rows = ((first_line - 1 + reader.line_num, parts) for parts in reader)
         else:
-            rows = ((n, line.rstrip("\r\n").split(rf.sep)) for n, line in enumerate(fh, first_line))
-        for lineno, parts in rows:
-            if not any(p.strip() for p in parts):
-                continue
-            message = _check_fields(rf, parts)
-            if message:
-                return DataError(f"{rf.path.name}:{lineno}: {message}")
+            rows = ((n, line.rstrip("\r\n").split(rf.sep)) for n, line in enumerate(lines, first_line))
+        try:
+            for lineno, parts in rows:
+                if not any(p.strip() for p in parts):
+                    continue
+                message = _check_fields(rf, parts)
+                if message:
+                    return DataError(f"{name}:{lineno}: {message}")
+        except DataError as err:  # a line that is not UTF-8 is the first bad line
+            return err
     return None
+
+
+def _not_utf8(fname: str, line_no: int, byte: int) -> DataError:
+    return DataError(f"{fname}:{line_no}: byte 0x{byte:02x} is not UTF-8 text; save the file as UTF-8")
+
+
+def _utf8_line(fname: str, line_no: int, raw: bytes) -> str:
+    """One line of a file that must be UTF-8, decoded; DataError naming the line and the byte if not."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _not_utf8(fname, line_no, raw[exc.start]) from None
+
+
+def _utf8_text(fname: str, data: bytes) -> str:
+    """A whole file that must be UTF-8 (a leading BOM dropped), decoded; DataError naming the first bad line."""
+    data = data.removeprefix(codecs.BOM_UTF8)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _not_utf8(fname, data.count(b"\n", 0, exc.start) + 1, data[exc.start]) from None
+
+
+def _width_message(expected: int, got: int, at_least: bool = False) -> str:
+    return f"expected {'at least ' if at_least else ''}{expected} fields, got {got}"
 
 
 def _check_fields(rf: RatingsFile, parts: list[str]) -> str | None:
     if len(parts) != rf.n_fields:
-        return f"expected {rf.n_fields} fields, got {len(parts)}"
+        return _width_message(rf.n_fields, len(parts))
     for role, k in rf.positions.items():
         value = parts[k].strip()
         label = f"{role} id" if role in ("user", "item") else role
@@ -360,8 +395,7 @@ def _split(df: pl.DataFrame, sep: str, n: int, fname: str, exact: bool = True) -
     counts = df["parts"].list.len()
     bad = df.filter((counts != n) if exact else (counts < n))
     if bad.height:
-        got = len(bad["parts"][0])
-        raise DataError(f"{fname}:{bad['line_no'][0]}: expected {'' if exact else 'at least '}{n} fields, got {got}")
+        raise DataError(f"{fname}:{bad['line_no'][0]}: {_width_message(n, len(bad['parts'][0]), not exact)}")
     return df
 
 
@@ -452,15 +486,50 @@ def read_items(layout: Layout) -> tuple[pl.DataFrame, dict[str, int] | None]:
 
 
 def _read_csv_strings(path: Path, needed: tuple[str, ...]) -> pl.DataFrame:
-    """A headed UTF-8 CSV as strings with `line_no` (assumes no line breaks inside quotes)."""
+    """A headed UTF-8 CSV (movies.csv, tags.csv) as strings with `line_no`, the header being line 1.
+
+    Blank lines are skipped and an empty field is ''. DataError naming the line for a byte that is
+    not UTF-8 and for a row with more or fewer fields than the header (Polars would pad a short row
+    with nulls). Assumes no line breaks inside quotes, as in every MovieLens release.
+    """
+    data = path.read_bytes()
+    text = _utf8_text(path.name, data)
+    data = data.removeprefix(codecs.BOM_UTF8)
     try:
-        df = pl.read_csv(path, infer_schema=False, raise_if_empty=False)
-    except pl.exceptions.PolarsError as exc:
-        raise DataError(f"{path.name}: {str(exc).splitlines()[0]}") from None
+        df = pl.read_csv(io.BytesIO(data), infer_schema=False, raise_if_empty=False)
+    except pl.exceptions.PolarsError as exc:  # e.g. a row with more fields than the header
+        raise _csv_width_error(path.name, text) or DataError(f"{path.name}: {str(exc).splitlines()[0]}") from None
     missing = [c for c in needed if c not in df.columns]
     if missing:
         raise DataError(f"{path.name}:1: missing column {missing[0]!r} (header: {','.join(df.columns)})")
-    return df.with_row_index("line_no", offset=2)
+    columns = df.columns
+    df = df.with_row_index("line_no", offset=2)
+    # A short row (or a blank line) leaves the last column null; only those lines are split again.
+    suspects = df.filter(pl.col(columns[-1]).is_null())["line_no"].to_list()
+    if suspects:
+        lines = text.split("\n")
+        blank = []
+        for line_no in suspects:
+            line = lines[line_no - 1].rstrip("\r")
+            if not line.strip():
+                blank.append(line_no)
+                continue
+            got = len(next(csv.reader([line])))
+            if got != len(columns):
+                raise DataError(f"{path.name}:{line_no}: {_width_message(len(columns), got)}")
+        df = df.filter(~pl.col("line_no").is_in(blank))
+    return df.with_columns(pl.col(columns).fill_null(""))
+
+
+def _csv_width_error(fname: str, text: str) -> DataError | None:
+    """The first row of a headed CSV whose field count differs from the header's, walking every line."""
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header = next(reader, [])
+    for row in reader:
+        blank = len(row) <= 1 and not "".join(row).strip()  # as the fast path: a line of white space
+        if not blank and len(row) != len(header):
+            return DataError(f"{fname}:{reader.line_num}: {_width_message(len(header), len(row))}")
+    return None
 
 
 def read_users(layout: Layout) -> pl.DataFrame | None:
