@@ -85,6 +85,51 @@ def test_bad_input_exit_codes(env, args, code, message):
     assert message in res.stderr
 
 
+# click's int type reads ids through int(): `--user 1_0` was user 10, `--item +3` item 3. Every option that takes
+# a raw id reads it as --users-file and the server do: ASCII digits with an optional minus.
+ID_OPTIONS = [
+    (("predict", "svd-synth-random", "--user", "{}", "--item", "1"), "--user", "an integer id"),
+    (("predict", "svd-synth-random", "--user", "1", "--item", "{}"), "--item", "an integer id"),
+    (("predict", "svd-synth-random", "-u", "{}", "-i", "1"), "--user", "an integer id"),
+    (("similar", "svd-synth-random", "--item", "{}"), "--item", "an integer id"),
+    (("similar", "svd-synth-random", "-i", "{}"), "--item", "an integer id"),
+    (("recommend", "svd-synth-random", "--user", "{}"), "--user", "integer ids"),
+]
+
+
+@pytest.mark.parametrize("value", ["1_0", "+3", "0x10", "\u0663", "1.0"])
+@pytest.mark.parametrize("args, option, expected", ID_OPTIONS, ids=[f"{a[0]}{a[2]}{a.index('{}')}" for a, *_ in ID_OPTIONS])
+def test_ids_on_the_command_line_are_ascii_digits(env, args, option, expected, value):
+    res = run(*(value if a == "{}" else a for a in args), *A(env))
+    assert res.exit_code == 2, res.output
+    assert res.stderr == f"error: {option}: expected {expected}, got {value!r}\n"
+    assert res.stdout == ""
+
+
+def test_an_empty_id_is_a_usage_error(env):
+    res = run("predict", "svd-synth-random", "--user", "", "--item", "1", *A(env))
+    assert (res.exit_code, res.stderr) == (2, "error: --user: expected an integer id, got ''\n")
+
+
+def test_plain_and_negative_ids_still_work(env):
+    res = run("predict", "svd-synth-random", "--user", "10", "--item", "3", "--format", "json", *A(env))
+    assert res.exit_code == 0, res.output
+    assert (json.loads(res.stdout)["user_id"], json.loads(res.stdout)["item_id"]) == (10, 3)
+    res = run("predict", "svd-synth-random", "-u", "-1", "-i", "3", "--format", "json", *A(env))  # unknown: a fallback
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["user_id"] == -1 and json.loads(res.stdout)["fallback"] == "item_bias"
+    res = run("similar", "svd-synth-random", "--item", "3", "-n", "2", "--format", "json", *A(env))
+    assert res.exit_code == 0, res.output
+    assert {r["item_id"] for r in json.loads(res.stdout)} == {3}
+
+
+def test_id_options_still_say_int_in_the_help(env):
+    for command in ("predict", "similar"):
+        res = run(command, "--help")
+        assert res.exit_code == 0
+        assert "--item <int>" in res.stdout and (command == "similar" or "--user <int>" in res.stdout)
+
+
 def test_predict_single_and_batch(env, tmp_path):
     res = run("predict", "svd-synth-random", "--user", "1", "--item", "1", "--format", "json", *A(env))
     assert res.exit_code == 0, res.output

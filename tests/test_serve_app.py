@@ -196,6 +196,51 @@ BAD = [
 ]
 
 
+# GET ids are read as the CLI and id files read them: int() took '+3' (and '-+3' raised past the handlers); pydantic's
+# lax int took '1_0' in a path. A raw '+' in a query string is a space: `?user=+3` arrives as ' 3'.
+NOT_IDS = ["+3", "1_0", "-+3", "--3", " 3", "3 ", "0x10", "\u0663", ""]
+GET_IDS = [("/recommend", "user", {}), ("/predict", "user", {"item": 1}), ("/predict", "item", {"user": 1}),
+           ("/similar", "item", {})]
+
+
+@pytest.mark.parametrize("value", NOT_IDS)
+@pytest.mark.parametrize("path, name, others", GET_IDS, ids=[f"{p}-{n}" for p, n, _ in GET_IDS])
+def test_get_query_ids_are_ascii_digits(server, path, name, others, value):
+    client, _, _ = server
+    res = client.get(path, params={**others, name: value})
+    assert res.status_code == 422, res.text
+    assert res.json() == {"error": f"query.{name}: Input should be a valid integer", "code": "invalid"}
+
+
+@pytest.mark.parametrize("url", ["/recommend?user=+3", "/recommend?user=1_0", "/predict?user=1&item=+50",
+                                 "/similar?item=%2B5", "/recommend?user=1&n=+2"])
+def test_a_url_written_by_hand_with_a_plus_or_underscore_is_refused(server, url):
+    client, _, _ = server
+    res = client.get(url)
+    assert (res.status_code, res.json()["code"]) == (422, "invalid"), res.text
+
+
+@pytest.mark.parametrize("value", ["+3", "1_0", "%203", "-+3"])
+def test_item_path_ids_are_ascii_digits(server, value):
+    client, _, _ = server
+    res = client.get(f"/items/{value}")
+    assert res.status_code == 422, res.text
+    assert res.json() == {"error": "path.item: Input should be a valid integer, unable to parse string as an integer",
+                          "code": "invalid"}
+
+
+def test_plain_and_negative_get_ids_still_work(env, server):
+    client, _, _ = server
+    assert client.get("/recommend?user=3&n=2").json() == cli_json(env, "recommend", SVD, "--user", 3, "-n", 2)
+    assert client.get("/recommend", params={"user": -1, "n": 2}).json()[0]["fallback"] == "popularity"
+    one = client.get("/predict?user=10&item=3").json()
+    assert (one["user_id"], one["item_id"]) == (10, 3) and one["fallback"] is None
+    assert client.get("/predict?user=-1&item=3").json()["fallback"] == "item_bias"
+    assert client.get("/similar?item=3&n=2").json() == cli_json(env, "similar", SVD, "--item", 3, "-n", 2)
+    assert client.get("/items/3").json()["item_id"] == 3
+    assert client.get("/items/-3").status_code == 404
+
+
 @pytest.mark.parametrize("method, path, kwargs, status, code", BAD,
                          ids=[f"{m}-{p}-{k}" for k, (m, p, *_ ) in enumerate(BAD)])
 def test_malformed_requests_get_a_json_4xx_and_the_server_keeps_serving(server, method, path, kwargs, status, code):

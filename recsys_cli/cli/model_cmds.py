@@ -32,6 +32,20 @@ def _ids(text: str, what: str) -> list[int]:
         raise UsageError(f"{what}: expected integer ids, got {text!r}") from None
 
 
+def _id(text: str | None, what: str) -> int | None:
+    """One raw id given on the command line (`--user`, `--item`), read as strictly as `_ids`: click's int type
+    takes '1_0' and '+3' through Python's int() and so names another id."""
+    from recsys_cli.api.inputs import parse_int
+    from recsys_cli.errors import UsageError
+
+    if text is None:
+        return None
+    try:
+        return parse_int(text)
+    except ValueError:
+        raise UsageError(f"{what}: expected an integer id, got {text!r}") from None
+
+
 def _parse_ratings(text: str) -> list[tuple[int, float]]:
     """'50:5,172:4.5' -> [(50, 5.0), (172, 4.5)]."""
     from recsys_cli.api.inputs import parse_int
@@ -125,8 +139,8 @@ def register(app: typer.Typer) -> None:
     )
     def predict(
         run: Annotated[str, typer.Argument(help="Run name (see `recsys runs`).")],
-        user: Annotated[Optional[int], typer.Option("--user", "-u", help="Raw user id.")] = None,
-        item: Annotated[Optional[int], typer.Option("--item", "-i", help="Raw item id.")] = None,
+        user: Annotated[Optional[str], typer.Option("--user", "-u", metavar="<int>", help="Raw user id.")] = None,
+        item: Annotated[Optional[str], typer.Option("--item", "-i", metavar="<int>", help="Raw item id.")] = None,
         pairs_file: Annotated[Optional[Path], typer.Option("--pairs-file", help="CSV with header user_id,item_id and optionally timestamp (- reads stdin).")] = None,
         at_time: Annotated[Optional[int], typer.Option("--time", help="When the ratings are made (Unix seconds), for a run with a time part (fm with its time group); default: the latest training period.")] = None,
         artifacts_dir: ArtifactsDirOpt = None,
@@ -138,6 +152,7 @@ def register(app: typer.Typer) -> None:
         from recsys_cli.output import emit, resolve_format
 
         fmt = resolve_format(fmt, as_json)
+        user, item = _id(user, "--user"), _id(item, "--item")
         times = None if at_time is None else [at_time]
         if pairs_file is not None:
             if user is not None or item is not None:
@@ -231,7 +246,7 @@ def register(app: typer.Typer) -> None:
     )
     def similar(
         run: Annotated[str, typer.Argument(help="Run name.")],
-        item: Annotated[int, typer.Option("--item", "-i", help="Raw item id.")],
+        item: Annotated[str, typer.Option("--item", "-i", metavar="<int>", help="Raw item id.")],
         n: Annotated[int, typer.Option("-n", "--n", min=1, help="How many neighbours.")] = 10,
         artifacts_dir: ArtifactsDirOpt = None,
         fmt: FormatOpt = None,
@@ -241,7 +256,7 @@ def register(app: typer.Typer) -> None:
         from recsys_cli.output import emit, resolve_format
 
         fmt = resolve_format(fmt, as_json)
-        rows = nearest(run, item, n=n, artifacts_dir=artifacts_dir).to_dict()
+        rows = nearest(run, _id(item, "--item"), n=n, artifacts_dir=artifacts_dir).to_dict()
         emit(rows, fmt, columns=["item_id", "rank", "similar_item_id", "title", "similarity"])
 
     @app.command(

@@ -30,6 +30,7 @@ from recsys_cli.serve.schemas import (
     RECOMMEND_PARAMS,
     SIMILAR_PARAMS,
     ApiError,
+    PathId,
     PredictBody,
     RecommendBody,
     body_openapi,
@@ -453,7 +454,7 @@ def create_app(registry: RunRegistry, *, api_key: str | None = None, metrics: Se
 
     @app.get("/items/{item}", tags=["items"], responses=_example(
         {"item_id": 1, "title": "Toy Story", "genres": ["Animation", "Children's", "Comedy"]}))
-    async def item_info(request: Request, item: int, run: str | None = None):
+    async def item_info(request: Request, item: PathId, run: str | None = None):
         """An item of the run's catalogue: title, and genres when the run's dataset is on this machine."""
         loaded = use(request, run)
         info = await run_in_threadpool(loaded.item_info, registry.data_dir)

@@ -3,11 +3,14 @@ the query parameters of the hot GET endpoints."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, ValidationError
+from pydantic_core import PydanticCustomError
 from starlette.requests import Request
+
+from recsys_cli.api.inputs import parse_int
 
 
 class RecommendBody(BaseModel):
@@ -53,6 +56,15 @@ _TRUE, _FALSE = {"true", "1", "yes", "on", "t", "y"}, {"false", "0", "no", "off"
 _TYPES = {int: "integer", str: "string", bool: "boolean"}
 
 
+def url_int(text: str) -> int:
+    """An integer in a URL's query or path: ASCII digits with an optional minus, as the CLI and id files read ids
+    (int() and pydantic's lax int took '+3' and '1_0'), and no spaces around it either: a query string's '+' is a
+    space, so `?user=+3` arrives as ' 3'. ValueError otherwise."""
+    if text != text.strip():
+        raise ValueError(text)
+    return parse_int(text)
+
+
 class Param:
     """A query parameter of a hot GET endpoint, parsed by hand (cheaper than FastAPI's per-request validation on
     the endpoints that run most), documented in OpenAPI all the same. Same rules and 422 messages as FastAPI's."""
@@ -79,10 +91,10 @@ class Param:
                 raise ApiError(422, f"query.{self.name}: Field required", "invalid")
             return self.default
         if self.kind is int:
-            text = raw.strip()
-            if not (text.lstrip("+-").isdigit() and text.isascii()):
-                raise ApiError(422, f"query.{self.name}: Input should be a valid integer", "invalid")
-            return int(text)
+            try:
+                return url_int(raw)
+            except ValueError:
+                raise ApiError(422, f"query.{self.name}: Input should be a valid integer", "invalid") from None
         if self.kind is bool:
             if raw.lower() in _TRUE:
                 return True
@@ -90,6 +102,20 @@ class Param:
                 return False
             raise ApiError(422, f"query.{self.name}: Input should be a valid boolean", "invalid")
         return raw
+
+
+def _path_id(value: Any) -> Any:
+    """A raw id in a path (`/items/{item}`), read as the query's integers are."""
+    if isinstance(value, str):
+        try:
+            return url_int(value)
+        except ValueError:
+            raise PydanticCustomError("int_parsing", "Input should be a valid integer, unable to parse string as an "
+                                                     "integer") from None
+    return value
+
+
+PathId = Annotated[int, BeforeValidator(_path_id)]  # still `integer` in OpenAPI
 
 
 def openapi_params(*params: Param) -> dict:
