@@ -170,3 +170,53 @@ def test_workers_sighup_and_admin_reload_reach_every_worker(tmp_path):
     text = log.read_text()
     assert "Traceback" not in text and "aborting the restart" not in text
     assert text.splitlines()[-1] == "server stopped"
+
+
+def test_workers_exit_when_the_supervisor_is_killed(tmp_path):
+    """SIGKILL to `recsys serve --workers 2` (no chance to stop its workers): the workers go too (Linux)."""
+    if not sys.platform.startswith("linux"):
+        pytest.skip("the kernel's parent-death signal is Linux-only")
+    env = {**os.environ, "RECSYS_DATA_DIR": str(tmp_path / "data"), "RECSYS_ARTIFACTS_DIR": str(tmp_path / "arts"),
+           "RECSYS_NO_PROGRESS": "1", "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    env.pop("RECSYS_API_KEY", None)
+    recsys("generate", "synth", "--users", "150", "--items", "90", "--ratings", "5000", env=env)
+    recsys("preprocess", "synth", "--format", "json", env=env)
+    train(env, seed=1, factors=8)
+    log = tmp_path / "serve.log"
+    with open(log, "w") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "recsys_cli", "serve", RUN, "--port", "0", "--workers", "2"],
+                                env=env, stdout=subprocess.DEVNULL, stderr=err)
+    try:
+        match = wait_for(lambda: re.search(r"on http://127\.0\.0\.1:(\d+) with 2 workers", log.read_text()), 120,
+                         "the server")
+        base = f"http://127.0.0.1:{match.group(1)}"
+        pids: set[int] = set()
+
+        def both_answer():
+            try:
+                pids.add(httpx.get(f"{base}/runs/{RUN}", timeout=30).json()["worker_pid"])
+            except httpx.TransportError:
+                pass
+            return len(pids) == 2
+
+        wait_for(both_answer, 120, "both workers")
+        proc.kill()
+        proc.wait()
+
+        def gone(pid: int) -> bool:
+            try:
+                state = Path(f"/proc/{pid}/status").read_text()
+            except FileNotFoundError:
+                return True
+            return "\nState:\tZ" in state  # exited, not yet reaped
+
+        wait_for(lambda: all(gone(p) for p in pids), 60, "the orphaned workers to exit")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for pid in pids:  # (only when the test failed)
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass

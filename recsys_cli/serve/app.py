@@ -581,4 +581,22 @@ CONFIG_ENV = "RECSYS_SERVE_CONFIG"
 def app_from_env():
     """uvicorn factory for --workers N: each worker process loads the runs itself from the JSON config."""
     config = json.loads(os.environ[CONFIG_ENV])
+    if config.get("supervisor_pid"):
+        exit_with_parent(config["supervisor_pid"])
     return serve_app(**config, handle_sighup=True, single_thread_blas=True, server_process=True)
+
+
+def exit_with_parent(parent: int) -> None:
+    """Linux: have the kernel send this worker SIGTERM when its supervisor dies (even by SIGKILL), so no
+    orphaned worker goes on holding the port and answering from runs nobody reloads. Elsewhere a no-op."""
+    import ctypes
+    import signal
+
+    try:
+        libc = ctypes.CDLL(None)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # it died before the request took hold
+        os.kill(os.getpid(), signal.SIGTERM)
