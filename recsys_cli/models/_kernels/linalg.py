@@ -19,6 +19,10 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 # No 'nnan'/'ninf': a singular or diverging solve must still surface as a failed pivot or NaN.
+# Under 'reassoc', keep every sum in a loop that only reads: LLVM guards a vectorised loop that also stores
+# with a run-time check on how far apart its buffers are and takes the scalar loop when two lie close, and
+# the two loops round the sum differently, so the result would depend on where the heap put the buffers
+# (fm_cg had five such loops; the contract's same-seed test shifts the heap between fits to catch it).
 FM = {"nsz", "arcp", "contract", "reassoc"}
 F1 = np.float32(1.0)
 F0 = np.float32(0.0)
