@@ -176,8 +176,9 @@ def _als_cg_kernel(indptr, indices, ratings, X, Y, bx, by, mu, reg, reg_bias, sc
             p0 = r0
             rs = r0 * r0
             for f in range(k):
-                rs += r[f] * r[f]
                 p[f] = r[f]
+            for f in range(k):  # (a sum only in a loop that only reads: see linalg.FM)
+                rs += r[f] * r[f]
             for _ in range(cg_steps):
                 if rs < CG_EPS:
                     break
@@ -206,6 +207,7 @@ def _als_cg_kernel(indptr, indices, ratings, X, Y, bx, by, mu, reg, reg_bias, sc
                 for f in range(k):
                     x[f] += alpha * p[f]
                     r[f] -= alpha * ap[f]
+                for f in range(k):
                     rs_new += r[f] * r[f]
                 beta = rs_new / rs
                 p0 = r0 + beta * p0

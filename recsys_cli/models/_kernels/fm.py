@@ -328,14 +328,15 @@ def _joint_block(mode, b, row_ent, e, blk_ent, blk_feat, rows_ptr, rows, feat_gr
                     for t in range(f + 1, k):
                         s -= A[t, f] * y[t]
                     y[f] = s / A[f, f]
-            da = 0.0
             for f in range(k):
                 d = y[f] - old[f]
-                da += d * a[f]
                 V[f, j] = y[f]
                 S[f, g] += d
                 Q[f, g] += y[f] * y[f] - old[f] * old[f]
                 old[f] = d  # old now holds the change
+            da = 0.0
+            for f in range(k):  # (a sum only in a loop that only reads: see linalg.FM)
+                da += old[f] * a[f]
             for p in range(rows_ptr[g], rows_ptr[g + 1]):
                 if p + AHEAD < rows_ptr[g + 1]:
                     _prefetch_others(flat, k, row_ent, rows[p + AHEAD], b)

@@ -65,8 +65,9 @@ def _ials_cg_kernel(indptr, indices, conf, X, Y, G, reg, scale, cg_steps, bounds
                     r[f] += w * y[f]
             rs = F0
             for f in range(k):
-                rs += r[f] * r[f]
                 p[f] = r[f]
+            for f in range(k):  # (a sum only in a loop that only reads: see linalg.FM)
+                rs += r[f] * r[f]
             for _ in range(cg_steps):
                 if rs < CG_EPS:
                     break
@@ -98,6 +99,7 @@ def _ials_cg_kernel(indptr, indices, conf, X, Y, G, reg, scale, cg_steps, bounds
                 for f in range(k):
                     x[f] += alpha * p[f]
                     r[f] -= alpha * ap[f]
+                for f in range(k):
                     rs_new += r[f] * r[f]
                 beta = rs_new / rs
                 for f in range(k):
