@@ -10,6 +10,9 @@ imported only by the calls that need them.
 
 from __future__ import annotations
 
+import sys
+import types
+
 __version__ = "0.1.0"
 
 _API = (
@@ -22,6 +25,21 @@ _API = (
 _ERRORS = ("RecsysError", "UsageError", "ConfigError", "DataError", "ArtifactError", "UnknownIdError")
 
 __all__ = ["__version__", *_API, *_ERRORS]
+
+
+class _Package(types.ModuleType):
+    """This package's module type. Importing a submodule sets it as an attribute of its parent, and the
+    subpackage `recsys_cli.abtest` shares its name with the API function `abtest`: after the first A/B call
+    (or anything importing `recsys_cli.abtest.*`) `rs.abtest` was that package, not callable. A submodule
+    named like an API function is therefore not set here; import it with `from recsys_cli.abtest import x`."""
+
+    def __setattr__(self, name: str, value) -> None:
+        if name in _API and isinstance(value, types.ModuleType) and value.__name__ == f"{__name__}.{name}":
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
 
 
 def __getattr__(name: str):

@@ -233,7 +233,7 @@ def test_plot_writes_the_figure(env, tmp_path):
 
 
 def test_sample_ratio_mismatch_warns_loudly(env, monkeypatch):
-    import recsys_cli.abtest.experiment as experiment
+    from recsys_cli.abtest import experiment
 
     def skewed(user_ids, salt, traffic):  # a broken assignment: 80% of users land in B
         return (np.arange(len(user_ids)) % 5 != 0).astype(np.int8)

@@ -8,6 +8,7 @@ on `train` scores `test` without any id juggling. Raw ids stay raw at every edge
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -156,6 +157,9 @@ class Dataset:
             raise UsageError("the official ml-100k splits are stored ones: use dataset.named_split('u1')")
         if kind in ("leave-last", "kfold") and (test is not None or val):
             raise UsageError(f"test/val do not apply to a {kind} split (use last/val_last or k)")
+        if kind == "leave-last" and (last < 1 or val_last < 0):
+            raise UsageError(f"a leave-last split needs last >= 1 (test ratings per user) and val_last >= 0, "
+                             f"got last={last}, val_last={val_last}")
         cols = {"user_id": d.users, "timestamp": d.timestamps if d.timestamps is not None else np.zeros(len(d), np.int64)}
         part, _params, _seed = compute_split(kind, cols, test=test, val=val, k=k, last=last, val_last=val_last,
                                              seed=seed)
@@ -190,6 +194,9 @@ class Dataset:
         """
         if self._processed is None:
             raise UsageError(f"{self.name!r} is not a processed dataset; use dataset.split(kind=...) instead")
+        if not isinstance(name, str):
+            raise UsageError(f"a split is named by a string such as 'u1' or 'random', got {name!r}; "
+                             f"this dataset has {', '.join(self.split_names) or 'none'}"[:300])
         ds = self._processed
         base, _, fold = name.partition(":")
         info = ds.meta.get("splits", {}).get(base)
@@ -207,6 +214,8 @@ def load_dataset(name: str, *, data_dir=None) -> Dataset:
     """Open a processed dataset (`recsys preprocess NAME` or `preprocess(...)` made it)."""
     from recsys_cli.data.dataset import load_dataset as load_processed
 
+    if not isinstance(name, str):
+        raise UsageError(f"load_dataset takes a processed dataset's name such as 'ml-100k', got {name!r}"[:300])
     ds = load_processed(name, data_dir)
     return Dataset(None, name=name, processed=ds)
 
@@ -242,6 +251,10 @@ def preprocess(source: str, *, name: str | None = None, columns: dict[str, str] 
     """
     from recsys_cli.data.preprocess import preprocess as build
 
+    if not isinstance(source, (str, os.PathLike)):
+        raise UsageError(f"preprocess takes a dataset name or a path, got {source!r}"[:300])
+    if name is not None and not isinstance(name, str):
+        raise UsageError(f"name must be a string such as 'my-ratings', got {name!r}"[:300])
     meta = build(source, name=name, data_dir=data_dir, columns=columns, progress=progress)
     return load_dataset(meta["name"], data_dir=data_dir)
 
@@ -303,6 +316,9 @@ def _to_polars(data: Any, columns: list[str]):
         return data.collect()
     if isinstance(data, pl.DataFrame):
         return data
+    if isinstance(data, pl.Series) or (type(data).__module__.startswith("pandas") and not hasattr(data, "columns")):
+        raise UsageError(f"from_frame takes a whole ratings table (DataFrame), got a {type(data).__name__} "
+                         f"(one column); pass the DataFrame it came from")
     if type(data).__module__.startswith("pandas"):
         try:
             return pl.from_pandas(data.reset_index(drop=True) if hasattr(data, "reset_index") else data)
@@ -318,7 +334,10 @@ def _to_polars(data: Any, columns: list[str]):
                          "or turn it into a processed dataset with preprocess(path, name=...)"[:300])
     if not isinstance(data, Iterable):
         raise UsageError(f"from_frame takes a polars or pandas DataFrame or an iterable of tuples, got {type(data).__name__}")
-    rows = [tuple(r) for r in data]
+    try:
+        rows = [tuple(r) for r in data]
+    except TypeError:
+        raise DataError(f"each row must be a ({', '.join(columns)}) tuple; got a row that is not a sequence") from None
     width = {len(r) for r in rows}
     if len(width) > 1:
         raise DataError(f"rows have different lengths ({', '.join(map(str, sorted(width)))}); expected {len(columns)} values each")
@@ -339,12 +358,16 @@ def _id_column(df, column: str, what: str) -> np.ndarray:
             raise DataError(f"column {column!r} ({what} ids) has ids above 2**63 - 1 (e.g. {s.max()}); "
                             "ids must fit 64-bit signed integers")
         out = s.cast(pl.Int64).to_numpy()
-    elif s.dtype.is_nested():
+    elif s.dtype.is_nested() or s.dtype == pl.Boolean:
         raise DataError(f"column {column!r} ({what} ids) must hold integer ids; it holds {s.dtype}")
     else:
+        if s.dtype == pl.String:
+            s = s.str.strip_chars()
         cast = s.cast(pl.Int64, strict=False)
         bad = cast.is_null() | (s.cast(pl.Float64, strict=False) != cast.cast(pl.Float64)).fill_null(True) \
             if s.dtype.is_float() else cast.is_null()
+        if s.dtype == pl.String:  # as id files are read: ASCII digits with an optional minus ('+1', '1_0' are not ids)
+            bad = bad | ~s.str.contains(r"^-?[0-9]+$").fill_null(False)
         if bad.any():
             first = s.filter(bad)[0]
             raise DataError(f"column {column!r} ({what} ids) must hold integer ids; found {first!r} "
@@ -483,6 +506,9 @@ def from_frame(data: Any, *, user: str = "user_id", item: str = "item_id", ratin
     """
     if duplicates not in DUPLICATE_POLICIES:
         raise UsageError(f"duplicates must be one of {', '.join(DUPLICATE_POLICIES)}, got {duplicates!r}")
+    for label, column in (("user", user), ("item", item), ("rating", rating), ("timestamp", timestamp)):
+        if not isinstance(column, str) and (column is not None or label in ("user", "item")):
+            raise UsageError(f"{label} must name a column of the frame (a string), got {column!r}"[:300])
     named = [c for c in (user, item, rating, timestamp) if c is not None]
     if len(set(named)) != len(named):
         raise UsageError(f"user, item, rating and timestamp must be different columns, got {', '.join(named)}")
@@ -537,8 +563,14 @@ def as_dataset(data: Any, **frame_options: Any) -> Dataset:
     """A Dataset from whatever the API was given: a Dataset, an Interactions, a frame or tuples."""
     if isinstance(data, Dataset):
         return data
+    if isinstance(data, (tuple, list)) and data and all(
+            isinstance(x, Dataset) or (isinstance(x, tuple) and all(isinstance(y, Dataset) for y in x)) for x in data):
+        raise UsageError(f"got a {type(data).__name__} of {len(data)} split parts where one Dataset is expected; "
+                         "unpack the split first (train, test = data.split(...)) and pass one part")
     if isinstance(data, Interactions):
         return Dataset(data, name=data.dataset or "data")
     if isinstance(data, str):  # a processed dataset's name
         return load_dataset(data)
+    if data is None:
+        raise UsageError("give the ratings: a Dataset, a processed dataset's name or a DataFrame")
     return from_frame(data, **frame_options)

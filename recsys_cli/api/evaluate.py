@@ -8,13 +8,13 @@ goes to the run ledger (and to MLflow when `mlflow` options are given), as the C
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from recsys_cli.errors import UsageError
+from recsys_cli.errors import DataError, UsageError
 
 if TYPE_CHECKING:
     import polars as pl
@@ -115,6 +115,7 @@ def eval_settings(metrics: str | Sequence[str] = "all", k: int | Sequence[int] =
                   threshold: float = 4.0, fcp: bool = False) -> tuple[EvalSettings, list[str] | None]:
     """EvalSettings for a metric group or list of metric names; returns (settings, names to keep or None)."""
     import math
+    import numbers
 
     from recsys_cli.evaluation.protocols import EvalSettings
 
@@ -123,7 +124,7 @@ def eval_settings(metrics: str | Sequence[str] = "all", k: int | Sequence[int] =
         raise UsageError(f"k must be a positive integer or a list of them, got {k!r}")
     if any(x > 100_000 for x in ks):
         raise UsageError(f"k must be at most 100,000, got {max(ks)}")
-    if not isinstance(threshold, (int, float)) or not math.isfinite(threshold):
+    if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not math.isfinite(threshold):
         raise UsageError(f"the relevance threshold must be a finite number, got {threshold!r}")
     keep = None
     if isinstance(metrics, str):
@@ -133,6 +134,10 @@ def eval_settings(metrics: str | Sequence[str] = "all", k: int | Sequence[int] =
     else:
         from recsys_cli.evaluation.tuning import check_metric
 
+        metrics = list(metrics)
+        if not metrics:  # an empty result dict, with nothing to say why
+            raise UsageError("metrics is an empty list; give names such as ['rmse', 'ndcg@10'], or 'all', "
+                             "'rating' or 'ranking'")
         keep = []
         for name in metrics:
             base, cut = check_metric(name)
@@ -198,6 +203,11 @@ def evaluate(model: Any, test: Any = None, *, metrics: str | Sequence[str] = "al
     test_data = as_dataset(test)
     train_inter = as_dataset(train).interactions if train is not None else (model._train or _train_view(est))
     test_inter = test_data.interactions.on_items(est.item_ids)
+    if len(test_inter) == 0:  # every metric would be missing: the result was an empty dict
+        given = test_data.interactions
+        raise DataError(f"none of the {len(given):,} test ratings is of an item in the model's catalogue "
+                        f"(e.g. item {int(given.item_ids[given.items[0]])}); nothing to score: evaluate on "
+                        "ratings of the items the model was trained with")
     train_inter = train_inter.on_items(est.item_ids)
     t0 = time.perf_counter()
     scores = score_model(est, train_inter, test_inter, settings)
@@ -215,8 +225,14 @@ def evaluate(model: Any, test: Any = None, *, metrics: str | Sequence[str] = "al
 
 
 def _evaluate_run_split(run, settings: EvalSettings, keep: list[str] | None, *, data_dir=None) -> EvaluationResult:
+    from recsys_cli import settings as paths
     from recsys_cli.evaluation.runner import evaluate_run
 
+    m = run.manifest
+    if m.split and not (paths.processed_dir(m.dataset, data_dir) / "dataset.json").exists():
+        # e.g. a model trained on rs.from_frame(...) data: its split lives in memory, not under the data root
+        raise UsageError(f"run {run.name!r} was trained on {m.dataset!r}, which is not a processed dataset here, so "
+                         "its test part is not stored; pass the held-out ratings: evaluate(run, test)")
     res = evaluate_run(run.name, data_dir=data_dir, artifacts_dir=run.store.root, settings=settings)
     res["metrics"] = _keep(res["metrics"], keep)
     res["metrics_std"] = _keep(res["metrics_std"], keep)
@@ -232,6 +248,8 @@ def _spec(model: Any, params: dict[str, Any] | None = None) -> tuple[str, dict[s
         label = model.name + (f"@{model.preset}" if model.preset else "")
         return label, {**model.params, **(params or {})}
     if isinstance(model, tuple) and len(model) == 2 and isinstance(model[0], str):
+        if not isinstance(model[1], Mapping):
+            raise UsageError(f"a (name, params) model pair needs a dict of params, got {model!r}"[:300])
         return model[0], {**dict(model[1]), **(params or {})}
     if isinstance(model, str):
         return model, dict(params or {})
@@ -252,8 +270,11 @@ def compare(models: Sequence[Any], data: Any, *, cv: int | None = None, split: s
     from recsys_cli.evaluation.runner import compare_on_folds, cv_folds, folds
 
     seed = check_seed(seed)
-    if isinstance(models, (str, tuple)) or not len(models):
-        models = [models] if models else []
+    pair = isinstance(models, tuple) and len(models) == 2 and isinstance(models[0], str) \
+        and isinstance(models[1], Mapping)
+    if isinstance(models, str) or pair or not isinstance(models, Iterable):
+        models = [models]
+    models = list(models)  # a tuple, a generator or a pandas Series of names is a list of models
     if not models:
         raise UsageError("give at least one model to evaluate")
     specs = [_spec(m) for m in models]

@@ -6,9 +6,12 @@ offers the main table as a polars DataFrame (`.to_frame()`).
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from recsys_cli.errors import UsageError
 
@@ -123,6 +126,9 @@ def bandit(runs: Sequence[str], *, dataset: str | None = None, policy: str = "th
     from recsys_cli.abtest.bandit import POLICIES, arm_labels, run_bandit
     from recsys_cli.abtest.experiment import load_setup
 
+    if isinstance(runs, str):
+        raise UsageError(f"runs must be a list of run names, e.g. ['svd-ml-100k', 'ials-ml-100k'], got one string "
+                         f"{runs!r}"[:300])
     runs = list(runs)
     if len(runs) < 2:
         raise UsageError("give at least two runs to allocate traffic between")
@@ -156,6 +162,12 @@ def abtest_plan(baseline_ctr: float, *, mde: float | None = None, users: int | N
     """Sample size for an effect (mde), or the minimum detectable effect for a number of users."""
     from recsys_cli.abtest.power import plan
 
+    for label, value, integer in (("baseline_ctr", baseline_ctr, False), ("mde", mde, False), ("users", users, True),
+                                  ("alpha", alpha, False), ("power", power, False), ("ratio", ratio, False),
+                                  ("impressions_per_user", impressions_per_user, True), ("icc", icc, False)):
+        kinds = (int, np.integer) if integer else numbers.Real
+        if value is not None and (isinstance(value, (bool, np.bool_)) or not isinstance(value, kinds)):
+            raise UsageError(f"{label} must be {'an integer' if integer else 'a number'}, got {value!r}"[:300])
     return plan(baseline_ctr, mde=mde, users=users, relative=relative, alpha=alpha, power=power, ratio=ratio,
                 alternative=alternative, impressions_per_user=impressions_per_user, icc=icc)
 
@@ -262,12 +274,19 @@ def tune(model: str, dataset: str, *, grid: Any = None, space: Any = None, trial
     from recsys_cli.evaluation.search_space import parse_grid, parse_space, plan_search
     from recsys_cli.models.registry import get_model_class
 
+    if not isinstance(dataset, str):
+        raise UsageError(f"tune takes a processed dataset's name such as 'ml-100k' (it tunes on its stored "
+                         f"ratings or split), got {type(dataset).__name__}; for other data use rs.compare(...)")
     cls = get_model_class(model)
     metric = metric or ("rmse" if cls.predicts_ratings else "ndcg@10")
     tuning.check_metric(metric)
     tuning.metric_settings(metric, relevance, threshold)  # validates relevance
-    if cv < 2:
-        raise UsageError(f"--cv needs at least 2 folds, got {cv}")
+    if isinstance(cv, bool) or not isinstance(cv, (int, np.integer)) or cv < 2:
+        raise UsageError(f"cv (--cv) must be a whole number of folds, at least 2, got {cv!r}")
+    if isinstance(jobs, bool) or not isinstance(jobs, (int, np.integer)):
+        raise UsageError(f"jobs must be an integer, got {jobs!r}")
+    if trials is not None and (isinstance(trials, bool) or not isinstance(trials, (int, np.integer)) or trials < 0):
+        raise UsageError(f"trials must be a whole number of trials, got {trials!r}")
     tuning.check_cv_folds(cv_folds)
     if jobs < 1:
         raise UsageError(f"--jobs must be at least 1, got {jobs}")

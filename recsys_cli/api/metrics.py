@@ -46,6 +46,23 @@ def _frame(df: Any, columns: Sequence[str], what: str):
     return out
 
 
+def _id_frame(df: Any, ids: Sequence[str], others: Sequence[str], what: str):
+    """`_frame` with the id columns as Int64, read as `from_frame` reads ids (1.0 and '1' are 1; 1.5 is an error):
+    so frames whose id dtypes differ still join, and a fractional id never silently becomes another one."""
+    import polars as pl
+
+    from recsys_cli.api.data import _id_column
+
+    out = _frame(df, [*ids, *others], what)
+    cols = []
+    for c, label in zip(ids, ("user", "item"), strict=True):
+        try:
+            cols.append(pl.Series(c, _id_column(out, c, label)))
+        except DataError as exc:
+            raise DataError(f"{what}: {exc}") from None
+    return out.with_columns(cols)
+
+
 def _numeric(df, column: str, what: str) -> np.ndarray:
     s = df[column]
     if not s.dtype.is_numeric():
@@ -57,10 +74,11 @@ def _numeric(df, column: str, what: str) -> np.ndarray:
 
 
 def _pairs(true, pred, user: str, item: str, rating: str, prediction: str) -> tuple[np.ndarray, np.ndarray, Any]:
-    t = _frame(true, [user, item, rating], "true")
-    p = _frame(pred, [user, item, prediction], "pred")
-    if p.select([user, item]).is_duplicated().any():
-        raise DataError(f"pred has duplicated ({user}, {item}) pairs")
+    t = _id_frame(true, [user, item], [rating], "true")
+    p = _id_frame(pred, [user, item], [prediction], "pred")
+    for name, frame in (("true", t), ("pred", p)):
+        if frame.select([user, item]).is_duplicated().any():
+            raise DataError(f"{name} has duplicated ({user}, {item}) pairs; keep one row per pair")
     joined = t.join(p, on=[user, item], how="inner", suffix="_pred")
     if joined.height == 0:
         raise DataError(f"no ({user}, {item}) pair of true is in pred")
@@ -107,8 +125,10 @@ def ranking(true, pred, k: int | Sequence[int] = 10, *, relevance: str = "any", 
         raise UsageError(f"k must be a positive integer (at most 100,000) or a list of them, got {k!r}")
     if relevance not in ("any", "threshold"):
         raise UsageError(f"relevance must be 'any' or 'threshold', got {relevance!r}")
-    t = _frame(true, [user, item] + ([rating] if relevance == "threshold" else []), "true")
-    p = _frame(pred, [user, item, score], "pred")
+    t = _id_frame(true, [user, item], [rating] if relevance == "threshold" else [], "true")
+    p = _id_frame(pred, [user, item], [score], "pred")
+    if p.select([user, item]).is_duplicated().any():
+        raise DataError(f"pred recommends an item twice to a user (duplicated ({user}, {item}) pairs)")
     if relevance == "threshold":
         t = t.filter(_numeric(t, rating, "true") >= threshold)
     t_users, t_items = t[user].to_numpy().astype(np.int64), t[item].to_numpy().astype(np.int64)
@@ -143,6 +163,9 @@ def ranking(true, pred, k: int | Sequence[int] = 10, *, relevance: str = "any", 
 def _one(metric: str):
     def fn(true, pred, k: int = 10, *, relevance: str = "any", threshold: float = 4.0, user: str = USER,
            item: str = ITEM, rating: str = RATING, score: str = "score") -> float:
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+            raise UsageError(f"k must be one positive integer, got {k!r}; for several cutoffs use "
+                             f"rs.metrics.ranking(true, pred, k=[...])"[:300])
         return ranking(true, pred, k, relevance=relevance, threshold=threshold, user=user, item=item, rating=rating,
                        score=score)[f"{metric}@{k}"]
 

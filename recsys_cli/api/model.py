@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from recsys_cli.api.inputs import parse_int
 from recsys_cli.errors import RecsysError, UsageError
 
 if TYPE_CHECKING:
@@ -35,6 +36,9 @@ def _ids(values: Any, what: str) -> np.ndarray:
         values = values.to_numpy()
     flat = values if not np.isscalar(values) else [values]
     if isinstance(flat, (list, tuple)):
+        if any(isinstance(v, (bool, np.bool_)) for v in flat):
+            raise UsageError(f"{what} ids must be integers, got booleans {values!r}; to pick rows by a condition, "
+                             f"pass the ids it selects"[:300])
         big = [v for v in flat if isinstance(v, int) and not isinstance(v, bool) and not -2**63 <= v < 2**63]
         if big:
             raise UsageError(f"{what} id {big[0]} is out of range (ids are 64-bit integers)")
@@ -42,14 +46,20 @@ def _ids(values: Any, what: str) -> np.ndarray:
             return np.array(flat, dtype=np.int64)
     arr = np.asarray(flat)
     if arr.dtype == object or arr.dtype.kind in "US":
+        # strings are read as id files and URLs are: ASCII digits with an optional minus ('1_0', '+1' are errors)
         try:
-            arr = np.asarray([int(str(v).strip()) for v in arr.reshape(-1)])
-        except ValueError:
+            arr = np.asarray([v if isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+                              else parse_int(str(v)) for v in arr.reshape(-1)], dtype=object)
+            arr = arr.astype(np.int64) if arr.size else np.zeros(0, np.int64)
+        except (ValueError, OverflowError):
             raise UsageError(f"{what} ids must be integers, got {values!r}"[:300]) from None
+    if arr.dtype.kind == "b":  # a boolean mask (df.user_id == 3) is not a list of ids
+        raise UsageError(f"{what} ids must be integers, got booleans {values!r}; to pick rows by a condition, "
+                         f"pass the ids it selects"[:300])
     if arr.dtype.kind == "f":
         if not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr)):
             raise UsageError(f"{what} ids must be integers, got {values!r}"[:300])
-    elif arr.dtype.kind not in "iub":
+    elif arr.dtype.kind not in "iu":
         raise UsageError(f"{what} ids must be integers, got {values!r}"[:300])
     if arr.size and (arr.max() > np.iinfo(np.int64).max or arr.min() < np.iinfo(np.int64).min):
         raise UsageError(f"{what} id out of range")
@@ -69,15 +79,21 @@ def rating_pairs(ratings: Any) -> tuple[np.ndarray, np.ndarray]:
     """A new user's ratings as (raw item ids, values) from a {item: rating} dict, (item, rating) pairs or a frame."""
     if isinstance(ratings, Mapping):
         pairs = list(ratings.items())
+    elif type(ratings).__module__.startswith("pandas") and hasattr(ratings, "index") and hasattr(ratings, "items") \
+            and not hasattr(ratings, "columns"):  # a pandas Series item -> rating, as a dict
+        pairs = list(ratings.items())
     elif hasattr(ratings, "columns"):  # a polars or pandas frame with item_id, rating
         cols = list(ratings.columns)
         if "item_id" not in cols or "rating" not in cols:
             raise UsageError(f"the ratings frame needs item_id and rating columns (columns: {', '.join(map(str, cols))})")
         pairs = list(zip(list(ratings["item_id"]), list(ratings["rating"]), strict=True))
     elif isinstance(ratings, Iterable) and not isinstance(ratings, (str, bytes)):
-        pairs = [tuple(p) for p in ratings]
+        try:
+            pairs = [tuple(p) for p in ratings]
+        except TypeError:  # [50, 172]: items without their ratings
+            pairs = [()]
         if any(len(p) != 2 for p in pairs):
-            raise UsageError("ratings must be (item, rating) pairs")
+            raise UsageError("ratings must be a {item: rating} dict or (item, rating) pairs, e.g. {50: 5, 172: 4}")
     else:
         raise UsageError("ratings must be a {item: rating} dict, (item, rating) pairs or a frame of item_id, rating")
     if not pairs:
@@ -357,7 +373,8 @@ class Recommender:
     def predict(self, users: Any, items: Any, timestamps: Any = None) -> pl.DataFrame:
         """Predicted ratings for (user, item) pairs: user_id, item_id, prediction, fallback.
 
-        users and items are equal-length lists (or scalars); a pair the model cannot score
+        users and items are equal-length lists, or one of them a scalar (one user, many items or the
+        other way round); a pair the model cannot score
         directly falls back to biases, labelled (user_bias, item_bias, global_mean, genre).
         timestamps (Unix seconds, one per pair or one for all): when the ratings are made, for a model
         with a time part (`fm` with its time group); without them, as of the latest training period.
@@ -376,6 +393,8 @@ class Recommender:
         u, i = _ids(users, "user"), _ids(items, "item")
         if u.size == 1 and i.size > 1:
             u = np.repeat(u, i.size)
+        elif i.size == 1 and u.size > 1:
+            i = np.repeat(i, u.size)
         if u.shape != i.shape:
             raise UsageError(f"users and items differ in length ({u.size} vs {i.size})")
         if timestamps is not None:

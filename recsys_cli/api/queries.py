@@ -21,10 +21,10 @@ if TYPE_CHECKING:
     from recsys_cli.models.base import RecList
 
 
-def _run(run: Any, artifacts_dir=None) -> Run:
-    from recsys_cli.api.runs import Run, load_run
+def _run(run: Any, artifacts_dir=None, what: str = "load_run") -> Run:
+    from recsys_cli.api.runs import Run, load_run, run_name_of
 
-    return run if isinstance(run, Run) else load_run(run, artifacts_dir=artifacts_dir)
+    return run if isinstance(run, Run) else load_run(run_name_of(run, what), artifacts_dir=artifacts_dir)
 
 
 @dataclass
@@ -83,7 +83,7 @@ def recommend(run: Any, users: Any = None, *, n: int = 10, exclude_seen: bool = 
     model reads the user's training ratings from the processed dataset (data_dir). batch_size: users scored
     at once (see `Recommender.top_n`).
     """
-    r = _run(run, artifacts_dir)
+    r = _run(run, artifacts_dir, "recommend")
     chosen = sum([users is not None, bool(all_users), ratings is not None])
     if chosen != 1:
         raise UsageError("give exactly one of users, all_users or ratings")
@@ -126,7 +126,7 @@ class Predictions:
 def predict(run: Any, users: Any, items: Any, *, timestamps: Any = None, artifacts_dir=None) -> Predictions:
     """Predicted ratings for (user, item) pairs of raw ids, each with its fallback label (None = the model);
     `timestamps` (Unix seconds): when each rating is made, for a model with a time part."""
-    r = _run(run, artifacts_dir)
+    r = _run(run, artifacts_dir, "predict")
     u, i, pred, labels = r.model.predict_pairs(users, items, timestamps)  # no DataFrame: a server calls this
     ignored = timestamps is not None and not r.model._fitted().uses_time
     return Predictions(u, i, pred, labels, run=r.name, time_ignored=ignored)
@@ -159,7 +159,7 @@ def similar(run: Any, item: Any, *, n: int = 10, artifacts_dir=None) -> Similar:
     """The n items most similar to `item` by the run's own item similarity."""
     from recsys_cli.api.model import _ids, check_n
 
-    r = _run(run, artifacts_dir)
+    r = _run(run, artifacts_dir, "similar")
     raw = _ids(item, "item")
     if raw.size != 1:
         raise UsageError("give one item id")

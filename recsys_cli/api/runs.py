@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -144,10 +145,12 @@ def save(model: Recommender, name: str | None = None, *, force: bool = False, ar
 
     if not isinstance(model, Recommender):
         raise UsageError(f"save takes a model from rs.train(...) or rs.create_model(...).fit(...), got {model!r}")
+    if name is not None and not isinstance(name, str):
+        raise UsageError(f"a run name is a string such as 'svd-notebook', got {name!r}"[:300])
     est = model._fitted()
     info = model.trained_on
     dataset = info.get("dataset") or "data"
-    run = check_run_name(name or default_run_name(model.name, dataset, info.get("split")))
+    run = check_run_name(default_run_name(model.name, dataset, info.get("split")) if name is None else name)
     store = ArtifactStore(artifacts_dir)
     path = store.save(
         run, est, dataset=dataset, fingerprint=info.get("fingerprint", ""), split=info.get("split"),
@@ -170,12 +173,29 @@ def save(model: Recommender, name: str | None = None, *, force: bool = False, ar
     return Run(run, artifacts_dir=artifacts_dir, model=model)
 
 
+def run_name_of(run: Any, what: str) -> str:
+    """The name of a saved run given by name (or as a `Run`); UsageError for a model or anything else."""
+    from recsys_cli.api.model import Recommender
+
+    if isinstance(run, Run):
+        return run.name
+    if isinstance(run, Recommender):
+        raise UsageError(f"{what} takes a saved run (its name or rs.load_run(name)), not a model; ask the model "
+                         "itself (model.recommend(...), .predict(...), .similar_items(...)) or rs.save(model, name) first")
+    if not isinstance(run, str):
+        raise UsageError(f"{what} takes a saved run's name (a string such as 'svd-notebook'), got {run!r}"[:300])
+    return run
+
+
 def load_run(name: str, *, artifacts_dir=None, mmap: bool = False) -> Run:
     """Open a saved run (checks it exists and its manifest now; loads the arrays on `.model`).
 
     mmap=True maps the arrays from the run's arrays.npz instead of reading them (servers: shared
     pages, only what is touched resident); never overwrite a mapped run's files in place.
     """
+    if isinstance(name, Run) and artifacts_dir is None and mmap == name.mmap:
+        return name
+    name = run_name_of(name, "load_run")
     run = Run(name, artifacts_dir=artifacts_dir, mmap=mmap)
     run.manifest  # noqa: B018 - fail now, with the run's name, if it is missing or damaged
     return run
@@ -187,8 +207,8 @@ def list_runs(*, model: str | None = None, dataset: str | None = None, sort: str
     from recsys_cli import ledger
     from recsys_cli.artifacts import ArtifactStore
 
-    if limit is not None and limit < 1:
-        raise UsageError(f"limit must be at least 1, got {limit}")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise UsageError(f"limit must be a positive integer, got {limit!r}")
     ledger.check_filters(sort=sort)
     rows = []
     for m in ArtifactStore(artifacts_dir).list_runs():
@@ -227,6 +247,11 @@ def train_run(model: str, dataset: str, *, split: str | None = None, params: dic
     from recsys_cli.training import default_run_name
 
     seed = check_seed(seed)
+    if not isinstance(dataset, str):
+        raise UsageError(f"train_run takes a processed dataset's name such as 'ml-100k', got {type(dataset).__name__}; "
+                         "for a Dataset in memory use rs.save(rs.train(model, data), name)")
+    if params is not None and not isinstance(params, Mapping):
+        raise UsageError(f"params must be a dict of hyperparameters such as {{'factors': 50}}, got {params!r}"[:300])
     rec = create_model(model, preset=preset, **(params or {}))
     run = check_run_name(name or default_run_name(model, dataset, split))
     ArtifactStore(artifacts_dir).check_writable(run, force=force)  # before the work, not after it

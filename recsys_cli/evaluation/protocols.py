@@ -31,7 +31,7 @@ class EvalSettings:
 
     def __post_init__(self) -> None:
         if self.relevance not in ("threshold", "any"):
-            raise UsageError(f"--relevance must be 'threshold' or 'any', got {self.relevance!r}")
+            raise UsageError(f"relevance (--relevance) must be 'threshold' or 'any', got {self.relevance!r}")
         if not self.ks or min(self.ks) < 1:
             raise UsageError("--k must be a positive integer")
 

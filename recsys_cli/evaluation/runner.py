@@ -18,7 +18,7 @@ def cv_folds(full: Interactions, *, cv: int | None, seed: int) -> tuple[dict, It
     from recsys_cli.data.splits import kfold
 
     if isinstance(cv, bool) or not isinstance(cv, (int, np.integer)) or cv < 2:
-        raise UsageError(f"--cv needs at least 2 folds, got {cv!r}")
+        raise UsageError(f"cv (--cv) must be a whole number of folds, at least 2, got {cv!r}")
     if cv > len(full):
         raise UsageError(f"--cv {cv} is more folds than there are ratings ({len(full):,})")
     codes = kfold(len(full), k=int(cv), seed=seed)
