@@ -251,3 +251,25 @@ def test_nothing_to_score_is_an_error_not_an_empty_result(model, tmp_path):
         rs.save(model, "", artifacts_dir=tmp_path)
     assert str(err.value).startswith("invalid run name '': ")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_train_passes_frame_options_to_from_frame(frame):
+    renamed = frame.rename({"user_id": "u", "item_id": "i", "rating": "r"})
+    a = rs.train("bias", renamed, seed=1, user="u", item="i", rating="r", reg_u=5)
+    b = rs.train("bias", rs.from_frame(frame), seed=1, reg_u=5)
+    assert a.params["reg_u"] == 5
+    np.testing.assert_array_equal(a.predict([1, 2], [100, 101])["prediction"].to_numpy(),
+                                  b.predict([1, 2], [100, 101])["prediction"].to_numpy())
+
+
+def test_frame_options_are_from_frames_and_no_models_parameter():
+    import inspect
+
+    from recsys_cli.api.data import from_frame
+    from recsys_cli.api.model import FRAME_OPTIONS
+    from recsys_cli.models.registry import get_model_class, model_names
+
+    assert set(FRAME_OPTIONS) == set(inspect.signature(from_frame).parameters) - {"data"}
+    for name in model_names():
+        fields = set(get_model_class(name).Config.__dataclass_fields__)
+        assert not fields & set(FRAME_OPTIONS), name

@@ -498,11 +498,19 @@ def create_model(name: str, *, preset: str | None = None, **params: Any) -> Reco
 
 def train(model: str | Recommender, data: Any, *, seed: int = 42, preset: str | None = None, progress=None,
           **params: Any) -> Recommender:
-    """Create and fit in one call: `model = rs.train("svd", train_data, seed=42, factors=50)`."""
+    """Create and fit in one call: `model = rs.train("svd", train_data, seed=42, factors=50)`.
+
+    With a frame, `from_frame`'s options name its columns here too: `rs.train("svd", df, user="userId")`.
+    """
+    frame = {k: params.pop(k) for k in FRAME_OPTIONS if k in params}
     if isinstance(model, Recommender):
         if params or preset:
             raise UsageError("pass parameters to create_model, or a model name to train, not both")
         rec = model
     else:
         rec = create_model(model, preset=preset, **params)
-    return rec.fit(data, seed=seed, progress=progress)
+    return rec.fit(data, seed=seed, progress=progress, **frame)
+
+
+# from_frame's keyword options, which train() passes on to fit (no model has a parameter of these names)
+FRAME_OPTIONS = ("user", "item", "rating", "timestamp", "items", "name", "rating_scale", "duplicates")
