@@ -273,3 +273,10 @@ def test_frame_options_are_from_frames_and_no_models_parameter():
     for name in model_names():
         fields = set(get_model_class(name).Config.__dataclass_fields__)
         assert not fields & set(FRAME_OPTIONS), name
+
+
+def test_a_table_of_ids_is_refused_not_flattened(model):
+    with pytest.raises(UsageError, match=r"^user ids must be one list of ids, got an array of shape \(2, 2\); "
+                                         r"pick its id column$"):
+        model.recommend(np.array([[1, 2], [3, 4]]), n=3)
+    assert len(model.recommend(np.array([1, 2]), n=3)) == 6

@@ -53,6 +53,8 @@ def _ids(values: Any, what: str) -> np.ndarray:
             arr = arr.astype(np.int64) if arr.size else np.zeros(0, np.int64)
         except (ValueError, OverflowError):
             raise UsageError(f"{what} ids must be integers, got {values!r}"[:300]) from None
+    if arr.ndim > 1:  # a table of ids (a 2-D array, a frame's values) would be read row by row, silently
+        raise UsageError(f"{what} ids must be one list of ids, got an array of shape {arr.shape}; pick its id column")
     if arr.dtype.kind == "b":  # a boolean mask (df.user_id == 3) is not a list of ids
         raise UsageError(f"{what} ids must be integers, got booleans {values!r}; to pick rows by a condition, "
                          f"pass the ids it selects"[:300])
