@@ -280,3 +280,14 @@ def test_a_table_of_ids_is_refused_not_flattened(model):
                                          r"pick its id column$"):
         model.recommend(np.array([[1, 2], [3, 4]]), n=3)
     assert len(model.recommend(np.array([1, 2]), n=3)) == 6
+
+
+def test_test_ratings_of_unknown_items_are_counted_not_silently_dropped(model, parts):
+    test = parts[1].ratings
+    extra = pl.DataFrame({"user_id": [1, 2], "item_id": [999, 998], "rating": [4.0, 3.0],
+                          "timestamp": [5, 6]}).cast(test.schema)
+    res = rs.evaluate(model, rs.from_frame(pl.concat([test, extra]), timestamp="timestamp"), metrics="rating")
+    assert res.protocol["ratings_not_scored"] == 2
+    assert res.describe() == "holdout on the given test ratings (2 of items outside the model's catalogue not scored)"
+    assert res.metrics == rs.evaluate(model, parts[1], metrics="rating").metrics
+    assert "ratings_not_scored" not in rs.evaluate(model, parts[1], metrics="rating").protocol

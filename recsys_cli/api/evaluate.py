@@ -95,7 +95,9 @@ def describe_protocol(protocol: dict[str, Any]) -> str:
     if split:
         kind = protocol.get("split_kind")
         return f"holdout: train on split {split!r}" + (f" ({kind})" if kind else "") + ", score its test part"
-    return "holdout on the given test ratings"
+    unscored = protocol.get("ratings_not_scored")
+    return "holdout on the given test ratings" + (
+        f" ({unscored:,} of items outside the model's catalogue not scored)" if unscored else "")
 
 
 class Comparison(list):
@@ -208,6 +210,7 @@ def evaluate(model: Any, test: Any = None, *, metrics: str | Sequence[str] = "al
         raise DataError(f"none of the {len(given):,} test ratings is of an item in the model's catalogue "
                         f"(e.g. item {int(given.item_ids[given.items[0]])}); nothing to score: evaluate on "
                         "ratings of the items the model was trained with")
+    unscored = len(test_data.interactions) - len(test_inter)  # ratings of items outside the catalogue: said
     train_inter = train_inter.on_items(est.item_ids)
     t0 = time.perf_counter()
     scores = score_model(est, train_inter, test_inter, settings)
@@ -216,7 +219,9 @@ def evaluate(model: Any, test: Any = None, *, metrics: str | Sequence[str] = "al
     info = model.trained_on
     result = EvaluationResult(
         model=model.name, run=run_name, dataset=test_data.name, fingerprint=test_data.fingerprint,
-        protocol={"kind": "holdout", "split": test_inter.split}, relevance=settings.describe(), params=model.params,
+        protocol={"kind": "holdout", "split": test_inter.split,
+                  **({"ratings_not_scored": unscored} if unscored else {})},
+        relevance=settings.describe(), params=model.params,
         metrics=_keep(scores, keep), metrics_std={k: None for k in _keep(scores, keep)},  # one holdout: no spread
         fit_seconds=info.get("train_seconds"), predict_seconds=seconds, seed=info.get("seed"),
     )
