@@ -38,3 +38,21 @@ def __getattr__(name: str):
 
 def __dir__() -> list[str]:
     return sorted([*globals(), *__all__])
+
+
+class _Package(type(__import__("sys"))):
+    """This package's module type: a subpackage named like a public function (`recsys_cli.abtest`, the
+    A/B test code, and `rs.abtest`, the call) must not replace the function when it is imported.
+
+    Importing `recsys_cli.abtest.x` sets the attribute `abtest` of this package to the subpackage, after
+    which `rs.abtest(...)` would be "'module' object is not callable"; the subpackage stays importable
+    by name (`from recsys_cli.abtest import experiment`), only the attribute is not overwritten.
+    """
+
+    def __setattr__(self, name: str, value) -> None:
+        if name in _API and isinstance(value, type(__import__("sys"))):
+            return
+        super().__setattr__(name, value)
+
+
+__import__("sys").modules[__name__].__class__ = _Package

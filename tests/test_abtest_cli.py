@@ -233,7 +233,7 @@ def test_plot_writes_the_figure(env, tmp_path):
 
 
 def test_sample_ratio_mismatch_warns_loudly(env, monkeypatch):
-    import recsys_cli.abtest.experiment as experiment
+    from recsys_cli.abtest import experiment
 
     def skewed(user_ids, salt, traffic):  # a broken assignment: 80% of users land in B
         return (np.arange(len(user_ids)) % 5 != 0).astype(np.int8)
@@ -245,3 +245,18 @@ def test_sample_ratio_mismatch_warns_loudly(env, monkeypatch):
     assert out["srm"]["mismatch"] is True and out["srm"]["p_value"] < 1e-3
     assert "SAMPLE RATIO MISMATCH" in res.stderr
     assert out["warnings"] and "SAMPLE RATIO MISMATCH" in out["warnings"][0]
+
+
+def test_rs_abtest_stays_callable_after_the_abtest_package_is_imported(env):
+    """`rs.abtest` is the function even once `recsys_cli.abtest` (the subpackage) is imported; before, the import
+    replaced the package attribute and the second `rs.abtest(...)` was "'module' object is not callable"."""
+    import recsys_cli as rs
+    import recsys_cli.api
+    from recsys_cli.abtest import statistics  # noqa: F401 - imports the subpackage
+
+    assert rs.abtest is recsys_cli.api.abtest
+    kw = {"data_dir": env[1], "artifacts_dir": env[3], "segments": False, "bootstrap": 0}
+    first, second = rs.abtest("pop", "svd", **kw), rs.abtest("pop", "svd", **kw)
+    assert first.to_dict() == second.to_dict()
+    assert rs.abtest is recsys_cli.api.abtest and "abtest" not in vars(rs)
+
