@@ -260,3 +260,33 @@ def test_rs_abtest_stays_callable_after_the_abtest_package_is_imported(env):
     assert first.to_dict() == second.to_dict()
     assert rs.abtest is recsys_cli.api.abtest and "abtest" not in vars(rs)
 
+
+@pytest.mark.parametrize("command", [["pop", "svd"], ["bandit", "pop", "svd", "--rounds", "2"]])
+def test_plot_path_is_checked_before_the_work(env, tmp_path, command):
+    """Bad --plot paths fail with one line before anything is simulated or printed (bandit used to simulate,
+    print its note and only then refuse the suffix); an unwritable folder is exit 7 naming the option."""
+    pytest.importorskip("matplotlib")
+    (tmp_path / "file.txt").write_text("x")
+    (tmp_path / "folder.png").mkdir()
+    cases = [
+        (tmp_path / "ab.txt", 2, f"error: --plot writes .png or .svg files, got '{tmp_path / 'ab.txt'}'\n"),
+        (tmp_path / "folder.png", 2, f"error: --plot {tmp_path / 'folder.png'} is a folder; give a file name\n"),
+        (tmp_path / "file.txt" / "ab.png", 7,
+         f"error: --plot folder {tmp_path / 'file.txt'}: {tmp_path / 'file.txt'} is a file, not a folder\n"),
+    ]
+    for plot, code, stderr in cases:
+        res = invoke("abtest", *command, "--format", "json", "--plot", str(plot), *env)
+        assert (res.exit_code, res.stdout, res.stderr) == (code, "", stderr)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file.txt", "folder.png"]
+
+
+def test_plot_svg_by_suffix_and_missing_folders_are_created(env, tmp_path):
+    """`abtest --plot x.svg` writes an SVG (it wrote PNG bytes under any name, even ab.txt); like tune,
+    benchmark and bandit, missing folders of the path are created."""
+    pytest.importorskip("matplotlib")
+    target = tmp_path / "new" / "deeper" / "ab.svg"
+    res = invoke("abtest", "pop", "svd", "--bootstrap", "100", "--no-segments", "--format", "json", "--plot", str(target), *env)
+    assert res.exit_code == 0, res.output
+    assert target.read_bytes().startswith(b"<?xml") and b"<svg" in target.read_bytes()[:400]
+    assert res.stderr.splitlines()[-1] == f"wrote {target}"
+    assert [p.name for p in target.parent.iterdir()] == ["ab.svg"]  # no temporary file left

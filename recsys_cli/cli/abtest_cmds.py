@@ -114,7 +114,7 @@ def run_cmd(
     alternative: AlternativeOpt = "two-sided",
     bootstrap: Annotated[int, typer.Option("--bootstrap", help="Bootstrap resamples of users for the lift CI (0: off).")] = 2000,
     segments: Annotated[bool, typer.Option("--segments/--no-segments", help="Per-segment tables (activity, demographics).")] = True,
-    plot: Annotated[Optional[Path], typer.Option("--plot", help="Also write a PNG (CTR per arm, lift distribution); needs matplotlib.")] = None,
+    plot: Annotated[Optional[Path], typer.Option("--plot", help="Also draw the CTR per arm and the lift distribution to this .png or .svg (needs matplotlib).", show_default=False)] = None,
     seed: SeedOpt = 42,
     data_dir: DataDirOpt = None,
     artifacts_dir: ArtifactsDirOpt = None,
@@ -210,6 +210,10 @@ def bandit_cmd(
     from recsys_cli.progress import make_progress
 
     fmt = _resolve(fmt, as_json)
+    if plot is not None:
+        from recsys_cli.figures.plots import check_plot_path
+
+        check_plot_path(plot)  # before the simulation: a bad suffix or folder fails now
     progress = make_progress(verbose=False)
     try:
         report = bandit(runs, dataset=dataset, policy=policy, rounds=rounds, batch=batch, epsilon=epsilon, k=k,
@@ -221,9 +225,8 @@ def bandit_cmd(
         typer.echo(line, err=True)
     result = report.to_dict()
     if plot is not None:
-        from recsys_cli.figures.plots import check_plot_path, plot_bandit
+        from recsys_cli.figures.plots import plot_bandit
 
-        check_plot_path(plot)
         typer.echo(f"wrote {plot_bandit(result, plot)}", err=True)
     if fmt == "table":
         render_bandit(result, console_out())
