@@ -196,6 +196,12 @@ def test_cli_salt_default_matches_library():
         (["abtest", "bandit", "pop", "--policy", "thompson"], 2, "at least two"),
         (["abtest", "bandit", "pop", "svd", "--policy", "greedy"], 2, "--policy"),
         (["abtest", "pop", "svd", "--click-threshold", "99"], 2, "above the ratings' scale"),
+        # seeds are 0 .. 2**63-1 (README); -1 was exit 1 (internal error), 2**63 was accepted
+        (["abtest", "pop", "svd", "--seed", "-1"], 2, "error: seed must be between 0 and 2**63 - 1, got -1\n"),
+        (["abtest", "pop", "svd", "--seed", str(2**63)], 2, f"error: seed must be between 0 and 2**63 - 1, got {2**63}\n"),
+        (["abtest", "bandit", "pop", "svd", "--seed", "-1"], 2, "error: seed must be between 0 and 2**63 - 1, got -1\n"),
+        (["insights", "svd", "--seed", "-1"], 2, "error: seed must be between 0 and 2**63 - 1, got -1\n"),
+        (["insights", "svd", "--seed", str(2**63)], 2, f"error: seed must be between 0 and 2**63 - 1, got {2**63}\n"),
     ],
 )
 def test_bad_input_exit_codes(env, args, code, message):

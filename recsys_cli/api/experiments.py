@@ -99,7 +99,9 @@ def abtest(run_a: str, run_b: str, *, dataset: str | None = None, k: int = 10, t
     from recsys_cli.abtest.assignment import check_traffic
     from recsys_cli.abtest.experiment import load_setup, run_abtest
     from recsys_cli.abtest.statistics import check_alpha, check_alternative
+    from recsys_cli.api.model import check_seed
 
+    seed = check_seed(seed)  # -1 was an internal error (numpy's SeedSequence), 2**63 accepted
     if not 0 <= bootstrap <= MAX_BOOTSTRAP:  # the percentile CI is stable long before; 1e12 was a MemoryError
         raise UsageError(f"bootstrap must be between 0 and {MAX_BOOTSTRAP:,} resamples, got {bootstrap:,}")
 
@@ -122,7 +124,9 @@ def bandit(runs: Sequence[str], *, dataset: str | None = None, policy: str = "th
 
     from recsys_cli.abtest.bandit import POLICIES, arm_labels, run_bandit
     from recsys_cli.abtest.experiment import load_setup
+    from recsys_cli.api.model import check_seed
 
+    seed = check_seed(seed)
     runs = list(runs)
     if len(runs) < 2:
         raise UsageError("give at least two runs to allocate traffic between")
