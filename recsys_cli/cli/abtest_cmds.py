@@ -11,7 +11,7 @@ from typer.core import TyperGroup
 from recsys_cli.cli.common import ArtifactsDirOpt, DataDirOpt, FormatOpt, JsonOpt, SeedOpt, command_group
 
 DEFAULT_SALT = "recsys-abtest"  # same as recsys_cli.abtest.assignment.DEFAULT_SALT (kept import-free here)
-SUBCOMMANDS_USAGE = "RUN_A RUN_B --dataset NAME [OPTIONS] | plan [OPTIONS] | bandit RUN_A RUN_B [RUN_C ...] [OPTIONS]"
+SUBCOMMANDS_USAGE = "RUN_A RUN_B [OPTIONS] | plan [OPTIONS] | bandit RUN_A RUN_B [RUN_C ...] [OPTIONS]"
 
 HELP = """Simulated A/B tests between trained runs, sample-size planning and bandits.
 
@@ -26,11 +26,11 @@ Examples:
 
   recsys abtest svd-ml-100k-random popularity-ml-100k-random --dataset ml-100k
 
-  recsys abtest A B --dataset ml-100k --click-model position --eta 1 --format json
+  recsys abtest svd-ml-100k-random popularity-ml-100k-random --click-model position --eta 1 --format json
 
   recsys abtest plan --baseline-ctr 0.10 --mde 0.01
 
-  recsys abtest bandit A B --dataset ml-100k --policy thompson --rounds 50
+  recsys abtest bandit svd-ml-100k-random popularity-ml-100k-random --policy thompson --rounds 50
 """
 
 
