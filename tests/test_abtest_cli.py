@@ -202,6 +202,10 @@ def test_cli_salt_default_matches_library():
         (["abtest", "bandit", "pop", "svd", "--seed", "-1"], 2, "error: seed must be between 0 and 2**63 - 1, got -1\n"),
         (["insights", "svd", "--seed", "-1"], 2, "error: seed must be between 0 and 2**63 - 1, got -1\n"),
         (["insights", "svd", "--seed", str(2**63)], 2, f"error: seed must be between 0 and 2**63 - 1, got {2**63}\n"),
+        # dataset-only options were silently ignored for a run's report
+        (["insights", "svd", "--top", "3"], 2, "error: --top is for a dataset's insights; 'svd' is a saved run (its "
+                                               "report has no segment findings or top tables)\n"),
+        (["insights", "svd", "--alpha", "0.01", "--top", "3"], 2, "error: --alpha and --top are for a dataset's"),
     ],
 )
 def test_bad_input_exit_codes(env, args, code, message):

@@ -159,6 +159,13 @@ def register(app: typer.Typer) -> None:
         if is_run(dataset, artifacts_dir):
             from recsys_cli.insights.projection import check_projection
 
+            given = [flag for flag, value, default in (("--alpha", alpha, 0.05), ("--top", top, 20)) if value != default]
+            if given:  # dataset-only options were silently ignored for a run
+                from recsys_cli.errors import UsageError
+
+                raise UsageError(f"{' and '.join(given)} {'are' if len(given) > 1 else 'is'} for a dataset's insights; "
+                                 f"{dataset!r} is a saved run (its report has no segment findings or top tables)")
+
             return model_report_cmd(dataset, out=out, html=html, out_fmt=out_fmt, data_dir=data_dir,
                                     artifacts_dir=artifacts_dir, projection=check_projection(projection), seed=seed)
         if projection is not None:
