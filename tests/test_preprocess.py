@@ -512,3 +512,13 @@ def test_info_on_a_damaged_dataset_json(tmp_path):
         assert (res.exit_code, res.stdout) == (3, "")
         assert res.stderr == (f"error: {meta}: 'n_ratings' is 'lots', expected an integer; "
                               "re-run `recsys preprocess typed`\n")
+
+
+def test_info_csv_of_an_empty_data_folder_is_the_header(tmp_path):
+    """CSV columns are stable: with nothing downloaded `info --format csv` prints the listing's header (it
+    printed a blank line), as `runs` does; JSON is []."""
+    res = CliRunner().invoke(app, ["info", "--data-dir", str(tmp_path / "none"), "--format", "csv"])
+    assert res.exit_code == 0
+    assert res.stdout == "name,downloaded,downloaded_at,md5,processed,layout,n_ratings,n_users,n_items,splits,created\n"
+    res = CliRunner().invoke(app, ["info", "--data-dir", str(tmp_path / "none"), "--format", "json"])
+    assert (res.exit_code, res.stdout) == (0, "[]\n")

@@ -249,6 +249,10 @@ def read_meta(name: str, data_dir=None) -> dict[str, Any]:
     return check_meta(meta, path, name)
 
 
+LISTING_COLUMNS = ("name", "downloaded", "downloaded_at", "md5", "processed", "layout", "n_ratings", "n_users",
+                   "n_items", "splits", "created")  # the keys of every list_datasets row, in order
+
+
 def list_datasets(data_dir=None) -> list[dict[str, Any]]:
     """One row per dataset found under data/raw and data/processed, with download and count info."""
     root = settings.data_dir(data_dir)
