@@ -135,6 +135,11 @@ def test_table_report(env):
     assert res.exit_code == 0, res.output
     for text in ("Welch t (primary)", "two-proportion z", "randomisation unit", "verdict:", "Holm", "Segments"):
         assert text in res.stdout
+    # the click model is in the table's header; it was also a note on stderr, so a terminal showed it twice
+    assert res.stdout.count("click model: threshold(threshold=4.0)") == 1 and res.stderr == ""
+    res = invoke("abtest", "bandit", "pop", "svd", "--rounds", "2", "--format", "table", *env)
+    assert res.exit_code == 0, res.output
+    assert res.stdout.count("click model: threshold(threshold=4.0)") == 1 and res.stderr == ""
 
 
 def test_plan_json():

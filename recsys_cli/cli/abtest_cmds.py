@@ -133,8 +133,9 @@ def run_cmd(
                     click_model=click_model, click_threshold=click_threshold, eta=eta, decay=decay, gamma=gamma,
                     noise=noise, alpha=alpha, alternative=alternative, bootstrap=bootstrap, segments=segments,
                     seed=seed, data_dir=data_dir, artifacts_dir=artifacts_dir)
-    for line in result.notes:
-        typer.echo(line, err=True)
+    if fmt != "table":  # the table's header already says it; on a terminal it was printed twice
+        for line in result.notes:
+            typer.echo(line, err=True)
     _warn(result["warnings"])
     if fmt == "table":
         render_abtest(result.data, console_out())
@@ -221,8 +222,9 @@ def bandit_cmd(
                         noise=noise, seed=seed, data_dir=data_dir, artifacts_dir=artifacts_dir, progress=progress)
     finally:
         progress.close()
-    for line in report.notes:
-        typer.echo(line, err=True)
+    if fmt != "table":  # the table's header already says it
+        for line in report.notes:
+            typer.echo(line, err=True)
     result = report.to_dict()
     if plot is not None:
         from recsys_cli.figures.plots import plot_bandit
