@@ -41,6 +41,26 @@ def check_run_name(name: str) -> str:
     return name
 
 
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _listable(manifest: dict[str, Any]) -> bool:
+    """The fields a listing shows and sorts by have their JSON types: names and `created` strings,
+    `train_seconds` a number, `metrics` an object of numbers (each may be missing or null). A manifest
+    damaged there is skipped like an unreadable one, not a crash of `recsys runs` (which had
+    `--format table` and `--sort` fail with an internal error on `"train_seconds": "slow"`)."""
+    if any(manifest.get(key) is not None and not isinstance(manifest[key], str)
+           for key in ("model", "dataset", "split", "created")):
+        return False
+    if manifest.get("train_seconds") is not None and not _number(manifest["train_seconds"]):
+        return False
+    metrics = manifest.get("metrics")
+    if metrics is None:
+        return True
+    return isinstance(metrics, dict) and all(v is None or _number(v) for v in metrics.values())
+
+
 class ArtifactStore:
     def __init__(self, root: str | os.PathLike | None = None) -> None:
         self.root = artifacts_dir(root)
@@ -65,7 +85,7 @@ class ArtifactStore:
                 manifest = json.loads(mf.read_text())
             except (OSError, ValueError):  # unreadable, not UTF-8, or not JSON
                 continue
-            if not isinstance(manifest, dict):
+            if not isinstance(manifest, dict) or not _listable(manifest):
                 continue
             manifest["run"] = child.name
             out.append(manifest)

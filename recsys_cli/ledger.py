@@ -180,6 +180,12 @@ def _query(path: Path, *, kind, model, dataset, sort, limit) -> list[dict[str, A
         for c in ("params", "protocol", "metrics", "timings", "versions"):
             if r.get(c):
                 r[c] = json.loads(r[c])
+                if not isinstance(r[c], dict):  # every format and --sort read these as objects
+                    raise ValueError(f"entry {r.get('id')}: {c} is JSON {type(r[c]).__name__}, not an object")
+        bad = [m for m, v in (r.get("metrics") or {}).items()
+               if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)))]
+        if bad:
+            raise ValueError(f"entry {r.get('id')}: metric {bad[0]!r} is not a number")
     if sort:
         rows = sort_by_metric([r for r in rows if isinstance(r.get("metrics"), dict)], sort)
     return rows[:limit] if limit else rows

@@ -135,6 +135,11 @@ def test_table_report(env):
     assert res.exit_code == 0, res.output
     for text in ("Welch t (primary)", "two-proportion z", "randomisation unit", "verdict:", "Holm", "Segments"):
         assert text in res.stdout
+    # the click model is in the table's header; it was also a note on stderr, so a terminal showed it twice
+    assert res.stdout.count("click model: threshold(threshold=4.0)") == 1 and res.stderr == ""
+    res = invoke("abtest", "bandit", "pop", "svd", "--rounds", "2", "--format", "table", *env)
+    assert res.exit_code == 0, res.output
+    assert res.stdout.count("click model: threshold(threshold=4.0)") == 1 and res.stderr == ""
 
 
 def test_plan_json():
@@ -196,6 +201,16 @@ def test_cli_salt_default_matches_library():
         (["abtest", "bandit", "pop", "--policy", "thompson"], 2, "at least two"),
         (["abtest", "bandit", "pop", "svd", "--policy", "greedy"], 2, "--policy"),
         (["abtest", "pop", "svd", "--click-threshold", "99"], 2, "above the ratings' scale"),
+        # seeds are 0 .. 2**63-1 (README); -1 was exit 1 (internal error), 2**63 was accepted
+        (["abtest", "pop", "svd", "--seed", "-1"], 2, "error: seed must be between 0 and 2**63 - 1, got -1\n"),
+        (["abtest", "pop", "svd", "--seed", str(2**63)], 2, f"error: seed must be between 0 and 2**63 - 1, got {2**63}\n"),
+        (["abtest", "bandit", "pop", "svd", "--seed", "-1"], 2, "error: seed must be between 0 and 2**63 - 1, got -1\n"),
+        (["insights", "svd", "--seed", "-1"], 2, "error: seed must be between 0 and 2**63 - 1, got -1\n"),
+        (["insights", "svd", "--seed", str(2**63)], 2, f"error: seed must be between 0 and 2**63 - 1, got {2**63}\n"),
+        # dataset-only options were silently ignored for a run's report
+        (["insights", "svd", "--top", "3"], 2, "error: --top is for a dataset's insights; 'svd' is a saved run (its "
+                                               "report has no segment findings or top tables)\n"),
+        (["insights", "svd", "--alpha", "0.01", "--top", "3"], 2, "error: --alpha and --top are for a dataset's"),
     ],
 )
 def test_bad_input_exit_codes(env, args, code, message):
@@ -245,3 +260,48 @@ def test_sample_ratio_mismatch_warns_loudly(env, monkeypatch):
     assert out["srm"]["mismatch"] is True and out["srm"]["p_value"] < 1e-3
     assert "SAMPLE RATIO MISMATCH" in res.stderr
     assert out["warnings"] and "SAMPLE RATIO MISMATCH" in out["warnings"][0]
+
+
+def test_rs_abtest_stays_callable_after_the_abtest_package_is_imported(env):
+    """`rs.abtest` is the function even once `recsys_cli.abtest` (the subpackage) is imported; before, the import
+    replaced the package attribute and the second `rs.abtest(...)` was "'module' object is not callable"."""
+    import recsys_cli as rs
+    import recsys_cli.api
+    from recsys_cli.abtest import statistics  # noqa: F401 - imports the subpackage
+
+    assert rs.abtest is recsys_cli.api.abtest
+    kw = {"data_dir": env[1], "artifacts_dir": env[3], "segments": False, "bootstrap": 0}
+    first, second = rs.abtest("pop", "svd", **kw), rs.abtest("pop", "svd", **kw)
+    assert first.to_dict() == second.to_dict()
+    assert rs.abtest is recsys_cli.api.abtest and "abtest" not in vars(rs)
+
+
+@pytest.mark.parametrize("command", [["pop", "svd"], ["bandit", "pop", "svd", "--rounds", "2"]])
+def test_plot_path_is_checked_before_the_work(env, tmp_path, command):
+    """Bad --plot paths fail with one line before anything is simulated or printed (bandit used to simulate,
+    print its note and only then refuse the suffix); an unwritable folder is exit 7 naming the option."""
+    pytest.importorskip("matplotlib")
+    (tmp_path / "file.txt").write_text("x")
+    (tmp_path / "folder.png").mkdir()
+    cases = [
+        (tmp_path / "ab.txt", 2, f"error: --plot writes .png or .svg files, got '{tmp_path / 'ab.txt'}'\n"),
+        (tmp_path / "folder.png", 2, f"error: --plot {tmp_path / 'folder.png'} is a folder; give a file name\n"),
+        (tmp_path / "file.txt" / "ab.png", 7,
+         f"error: --plot folder {tmp_path / 'file.txt'}: {tmp_path / 'file.txt'} is a file, not a folder\n"),
+    ]
+    for plot, code, stderr in cases:
+        res = invoke("abtest", *command, "--format", "json", "--plot", str(plot), *env)
+        assert (res.exit_code, res.stdout, res.stderr) == (code, "", stderr)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file.txt", "folder.png"]
+
+
+def test_plot_svg_by_suffix_and_missing_folders_are_created(env, tmp_path):
+    """`abtest --plot x.svg` writes an SVG (it wrote PNG bytes under any name, even ab.txt); like tune,
+    benchmark and bandit, missing folders of the path are created."""
+    pytest.importorskip("matplotlib")
+    target = tmp_path / "new" / "deeper" / "ab.svg"
+    res = invoke("abtest", "pop", "svd", "--bootstrap", "100", "--no-segments", "--format", "json", "--plot", str(target), *env)
+    assert res.exit_code == 0, res.output
+    assert target.read_bytes().startswith(b"<?xml") and b"<svg" in target.read_bytes()[:400]
+    assert res.stderr.splitlines()[-1] == f"wrote {target}"
+    assert [p.name for p in target.parent.iterdir()] == ["ab.svg"]  # no temporary file left

@@ -273,6 +273,32 @@ def test_list_runs_skips_manifests_that_are_not_json_objects(models, tmp_path, c
     assert [m["run"] for m in store.list_runs()] == ["good"]
 
 
+@pytest.mark.parametrize(("key", "value"), [
+    ("train_seconds", "slow"), ("train_seconds", True), ("metrics", "oops"), ("metrics", {"rmse": "low"}),
+    ("created", 20240101), ("model", ["svd"]), ("split", {"name": "random"}),
+])
+def test_runs_skips_manifests_with_wrong_types_in_listed_fields(models, tmp_path, key, value):
+    """`recsys runs` on a run whose manifest has a listed field of the wrong JSON type: the run is skipped
+    like an unreadable one, in every format and with --sort (the table was exit 1, 'Unknown format code
+    'f' for object of type 'str'', and --sort 'str' object has no attribute 'get')."""
+    from typer.testing import CliRunner
+
+    from recsys_cli.cli.app import app
+
+    store = ArtifactStore(tmp_path)
+    store.save("good", models[0], **SAVE)
+    store.save("bad", models[0], **SAVE)
+    mf = tmp_path / "bad" / "manifest.json"
+    mf.write_text(json.dumps({**json.loads(mf.read_text()), key: value}))
+    assert [m["run"] for m in store.list_runs()] == ["good"]
+    for args in (["--format", "table"], ["--format", "csv"], ["--format", "json", "--sort", "rmse"]):
+        res = CliRunner().invoke(app, ["runs", "--artifacts-dir", str(tmp_path), *args])
+        assert (res.exit_code, res.stderr) == (0, ""), res.output
+        assert "bad" not in res.stdout
+    res = CliRunner().invoke(app, ["runs", "--artifacts-dir", str(tmp_path), "--format", "json"])
+    assert [r["run"] for r in json.loads(res.stdout)] == ["good"]
+
+
 # ------------------------------------------------------------------ a killed `recsys train --force`
 
 

@@ -325,3 +325,45 @@ def test_fm_floor_visits_every_rater_of_every_feature_twice_a_factor():
             expect[r] += change
             total += change
     assert np.allclose(sums[:, 0], expect) and drift == pytest.approx(total)
+
+
+@pytest.mark.parametrize("option", ["--out", "--plot"])
+def test_output_paths_are_checked_before_the_benchmark_runs(tmp_path, monkeypatch, option):
+    """--out (and --plot) under a file, or naming a folder: one line and the documented code before any
+    timing (--out was only written after the whole benchmark, then failed naming a hidden temp file)."""
+    import recsys_cli.api.experiments as experiments
+
+    def must_not_run(**kwargs):
+        raise AssertionError("the benchmark ran")
+
+    monkeypatch.setattr(experiments, "benchmark", must_not_run)
+    if option == "--plot":
+        pytest.importorskip("matplotlib")
+    (tmp_path / "file.txt").write_text("x")
+    (tmp_path / "folder.svg").mkdir()
+    name = "report.json" if option == "--out" else "plot.svg"
+    cases = [
+        (tmp_path / "file.txt" / name, 7,
+         f"error: {option} folder {tmp_path / 'file.txt'}: {tmp_path / 'file.txt'} is a file, not a folder\n"),
+        (tmp_path / "folder.svg", 2, f"error: {option} {tmp_path / 'folder.svg'} is a folder; give a file name\n"),
+    ]
+    for path, code, stderr in cases:
+        res = CliRunner().invoke(app, ["benchmark", "--scale", "ml-100k", "--data-dir", str(tmp_path), "--format",
+                                       "json", option, str(path)])
+        assert (res.exit_code, res.stdout, res.stderr) == (code, "", stderr)
+
+
+def test_written_files_are_named_on_stderr(tmp_path, monkeypatch):
+    """Like tune and abtest --plot, benchmark says what it wrote (`wrote FILE`, one line each)."""
+    pytest.importorskip("matplotlib")
+    import recsys_cli.api.experiments as experiments
+
+    report = {"machine": {}, "settings": {}, "rows": [], "ratios": [{"model": "svd", "peer": "surprise:SVD",
+                                                                      "step": "fit", "ratio": 2.0}]}
+    monkeypatch.setattr(experiments, "benchmark", lambda **kwargs: experiments.BenchmarkReport(report))
+    out, plot = tmp_path / "new" / "bench.json", tmp_path / "bench.svg"
+    res = CliRunner().invoke(app, ["benchmark", "--scale", "ml-100k", "--data-dir", str(tmp_path), "--format", "json",
+                                   "--out", str(out), "--plot", str(plot)])
+    assert res.exit_code == 0, res.output
+    assert res.stderr == f"wrote {out}\nwrote {plot}\n"
+    assert json.loads(out.read_text()) == json.loads(res.stdout) and plot.read_bytes().startswith(b"<?xml")

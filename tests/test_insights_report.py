@@ -229,3 +229,71 @@ def test_abtest_plot_tables_and_png(tmp_path):
     assert peak["density"] == pytest.approx(stats.norm.pdf(peak["lift"], 0.03, se))
     assert normal["lift_ci"]["source"][0] == "normal approximation"
     assert png_size(plot_abtest(_ab_result(samples), tmp_path / "ab.png")) == (1000, 420)
+
+
+@needs_matplotlib
+def test_cli_output_paths_are_checked_before_the_work(data_dir, tmp_path):
+    """--out naming a file, --html naming a folder: exit 2; a folder that cannot be written: exit 7 naming the
+    option (it was exit 3 naming a hidden temporary file, after the whole report had been computed)."""
+    (tmp_path / "file.txt").write_text("x")
+    (tmp_path / "folder").mkdir()
+    cases = [
+        (["--out", str(tmp_path / "file.txt")], 2, f"error: --out {tmp_path / 'file.txt'} is a file, not a folder\n"),
+        (["--html", str(tmp_path / "folder")], 2, f"error: --html {tmp_path / 'folder'} is a folder; give a file name\n"),
+        (["--html", str(tmp_path / "file.txt" / "r.html")], 7,
+         f"error: --html folder {tmp_path / 'file.txt'}: {tmp_path / 'file.txt'} is a file, not a folder\n"),
+        (["--out", str(tmp_path / "file.txt" / "figs")], 7,
+         f"error: --out folder {tmp_path / 'file.txt' / 'figs'}: {tmp_path / 'file.txt'} is a file, not a folder\n"),
+    ]
+    for args, code, stderr in cases:
+        res = invoke("insights", "fx", "--data-dir", str(data_dir), "--format", "json", *args)
+        assert (res.exit_code, res.stdout, res.stderr) == (code, "", stderr)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file.txt", "folder"]
+    assert list((tmp_path / "folder").iterdir()) == []
+
+
+@needs_matplotlib
+def test_interrupted_or_failed_report_writes_nothing(full, tmp_path, monkeypatch):
+    """Ctrl-C while the figures are drawn, or a disk that fills while the files are written, leaves no output
+    file and no temporary file (the report used to write each figure as it was drawn: an interrupt left a
+    half-filled folder)."""
+    import errno
+
+    from recsys_cli.figures import render as rd
+    from recsys_cli.insights import report
+
+    (tmp_path / "figs").mkdir()
+    (tmp_path / "figs" / "keep.txt").write_text("mine")
+    to_bytes, calls = rd.to_bytes, []
+
+    def interrupted(fig, fmt):
+        calls.append(fmt)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        return to_bytes(fig, fmt)
+
+    monkeypatch.setattr(rd, "to_bytes", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        report.render(full, tmp_path / "figs", tmp_path / "r.html")
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["figs", "keep.txt"]
+    monkeypatch.setattr(rd, "to_bytes", to_bytes)
+
+    real_fdopen, opened = rd.os.fdopen, []
+
+    def full_disk(fd, mode):
+        opened.append(fd)
+        if len(opened) == 7:
+            rd.os.close(fd)
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_fdopen(fd, mode)
+
+    monkeypatch.setattr(rd.os, "fdopen", full_disk)
+    with pytest.raises(OSError) as caught:
+        report.render(full, tmp_path / "figs", tmp_path / "r.html")
+    assert caught.value.errno == errno.ENOSPC and caught.value.filename.startswith(str(tmp_path / "figs"))
+    assert not caught.value.filename.endswith(".tmp")  # names the report's file, not the hidden one
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["figs", "keep.txt"]
+    monkeypatch.setattr(rd.os, "fdopen", real_fdopen)
+    written = report.render(full, tmp_path / "figs", tmp_path / "r.html")
+    assert len(written) == len(list((tmp_path / "figs").iterdir())) - 1 + 1  # every file, keep.txt untouched, r.html
+    assert (tmp_path / "figs" / "keep.txt").read_text() == "mine" and not list(tmp_path.rglob(".*.tmp"))

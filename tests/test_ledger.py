@@ -71,6 +71,30 @@ def test_runs_sort_accepts_every_recorded_figure(tmp_path):
     assert [r["metrics"]["rmse_std"] for r in ledger.query(root=tmp_path, sort="rmse_std")] == [0.01]
 
 
+@pytest.mark.parametrize(("column", "value", "why"), [
+    ("metrics", '"oops"', "entry 2: metrics is JSON str, not an object"),
+    ("metrics", '{"ndcg@10": "high"}', "entry 2: metric 'ndcg@10' is not a number"),
+    ("params", "[1, 2]", "entry 2: params is JSON list, not an object"),
+])
+def test_runs_ledger_with_a_wrong_typed_entry_is_exit_7_in_every_format(tmp_path, column, value, why):
+    """An entry whose JSON column has the wrong type: exit 7 like an unparsable one, in every format and with
+    --sort (the table was exit 1 ''str' object has no attribute 'get'' while JSON printed the entry, and
+    --sort said "'<' not supported between instances of 'float' and 'str'")."""
+    import sqlite3
+
+    ledger.record("evaluate", root=tmp_path, model="svd", dataset="x", metrics={"rmse": 0.95, "ndcg@10": 0.2})
+    ledger.record("evaluate", root=tmp_path, model="bias", dataset="x", metrics={"rmse": 0.90, "ndcg@10": 0.3})
+    conn = sqlite3.connect(ledger.ledger_path(tmp_path))
+    with conn:
+        conn.execute(f"UPDATE entries SET {column} = ? WHERE id = 2", (value,))
+    conn.close()
+    path = ledger.ledger_path(tmp_path)
+    for args in (["--format", "table"], ["--format", "json"], ["--format", "csv"], ["--sort", "ndcg@10"]):
+        res = CliRunner().invoke(app, ["runs", "--ledger", "--artifacts-dir", str(tmp_path), *args])
+        assert (res.exit_code, res.stdout) == (7, ""), (args, res.output)
+        assert res.stderr == f"error: cannot read the run ledger {path}: {why}; move it aside to start a new one\n"
+
+
 def test_many_processes_creating_the_ledger_at_once(tmp_path):
     # First use of a new ledger (WAL switch + schema) by several processes at the same moment.
     ctx = mp.get_context("spawn")

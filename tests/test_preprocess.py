@@ -482,3 +482,43 @@ def test_a_generic_ratings_file_with_latin1_text_names_the_line(tmp_path):
                   "--data-dir", str(tmp_path / "data"))
     assert result.exit_code == 3
     assert result.stderr.splitlines()[-1] == "error: g.csv:3: byte 0xe9 is not UTF-8 text; save the file as UTF-8"
+
+
+def test_info_on_a_damaged_dataset_json(tmp_path):
+    """dataset.json that is not an object, or with a count of the wrong type: `info` lists the dataset as not
+    processed, `info NAME`, `insights NAME` and loading it are exit 3 naming the file (they were exit 1:
+    ''list' object has no attribute 'get'', KeyError 'name', and `info list --format json` printed [1, 2])."""
+    for name, content in (("list", [1, 2]), ("typed", {"schema_version": 1, "name": "typed", "n_ratings": "lots",
+                                                       "n_users": 3, "n_items": 2, "splits": {}})):
+        (tmp_path / "processed" / name).mkdir(parents=True)
+        (tmp_path / "processed" / name / "dataset.json").write_text(json.dumps(content))
+
+    def invoke(*args):
+        return CliRunner().invoke(app, [*args, "--data-dir", str(tmp_path)])
+
+    for fmt in ("table", "json", "csv"):
+        res = invoke("info", "--format", fmt)
+        assert (res.exit_code, res.stderr) == (0, ""), res.output
+    rows = json.loads(invoke("info", "--format", "json").stdout)
+    assert [(r["name"], r["processed"], r["n_ratings"]) for r in rows] == [("list", False, None), ("typed", False, None)]
+    meta = tmp_path / "processed" / "list" / "dataset.json"
+    for args in (["info", "list", "--format", "json"], ["insights", "list", "--format", "json"]):
+        res = invoke(*args)
+        assert (res.exit_code, res.stdout) == (3, "")
+        assert res.stderr == f"error: {meta} should hold a JSON object, got list; re-run `recsys preprocess list`\n"
+    meta = tmp_path / "processed" / "typed" / "dataset.json"
+    for fmt in ("table", "json"):
+        res = invoke("info", "typed", "--format", fmt)
+        assert (res.exit_code, res.stdout) == (3, "")
+        assert res.stderr == (f"error: {meta}: 'n_ratings' is 'lots', expected an integer; "
+                              "re-run `recsys preprocess typed`\n")
+
+
+def test_info_csv_of_an_empty_data_folder_is_the_header(tmp_path):
+    """CSV columns are stable: with nothing downloaded `info --format csv` prints the listing's header (it
+    printed a blank line), as `runs` does; JSON is []."""
+    res = CliRunner().invoke(app, ["info", "--data-dir", str(tmp_path / "none"), "--format", "csv"])
+    assert res.exit_code == 0
+    assert res.stdout == "name,downloaded,downloaded_at,md5,processed,layout,n_ratings,n_users,n_items,splits,created\n"
+    res = CliRunner().invoke(app, ["info", "--data-dir", str(tmp_path / "none"), "--format", "json"])
+    assert (res.exit_code, res.stdout) == (0, "[]\n")

@@ -1,4 +1,4 @@
-"""The A/B figure: its tidy tables and the PNG (`recsys abtest --plot`). The rich tables live in output.abtest."""
+"""The A/B figure: its tidy tables and the PNG/SVG (`recsys abtest --plot`). The rich tables live in output.abtest."""
 
 from __future__ import annotations
 
@@ -7,18 +7,14 @@ from pathlib import Path
 
 import numpy as np
 
-from recsys_cli.errors import UsageError
-
 
 def check_plot_path(path) -> Path:
-    """Fail early (exit 2) when matplotlib is missing or the PNG's folder does not exist."""
-    from recsys_cli.figures.render import require_matplotlib
+    """Fail before the work: a suffix other than .png/.svg, no matplotlib or a folder in the file's place is
+    exit 2, a folder that cannot be written exit 7 (the same rules as tune, benchmark and bandit --plot)."""
+    from recsys_cli.figures.plots import check_plot_path as check
 
-    require_matplotlib("--plot")
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise UsageError(f"--plot: folder {path.parent} does not exist")
-    return path
+    check(path)
+    return Path(path)
 
 
 def plot_tables(result: dict, bins: int = 50) -> dict:
@@ -56,7 +52,8 @@ def plot_tables(result: dict, bins: int = 50) -> dict:
 
 
 def plot_abtest(result: dict, path: Path) -> Path:
-    """PNG: per-user CTR of each arm with its CI, and the distribution of the lift; written atomically."""
+    """PNG or SVG (by the suffix): per-user CTR of each arm with its CI, and the distribution of the lift;
+    written atomically."""
     path = check_plot_path(path)
     from recsys_cli.figures import builders, render
 
@@ -64,6 +61,6 @@ def plot_abtest(result: dict, path: Path) -> Path:
     fig = builders.abtest(tables["arms"], tables["lift"], tables["lift_ci"], alpha=result["settings"]["alpha"],
                           title=result["winner"]["message"])
     try:
-        return render.save(fig, path, "png")
+        return render.save(fig, path, path.suffix.lstrip(".").lower())
     finally:
         render.close(fig)

@@ -102,7 +102,9 @@ def abtest(run_a: str, run_b: str, *, dataset: str | None = None, k: int = 10, t
     from recsys_cli.abtest.assignment import check_traffic
     from recsys_cli.abtest.experiment import load_setup, run_abtest
     from recsys_cli.abtest.statistics import check_alpha, check_alternative
+    from recsys_cli.api.model import check_seed
 
+    seed = check_seed(seed)  # -1 was an internal error (numpy's SeedSequence), 2**63 accepted
     if not 0 <= bootstrap <= MAX_BOOTSTRAP:  # the percentile CI is stable long before; 1e12 was a MemoryError
         raise UsageError(f"bootstrap must be between 0 and {MAX_BOOTSTRAP:,} resamples, got {bootstrap:,}")
 
@@ -125,10 +127,12 @@ def bandit(runs: Sequence[str], *, dataset: str | None = None, policy: str = "th
 
     from recsys_cli.abtest.bandit import POLICIES, arm_labels, run_bandit
     from recsys_cli.abtest.experiment import load_setup
+    from recsys_cli.api.model import check_seed
 
     if isinstance(runs, str):
         raise UsageError(f"runs must be a list of run names, e.g. ['svd-ml-100k', 'ials-ml-100k'], got one string "
                          f"{runs!r}"[:300])
+    seed = check_seed(seed)
     runs = list(runs)
     if len(runs) < 2:
         raise UsageError("give at least two runs to allocate traffic between")

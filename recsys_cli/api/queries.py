@@ -175,8 +175,10 @@ def model_report(run: Any, *, k: int = 10, relevance: str | None = None, thresho
     (projection: pca, tsne or umap; seeded by `seed`), coverage / novelty / popularity bias /
     diversity over every user's top-k, nDCG@k per segment.
     """
+    from recsys_cli.api.model import check_seed
     from recsys_cli.insights.model_report import model_report as build
 
+    seed = check_seed(seed)
     name = run if isinstance(run, str) else _run(run, artifacts_dir).name
     root = artifacts_dir if isinstance(run, str) or artifacts_dir is not None else _run(run).store.root
     return build(name, k=k, relevance=relevance, threshold=threshold, seed=seed, projection=projection,

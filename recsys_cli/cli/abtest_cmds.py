@@ -11,7 +11,7 @@ from typer.core import TyperGroup
 from recsys_cli.cli.common import ArtifactsDirOpt, DataDirOpt, FormatOpt, JsonOpt, SeedOpt, command_group
 
 DEFAULT_SALT = "recsys-abtest"  # same as recsys_cli.abtest.assignment.DEFAULT_SALT (kept import-free here)
-SUBCOMMANDS_USAGE = "RUN_A RUN_B --dataset NAME [OPTIONS] | plan [OPTIONS] | bandit RUN_A RUN_B [RUN_C ...] [OPTIONS]"
+SUBCOMMANDS_USAGE = "RUN_A RUN_B [OPTIONS] | plan [OPTIONS] | bandit RUN_A RUN_B [RUN_C ...] [OPTIONS]"
 
 HELP = """Simulated A/B tests between trained runs, sample-size planning and bandits.
 
@@ -26,11 +26,11 @@ Examples:
 
   recsys abtest svd-ml-100k-random popularity-ml-100k-random --dataset ml-100k
 
-  recsys abtest A B --dataset ml-100k --click-model position --eta 1 --format json
+  recsys abtest svd-ml-100k-random popularity-ml-100k-random --click-model position --eta 1 --format json
 
   recsys abtest plan --baseline-ctr 0.10 --mde 0.01
 
-  recsys abtest bandit A B --dataset ml-100k --policy thompson --rounds 50
+  recsys abtest bandit svd-ml-100k-random popularity-ml-100k-random --policy thompson --rounds 50
 """
 
 
@@ -114,7 +114,7 @@ def run_cmd(
     alternative: AlternativeOpt = "two-sided",
     bootstrap: Annotated[int, typer.Option("--bootstrap", help="Bootstrap resamples of users for the lift CI (0: off).")] = 2000,
     segments: Annotated[bool, typer.Option("--segments/--no-segments", help="Per-segment tables (activity, demographics).")] = True,
-    plot: Annotated[Optional[Path], typer.Option("--plot", help="Also write a PNG (CTR per arm, lift distribution); needs matplotlib.")] = None,
+    plot: Annotated[Optional[Path], typer.Option("--plot", help="Also draw the CTR per arm and the lift distribution to this .png or .svg (needs matplotlib).", show_default=False)] = None,
     seed: SeedOpt = 42,
     data_dir: DataDirOpt = None,
     artifacts_dir: ArtifactsDirOpt = None,
@@ -133,8 +133,9 @@ def run_cmd(
                     click_model=click_model, click_threshold=click_threshold, eta=eta, decay=decay, gamma=gamma,
                     noise=noise, alpha=alpha, alternative=alternative, bootstrap=bootstrap, segments=segments,
                     seed=seed, data_dir=data_dir, artifacts_dir=artifacts_dir)
-    for line in result.notes:
-        typer.echo(line, err=True)
+    if fmt != "table":  # the table's header already says it; on a terminal it was printed twice
+        for line in result.notes:
+            typer.echo(line, err=True)
     _warn(result["warnings"])
     if fmt == "table":
         render_abtest(result.data, console_out())
@@ -210,6 +211,10 @@ def bandit_cmd(
     from recsys_cli.progress import make_progress
 
     fmt = _resolve(fmt, as_json)
+    if plot is not None:
+        from recsys_cli.figures.plots import check_plot_path
+
+        check_plot_path(plot)  # before the simulation: a bad suffix or folder fails now
     progress = make_progress(verbose=False)
     try:
         report = bandit(runs, dataset=dataset, policy=policy, rounds=rounds, batch=batch, epsilon=epsilon, k=k,
@@ -217,13 +222,13 @@ def bandit_cmd(
                         noise=noise, seed=seed, data_dir=data_dir, artifacts_dir=artifacts_dir, progress=progress)
     finally:
         progress.close()
-    for line in report.notes:
-        typer.echo(line, err=True)
+    if fmt != "table":  # the table's header already says it
+        for line in report.notes:
+            typer.echo(line, err=True)
     result = report.to_dict()
     if plot is not None:
-        from recsys_cli.figures.plots import check_plot_path, plot_bandit
+        from recsys_cli.figures.plots import plot_bandit
 
-        check_plot_path(plot)
         typer.echo(f"wrote {plot_bandit(result, plot)}", err=True)
     if fmt == "table":
         render_bandit(result, console_out())

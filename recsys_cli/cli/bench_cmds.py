@@ -94,6 +94,10 @@ def register(app: typer.Typer) -> None:
         from recsys_cli.figures.plots import check_plot_path, plot_benchmark
 
         check_plot_path(plot)
+        if out is not None:  # before the benchmark, not after minutes of it
+            from recsys_cli.figures.render import check_output_file
+
+            check_output_file(out, "--out")
         from recsys_cli.api.experiments import benchmark as run
 
         progress = make_progress()
@@ -106,8 +110,9 @@ def register(app: typer.Typer) -> None:
             progress.close()
         if out is not None:
             write_text_atomic(out, dumps(report) + "\n")
+            typer.echo(f"wrote {out}", err=True)
         if plot is not None:
-            plot_benchmark(report, plot)
+            typer.echo(f"wrote {plot_benchmark(report, plot)}", err=True)
         if fmt == "json":
             sys.stdout.write(dumps(report) + "\n")
         elif suite == "serve":

@@ -143,4 +143,9 @@ def register(app: typer.Typer) -> None:
                 }
                 for r in rows
             ]
-        emit(rows, out_fmt, title="datasets" if out_fmt == "table" else None)
+        if out_fmt == "table":
+            emit(rows, out_fmt, title="datasets")
+        else:  # declared columns: an empty listing is still a CSV header, not a blank line
+            from recsys_cli.data.preprocess import LISTING_COLUMNS
+
+            emit(rows, out_fmt, columns=LISTING_COLUMNS)

@@ -143,7 +143,7 @@ def register(app: typer.Typer) -> None:
         from recsys_cli.abtest.statistics import check_alpha
         from recsys_cli.api.explore import dataset_insights
         from recsys_cli.cli.model_report_view import is_run, model_report_cmd
-        from recsys_cli.figures.render import require_matplotlib
+        from recsys_cli.figures.render import check_output_dir, check_output_file, require_matplotlib
         from recsys_cli.output import console_out, resolve_format
         from recsys_cli.output.insights import emit_insights, written_lines
 
@@ -152,8 +152,19 @@ def register(app: typer.Typer) -> None:
         for option, value in (("--out", out), ("--html", html)):
             if value is not None:
                 require_matplotlib(option)
+        if out is not None:
+            check_output_dir(out, "--out")  # before the work, not after it
+        if html is not None:
+            check_output_file(html, "--html")
         if is_run(dataset, artifacts_dir):
             from recsys_cli.insights.projection import check_projection
+
+            given = [flag for flag, value, default in (("--alpha", alpha, 0.05), ("--top", top, 20)) if value != default]
+            if given:  # dataset-only options were silently ignored for a run
+                from recsys_cli.errors import UsageError
+
+                raise UsageError(f"{' and '.join(given)} {'are' if len(given) > 1 else 'is'} for a dataset's insights; "
+                                 f"{dataset!r} is a saved run (its report has no segment findings or top tables)")
 
             return model_report_cmd(dataset, out=out, html=html, out_fmt=out_fmt, data_dir=data_dir,
                                     artifacts_dir=artifacts_dir, projection=check_projection(projection), seed=seed)

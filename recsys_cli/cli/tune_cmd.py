@@ -160,7 +160,7 @@ def register(app: typer.Typer) -> None:
         study: Annotated[Optional[str], typer.Option("--study", help="Study name in --storage (default: MODEL-DATASET-SPLIT-METRIC).")] = None,
         train_best: Annotated[bool, typer.Option("--train-best", help="Train the best config on all ratings (or the split's train part) and save it.")] = False,
         name: Annotated[Optional[str], typer.Option("--name", "-n", help="Run name for --train-best (default: MODEL-DATASET[-SPLIT]).")] = None,
-        plot: Annotated[Optional[Path], typer.Option("--plot", help="Also write a PNG of the score of every trial (needs matplotlib).", show_default=False)] = None,
+        plot: Annotated[Optional[Path], typer.Option("--plot", help="Also draw the score of every trial to this .png or .svg (needs matplotlib).", show_default=False)] = None,
         force: ForceOpt = False,
         seed: SeedOpt = 42,
         data_dir: DataDirOpt = None,

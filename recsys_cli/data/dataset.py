@@ -343,9 +343,37 @@ def load_dataset(name: str, data_dir=None) -> Dataset:
         meta = json.loads(meta_path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise DataError(f"cannot read {meta_path}: {exc}") from exc
+    return Dataset(name, path, check_meta(meta, meta_path, name))
+
+
+_META_TYPES = {  # key: (JSON type, required); what `recsys info` and the loaders read from dataset.json
+    "name": (str, True), "n_ratings": (int, True), "n_users": (int, True), "n_items": (int, True),
+    "splits": (dict, True), "n_rated_items": (int, False), "duplicates_resolved": (int, False),
+    "n_tags": (int, False), "density": ((int, float), False), "rating_step": ((int, float), False),
+    "rating_scale": (list, False), "rating_histogram": (dict, False), "genres": (dict, False),
+}
+
+
+def check_meta(meta: object, meta_path: Path, name: str) -> dict:
+    """dataset.json's content, or DataError (exit 3) naming the file when it is not a JSON object of the
+    current schema whose counts, splits, scale and histograms have their JSON types."""
+    redo = f"re-run `recsys preprocess {name}`"
+    if not isinstance(meta, dict):
+        raise DataError(f"{meta_path} should hold a JSON object, got {type(meta).__name__}; {redo}")
     if meta.get("schema_version") != SCHEMA_VERSION:
         raise DataError(
-            f"{meta_path} has schema version {meta.get('schema_version')}, expected {SCHEMA_VERSION}; "
-            f"re-run `recsys preprocess {name}`"
+            f"{meta_path} has schema version {meta.get('schema_version')}, expected {SCHEMA_VERSION}; {redo}"
         )
-    return Dataset(name, path, meta)
+    for key, (kind, required) in _META_TYPES.items():
+        value = meta.get(key)
+        if value is None and not required:
+            continue
+        if value is None or isinstance(value, bool) or not isinstance(value, kind):
+            expected = {str: "a string", int: "an integer", dict: "an object", list: "a list"}.get(kind, "a number")
+            raise DataError(f"{meta_path}: {key!r} is {'missing' if value is None else repr(value)[:40]}, "
+                            f"expected {expected}; {redo}")
+    scale = meta.get("rating_scale")
+    if scale is not None and not (len(scale) == 2 and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                            for v in scale)):
+        raise DataError(f"{meta_path}: 'rating_scale' is {scale!r:.40}, expected [low, high]; {redo}")
+    return meta

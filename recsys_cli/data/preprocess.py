@@ -241,9 +241,16 @@ def read_meta(name: str, data_dir=None) -> dict[str, Any]:
         hint = f"recsys preprocess {name}" if raw.is_dir() else f"recsys download {name} && recsys preprocess {name}"
         raise DataError(f"dataset {name!r} is not preprocessed (no {path}); run `{hint}`")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        meta = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
         raise DataError(f"cannot read {path}: {exc}") from None
+    from recsys_cli.data.dataset import check_meta
+
+    return check_meta(meta, path, name)
+
+
+LISTING_COLUMNS = ("name", "downloaded", "downloaded_at", "md5", "processed", "layout", "n_ratings", "n_users",
+                   "n_items", "splits", "created")  # the keys of every list_datasets row, in order
 
 
 def list_datasets(data_dir=None) -> list[dict[str, Any]]:
@@ -260,6 +267,13 @@ def list_datasets(data_dir=None) -> list[dict[str, Any]]:
         raw, processed = root / "raw" / name, root / "processed" / name
         record = _json_or_empty(raw / "download.json")
         meta = _json_or_empty(processed / "dataset.json")
+        if meta:  # a damaged dataset.json lists as not processed, like an unreadable one (`info NAME` says why)
+            from recsys_cli.data.dataset import check_meta
+
+            try:
+                check_meta(meta, processed / "dataset.json", name)
+            except DataError:
+                meta = {}
         rows.append({
             "name": name,
             "downloaded": raw.is_dir(),
@@ -278,6 +292,7 @@ def list_datasets(data_dir=None) -> list[dict[str, Any]]:
 
 def _json_or_empty(path: Path) -> dict[str, Any]:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
         return {}
+    return value if isinstance(value, dict) else {}

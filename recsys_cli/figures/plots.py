@@ -21,12 +21,14 @@ def _suffix(path: Path) -> str:
 
 
 def check_plot_path(path: Path | None) -> None:
-    """Fail before the work: a bad suffix or no matplotlib is a usage error (exit 2)."""
+    """Fail before the work: a bad suffix, a folder in the file's place or no matplotlib is a usage error
+    (exit 2), a folder that cannot be written exit 7 (`render.check_output_file`)."""
     if path is not None:
-        from recsys_cli.figures.render import require_matplotlib
+        from recsys_cli.figures.render import check_output_file, require_matplotlib
 
         _suffix(path)
         require_matplotlib("--plot")
+        check_output_file(path, "--plot")
 
 
 UNFINISHED = ("pruned", "failed", "fail", "running")  # Optuna trial states that have no final score

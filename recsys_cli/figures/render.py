@@ -94,22 +94,73 @@ def svg_text(fig) -> str:
     return to_bytes(fig, "svg").decode("utf-8")
 
 
+def check_output_file(path, option: str) -> Path:
+    """Before the work: `path` can take one output file (`--plot`, `--html`). A folder in its place is a
+    usage error (exit 2); a folder that cannot be written (read-only, permissions, a file where a folder
+    should be) is exit 7 naming the option. Missing folders are created when the file is written."""
+    from recsys_cli.swap import check_writable
+
+    path = Path(path)
+    if path.is_dir():
+        raise UsageError(f"{option} {path} is a folder; give a file name")
+    check_writable(path.parent, f"{option} folder")
+    return path
+
+
+def check_output_dir(path, option: str) -> Path:
+    """Before the work: `path` can be (or become) a folder of outputs (`--out DIR`); exit 2 for a file in its
+    place, exit 7 when it cannot be written."""
+    from recsys_cli.swap import check_writable
+
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{option} {path} is a file, not a folder")
+    check_writable(path, f"{option} folder")
+    return path
+
+
+def _named(exc: OSError, path: Path) -> OSError:
+    """The error of writing `path` naming `path` (the caller's file), not the hidden temporary one."""
+    return OSError(exc.errno, exc.strerror or str(exc), str(path))
+
+
 def write_bytes_atomic(path: Path, data: bytes) -> Path:
     """Write through a temporary file beside `path` and one os.replace; usual permissions."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    return write_all_atomic([(Path(path), data)])[0]
+
+
+def write_all_atomic(files) -> list[Path]:
+    """Write several (path, bytes) at once: every file goes to a temporary file beside its target first, and
+    only when all are written are they moved into place (one os.replace each), so a failed or interrupted
+    write (disk full, Ctrl-C) replaces none of them, leaves no file half-written and no temporary file behind."""
+    files = [(Path(path), data) for path, data in files]
+    umask = os.umask(0)
+    os.umask(umask)
+    staged: list[tuple[str, Path]] = []
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600
-        os.replace(tmp, path)
+        for path, data in files:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            except OSError as exc:
+                raise _named(exc, path) from None
+            staged.append((tmp, path))
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(data)
+                os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600
+            except OSError as exc:
+                raise _named(exc, path) from None
+        for tmp, path in staged:
+            try:
+                os.replace(tmp, path)
+            except OSError as exc:
+                raise _named(exc, path) from None
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        for tmp, _ in staged:
+            Path(tmp).unlink(missing_ok=True)
         raise
-    return path
+    return [path for path, _ in files]
 
 
 def save(fig, path, fmt: str | None = None) -> Path:

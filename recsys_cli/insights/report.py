@@ -110,14 +110,15 @@ def build_figures(insights: Insights, specs=SPECS) -> Iterator[tuple[FigureSpec,
 
 def render(insights: Insights, out_dir: Path | None = None, html_path: Path | None = None,
            formats=("png", "svg"), *, specs=SPECS, heading: str = "Dataset insights") -> list[Path]:
-    """Write figures + tables to out_dir and/or the HTML report; every figure is drawn once. Returns the paths written."""
+    """Write figures + tables to out_dir and/or the HTML report; every figure is drawn once. Returns the paths written.
+
+    Everything is drawn first and then written with `write_all_atomic`: Ctrl-C while drawing, or a failure
+    while writing (a full disk), replaces none of the files, and no file is ever half-written.
+    """
     from recsys_cli.figures import render as rd
     from recsys_cli.output import dumps
 
-    def write_text_atomic(path: Path, text: str) -> None:
-        rd.write_bytes_atomic(path, text.encode("utf-8"))
-
-    written: list[Path] = []
+    files: list[tuple[Path, bytes]] = []
     svgs: dict[str, str] = {}
     for spec, fig in build_figures(insights, specs):
         try:
@@ -127,23 +128,18 @@ def render(insights: Insights, out_dir: Path | None = None, html_path: Path | No
                     drawn[fmt] = rd.to_bytes(fig, fmt)
             if out_dir is not None:
                 for fmt in formats:
-                    written.append(rd.write_bytes_atomic(Path(out_dir) / f"{spec.name}.{fmt}", drawn[fmt]))
+                    files.append((Path(out_dir) / f"{spec.name}.{fmt}", drawn[fmt]))
             if html_path is not None:
                 svgs[spec.name] = drawn["svg"].decode("utf-8")
         finally:
             rd.close(fig)
     if out_dir is not None:
         for name, table in insights.tables.items():
-            path = Path(out_dir) / f"{name}.csv"
-            write_text_atomic(path, csv_text(table))
-            written.append(path)
-        path = Path(out_dir) / "insights.json"
-        write_text_atomic(path, dumps(insights.to_dict()) + "\n")
-        written.append(path)
+            files.append((Path(out_dir) / f"{name}.csv", csv_text(table).encode("utf-8")))
+        files.append((Path(out_dir) / "insights.json", (dumps(insights.to_dict()) + "\n").encode("utf-8")))
     if html_path is not None:
-        write_text_atomic(Path(html_path), html_report(insights, svgs, specs=specs, heading=heading))
-        written.append(Path(html_path))
-    return written
+        files.append((Path(html_path), html_report(insights, svgs, specs=specs, heading=heading).encode("utf-8")))
+    return rd.write_all_atomic(files)
 
 
 CSS = """
