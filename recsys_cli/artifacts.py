@@ -36,7 +36,8 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 def check_run_name(name: str) -> str:
     if not _NAME_RE.match(name or ""):
         raise UsageError(
-            f"invalid run name {name!r}: use letters, digits, '.', '_' or '-' (at most 128, not starting with '.')"
+            f"invalid run name {name!r}: use ASCII letters (a-z, A-Z), digits, '.', '_' or '-', starting with a "
+            "letter or digit, at most 128 characters"
         )
     return name
 

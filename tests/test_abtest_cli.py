@@ -201,6 +201,14 @@ def test_cli_salt_default_matches_library():
         (["abtest", "bandit", "pop", "--policy", "thompson"], 2, "at least two"),
         (["abtest", "bandit", "pop", "svd", "--policy", "greedy"], 2, "--policy"),
         (["abtest", "pop", "svd", "--click-threshold", "99"], 2, "above the ratings' scale"),
+        # below the scale every held-out rating clicked, silently (0.8 meant as a share of the top, say)
+        (["abtest", "pop", "svd", "--click-threshold", "0.8"], 2, "error: --click-threshold 0.8 is below the ratings' "
+         "scale (from 1): every held-out rating would click; give 1 if that is what you mean\n"),
+        (["abtest", "bandit", "pop", "svd", "--click-threshold", "0"], 2, "error: --click-threshold 0 is below the "
+         "ratings' scale (from 1): every held-out rating would click; give 1 if that is what you mean\n"),
+        # more users than the pool silently used the whole pool (119 users of the tiny set have held-out ratings)
+        (["abtest", "pop", "svd", "--users", "5000"], 2, "error: --users 5,000 is more than the 119 eligible users "
+         "(those with held-out ratings); give at most 119, or leave --users out to use them all\n"),
         # seeds are 0 .. 2**63-1 (README); -1 was exit 1 (internal error), 2**63 was accepted
         (["abtest", "pop", "svd", "--seed", "-1"], 2, "error: seed must be between 0 and 2**63 - 1, got -1\n"),
         (["abtest", "pop", "svd", "--seed", str(2**63)], 2, f"error: seed must be between 0 and 2**63 - 1, got {2**63}\n"),
@@ -218,6 +226,36 @@ def test_bad_input_exit_codes(env, args, code, message):
     assert res.exit_code == code, res.output
     assert message in res.stderr
     assert res.stderr.count("\n") == 1  # one clean line, no traceback
+
+
+def test_plan_machine_formats_carry_the_full_float():
+    """README: full precision in machine formats. The MDE (and target, relative MDE) were rounded to 12 decimals."""
+    out = json.loads(invoke("abtest", "plan", "--baseline-ctr", "0.10", "--users", "14751", "--json").stdout)
+    assert out["mde"] == 0.009999927458253795 and out["mde"] != round(out["mde"], 12)
+    assert out["target_ctr"] == 0.1 + out["mde"] and out["mde_relative"] == out["mde"] / 0.1
+    res = invoke("abtest", "plan", "--baseline-ctr", "0.10", "--users", "14751", "--format", "csv")
+    row = dict(zip(*[line.split(",") for line in res.stdout.splitlines()[:2]], strict=False))
+    assert (float(row["mde"]), float(row["target_ctr"])) == (out["mde"], out["target_ctr"])
+    given = json.loads(invoke("abtest", "plan", "--baseline-ctr", "0.10", "--mde", "0.01", "--json").stdout)
+    assert given["mde"] == 0.01 and given["mde_relative"] == 0.01 / 0.1  # the effect asked for, not 0.11 - 0.1
+    rel = json.loads(invoke("abtest", "plan", "--baseline-ctr", "0.10", "--mde", "0.1", "--relative", "--json").stdout)
+    assert rel["mde_relative"] == 0.1 and rel["mde"] == 0.1 * 0.1
+    table = invoke("abtest", "plan", "--baseline-ctr", "0.10", "--users", "14751", "--format", "table").stdout
+    assert "│ mde            │ 0.0100 " in table  # the table still rounds for display
+
+
+def test_click_threshold_at_the_scale_minimum_is_every_held_out_rating(env):
+    res = invoke("abtest", "pop", "svd", "--click-threshold", "1", "--json", "--bootstrap", "0", "--no-segments", *env)
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert out["click_model"] == {"name": "threshold", "threshold": 1.0}
+
+
+def test_users_equal_to_the_pool_is_the_whole_pool(env):
+    common = ["--json", "--bootstrap", "0", "--no-segments", *env]
+    every = json.loads(invoke("abtest", "pop", "svd", "--users", "119", *common).stdout)
+    assert every["settings"]["sampled_users"] == every["settings"]["eligible_users"] == 119
+    assert every["arms"] == json.loads(invoke("abtest", "pop", "svd", *common).stdout)["arms"]
 
 
 def test_plan_bad_input():

@@ -323,3 +323,46 @@ def test_a_header_only_pairs_file_and_an_empty_test_part_are_errors(env, tmp_pat
     res = run("evaluate", "bias-synth-nothing-held", "--data-dir", env["data"], *A(env), "--format", "json")
     assert res.exit_code == 3 and res.stderr == ("error: split 'nothing-held' of 'synth' has no held-out (test) ratings "
                                                  "to score 'bias-synth-nothing-held' on\n")
+
+
+@pytest.mark.parametrize("seed", ["-1", str(2**63)])
+def test_evaluate_run_checks_the_seed_before_the_work_and_the_ledger(env, seed):
+    """`evaluate RUN --seed -1` was accepted, ignored and recorded in the ledger; every other --seed is checked."""
+    from recsys_cli import ledger
+
+    before = ledger.query(root=env["arts"], kind="evaluate")
+    res = run("evaluate", "svd-synth-random", "--seed", seed, "--data-dir", env["data"], *A(env))
+    assert (res.exit_code, res.stdout, res.stderr) == (2, "", f"error: seed must be between 0 and 2**63 - 1, got {seed}\n")
+    assert ledger.query(root=env["arts"], kind="evaluate") == before
+
+
+@pytest.mark.parametrize("name", ["caf\u00e9", "_x", "x" * 129])
+def test_run_name_error_says_exactly_what_is_allowed(env, name):
+    """The message said 'letters' (and only 'not starting with .') though the check is ASCII letters, a first
+    letter or digit, at most 128 characters."""
+    res = run("train", "bias", "--dataset", "synth", "--name", name, "--data-dir", env["data"], *A(env))
+    assert (res.exit_code, res.stdout) == (2, "")
+    assert res.stderr == (f"error: invalid run name {name!r}: use ASCII letters (a-z, A-Z), digits, '.', '_' or '-', "
+                          "starting with a letter or digit, at most 128 characters\n")
+
+
+@pytest.mark.parametrize(
+    "name, raw, hint",
+    [
+        ("ml-1m", False, "`recsys download ml-1m && recsys preprocess ml-1m`"),
+        ("ml-1m", True, "`recsys preprocess ml-1m`"),
+        ("mine", False, "`recsys generate mine && recsys preprocess mine`, or `recsys preprocess PATH --name mine`"),
+        ("ml-mine", False, "`recsys generate ml-mine && recsys preprocess ml-mine`, or "
+                           "`recsys preprocess PATH --name ml-mine`"),
+    ],
+)
+def test_info_and_insights_suggest_the_same_next_step(tmp_path, name, raw, hint):
+    """`info NAME` suggested `recsys download NAME` for any name, `insights NAME` `recsys generate` for any name not
+    starting with 'ml-'; both now give the library's one message."""
+    if raw:
+        (tmp_path / "raw" / name).mkdir(parents=True)
+    expected = (f"error: dataset {name!r} is not preprocessed (no {tmp_path / 'processed' / name / 'dataset.json'}); "
+                f"run {hint}\n")
+    for command, *more in (("info",), ("insights", "--artifacts-dir", tmp_path / "arts")):
+        res = run(command, name, "--data-dir", tmp_path, *more)
+        assert (res.exit_code, res.stdout, res.stderr) == (3, "", expected), command

@@ -43,9 +43,16 @@ def assign_arms(user_ids, salt: str = DEFAULT_SALT, traffic: float = 0.5) -> np.
 
 
 def sample_users(user_ids, n: int | None, seed: int) -> np.ndarray:
-    """`n` ids drawn without replacement with the seed (all when n is None or too large), sorted."""
+    """`n` ids drawn without replacement with the seed (all when n is None), sorted.
+
+    More than the pool is a UsageError naming its size: it silently ran on the whole pool, a much
+    smaller experiment than the one asked for (and planned with `abtest plan`).
+    """
     ids = np.unique(np.asarray(user_ids, dtype=np.int64))
-    if n is None or n >= len(ids):
+    if n is not None and n > len(ids):
+        raise UsageError(f"--users {n:,} is more than the {len(ids):,} eligible users (those with held-out ratings); "
+                         f"give at most {len(ids):,}, or leave --users out to use them all")
+    if n is None or n == len(ids):
         return ids
     if n < 2:
         raise UsageError(f"--users must be at least 2 (one per arm at the very least), got {n}")

@@ -84,7 +84,8 @@ def sample_size(baseline: float, mde: float, *, relative: bool = False, alpha: f
                          "per arm; give a larger --mde")
     n_a = math.ceil(needed - 1e-9)
     n_b = math.ceil(ratio * n_a - 1e-9)
-    return _result(baseline, p2, n_a, n_b, alpha, power, ratio, alternative, solved_for="n")
+    return _result(baseline, delta, n_a, n_b, alpha, power, ratio, alternative, solved_for="n",
+                   relative_mde=math.copysign(mde, delta) if relative else None)
 
 
 def minimum_detectable_effect(baseline: float, n_a: int, *, alpha: float = 0.05, power: float = 0.8,
@@ -104,17 +105,23 @@ def minimum_detectable_effect(baseline: float, n_a: int, *, alpha: float = 0.05,
         raise UsageError(f"{n_a} users per arm cannot detect any change of a {baseline} CTR with power {power}")
     delta = brentq(gap, 1e-12, room, xtol=1e-12, rtol=1e-12)
     n_b = math.ceil(ratio * n_a - 1e-9)
-    return _result(baseline, baseline + sign * delta, int(n_a), n_b, alpha, power, ratio, alternative, solved_for="mde")
+    return _result(baseline, sign * delta, int(n_a), n_b, alpha, power, ratio, alternative, solved_for="mde")
 
 
-def _result(p1: float, p2: float, n_a: int, n_b: int, alpha: float, power: float, ratio: float,
-            alternative: str, solved_for: str) -> dict:
+def _result(p1: float, delta: float, n_a: int, n_b: int, alpha: float, power: float, ratio: float,
+            alternative: str, solved_for: str, relative_mde: float | None = None) -> dict:
+    """The plan as full floats (README: machine formats carry the exact value; only the table rounds).
+
+    The effect is the one given or solved for, not recomputed as target - baseline (0.11 - 0.1 is
+    0.009999999999999995, which is why it used to be rounded to 12 decimals, and the solved MDE with it).
+    """
+    p2 = p1 + delta
     return {
         "solved_for": solved_for,
         "baseline_ctr": p1,
-        "target_ctr": round(p2, 12),  # rounding hides float noise such as 0.009999999999999995
-        "mde": round(p2 - p1, 12),
-        "mde_relative": round((p2 - p1) / p1, 12),
+        "target_ctr": p2,
+        "mde": delta,
+        "mde_relative": delta / p1 if relative_mde is None else relative_mde,
         "n_per_arm": n_a,
         "n_a": n_a,
         "n_b": n_b,

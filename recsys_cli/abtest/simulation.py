@@ -166,10 +166,13 @@ def make_click_model(name: str, rating_scale=(1.0, 5.0), *, threshold: float | N
                      decay: str = "power", gamma: float = 0.85, noise: float = 0.02) -> ClickModel:
     """Build a click model by name; the threshold defaults to 4 on a 1-5 scale (80% of the top)."""
     if name == "threshold":
-        hi = float(rating_scale[1])
+        lo, hi = float(rating_scale[0]), float(rating_scale[1])
         if threshold is not None and not threshold <= hi:  # no held-out rating could click: p = nan
             raise UsageError(f"--click-threshold {threshold:g} is above the ratings' scale (up to {hi:g}): no "
                              "held-out rating would click")
+        if threshold is not None and threshold < lo:  # e.g. 0.8 meant as a share of the top: every rating clicks
+            raise UsageError(f"--click-threshold {threshold:g} is below the ratings' scale (from {lo:g}): every "
+                             f"held-out rating would click; give {lo:g} if that is what you mean")
         return ThresholdClick(4.0 if threshold is None else threshold)
     if name == "position":
         return PositionClick(rating_scale, eta=eta, decay=decay, gamma=gamma, noise=noise)

@@ -60,7 +60,7 @@ abtest_app = command_group(AbtestGroup, HELP)
 DatasetOpt = Annotated[Optional[str], typer.Option("--dataset", "-d", help="Dataset of the runs (default: the runs' own; must match).")]
 KOpt = Annotated[int, typer.Option("--k", "-k", help="Items shown per user (top-K, seen items excluded).")]
 ClickModelOpt = Annotated[str, typer.Option("--click-model", help="threshold (click when held-out rating >= threshold), position or cascade (probabilistic, position-biased).")]
-ThresholdOpt = Annotated[Optional[float], typer.Option("--click-threshold", help="threshold model: lowest held-out rating that clicks (default 4).")]
+ThresholdOpt = Annotated[Optional[float], typer.Option("--click-threshold", help="threshold model: lowest held-out rating that clicks (default 4), within the ratings' scale; its minimum makes every held-out rating a click.")]
 EtaOpt = Annotated[float, typer.Option("--eta", help="position model, power decay: P(examine rank r) = 1/r^eta.")]
 DecayOpt = Annotated[str, typer.Option("--decay", help="position model: power (1/r^eta) or geometric (gamma^(r-1)).")]
 GammaOpt = Annotated[float, typer.Option("--gamma", help="position model, geometric decay: examination ratio per rank.")]
@@ -103,7 +103,7 @@ def run_cmd(
     k: KOpt = 10,
     traffic: Annotated[float, typer.Option("--traffic", help="Share of users in arm B.")] = 0.5,
     salt: Annotated[str, typer.Option("--salt", help="Salt of the assignment hash; a new salt, a new assignment.")] = DEFAULT_SALT,
-    users: Annotated[Optional[int], typer.Option("--users", help="Sample this many users with the seed (default: all with held-out ratings).")] = None,
+    users: Annotated[Optional[int], typer.Option("--users", help="Sample this many users with the seed, at most the eligible ones (default: all with held-out ratings).")] = None,
     click_model: ClickModelOpt = "threshold",
     click_threshold: ThresholdOpt = None,
     eta: EtaOpt = 1.0,

@@ -14,7 +14,6 @@ from recsys_cli.cli.common import (
     MlflowExperimentOpt,
     MlflowOpt,
     ParamOpt,
-    SeedOpt,
     model_params,
 )
 
@@ -42,7 +41,7 @@ def register(app: typer.Typer) -> None:
         relevance_threshold: Annotated[float, typer.Option("--relevance-threshold", help="Minimum held-out rating that counts as relevant.")] = 4.0,
         fcp: Annotated[bool, typer.Option("--fcp", help="Also compute the fraction of concordant pairs.")] = False,
         only: Annotated[str, typer.Option("--metrics", help="Which metrics: all, rating (RMSE/MAE only; fast for slow peers such as surprise:KNN*) or ranking.")] = "all",
-        seed: SeedOpt = 42,
+        seed: Annotated[int, typer.Option("--seed", help="Random seed of --cv folds and --model fits (a RUN is scored on its stored split).")] = 42,
         data_dir: DataDirOpt = None,
         artifacts_dir: ArtifactsDirOpt = None,
         mlflow: MlflowOpt = False,
@@ -51,11 +50,13 @@ def register(app: typer.Typer) -> None:
         as_json: JsonOpt = False,
     ) -> None:
         from recsys_cli.api.evaluate import compare, evaluate
+        from recsys_cli.api.model import check_seed
         from recsys_cli.errors import UsageError
         from recsys_cli.output import emit, metrics_table, resolve_format
         from recsys_cli.progress import make_progress
         from recsys_cli.tracking import mlflow_options
 
+        check_seed(seed)  # with a RUN too: -1 was accepted (and recorded in the ledger), though every other --seed is checked
         fmt = resolve_format(fmt, as_json)
         tracking = mlflow_options(mlflow, mlflow_experiment, artifacts_dir)
         options = dict(metrics=only, k=sorted(set(k or [10])), relevance=relevance, threshold=relevance_threshold,

@@ -329,16 +329,9 @@ def load_dataset(name: str, data_dir=None) -> Dataset:
 
         recover_processed(name, data_dir)
     if not meta_path.exists():
-        raw = path.parent.parent / "raw" / name
-        if raw.exists():
-            hint = f"recsys preprocess {name}"
-        elif name.startswith("ml-"):
-            hint = f"recsys download {name} && recsys preprocess {name}"
-        else:
-            hint = f"`recsys generate {name} && recsys preprocess {name}`, or `recsys preprocess PATH --name {name}`"
-        if not hint.startswith("`"):
-            hint = f"`{hint}`"
-        raise DataError(f"dataset {name!r} is not preprocessed (no {meta_path}); run {hint}")
+        from recsys_cli.data.preprocess import not_preprocessed
+
+        raise not_preprocessed(name, data_dir)
     try:
         meta = json.loads(meta_path.read_text())
     except (OSError, json.JSONDecodeError) as exc:

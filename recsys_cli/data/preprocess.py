@@ -233,13 +233,27 @@ def _default_splits(out: Path, raw_path: Path | None, meta: dict, progress) -> d
 # ---------------------------------------------------------------- what is on disk
 
 
+def not_preprocessed(name: str, data_dir=None) -> DataError:
+    """The one error for a dataset without dataset.json (info, insights and every loader), with the next step:
+    `recsys preprocess NAME` when its raw files are there, `recsys download NAME && recsys preprocess NAME`
+    for a GroupLens release, else `recsys generate NAME` or `recsys preprocess PATH --name NAME`."""
+    from recsys_cli.data.registry import RELEASES
+
+    path = settings.processed_dir(name, data_dir) / "dataset.json"
+    if settings.raw_dir(name, data_dir).is_dir():
+        hint = f"`recsys preprocess {name}`"
+    elif name in RELEASES:
+        hint = f"`recsys download {name} && recsys preprocess {name}`"
+    else:
+        hint = f"`recsys generate {name} && recsys preprocess {name}`, or `recsys preprocess PATH --name {name}`"
+    return DataError(f"dataset {name!r} is not preprocessed (no {path}); run {hint}")
+
+
 def read_meta(name: str, data_dir=None) -> dict[str, Any]:
     """dataset.json of a processed dataset; DataError saying what to run when it is missing."""
     path = settings.processed_dir(name, data_dir) / "dataset.json"
     if not path.is_file() and recover_processed(name, data_dir) == []:
-        raw = settings.raw_dir(name, data_dir)
-        hint = f"recsys preprocess {name}" if raw.is_dir() else f"recsys download {name} && recsys preprocess {name}"
-        raise DataError(f"dataset {name!r} is not preprocessed (no {path}); run `{hint}`")
+        raise not_preprocessed(name, data_dir)
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:

@@ -21,7 +21,9 @@ PART_CODES = {"train": 0, "validation": 1, "val": 1, "test": 2}
 def dataset_meta(path: Path) -> dict:
     meta_path = path / "dataset.json"
     if not meta_path.is_file():
-        raise DataError(f"dataset {path.name!r} is not preprocessed (no {meta_path}); run `recsys preprocess {path.name}`")
+        from recsys_cli.data.preprocess import not_preprocessed
+
+        raise not_preprocessed(path.name, path.parent.parent)  # path is DATA_DIR/processed/NAME
     try:
         return json.loads(meta_path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
