@@ -1,10 +1,6 @@
 """Every registered model runs the shared ModelContract (tests/contract.py)."""
 
-import numpy as np
-import pytest
 from contract import ModelContract
-
-from recsys_cli.models.registry import create_model
 
 
 class TestBias(ModelContract):
