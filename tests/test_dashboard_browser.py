@@ -301,3 +301,125 @@ def test_reasons_show_when_rows_carry_them(browser, server, tmp_path):
     tab.shot(tmp_path, "reasons")
     assert tab.errors == []
     tab.close()
+
+
+def test_an_older_answer_does_not_overwrite_a_newer_one(browser, server, tmp_path):
+    # Switch the run while the first run's list is on its way: the page shows the run picked last, not whichever
+    # answer arrived last.
+    tab = Page(browser, server["base"])
+    page = tab.open("recommend")
+    page.wait_for_selector("#rec-list table.recs")
+    held = []
+
+    def hold_ials(route):
+        if f"run={IALS}" in route.request.url:
+            held.append(route)
+        else:
+            route.continue_()
+
+    page.route("**/recommend?*", hold_ials)
+    page.select_option("#rec-run", IALS)  # a change of run asks at once
+    page.wait_for_function("() => true")
+    assert len(held) == 1
+    page.select_option("#rec-run", SVD)
+    page.wait_for_function(f"document.querySelector('#rec-note').textContent.includes('{SVD}')")
+    held[0].continue_()  # the older IALS answer arrives last
+    page.wait_for_function(f"performance.getEntriesByType('resource').some(e => e.name.includes('run={IALS}'))")
+    page.wait_for_timeout(300)  # room for a stray render (no threshold: the assertion holds at any speed)
+    page.unroute("**/recommend?*", hold_ials)
+    svd = server["api"].get("/recommend", params={"run": SVD, "user": 1, "n": 10}).json()
+    assert rows_of(page, "#rec-list") == [r["item_id"] for r in svd]
+    assert page.text_content("#rec-note") == f"Top 10 for user 1 from {SVD}."
+    assert tab.errors == []
+    tab.close()
+
+
+def test_a_run_switch_refreshes_cold_start_and_compare(browser, server, tmp_path):
+    tab = Page(browser, server["base"])
+    page = tab.open("coldstart")
+    page.wait_for_selector("#cs-list table.recs")
+    page.select_option("#cs-run", IALS)
+    page.wait_for_function(f"document.querySelector('#cs-title').textContent.includes('{IALS}')")
+    popular = server["api"].get("/recommend", params={"run": IALS, "user": -1, "n": 10}).json()
+    page.wait_for_function(f"document.querySelector('#cs-list tr[data-item]')?.dataset.item === '{popular[0]['item_id']}'")
+    assert rows_of(page, "#cs-list") == [r["item_id"] for r in popular]
+    page = tab.open("compare")
+    page.wait_for_selector("#cmp-b-list table.recs")
+    page.select_option("#cmp-b", SVD)
+    page.wait_for_function(f"document.querySelector('#cmp-b-title').textContent === 'B: {SVD}'")
+    page.wait_for_function("document.querySelector('#cmp-note').textContent.includes('10 of 10')")
+    assert rows_of(page, "#cmp-b-list") == rows_of(page, "#cmp-a-list")
+    assert tab.errors == []
+    tab.close()
+
+
+def test_ids_typed_with_a_sign_or_an_exponent_are_the_integer(browser, server, tmp_path):
+    # Chromium's number field accepts "+3" and "1e1"; the API wants digits: the page sends 3 and 10.
+    tab = Page(browser, server["base"])
+    page = tab.open("recommend")
+    page.wait_for_selector("#rec-list table.recs")
+    for typed, user in [("+3", 3), ("1e1", 10)]:
+        page.fill("#rec-user", "")
+        page.type("#rec-user", typed)
+        page.click("#rec-form button")
+        page.wait_for_function(f"document.querySelector('#rec-note').textContent.includes('for user {user} ')")
+        expected = server["api"].get("/recommend", params={"run": SVD, "user": user, "n": 10}).json()
+        assert rows_of(page, "#rec-list") == [r["item_id"] for r in expected]
+    page.fill("#rec-user", "")
+    page.click("#rec-form button")  # an empty id: the browser asks for one, nothing is sent
+    assert page.evaluate("document.getElementById('rec-user').validity.valueMissing")
+    assert tab.errors == []
+    tab.close()
+
+
+def test_a_failed_request_says_why_and_leaves_no_stale_note(browser, server, tmp_path):
+    tab = Page(browser, server["base"])
+    page = tab.open("recommend")
+    page.wait_for_function("document.querySelector('#rec-note').textContent.includes('user 1')")
+    page.route("**/recommend?*", lambda route: route.abort("connectionrefused"))  # as if the server had stopped
+    page.fill("#rec-user", "5")
+    page.click("#rec-form button")
+    page.wait_for_selector("#rec-list .error")
+    assert "Cannot reach the server" in page.text_content("#rec-list .error")
+    assert page.text_content("#rec-note") == ""  # not "Top 10 for user 1" over an error about user 5
+    page.unroute("**/recommend?*")
+
+    page = tab.open("map")
+    page.wait_for_function("document.querySelector('#map-note').textContent.includes(' movies of ')")
+    page.route("**/map?*", lambda route: route.fulfill(status=422, content_type="application/json",
+                                                       body=json.dumps({"error": "no item vectors", "code": "invalid"})))
+    page.click("#map-form button")
+    page.wait_for_selector("#map-body .error")
+    assert page.text_content("#map-body .error") == "no item vectors"
+    assert " movies of " not in page.text_content("#map-note")  # the last map's description went with it
+    tab.close()
+
+
+def test_a_refused_key_is_told_apart_from_a_missing_one(browser, server, tmp_path):
+    tab = Page(browser, server["base"], key="not-the-key")
+    page = tab.open("recommend")
+    page.wait_for_selector("#banner:not([hidden])")
+    assert "refused this API key" in page.text_content("#banner")
+    page.fill("#api-key", KEY)
+    page.click("#key-form button")
+    page.wait_for_selector("#rec-list table.recs")
+    assert page.is_hidden("#banner")
+    tab.close()
+
+
+def test_a_phone_sized_window_does_not_scroll_sideways(browser, server, tmp_path):
+    tab = Page(browser, server["base"])
+    tab.page.set_viewport_size({"width": 375, "height": 740})
+    try:
+        for view, ready in [("recommend", "#rec-list table.recs"), ("compare", "#cmp-b-list table.recs"),
+                            ("leaderboard", "#lb-body table")]:
+            page = tab.open(view)
+            page.wait_for_selector(ready)
+            width, client = page.evaluate("[document.documentElement.scrollWidth, document.documentElement.clientWidth]")
+            assert width <= client, view
+            assert page.is_visible("#api-key")  # the key field is reachable
+        tab.shot(tmp_path, "phone-leaderboard")
+    finally:
+        tab.page.set_viewport_size(VIEWPORT)
+    assert tab.errors == []
+    tab.close()
