@@ -423,3 +423,22 @@ def test_a_phone_sized_window_does_not_scroll_sideways(browser, server, tmp_path
         tab.page.set_viewport_size(VIEWPORT)
     assert tab.errors == []
     tab.close()
+
+
+def test_an_empty_leaderboard_filter_keeps_the_metric(browser, server, tmp_path):
+    # No tune entries in this ledger: the page says so (not "run recsys evaluate"), and the metric picked stays.
+    tab = Page(browser, server["base"])
+    page = tab.open("leaderboard")
+    page.wait_for_selector("#lb-body table")
+    page.select_option("#lb-metric", "rmse")
+    page.wait_for_function("document.querySelector('#lb-body th.best, #lb-body th')?.parentNode.textContent.includes('rmse ↓')")
+    page.select_option("#lb-kind", "tune")
+    page.wait_for_function("document.querySelector('#lb-body').textContent.includes('No tune entry')")
+    assert page.input_value("#lb-metric") == "rmse"
+    page.select_option("#lb-kind", "")
+    page.wait_for_selector("#lb-body table")
+    board = server["api"].get("/leaderboard", params={"metric": "rmse"}).json()
+    assert page.input_value("#lb-metric") == "rmse" == board["metric"]
+    assert page.text_content("#lb-body tbody tr:first-child td.best") == f"{board['rows'][0]['metrics']['rmse']:.4f}"
+    assert tab.errors == []
+    tab.close()

@@ -503,10 +503,15 @@ async function leaderboard() {
   try {
     const board = await api(`/leaderboard?${qs({ metric: $("lb-metric").value, kind: $("lb-kind").value })}`);
     if (!current()) return;
-    const sel = $("lb-metric");
+    const sel = $("lb-metric"), kind = $("lb-kind").value;
+    if (!board.rows.length) {  // keep the metric menu as it was: an empty filter is no reason to lose the choice
+      target.replaceChildren(el("p", { class: "hint" }, kind
+        ? `No ${kind} entry in the ledger has metrics${sel.value ? ` (${sel.value})` : ""}; pick “all” or another kind.`
+        : "No ledger entry has metrics yet: run `recsys evaluate RUN`."));
+      return;
+    }
     sel.replaceChildren(...board.metrics.map((m) => el("option", { value: m }, m)));
     sel.value = board.metric;
-    if (!board.rows.length) { target.replaceChildren(el("p", { class: "hint" }, "No ledger entry has metrics yet: run `recsys evaluate RUN`.")); return; }
     const others = board.metrics.filter((m) => m !== board.metric && /^(rmse|mae|ndcg@10|precision@10|recall@10|map@10)$/.test(m)).slice(0, 4);
     const table = el("table", { class: "small leaderboard" },
       el("thead", {}, el("tr", {}, ["#", "run", "model", "dataset", "split", "entry", `${board.metric} ${board.lower_is_better ? "↓" : "↑"}`, ...others, "when"].map((h, i) => el("th", { class: i >= 1 && i <= 5 || h === "when" ? "text" : null }, h)))),
