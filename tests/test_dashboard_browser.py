@@ -442,3 +442,27 @@ def test_an_empty_leaderboard_filter_keeps_the_metric(browser, server, tmp_path)
     assert page.text_content("#lb-body tbody tr:first-child td.best") == f"{board['rows'][0]['metrics']['rmse']:.4f}"
     assert tab.errors == []
     tab.close()
+
+
+def test_ab_whiskers_stop_at_the_axis(browser, server, tmp_path):
+    # Five users per arm: arm A's t interval reaches below 0 % CTR. Its whisker used to run on through the axis
+    # into the run names under the bars; it stops at the axis now (the tooltip keeps the computed interval).
+    tab = Page(browser, server["base"])
+    page = tab.open("compare")
+    page.wait_for_selector("#cmp-b-list table.recs")
+    result = server["api"].get("/abtest", params={"run_a": SVD, "run_b": IALS, "bootstrap": 0}).json()
+    chart = result["chart"]
+    chart["arms"][0].update(user_ctr_mean=0.02, ci_low=-0.0355, ci_high=0.0755)
+    chart["arms"][1].update(user_ctr_mean=0.16, ci_low=0.02, ci_high=0.30)
+    lines = page.evaluate("""(chart) => {
+        const root = abChart(chart, 0.05);
+        document.body.append(root);
+        const axis = Math.max(...[...root.querySelectorAll('rect.arm-bar')].map(r => r.y.baseVal.value + r.height.baseVal.value));
+        const ys = [...root.querySelectorAll('g.arms line.whisker')].map(l => [l.y1.baseVal.value, l.y2.baseVal.value]);
+        root.remove();
+        return { axis, ys };
+    }""", chart)
+    assert len(lines["ys"]) == 2 + 3  # arm A: stem and top cap only; arm B: stem and two caps
+    assert all(y <= lines["axis"] + 0.5 for pair in lines["ys"] for y in pair), lines  # SVG lengths are float32
+    assert tab.errors == []
+    tab.close()

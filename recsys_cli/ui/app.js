@@ -99,7 +99,7 @@ function ticket(view) {
   return () => latest[view] === t;
 }
 
-// An integer id field as the API wants it: "+3" -> "3", "1e3" -> "1000"; anything else is sent as typed
+// An integer field (an id, a count) as the API wants it: "+3" -> "3", "1e3" -> "1000"; anything else is sent as typed
 // (the server's 422 names it).
 function intField(id) {
   const input = $(id);
@@ -191,7 +191,7 @@ async function recommend() {
   busy(target);
   $("rec-note").textContent = "";
   try {
-    const query = { run, user, n: $("rec-n").value, exclude_seen: $("rec-seen").checked };
+    const query = { run, user, n: intField("rec-n"), exclude_seen: $("rec-seen").checked };
     // the server answers "reasons": null where a run's explanations cannot be had: one request either way
     const rows = await api(`/recommend?${qs({ ...query, explain: true })}`);
     if (!current()) return;
@@ -272,7 +272,7 @@ async function coldStart() {
 
 // ----- compare + A/B -----------------------------------------------------------------------------------------------
 async function compareLists() {
-  const a = $("cmp-a").value, b = $("cmp-b").value, user = intField("cmp-user"), n = $("cmp-n").value;
+  const a = $("cmp-a").value, b = $("cmp-b").value, user = intField("cmp-user"), n = intField("cmp-n");
   const current = ticket("compare");
   $("cmp-a-title").textContent = `A: ${a}`;
   $("cmp-b-title").textContent = `B: ${b}`;
@@ -320,8 +320,13 @@ function abChart(chart, alpha) {
     const colour = PALETTE[i % PALETTE.length];
     left.append(svg("rect", { x: cx - bw / 2, y: y(a.user_ctr_mean), width: bw, height: Math.max(0, y(0) - y(a.user_ctr_mean)),
       fill: colour, class: "arm-bar", "data-arm": a.arm }, svg("title", {}, `${a.label}: ${pct(a.user_ctr_mean, 2)} (${pct(a.ci_low, 2)} – ${pct(a.ci_high, 2)})`)));
-    left.append(svg("line", { x1: cx, x2: cx, y1: y(a.ci_low), y2: y(a.ci_high), class: "whisker" }));
-    for (const v of [a.ci_low, a.ci_high]) left.append(svg("line", { x1: cx - 10, x2: cx + 10, y1: y(v), y2: y(v), class: "whisker" }));
+    // a t interval of a few users' CTRs can reach below 0: the whisker stops at the axis (no cap there), not
+    // across the run names under it; the tooltip keeps the interval as computed
+    const low = Math.max(0, a.ci_low);
+    left.append(svg("line", { x1: cx, x2: cx, y1: y(low), y2: y(a.ci_high), class: "whisker" }));
+    for (const v of a.ci_low < 0 ? [a.ci_high] : [a.ci_low, a.ci_high]) {
+      left.append(svg("line", { x1: cx - 10, x2: cx + 10, y1: y(v), y2: y(v), class: "whisker" }));
+    }
     left.append(svg("text", { x: cx, y: y(a.ci_high) - 8, class: "value", "text-anchor": "middle" }, pct(a.user_ctr_mean, 1)));
     const name = a.label.length > 38 ? a.label.slice(0, 37) + "…" : a.label;
     left.append(svg("text", { x: cx, y: pad.t + ph + 20, class: "tick", "text-anchor": "middle" }, name));
@@ -375,7 +380,7 @@ async function runAbTest() {
   if (a === b) { showError(target, new Error("pick two different runs")); return; }
   busy(target, "simulating the experiment…");
   try {
-    const r = await api(`/abtest?${qs({ run_a: a, run_b: b, users: $("ab-users").value, k: $("ab-k").value, click_model: $("ab-click").value, bootstrap: $("ab-boot").value })}`);
+    const r = await api(`/abtest?${qs({ run_a: a, run_b: b, users: intField("ab-users"), k: intField("ab-k"), click_model: $("ab-click").value, bootstrap: intField("ab-boot") })}`);
     if (!current()) return;
     const t = r.tests[r.primary_test];
     const verdict = el("p", { class: r.winner.significant ? "verdict win" : "verdict" }, r.winner.message);
