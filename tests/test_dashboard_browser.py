@@ -466,3 +466,20 @@ def test_ab_whiskers_stop_at_the_axis(browser, server, tmp_path):
     assert all(y <= lines["axis"] + 0.5 for pair in lines["ys"] for y in pair), lines  # SVG lengths are float32
     assert tab.errors == []
     tab.close()
+
+
+def test_a_new_run_pair_clears_the_last_ab_result(browser, server, tmp_path):
+    # The verdict "B beats A" belongs to the pair it was computed for: picking another run B removes it.
+    tab = Page(browser, server["base"])
+    page = tab.open("compare")
+    page.wait_for_selector("#cmp-b-list table.recs")
+    page.fill("#ab-boot", "0")
+    page.click("#ab-form button")
+    page.wait_for_selector("#ab-chart", timeout=120_000)
+    page.select_option("#cmp-b", SVD)
+    page.wait_for_function("document.querySelector('#ab-result').textContent.includes('run the A/B test again')")
+    assert page.locator("#ab-result .verdict").count() == 0 and page.locator("#ab-chart").count() == 0
+    page.click("#ab-form button")
+    assert page.text_content("#ab-result .error") == "pick two different runs"
+    assert tab.errors == []
+    tab.close()

@@ -557,7 +557,7 @@ async function start() {
   try {
     await loadRuns();
   } catch (e) {
-    if (e.status !== 401) showBanner(`Cannot reach the API: ${e.message}`);
+    if (e.status !== 401) showBanner(e.status ? `The API answered ${e.status}: ${e.message}` : e.message);
     return;
   }
   runsLoaded();
@@ -579,8 +579,14 @@ on("cmp-form", "submit", compareLists);
 // a run picked in a list's menu shows that run's list at once (not the last run's under the new name)
 on("rec-run", "change", recommend);
 on("cs-run", "change", () => { searchItems(); coldStart(); });
-on("cmp-a", "change", compareLists);
-on("cmp-b", "change", compareLists);
+// the A/B result below names "A" and "B": a new pair makes it someone else's, so it goes
+function runsChanged() {
+  ticket("abtest");  // an A/B test still on its way is for the old pair: dropped
+  if ($("ab-result").childNodes.length) $("ab-result").replaceChildren(el("p", { class: "hint" }, "The runs changed: run the A/B test again."));
+  compareLists();
+}
+on("cmp-a", "change", runsChanged);
+on("cmp-b", "change", runsChanged);
 on("ab-form", "submit", runAbTest);
 on("ins-form", "submit", insights);
 on("map-form", "submit", drawMap);
