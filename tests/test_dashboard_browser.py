@@ -483,3 +483,20 @@ def test_a_new_run_pair_clears_the_last_ab_result(browser, server, tmp_path):
     assert page.text_content("#ab-result .error") == "pick two different runs"
     assert tab.errors == []
     tab.close()
+
+
+def test_genres_come_back_after_a_failed_item_lookup(browser, server, tmp_path):
+    # The item lookups of one list fail (server briefly gone): the list shows without genres; the next list asks
+    # again instead of keeping "no genres" for the rest of the session.
+    tab = Page(browser, server["base"])
+    tab.page.route("**/items/*", lambda route: route.abort("connectionrefused"))
+    page = tab.open("recommend")
+    page.wait_for_function("document.querySelector('#rec-note').textContent.includes('user 1')")
+    assert page.locator("#rec-list tr[data-item]").count() == 10 and page.locator("#rec-list .genre").count() == 0
+    page.fill("#rec-user", "11")
+    page.unroute("**/items/*")
+    page.click("#rec-form button")
+    first = server["api"].get("/recommend", params={"run": SVD, "user": 11, "n": 1}).json()[0]["item_id"]
+    genres = server["api"].get(f"/items/{first}", params={"run": SVD}).json()["genres"]
+    page.wait_for_function(f"document.querySelectorAll('#rec-list tbody tr:first-child .genre').length === {len(genres)}")
+    tab.close()

@@ -116,8 +116,8 @@ async function itemInfo(run, ids) {
   await Promise.all(missing.map(async (i) => {
     try {
       state.items.set(`${run}/${i}`, await api(`/items/${i}?${qs({ run })}`));
-    } catch (e) {
-      state.items.set(`${run}/${i}`, { item_id: i });
+    } catch (e) {  // remembered only when the server says the item is unknown: a failed call is asked again later
+      if (e.status === 404) state.items.set(`${run}/${i}`, { item_id: i });
     }
   }));
   return (i) => state.items.get(`${run}/${i}`) || { item_id: i };
