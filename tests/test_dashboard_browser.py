@@ -246,7 +246,7 @@ def test_insights_map_and_leaderboard(browser, server, tmp_path):
     if importlib.util.find_spec("sklearn") is not None:  # the maps extra: the same tab draws the t-SNE map
         page.select_option("#map-projection", "tsne")
         page.click("#map-form button")
-        page.wait_for_function("document.querySelector('#map-note').textContent.includes('t-SNE')", timeout=120_000)
+        page.wait_for_function("document.querySelector('#map-note').textContent.includes('on a t-SNE map')", timeout=120_000)
         body = server["api"].get("/map", params={"run": SVD, "projection": "tsne"}).json()
         assert page.locator("#map-chart circle.dot").count() == body["shown"] == 90
         assert "t-SNE 1" in page.text_content("#map-chart") and "Genre silhouette on this map" in page.text_content("#map-note")
