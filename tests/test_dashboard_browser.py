@@ -500,3 +500,21 @@ def test_genres_come_back_after_a_failed_item_lookup(browser, server, tmp_path):
     genres = server["api"].get(f"/items/{first}", params={"run": SVD}).json()["genres"]
     page.wait_for_function(f"document.querySelectorAll('#rec-list tbody tr:first-child .genre').length === {len(genres)}")
     tab.close()
+
+
+def test_compare_says_when_the_user_is_unknown(browser, server, tmp_path):
+    # An unknown user gets the popularity ranking from both runs: "10 of 10 in both lists" alone reads as if
+    # the two models agreed; the note says why.
+    tab = Page(browser, server["base"])
+    page = tab.open("compare")
+    page.wait_for_selector("#cmp-b-list table.recs")
+    page.fill("#cmp-user", "99999")
+    page.click("#cmp-form button")
+    page.wait_for_function("document.querySelector('#cmp-note').textContent.startsWith('User 99999')")
+    page.wait_for_selector("#cmp-a-list .fallback")
+    note = page.text_content("#cmp-note")
+    assert note.endswith(f"User 99999 is not in the training data of {SVD} and {IALS}: both lists are the popularity ranking.")
+    a = server["api"].get("/recommend", params={"run": SVD, "user": 99999}).json()
+    assert rows_of(page, "#cmp-a-list") == [r["item_id"] for r in a] and a[0]["fallback"] == "popularity"
+    assert tab.errors == []
+    tab.close()

@@ -283,7 +283,9 @@ async function compareLists() {
     if (!current()) return;
     const ia = new Set(ra.map((r) => r.item_id)), ib = new Set(rb.map((r) => r.item_id));
     const both = new Set([...ia].filter((i) => ib.has(i)));
-    $("cmp-note").textContent = `User ${user}: ${both.size} of ${ra.length} movies in both lists (highlighted).`;
+    const unknown = [[a, ra], [b, rb]].filter(([, rows]) => rows.length && rows[0].fallback === "popularity").map(([run]) => run);
+    $("cmp-note").textContent = `User ${user}: ${both.size} of ${ra.length} movies in both lists (highlighted).` + (unknown.length
+      ? ` User ${user} is not in the training data of ${unknown.join(" and ")}: ${unknown.length > 1 ? "both lists are" : "that list is"} the popularity ranking.` : "");
     await Promise.all([renderList($("cmp-a-list"), a, ra, { highlight: both, current }), renderList($("cmp-b-list"), b, rb, { highlight: both, current })]);
   } catch (e) { if (current()) { showError($("cmp-a-list"), e); $("cmp-b-list").replaceChildren(); } }
 }
