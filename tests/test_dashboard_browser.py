@@ -418,6 +418,8 @@ def test_a_phone_sized_window_does_not_scroll_sideways(browser, server, tmp_path
             width, client = page.evaluate("[document.documentElement.scrollWidth, document.documentElement.clientWidth]")
             assert width <= client, view
             assert page.is_visible("#api-key")  # the key field is reachable
+            tab_box = page.locator("#tabs a.active").bounding_box()
+            assert 0 <= tab_box["x"] and tab_box["x"] + tab_box["width"] <= client, view  # the current tab is in sight
         tab.shot(tmp_path, "phone-leaderboard")
     finally:
         tab.page.set_viewport_size(VIEWPORT)

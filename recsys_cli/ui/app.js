@@ -540,6 +540,8 @@ function showTab() {
   const name = LOADERS[tab] ? tab : "recommend";
   for (const s of document.querySelectorAll(".panel")) s.hidden = s.id !== name;
   for (const a of document.querySelectorAll("#tabs a")) a.classList.toggle("active", a.dataset.tab === name);
+  const nav = $("tabs"), active = nav.querySelector("a.active");  // on a phone the tabs scroll: show the current one
+  if (active && nav.scrollWidth > nav.clientWidth) nav.scrollLeft = Math.max(0, active.offsetLeft - nav.offsetLeft - 12);
   if (!loaded.has(name) && state.runs.length) { loaded.add(name); LOADERS[name](); }
 }
 
