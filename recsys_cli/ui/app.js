@@ -4,7 +4,7 @@
 
 const KEY_STORE = "recsys-api-key";
 const PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"];
-const state = { runs: [], items: new Map(), rated: new Map() };
+const state = { runs: [], items: new Map(), rated: new Map(), ratedMeta: new Map() };
 
 // ----- helpers --------------------------------------------------------------------------------------
 const $ = (id) => document.getElementById(id);
@@ -59,11 +59,19 @@ async function api(path, options = {}) {
     headers["Content-Type"] = "application/json";
     options = Object.assign({}, options, { method: options.method || "POST", body: JSON.stringify(options.json) });
   }
-  const res = await fetch(path, Object.assign({}, options, { headers }));
+  let res;
+  try {
+    res = await fetch(path, Object.assign({}, options, { headers }));
+  } catch (e) {  // no HTTP answer at all (a TypeError, "Failed to fetch"): the server is gone
+    throw new ApiError(0, { error: `Cannot reach the server at ${location.host}: is \`recsys serve\` still running? (${e.message})` });
+  }
   if (!res.ok) {
     let body = null;
     try { body = await res.json(); } catch (e) { body = null; }
-    if (res.status === 401) showBanner("This server needs an API key: enter it at the top right.");
+    if (res.status === 401) {
+      showBanner(key ? "The server refused this API key: enter the right one at the top right."
+        : "This server needs an API key: enter it at the top right.");
+    }
     throw new ApiError(res.status, body);
   }
   return options.raw ? res : res.json();
@@ -83,6 +91,23 @@ function busy(target, text = "loading…") {
   target.replaceChildren(el("p", { class: "hint busy" }, text));
 }
 
+// Each view shows the answer to its newest request only: a slower, older answer (a run switched while its list
+// was on its way) is dropped instead of overwriting the newer one.
+const latest = {};
+function ticket(view) {
+  const t = (latest[view] = (latest[view] || 0) + 1);
+  return () => latest[view] === t;
+}
+
+// An integer field (an id, a count) as the API wants it: "+3" -> "3", "1e3" -> "1000"; anything else is sent as typed
+// (the server's 422 names it).
+function intField(id) {
+  const input = $(id);
+  const raw = input.value.trim();
+  if (/^[+-]?\d+$/.test(raw)) return raw.replace(/^\+/, "");
+  return Number.isSafeInteger(input.valueAsNumber) ? String(input.valueAsNumber) : raw;
+}
+
 const qs = (params) => new URLSearchParams(Object.entries(params).filter(([, v]) => v !== "" && v !== null && v !== undefined)).toString();
 
 // ----- items (title, genres) ----------------------------------------------------------------------------
@@ -91,8 +116,8 @@ async function itemInfo(run, ids) {
   await Promise.all(missing.map(async (i) => {
     try {
       state.items.set(`${run}/${i}`, await api(`/items/${i}?${qs({ run })}`));
-    } catch (e) {
-      state.items.set(`${run}/${i}`, { item_id: i });
+    } catch (e) {  // remembered only when the server says the item is unknown: a failed call is asked again later
+      if (e.status === 404) state.items.set(`${run}/${i}`, { item_id: i });
     }
   }));
   return (i) => state.items.get(`${run}/${i}`) || { item_id: i };
@@ -116,6 +141,7 @@ async function renderList(target, run, rows, opts = {}) {
     return;
   }
   const info = await itemInfo(run, rows.map((r) => r.item_id));
+  if (opts.current && !opts.current()) return;
   const hasReasons = rows.some((r) => r.reasons && r.reasons.length);
   const maxScore = Math.max(...rows.map((r) => Math.abs(r.score || 0)), 1e-12);
   const table = el("table", { class: "recs" },
@@ -160,18 +186,22 @@ async function loadRuns() {
 // ----- recommend ---------------------------------------------------------------------------------------------
 async function recommend() {
   const target = $("rec-list");
-  const run = $("rec-run").value;
+  const run = $("rec-run").value, user = intField("rec-user");
+  const current = ticket("recommend");
   busy(target);
+  $("rec-note").textContent = "";
   try {
-    const query = { run, user: $("rec-user").value, n: $("rec-n").value, exclude_seen: $("rec-seen").checked };
+    const query = { run, user, n: intField("rec-n"), exclude_seen: $("rec-seen").checked };
     // the server answers "reasons": null where a run's explanations cannot be had: one request either way
     const rows = await api(`/recommend?${qs({ ...query, explain: true })}`);
+    if (!current()) return;
     const fb = rows.length && rows[0].fallback;
-    $("rec-note").textContent = fb === "popularity"
-      ? `User ${$("rec-user").value} is not in this run's training data: the popularity ranking.`
-      : `Top ${rows.length} for user ${$("rec-user").value} from ${run}.`;
-    await renderList(target, run, rows);
-  } catch (e) { showError(target, e); }
+    const note = fb === "popularity"
+      ? `User ${user} is not in this run's training data: the popularity ranking.`
+      : `Top ${rows.length} for user ${user} from ${run}.`;
+    await renderList(target, run, rows, { current });
+    if (current()) $("rec-note").textContent = note;
+  } catch (e) { if (current()) showError(target, e); }
 }
 
 // ----- cold start -----------------------------------------------------------------------------------------------
@@ -180,7 +210,7 @@ function stars(item) {
   return el("span", { class: "stars" }, [1, 2, 3, 4, 5].map((v) => el("button", {
     type: "button", class: current >= v ? "star on" : "star", title: `${v} star${v > 1 ? "s" : ""}`,
     "data-item": item.item_id, "data-value": v,
-    onclick: () => { state.rated.set(item.item_id, v); state.items.set(`${$("cs-run").value}/${item.item_id}`, item); renderRated(); renderPicks(state.lastPicks); },
+    onclick: () => { state.rated.set(item.item_id, v); state.ratedMeta.set(item.item_id, item); renderRated(); renderPicks(state.lastPicks); },
   }, "★")));
 }
 
@@ -196,9 +226,8 @@ function renderPicks(items) {
 function renderRated() {
   const target = $("cs-rated");
   if (!state.rated.size) { target.replaceChildren(el("span", { class: "hint" }, "none yet")); return; }
-  const run = $("cs-run").value;
   target.replaceChildren(...[...state.rated.entries()].map(([id, v]) => {
-    const meta = state.items.get(`${run}/${id}`) || {};
+    const meta = state.ratedMeta.get(id) || {};
     return el("span", { class: "chip" }, `${meta.title || "item " + id} `, el("b", {}, "★".repeat(v)),
       el("button", { type: "button", title: "remove", onclick: () => { state.rated.delete(id); renderRated(); renderPicks(state.lastPicks); } }, "×"));
   }));
@@ -207,47 +236,58 @@ function renderRated() {
 async function searchItems() {
   const run = $("cs-run").value;
   const q = $("cs-query").value.trim();
+  const current = ticket("search");
   try {
     if (!q) {  // the most popular movies: what an unknown visitor is recommended
       const rows = await api(`/recommend?${qs({ run, user: -1, n: 12 })}`);
       const info = await itemInfo(run, rows.map((r) => r.item_id));
-      renderPicks(rows.map((r) => Object.assign({ title: r.title }, info(r.item_id))));
+      if (current()) renderPicks(rows.map((r) => Object.assign({ title: r.title }, info(r.item_id))));
     } else {
-      renderPicks(await api(`/items?${qs({ run, q, limit: 12 })}`));
+      const found = await api(`/items?${qs({ run, q, limit: 12 })}`);
+      if (current()) renderPicks(found);
     }
-  } catch (e) { showError($("cs-results"), e); }
+  } catch (e) { if (current()) showError($("cs-results"), e); }
 }
 
 async function coldStart() {
   const run = $("cs-run").value;
   const target = $("cs-list");
+  const current = ticket("coldstart");
   busy(target);
   try {
     if (!state.rated.size) {
-      $("cs-title").textContent = "Most popular (no ratings yet)";
-      await renderList(target, run, await api(`/recommend?${qs({ run, user: -1, n: 10 })}`));
+      const rows = await api(`/recommend?${qs({ run, user: -1, n: 10 })}`);
+      if (!current()) return;
+      $("cs-title").textContent = `Most popular (no ratings yet), from ${run}`;
+      await renderList(target, run, rows, { current });
       return;
     }
     const ratings = Object.fromEntries(state.rated);
     const rows = await api("/recommend", { json: { run, ratings, n: 10, explain: true } });
-    $("cs-title").textContent = `For you, from your ${state.rated.size} rating${state.rated.size > 1 ? "s" : ""}`;
-    await renderList(target, run, rows);
-  } catch (e) { showError(target, e); }
+    if (!current()) return;
+    $("cs-title").textContent = `For you, from your ${state.rated.size} rating${state.rated.size > 1 ? "s" : ""}, by ${run}`;
+    await renderList(target, run, rows, { current });
+  } catch (e) { if (current()) showError(target, e); }
 }
 
 // ----- compare + A/B -----------------------------------------------------------------------------------------------
 async function compareLists() {
-  const a = $("cmp-a").value, b = $("cmp-b").value, user = $("cmp-user").value, n = $("cmp-n").value;
+  const a = $("cmp-a").value, b = $("cmp-b").value, user = intField("cmp-user"), n = intField("cmp-n");
+  const current = ticket("compare");
   $("cmp-a-title").textContent = `A: ${a}`;
   $("cmp-b-title").textContent = `B: ${b}`;
+  $("cmp-note").textContent = "";
   busy($("cmp-a-list")); busy($("cmp-b-list"));
   try {
     const [ra, rb] = await Promise.all([api(`/recommend?${qs({ run: a, user, n })}`), api(`/recommend?${qs({ run: b, user, n })}`)]);
+    if (!current()) return;
     const ia = new Set(ra.map((r) => r.item_id)), ib = new Set(rb.map((r) => r.item_id));
     const both = new Set([...ia].filter((i) => ib.has(i)));
-    $("cmp-note").textContent = `User ${user}: ${both.size} of ${ra.length} movies in both lists (highlighted).`;
-    await Promise.all([renderList($("cmp-a-list"), a, ra, { highlight: both }), renderList($("cmp-b-list"), b, rb, { highlight: both })]);
-  } catch (e) { showError($("cmp-a-list"), e); $("cmp-b-list").replaceChildren(); }
+    const unknown = [[a, ra], [b, rb]].filter(([, rows]) => rows.length && rows[0].fallback === "popularity").map(([run]) => run);
+    $("cmp-note").textContent = `User ${user}: ${both.size} of ${ra.length} movies in both lists (highlighted).` + (unknown.length
+      ? ` User ${user} is not in the training data of ${unknown.join(" and ")}: ${unknown.length > 1 ? "both lists are" : "that list is"} the popularity ranking.` : "");
+    await Promise.all([renderList($("cmp-a-list"), a, ra, { highlight: both, current }), renderList($("cmp-b-list"), b, rb, { highlight: both, current })]);
+  } catch (e) { if (current()) { showError($("cmp-a-list"), e); $("cmp-b-list").replaceChildren(); } }
 }
 
 function niceTicks(lo, hi, count = 5) {
@@ -282,8 +322,13 @@ function abChart(chart, alpha) {
     const colour = PALETTE[i % PALETTE.length];
     left.append(svg("rect", { x: cx - bw / 2, y: y(a.user_ctr_mean), width: bw, height: Math.max(0, y(0) - y(a.user_ctr_mean)),
       fill: colour, class: "arm-bar", "data-arm": a.arm }, svg("title", {}, `${a.label}: ${pct(a.user_ctr_mean, 2)} (${pct(a.ci_low, 2)} – ${pct(a.ci_high, 2)})`)));
-    left.append(svg("line", { x1: cx, x2: cx, y1: y(a.ci_low), y2: y(a.ci_high), class: "whisker" }));
-    for (const v of [a.ci_low, a.ci_high]) left.append(svg("line", { x1: cx - 10, x2: cx + 10, y1: y(v), y2: y(v), class: "whisker" }));
+    // a t interval of a few users' CTRs can reach below 0: the whisker stops at the axis (no cap there), not
+    // across the run names under it; the tooltip keeps the interval as computed
+    const low = Math.max(0, a.ci_low);
+    left.append(svg("line", { x1: cx, x2: cx, y1: y(low), y2: y(a.ci_high), class: "whisker" }));
+    for (const v of a.ci_low < 0 ? [a.ci_high] : [a.ci_low, a.ci_high]) {
+      left.append(svg("line", { x1: cx - 10, x2: cx + 10, y1: y(v), y2: y(v), class: "whisker" }));
+    }
     left.append(svg("text", { x: cx, y: y(a.ci_high) - 8, class: "value", "text-anchor": "middle" }, pct(a.user_ctr_mean, 1)));
     const name = a.label.length > 38 ? a.label.slice(0, 37) + "…" : a.label;
     left.append(svg("text", { x: cx, y: pad.t + ph + 20, class: "tick", "text-anchor": "middle" }, name));
@@ -333,10 +378,12 @@ function abChart(chart, alpha) {
 async function runAbTest() {
   const target = $("ab-result");
   const a = $("cmp-a").value, b = $("cmp-b").value;
+  const current = ticket("abtest");
   if (a === b) { showError(target, new Error("pick two different runs")); return; }
   busy(target, "simulating the experiment…");
   try {
-    const r = await api(`/abtest?${qs({ run_a: a, run_b: b, users: $("ab-users").value, k: $("ab-k").value, click_model: $("ab-click").value, bootstrap: $("ab-boot").value })}`);
+    const r = await api(`/abtest?${qs({ run_a: a, run_b: b, users: intField("ab-users"), k: intField("ab-k"), click_model: $("ab-click").value, bootstrap: intField("ab-boot") })}`);
+    if (!current()) return;
     const t = r.tests[r.primary_test];
     const verdict = el("p", { class: r.winner.significant ? "verdict win" : "verdict" }, r.winner.message);
     const arms = el("table", { class: "small" },
@@ -352,7 +399,7 @@ async function runAbTest() {
     const warnings = (r.warnings || []).map((w) => el("p", { class: "warning" }, w));
     target.replaceChildren(verdict, el("div", { class: "columns ab-top" }, arms, facts), ...warnings, abChart(r.chart, r.settings.alpha),
       el("p", { class: "hint" }, `${fmt(r.settings.sampled_users)} users, k = ${r.settings.k}, ${(r.notes || []).join("; ")}, seed ${r.settings.seed}.`));
-  } catch (e) { showError(target, e); }
+  } catch (e) { if (current()) showError(target, e); }
 }
 
 // ----- insights ---------------------------------------------------------------------------------------------------------
@@ -375,9 +422,11 @@ async function insights() {
   const dataset = $("ins-dataset").value;
   const target = $("ins-body");
   if (!dataset) return;
+  const current = ticket("insights");
   busy(target, "computing insights…");
   try {
     const ins = await api(`/insights/${encodeURIComponent(dataset)}`);
+    if (!current()) return;
     const s = ins.summary;
     const facts = el("dl", { class: "facts wide" },
       [["ratings", fmt(s.ratings)], ["users", fmt(s.users)], ["items", `${fmt(s.items)} (${fmt(s.rated_items)} rated)`],
@@ -395,17 +444,22 @@ async function insights() {
       return el("figure", { "data-figure": f.name }, holder, el("figcaption", {}, f.caption));
     }));
     target.replaceChildren(...[el("h2", {}, dataset), facts, statements, tops, el("h2", {}, "Figures"), figures].filter(Boolean));
-  } catch (e) { showError(target, e); }
+  } catch (e) { if (current()) showError(target, e); }
 }
+
+const MAP_NOTE = $("map-note").textContent;
 
 // ----- latent map ----------------------------------------------------------------------------------------------------------
 async function drawMap() {
   const run = $("map-run").value;
   const target = $("map-body");
   const projection = $("map-projection").value;
+  const current = ticket("map");
+  $("map-note").textContent = MAP_NOTE;  // the last map's description goes with it
   busy(target, projection === "pca" ? "projecting item vectors…" : `projecting item vectors (${projection}: this takes a while)…`);
   try {
     const m = await api(`/map?${qs({ run, projection })}`);
+    if (!current()) return;
     const counts = new Map();
     for (const p of m.points) counts.set(p.genre || "unknown", (counts.get(p.genre || "unknown") || 0) + 1);
     const top = [...counts.entries()].sort((a, b) => b[1] - a[1]).slice(0, 7).map(([g]) => g);
@@ -445,19 +499,26 @@ async function drawMap() {
     const sil = sep ? ` Genre silhouette on this map ${fmt(sep.silhouette, 3)} (shuffled genres ${fmt(sep.shuffled, 3)}, ${fmt(sep.items)} movies).` : "";
     $("map-note").textContent = `${fmt(m.shown)} of ${fmt(m.items)} movies of ${m.run} (${m.model}) ${how}; colour: first genre.${sil} Hover a dot for its title.`;
     target.replaceChildren(root);
-  } catch (e) { showError(target, e); }
+  } catch (e) { if (current()) showError(target, e); }
 }
 
 // ----- leaderboard ----------------------------------------------------------------------------------------------------------
 async function leaderboard() {
   const target = $("lb-body");
+  const current = ticket("leaderboard");
   busy(target);
   try {
     const board = await api(`/leaderboard?${qs({ metric: $("lb-metric").value, kind: $("lb-kind").value })}`);
-    const sel = $("lb-metric");
+    if (!current()) return;
+    const sel = $("lb-metric"), kind = $("lb-kind").value;
+    if (!board.rows.length) {  // keep the metric menu as it was: an empty filter is no reason to lose the choice
+      target.replaceChildren(el("p", { class: "hint" }, kind
+        ? `No ${kind} entry in the ledger has metrics${sel.value ? ` (${sel.value})` : ""}; pick “all” or another kind.`
+        : "No ledger entry has metrics yet: run `recsys evaluate RUN`."));
+      return;
+    }
     sel.replaceChildren(...board.metrics.map((m) => el("option", { value: m }, m)));
     sel.value = board.metric;
-    if (!board.rows.length) { target.replaceChildren(el("p", { class: "hint" }, "No ledger entry has metrics yet: run `recsys evaluate RUN`.")); return; }
     const others = board.metrics.filter((m) => m !== board.metric && /^(rmse|mae|ndcg@10|precision@10|recall@10|map@10)$/.test(m)).slice(0, 4);
     const table = el("table", { class: "small leaderboard" },
       el("thead", {}, el("tr", {}, ["#", "run", "model", "dataset", "split", "entry", `${board.metric} ${board.lower_is_better ? "↓" : "↑"}`, ...others, "when"].map((h, i) => el("th", { class: i >= 1 && i <= 5 || h === "when" ? "text" : null }, h)))),
@@ -467,7 +528,7 @@ async function leaderboard() {
         el("td", { class: "best" }, fmt(r.metrics[board.metric], 4)), others.map((m) => el("td", {}, fmt(r.metrics[m], 4))),
         el("td", { class: "text muted" }, (r.created || "").replace("T", " ").slice(0, 16))))));
     target.replaceChildren(table);
-  } catch (e) { showError(target, e); }
+  } catch (e) { if (current()) showError(target, e); }
 }
 
 // ----- tabs and start-up ------------------------------------------------------------------------------------------------------
@@ -479,6 +540,8 @@ function showTab() {
   const name = LOADERS[tab] ? tab : "recommend";
   for (const s of document.querySelectorAll(".panel")) s.hidden = s.id !== name;
   for (const a of document.querySelectorAll("#tabs a")) a.classList.toggle("active", a.dataset.tab === name);
+  const nav = $("tabs"), active = nav.querySelector("a.active");  // on a phone the tabs scroll: show the current one
+  if (active && nav.scrollWidth > nav.clientWidth) nav.scrollLeft = Math.max(0, active.offsetLeft - nav.offsetLeft - 12);
   if (!loaded.has(name) && state.runs.length) { loaded.add(name); LOADERS[name](); }
 }
 
@@ -498,7 +561,7 @@ async function start() {
   try {
     await loadRuns();
   } catch (e) {
-    if (e.status !== 401) showBanner(`Cannot reach the API: ${e.message}`);
+    if (e.status !== 401) showBanner(e.status ? `The API answered ${e.status}: ${e.message}` : e.message);
     return;
   }
   runsLoaded();
@@ -517,6 +580,17 @@ on("cs-form", "submit", searchItems);
 on("cs-go", "click", coldStart);
 on("cs-clear", "click", () => { state.rated.clear(); renderRated(); renderPicks(state.lastPicks); coldStart(); });
 on("cmp-form", "submit", compareLists);
+// a run picked in a list's menu shows that run's list at once (not the last run's under the new name)
+on("rec-run", "change", recommend);
+on("cs-run", "change", () => { searchItems(); coldStart(); });
+// the A/B result below names "A" and "B": a new pair makes it someone else's, so it goes
+function runsChanged() {
+  ticket("abtest");  // an A/B test still on its way is for the old pair: dropped
+  if ($("ab-result").childNodes.length) $("ab-result").replaceChildren(el("p", { class: "hint" }, "The runs changed: run the A/B test again."));
+  compareLists();
+}
+on("cmp-a", "change", runsChanged);
+on("cmp-b", "change", runsChanged);
 on("ab-form", "submit", runAbTest);
 on("ins-form", "submit", insights);
 on("map-form", "submit", drawMap);
