@@ -47,7 +47,7 @@ demo: install
 
 # After `make demo`: the demo's runs over HTTP on 127.0.0.1:8000 (Ctrl-C stops it); see /docs.
 serve: install
-	$(RECSYS) serve svd-ml-100k-random ials-ml-100k-user item-knn-ml-100k --default svd-ml-100k-random --ui
+	$(RECSYS) serve svd-ml-100k-random ials-ml-100k-random ials-ml-100k-user item-knn-ml-100k --default svd-ml-100k-random --ui
 
 # The dashboard's browser tests drive Debian's chromium (Playwright with executable_path: no browser download).
 # Installed with apt-get where missing when we are root; elsewhere those tests skip, saying why.

@@ -22,6 +22,9 @@ $RECSYS evaluate "svd-$DS-random" --format table
 $RECSYS train ials --dataset "$DS" --split user --force --format table
 $RECSYS evaluate "ials-$DS-user" --relevance any --format table
 $RECSYS train item-knn --dataset "$DS" --force --format table
+# A/B: two runs on the same split, compared on its held-out users (simulated clicks, Welch's t-test)
+$RECSYS train ials --dataset "$DS" --split random --force --format table
+$RECSYS abtest "svd-$DS-random" "ials-$DS-random" --no-segments --format table
 $RECSYS recommend "svd-$DS-random" --user 1 -n 10 --format table
 $RECSYS recommend "ials-$DS-user" --user 1 -n 3 --format json
 $RECSYS recommend "ials-$DS-user" --ratings 183:5,185:5,200:5,218:5,219:5 -n 5 --format table

@@ -520,3 +520,24 @@ def test_compare_says_when_the_user_is_unknown(browser, server, tmp_path):
     assert rows_of(page, "#cmp-a-list") == [r["item_id"] for r in a] and a[0]["fallback"] == "popularity"
     assert tab.errors == []
     tab.close()
+
+
+def test_run_b_defaults_to_a_run_on_run_as_split(browser, server, tmp_path):
+    # The A/B test needs two runs on one split: with A = the default run, B starts as a run trained on A's dataset
+    # and split when one is served (make serve's runs: svd random, ials random, ials user, item-knn without split),
+    # and a B the user picked stays picked when the run menus refresh.
+    tab = Page(browser, server["base"])
+    real = server["api"].get("/runs").json()
+    svd = next(r for r in real if r["run"] == SVD)
+    ials = next(r for r in real if r["run"] == IALS)
+    listed = [{**svd, "default": True}, {**ials, "run": "knn-synth", "model": "item-knn", "split": None},
+              {**ials, "run": "ials-synth-random", "split": "random"}, ials]
+    tab.page.route("**/runs", lambda route: route.fulfill(status=200, content_type="application/json",
+                                                          body=json.dumps(listed)))
+    page = tab.open("compare")
+    page.wait_for_function("document.querySelector('#cmp-b').options.length === 4")
+    assert page.input_value("#cmp-a") == SVD and page.input_value("#cmp-b") == IALS
+    page.select_option("#cmp-b", "knn-synth")
+    page.evaluate("loadRuns()")  # the menus refresh (as after a reload of the server's runs)
+    assert page.input_value("#cmp-b") == "knn-synth"
+    tab.close()

@@ -40,9 +40,11 @@ def test_demo_falls_back_to_synthetic_data_when_the_download_cannot_be_had(tmp_p
     assert "recsys generate synth-ml-100k --preset ml-100k" in notes[0]
     assert "demo dataset: synth-ml-100k" in res.stderr.splitlines()  # which data it used, plainly
     # the whole chain ran on the generated data: its runs exist and the closing `recsys runs` lists them
-    for run in ("svd-synth-ml-100k-random", "ials-synth-ml-100k-user", "item-knn-synth-ml-100k"):
+    for run in ("svd-synth-ml-100k-random", "ials-synth-ml-100k-user", "item-knn-synth-ml-100k",
+                "ials-synth-ml-100k-random"):
         assert (tmp_path / "artifacts" / run / "manifest.json").exists(), run
         assert run in res.stdout
     assert (tmp_path / "data" / "processed" / "synth-ml-100k" / "dataset.json").exists()
     assert not (tmp_path / "data" / "raw" / "ml-100k").exists()
+    assert "verdict:" in res.stdout  # the A/B test of svd against ials on the random split ran
     assert "Traceback" not in res.stderr

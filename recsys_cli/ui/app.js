@@ -175,7 +175,13 @@ async function loadRuns() {
     const preferred = state.runs.find((r) => r.default) || state.runs[0];
     select.value = names.includes(current) ? current : preferred ? preferred.run : "";
   }
-  if (state.runs.length > 1) $("cmp-b").value = state.runs.find((r) => r.run !== $("cmp-a").value).run;
+  if (state.runs.length > 1 && (!state.pickedB || $("cmp-b").value === $("cmp-a").value)) {
+    // B: another run, one trained on A's dataset and split when there is one (the A/B test needs that)
+    const a = state.runs.find((r) => r.run === $("cmp-a").value);
+    const others = state.runs.filter((r) => r.run !== a.run);
+    const twin = others.find((r) => r.split && r.dataset === a.dataset && r.split === a.split);
+    $("cmp-b").value = (twin || others[0]).run;
+  }
   // The map needs item vectors: prefer a factor model.
   const factor = state.runs.find((r) => /svd|als|bpr|hybrid/.test(r.model));
   if (factor) $("map-run").value = factor.run;
@@ -590,7 +596,7 @@ function runsChanged() {
   compareLists();
 }
 on("cmp-a", "change", runsChanged);
-on("cmp-b", "change", runsChanged);
+on("cmp-b", "change", () => { state.pickedB = true; runsChanged(); });
 on("ab-form", "submit", runAbTest);
 on("ins-form", "submit", insights);
 on("map-form", "submit", drawMap);
