@@ -200,6 +200,9 @@ CASES = [
     (["recommend", R, "--user", "1", "-n", "1000000001"], 2),
     (["recommend", R, "--user", "1", "-n", "99999999999999999999999999"], 2),
     (["recommend", R, "--user", "1", "-n", "1e3"], 2),
+    (["recommend", R, "--user", "1", "-n", "1_0"], 2),  # int() would read 10
+    (["recommend", R, "--user", "1", "-n", "+3"], 2),
+    (["abtest", "plan", "--baseline-ctr", "0.1", "--mde", "1_0e-3"], 2),  # float() would read 0.01
     (["recommend", R, "--user", "1", "-n", "nan"], 2),
     (["recommend", R, "--user", "99999999999999999999999"], 2),
     (["recommend", R, "--user", "-99999999999999999999999"], 2),
@@ -578,3 +581,24 @@ def test_a_closed_stdout_exits_0_quietly(env, fmt):
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 0
     assert err == ""
+
+
+@pytest.mark.parametrize("args, message", [
+    (["recommend", R, "--user", "1", "-n", "1_0"],
+     "error: Invalid value for '-n' / '--n': '1_0' is not an integer (ASCII digits with an optional minus)"),
+    (["split", "synth", "--kind", "kfold", "--k", "+3"],
+     "error: Invalid value for '--k': '+3' is not an integer (ASCII digits with an optional minus)"),
+    (["abtest", "plan", "--baseline-ctr", "0.1", "--mde", "1_0e-3"],
+     "error: Invalid value for '--mde': '1_0e-3' is not a number"),
+])
+def test_number_options_read_like_ids(env, args, message):
+    """Every int option takes ASCII digits with an optional minus and no float option takes '_', as ids are read."""
+    res = check(env, args, 2)
+    assert res.stderr.splitlines()[0] == message
+
+
+def test_number_options_still_take_plain_and_negative_numbers(env):
+    res = check(env, ["recommend", R, "--user", "1", "-n", " 3", "--format", "json"], 0)
+    assert len(json.loads(res.stdout)) == 3
+    res = check(env, ["abtest", "plan", "--baseline-ctr", "+0.1", "--mde", "1e-2", "--format", "json"], 0)
+    assert json.loads(res.stdout)["users_per_arm"] == 14751

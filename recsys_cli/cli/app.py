@@ -30,15 +30,18 @@ def _stdout_closed() -> None:
 
 
 _FINITE: dict[type, type] = {}
+_STRICT: dict[type, type] = {}
 
 
 def _finite_type(base: type) -> type:
-    """A subclass of the float parameter type that refuses NaN and infinity."""
+    """A subclass of the float parameter type that refuses NaN, infinity and digit separators ('1_0.5')."""
     if base not in _FINITE:
 
         def convert(self, value, param, ctx):
             import math
 
+            if isinstance(value, str) and "_" in value:  # float() reads '1_0.5' as 10.5
+                self.fail(f"{value!r} is not a number", param, ctx)
             out = base.convert(self, value, param, ctx)
             if not math.isfinite(out):
                 self.fail(f"{value!r} is not a finite number", param, ctx)
@@ -46,6 +49,22 @@ def _finite_type(base: type) -> type:
 
         _FINITE[base] = type("FiniteFloat", (base,), {"convert": convert})
     return _FINITE[base]
+
+
+def _strict_int_type(base: type) -> type:
+    """A subclass of an int parameter type (plain or ranged) that reads only ASCII digits with an optional minus,
+    as ids are read everywhere: int() would take '1_0' as 10 and '+3' as 3."""
+    if base not in _STRICT:
+
+        def convert(self, value, param, ctx):
+            import re
+
+            if isinstance(value, str) and not re.fullmatch(r"-?[0-9]+", value.strip()):
+                self.fail(f"{value!r} is not an integer (ASCII digits with an optional minus)", param, ctx)
+            return base.convert(self, value, param, ctx)
+
+        _STRICT[base] = type(f"Strict{base.__name__}", (base,), {"convert": convert})
+    return _STRICT[base]
 
 
 def _click_errors():
@@ -68,10 +87,18 @@ def errno_epipe() -> int:
 
 
 def finite_floats(command) -> None:
-    """Every float option of recsys is a finite quantity: give each the finite float type, in the whole tree."""
+    """Every float option of recsys is a finite quantity, and every integer option reads like an id: give each
+    the strict type, in the whole tree."""
+    import copy
+
     for param in getattr(command, "params", []):
-        if type(param.type).__name__ == "FloatParamType":  # typer's own (vendored) click type
+        kind = type(param.type).__name__  # typer's own (vendored) click types
+        if kind == "FloatParamType":
             param.type = _finite_type(type(param.type))()
+        elif kind in ("IntParamType", "IntRange"):
+            strict = copy.copy(param.type)  # (an IntRange keeps its bounds)
+            strict.__class__ = _strict_int_type(type(param.type))
+            param.type = strict
     for sub in getattr(command, "commands", {}).values():
         finite_floats(sub)
 
