@@ -779,3 +779,23 @@ def test_a_client_gone_before_its_body_ended_is_a_499_not_a_500(env):
     samples = {tuple(s.labels.values()): s.value for m in app.metrics.registry.collect() for s in m.samples
                if s.name == "recsys_requests_total"}
     assert samples == {("/recommend", "", "499"): 1.0}
+
+
+def test_a_chunked_body_over_the_limit_is_a_json_413(env):
+    """A body sent without Content-Length (Transfer-Encoding: chunked) and found too large while read was a plain-text
+    "Internal Server Error" 500: Starlette's error layer answered before ServeMiddleware could say 413."""
+    log = io.StringIO()
+    client = TestClient(serve_app([SVD], artifacts_dir=env["arts"], log=log))
+
+    def chunks():
+        yield b'{"users": ['
+        for _ in range(300):
+            yield b"1," * 2000
+        yield b"1]}"
+
+    res = client.post("/recommend", content=chunks())
+    assert (res.status_code, res.json()) == (413, {"error": "the request body is over 1,048,576 bytes",
+                                                   "code": "payload_too_large"})
+    lines = [json.loads(line) for line in log.getvalue().splitlines()]
+    assert [(line["path"], line["status"]) for line in lines] == [("/recommend", 413)]
+    assert client.post("/recommend", content=iter([b'{"users": [1], ', b'"n": 1}'])).status_code == 200

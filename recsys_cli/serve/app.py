@@ -23,7 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from recsys_cli import __version__
 from recsys_cli.errors import ArtifactError, DataError, RecsysError, UnknownIdError, UsageError
 from recsys_cli.serve.metrics import ServerMetrics
-from recsys_cli.serve.middleware import ServeMiddleware, error_body
+from recsys_cli.serve.middleware import BodyTooLarge, ServeMiddleware, error_body
 from recsys_cli.serve.registry import LoadedRun, RunRegistry
 from recsys_cli.serve.schemas import (
     PREDICT_PARAMS,
@@ -215,6 +215,13 @@ def create_app(registry: RunRegistry, *, api_key: str | None = None, metrics: Se
     async def _recsys_error(request: Request, exc: RecsysError):
         status, code = _status(exc)
         return Response(error_body(str(exc)[:1000], code), status, media_type="application/json")
+
+    @app.exception_handler(BodyTooLarge)
+    async def _too_large(request: Request, exc: BodyTooLarge):
+        # a body without Content-Length (chunked) found too large while read: answered here, before Starlette's
+        # error layer turns the exception into a plain-text 500 (which ServeMiddleware could no longer replace)
+        return Response(error_body(f"the request body is over {max_body:,} bytes", "payload_too_large"), 413,
+                        media_type="application/json")
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError):
