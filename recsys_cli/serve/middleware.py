@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import logging
 import sys
 import time
 
@@ -167,3 +168,25 @@ class ServeMiddleware:
             self.log.flush()
         except (OSError, ValueError):  # stderr closed: never fail a request over its log line
             pass
+
+
+class JsonLogFormatter(logging.Formatter):
+    """uvicorn's own log records (e.g. "Invalid HTTP request received." for a request line it cannot parse) as one
+    JSON line each, like the request lines: they were plain `WARNING:  ...` lines among the JSON ones."""
+
+    def format(self, record) -> str:
+        line = {"ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)),
+                "level": record.levelname.lower(), "message": record.getMessage()[:1000]}
+        if record.exc_info and record.exc_info[1] is not None:  # the exception, never its traceback
+            exc = record.exc_info[1]
+            line["error"] = f"{type(exc).__name__}: {exc}"[:1000]
+        return json.dumps(line, ensure_ascii=False)
+
+
+UVICORN_LOG_CONFIG = {
+    "version": 1, "disable_existing_loggers": False,
+    "formatters": {"json": {"()": "recsys_cli.serve.middleware.JsonLogFormatter"}},
+    "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}},
+    "loggers": {"uvicorn": {"handlers": ["stderr"], "level": "WARNING", "propagate": False},
+                "uvicorn.error": {"level": "WARNING"}, "uvicorn.access": {"level": "WARNING"}},
+}
