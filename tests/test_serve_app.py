@@ -613,3 +613,189 @@ def test_server_caps_every_blas_at_one_thread_after_loading(env):
                          text=True, check=True, env={**os.environ, "OPENBLAS_NUM_THREADS": "2"}).stdout
     libs = json.loads(out)
     assert libs and all(threads == 1 for _, threads in libs), libs
+
+
+# ----- found by the HTTP walk (raw requests against a real server) ------------------------------------------------
+
+def _err(message: str, code: str = "invalid") -> dict:
+    return {"error": message, "code": code}
+
+
+@pytest.mark.parametrize("method, path, allow", [
+    ("put", "/health", "GET, HEAD"), ("post", "/health", "GET, HEAD"), ("delete", "/recommend", "GET, HEAD, POST"),
+    ("patch", "/items/5", "GET, HEAD"), ("get", "/admin/reload", "POST"), ("options", "/metrics", "GET, HEAD"),
+    ("post", f"/runs/{SVD}", "GET, HEAD"), ("put", "/predict", "GET, HEAD, POST"), ("post", "/docs", "GET, HEAD")])
+def test_a_405_names_the_methods_the_path_takes(server, method, path, allow):
+    """405 without `Allow` (RFC 9110 requires it): the app's handler of HTTP errors dropped Starlette's headers, and
+    those named only the first route of the path (GET for /recommend, which takes POST too)."""
+    client, _, _ = server
+    res = client.request(method.upper(), path)
+    assert (res.status_code, res.json()) == (405, _err("Method Not Allowed", "method_not_allowed"))
+    assert res.headers["allow"] == allow
+
+
+@pytest.mark.parametrize("path", ["/health", "/ready", "/runs", f"/runs/{SVD}", "/recommend?user=1&n=3",
+                                  "/predict?user=1&item=5", "/similar?item=5&n=2", "/items/5", "/metrics"])
+def test_head_is_a_get_without_its_body(server, path):
+    """HEAD of every GET endpoint was a 405 (only /docs and /openapi.json took it): a load balancer's HEAD /health
+    check failed. Now the GET's status and headers, no body, and one log line saying HEAD."""
+    client, _, log = server
+    get = client.get(path)
+    before = log.getvalue().count("\n")
+    head = client.head(path)
+    assert head.status_code == get.status_code == 200 and head.content == b""
+    assert head.headers["content-type"] == get.headers["content-type"]
+    if path not in ("/health", "/metrics"):  # (uptime and counters move between the two)
+        assert head.headers["content-length"] == get.headers["content-length"] == str(len(get.content))
+    lines = log.getvalue().splitlines()[before:]
+    assert len(lines) == 1 and json.loads(lines[0])["method"] == "HEAD" and json.loads(lines[0])["status"] == 200
+    assert (client.head("/admin/reload").status_code, client.head("/admin/reload").headers["allow"]) == (405, "POST")
+    assert client.head("/nosuch").status_code == 404
+    assert client.head("/recommend?user=1&n=0").status_code == 422
+
+
+# JSON bodies: lax pydantic parsing took these as other values; they are the wrong type (422), as a user id of
+# true or 1.0 already was. The CLI refuses --ratings +3:5 and 50:5,50:1 too.
+STRICT_BODIES = [
+    ({"users": [1], "n": True}, _err("n: Input should be a valid integer")),
+    ({"users": [1], "n": 2.0}, _err("n: Input should be a valid integer")),
+    ({"users": [1], "n": "2"}, _err("n: Input should be a valid integer")),
+    ({"users": [1], "exclude_seen": "no"}, _err("exclude_seen: Input should be a valid boolean")),
+    ({"users": [1], "exclude_seen": 0}, _err("exclude_seen: Input should be a valid boolean")),
+    ({"users": [1], "explain": 1}, _err("explain: Input should be a valid boolean")),
+    ({"ratings": {"5": True}}, _err("ratings.5: Input should be a valid number")),
+    ({"ratings": {"5": "4"}}, _err("ratings.5: Input should be a valid number")),
+    ({"ratings": {"+5": 4}}, _err("ratings.+5.[key]: Input should be a valid integer, unable to parse string as "
+                                  "an integer")),
+    ({"ratings": {"1_0": 4}}, _err("ratings.1_0.[key]: Input should be a valid integer, unable to parse string as "
+                                   "an integer")),
+    ({"ratings": {" 5": 4}}, _err("ratings. 5.[key]: Input should be a valid integer, unable to parse string as "
+                                  "an integer")),
+]
+
+
+@pytest.mark.parametrize("body, error", STRICT_BODIES, ids=[json.dumps(b) for b, _ in STRICT_BODIES])
+def test_post_recommend_bodies_are_strictly_typed(server, body, error):
+    client, _, _ = server
+    res = client.post("/recommend", json=body)
+    assert (res.status_code, res.json()) == (422, error)
+
+
+def test_post_bodies_still_take_plain_values(env, server):
+    client, _, _ = server
+    fold = client.post("/recommend", json={"ratings": {"5": 4, "7": 1.5, "-3": 2}, "n": 3, "exclude_seen": False,
+                                           "explain": False})
+    assert fold.status_code == 200, fold.text
+    assert fold.json() == cli_json(env, "recommend", SVD, "--ratings", "5:4,7:1.5,-3:2", "-n", 3, "--include-seen")
+
+
+@pytest.mark.parametrize("path, raw, error", [
+    ("/recommend", b'{"users": [1], "users": [2]}', "body.users: given more than once"),
+    ("/recommend", b'{"users": [1], "n": 2, "n": 3}', "body.n: given more than once"),
+    ("/recommend", b'{"ratings": {"5": 5, "7": 3, "5": 1}}', "an item is rated twice in the new user's ratings"),
+    ("/predict", b'{"pairs": [[1, 5]], "pairs": [[2, 5]]}', "body.pairs: given more than once"),
+    ("/predict", b'{"run": "x", "pairs": [[1, 5]], "run": "' + SVD.encode() + b'"}', "body.run: given more than once"),
+])
+def test_a_key_given_twice_in_a_body_is_refused(server, path, raw, error):
+    """JSON parsers keep the last of two equal keys; the query string (`?user=1&user=2`) and the CLI (--ratings
+    5:5,5:1) refuse a repeat. The body said nothing and answered for the last one."""
+    client, _, _ = server
+    res = client.post(path, content=raw, headers={"content-type": "application/json"})
+    assert (res.status_code, res.json()) == (422, _err(error))
+
+
+def test_fold_in_refuses_boolean_ratings_in_the_library(env):
+    from recsys_cli.api import load_run, queries
+    from recsys_cli.errors import UsageError
+
+    run = load_run(SVD, artifacts_dir=env["arts"])
+    with pytest.raises(UsageError, match="ratings must be numbers, not booleans"):
+        queries.recommend(run, ratings={5: True, 7: 4}, n=2, data_dir=env["data"])
+
+
+def test_an_item_id_over_64_bits_in_the_path_is_a_422_as_in_the_query(server):
+    client, _, _ = server
+    res = client.get(f"/items/{10**25}")
+    assert (res.status_code, res.json()) == (422, _err(f"item id {10**25} is out of range (ids are 64-bit integers)"))
+    assert client.get(f"/similar?item={10**25}").json() == res.json()
+
+
+def test_any_matching_key_lets_a_request_in_whatever_the_header_order(env):
+    """With an X-API-Key and an Authorization header, the last one seen decided: a stale X-API-Key beside good
+    Basic credentials passed or failed as the client ordered its headers."""
+    import base64
+
+    client = TestClient(serve_app([SVD], artifacts_dir=env["arts"], api_key=KEY, log=io.StringIO()))
+    good_basic = "Basic " + base64.b64encode(f"me:{KEY}".encode()).decode()
+    for headers in ([("X-API-Key", "stale"), ("Authorization", f"Bearer {KEY}")],
+                    [("Authorization", f"Bearer {KEY}"), ("X-API-Key", "stale")],
+                    [("X-API-Key", KEY), ("Authorization", "Bearer stale")],
+                    [("Authorization", good_basic), ("X-API-Key", "stale")],
+                    [("X-API-Key", "stale"), ("Authorization", good_basic)]):
+        assert client.get("/recommend?user=1&n=1", headers=headers).status_code == 200, headers
+    for headers in ([("X-API-Key", "stale"), ("Authorization", "Bearer older")],
+                    [("Authorization", "Basic !!!"), ("X-API-Key", "stale")]):
+        res = client.get("/recommend?user=1&n=1", headers=headers)
+        assert (res.status_code, res.json()) == (401, _err("wrong API key", "unauthorized")), headers
+
+
+def test_a_unicode_key_is_compared_as_utf8_in_every_header(env):
+    import base64
+
+    key = "clé-ключ-🔑"
+    client = TestClient(serve_app([SVD], artifacts_dir=env["arts"], api_key=key, log=io.StringIO()))
+    utf8 = key.encode()
+    basic = b"Basic " + base64.b64encode(b"me:" + utf8)
+    for headers in ([(b"x-api-key", utf8)], [(b"authorization", b"Bearer " + utf8)], [(b"authorization", basic)]):
+        assert client.get("/recommend?user=1&n=1", headers=headers).status_code == 200, headers
+    latin1 = "clé".encode("latin-1")
+    res = client.get("/recommend?user=1&n=1", headers=[(b"x-api-key", latin1)])
+    assert (res.status_code, res.json()) == (401, _err("wrong API key", "unauthorized"))
+
+
+def test_a_client_gone_before_its_body_ended_is_a_499_not_a_500(env):
+    """A client that hangs up mid-body (a dropped upload, a slowloris) was logged and counted as a 500 with an
+    error line "ClientDisconnect": a false alarm each time. Now one log line with status 499 and no error."""
+    import asyncio
+
+    log = io.StringIO()
+    app = serve_app([SVD], artifacts_dir=env["arts"], log=log)
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+             "path": "/recommend", "raw_path": b"/recommend", "query_string": b"", "root_path": "",
+             "headers": [(b"host", b"x"), (b"content-length", b"5000")], "client": ("127.0.0.1", 1),
+             "server": ("127.0.0.1", 8000)}
+    messages = iter([{"type": "http.request", "body": b'{"users": [1,', "more_body": True},
+                     {"type": "http.disconnect"}])
+
+    async def receive():
+        return next(messages)
+
+    async def send(message):
+        pass
+
+    asyncio.run(app(scope, receive, send))
+    lines = [json.loads(line) for line in log.getvalue().splitlines()]
+    assert [(line["method"], line["path"], line["status"]) for line in lines] == [("POST", "/recommend", 499)]
+    samples = {tuple(s.labels.values()): s.value for m in app.metrics.registry.collect() for s in m.samples
+               if s.name == "recsys_requests_total"}
+    assert samples == {("/recommend", "", "499"): 1.0}
+
+
+def test_a_chunked_body_over_the_limit_is_a_json_413(env):
+    """A body sent without Content-Length (Transfer-Encoding: chunked) and found too large while read was a plain-text
+    "Internal Server Error" 500: Starlette's error layer answered before ServeMiddleware could say 413."""
+    log = io.StringIO()
+    client = TestClient(serve_app([SVD], artifacts_dir=env["arts"], log=log))
+
+    def chunks():
+        yield b'{"users": ['
+        for _ in range(300):
+            yield b"1," * 2000
+        yield b"1]}"
+
+    res = client.post("/recommend", content=chunks())
+    assert (res.status_code, res.json()) == (413, {"error": "the request body is over 1,048,576 bytes",
+                                                   "code": "payload_too_large"})
+    lines = [json.loads(line) for line in log.getvalue().splitlines()]
+    assert [(line["path"], line["status"]) for line in lines] == [("/recommend", 413)]
+    assert client.post("/recommend", content=iter([b'{"users": [1], ', b'"n": 1}'])).status_code == 200

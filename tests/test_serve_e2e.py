@@ -220,3 +220,56 @@ def test_workers_exit_when_the_supervisor_is_killed(tmp_path):
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+def test_requests_uvicorn_refuses_and_slow_clients_leave_only_json_lines(tmp_path):
+    """Raw HTTP against the real process: a request line uvicorn cannot parse was logged as a plain
+    `WARNING:  Invalid HTTP request received.` among the JSON lines; a client that hung up mid-body as a 500
+    with an error line. Now every line between the banner and `server stopped` is JSON, and a client that sends
+    half a body and waits blocks nobody."""
+    import socket
+
+    env = {**os.environ, "RECSYS_DATA_DIR": str(tmp_path / "data"), "RECSYS_ARTIFACTS_DIR": str(tmp_path / "arts"),
+           "RECSYS_NO_PROGRESS": "1", "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    env.pop("RECSYS_API_KEY", None)
+    recsys("generate", "synth", "--users", "150", "--items", "90", "--ratings", "5000", env=env)
+    recsys("preprocess", "synth", "--format", "json", env=env)
+    train(env, seed=1, factors=8)
+    log = tmp_path / "serve.log"
+    with open(log, "w") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "recsys_cli", "serve", RUN, "--port", "0"],
+                                env=env, stdout=subprocess.DEVNULL, stderr=err)
+    try:
+        match = wait_for(lambda: re.search(r"on http://127\.0\.0\.1:(\d+)", log.read_text()), 120, "the server")
+        port = int(match.group(1))
+        client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
+        wait_for(lambda: client.get("/ready").status_code == 200, 60, "/ready")
+
+        def exchange(data: bytes) -> bytes:
+            with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+                s.sendall(data)
+                out = b""
+                while chunk := s.recv(65536):
+                    out += chunk
+                return out
+
+        assert exchange(b"GARBAGE\r\n\r\n").startswith(b"HTTP/1.1 400")
+        slow = socket.create_connection(("127.0.0.1", port), timeout=30)  # half a body, then nothing
+        slow.sendall(b"POST /recommend HTTP/1.1\r\nHost: x\r\nContent-Length: 500\r\n\r\n{\"users\": [1,")
+        got = client.get("/recommend", params={"user": 1, "n": 2})
+        assert got.status_code == 200 and len(got.json()) == 2
+        slow.close()  # ... and hangs up
+        wait_for(lambda: '"status": 499' in log.read_text(), 30, "the 499 line")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    lines = log.read_text().splitlines()
+    assert lines[0].startswith("serving ") and lines[-1] == "server stopped"
+    records = [json.loads(line) for line in lines[1:-1]]  # every one JSON
+    assert [(r["level"], r["message"]) for r in records if "level" in r] == [("warning", "Invalid HTTP request received.")]
+    assert [(r["method"], r["path"], r["status"]) for r in records if "method" in r][-2:] == [
+        ("GET", "/recommend", 200), ("POST", "/recommend", 499)]
+    assert not [r for r in records if r.get("level") == "error"] and "Traceback" not in log.read_text()

@@ -101,6 +101,8 @@ def rating_pairs(ratings: Any) -> tuple[np.ndarray, np.ndarray]:
     if not pairs:
         raise UsageError("give at least one rating to fold in")
     items = _ids([p[0] for p in pairs], "item")
+    if any(isinstance(p[1], (bool, np.bool_)) for p in pairs):  # float(True) is 1.0: a rating nobody gave
+        raise UsageError("ratings must be numbers, not booleans")
     try:
         values = np.asarray([float(p[1]) for p in pairs], np.float64)
     except (TypeError, ValueError):

@@ -143,8 +143,10 @@ def register(app: typer.Typer) -> None:
         # uvicorn re-raises SIGTERM/SIGINT after its graceful shutdown; these handlers make that a clean exit 0.
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: None)
+        from recsys_cli.serve.middleware import UVICORN_LOG_CONFIG
+
         options = dict(host=host, port=port, access_log=False, log_level="warning", timeout_graceful_shutdown=30,
-                       server_header=False)
+                       server_header=False, log_config=UVICORN_LOG_CONFIG)  # uvicorn's own lines as JSON too
         if workers == 1:
             application = serve_app(**config, handle_sighup=True, single_thread_blas=True, server_process=True)
             sock = listen(host, port)  # bound here: a busy port is one clear error line, and --port 0 works

@@ -23,7 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from recsys_cli import __version__
 from recsys_cli.errors import ArtifactError, DataError, RecsysError, UnknownIdError, UsageError
 from recsys_cli.serve.metrics import ServerMetrics
-from recsys_cli.serve.middleware import ServeMiddleware, error_body
+from recsys_cli.serve.middleware import BodyTooLarge, ServeMiddleware, error_body
 from recsys_cli.serve.registry import LoadedRun, RunRegistry
 from recsys_cli.serve.schemas import (
     PREDICT_PARAMS,
@@ -216,6 +216,13 @@ def create_app(registry: RunRegistry, *, api_key: str | None = None, metrics: Se
         status, code = _status(exc)
         return Response(error_body(str(exc)[:1000], code), status, media_type="application/json")
 
+    @app.exception_handler(BodyTooLarge)
+    async def _too_large(request: Request, exc: BodyTooLarge):
+        # a body without Content-Length (chunked) found too large while read: answered here, before Starlette's
+        # error layer turns the exception into a plain-text 500 (which ServeMiddleware could no longer replace)
+        return Response(error_body(f"the request body is over {max_body:,} bytes", "payload_too_large"), 413,
+                        media_type="application/json")
+
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError):
         return Response(error_body(str(exc), exc.code), exc.status, media_type="application/json")
@@ -237,7 +244,22 @@ def create_app(registry: RunRegistry, *, api_key: str | None = None, metrics: Se
     async def _http_error(request: Request, exc: StarletteHTTPException):
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "bad_request")
         message = "no such endpoint; see /docs" if exc.status_code == 404 else str(exc.detail)
-        return Response(error_body(message, code), exc.status_code, media_type="application/json")
+        headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code == 405:  # `Allow` (RFC 9110) was dropped here; Starlette's named only the first route
+            headers["Allow"] = allowed_methods(request.scope)  # of the path (GET for /recommend, which takes POST)
+        return Response(error_body(message, code), exc.status_code, headers=headers or None,
+                        media_type="application/json")
+
+    def allowed_methods(scope) -> str:
+        from starlette.routing import Match
+
+        methods: set[str] = set()
+        for route in app.routes:
+            if getattr(route, "methods", None) and route.matches(scope)[0] != Match.NONE:
+                methods |= route.methods
+        if "GET" in methods:
+            methods.add("HEAD")  # ServeMiddleware answers HEAD as GET
+        return ", ".join(m for m in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS") if m in methods)
 
     def use(request: Request, run: str | None) -> LoadedRun:
         loaded = registry.get(run)
@@ -457,6 +479,8 @@ def create_app(registry: RunRegistry, *, api_key: str | None = None, metrics: Se
     async def item_info(request: Request, item: PathId, run: str | None = None):
         """An item of the run's catalogue: title, and genres when the run's dataset is on this machine."""
         loaded = use(request, run)
+        if not -2**63 <= item < 2**63:  # as every other endpoint says of such an id (this one said 404)
+            raise ApiError(422, f"item id {item} is out of range (ids are 64-bit integers)", "invalid")
         info = await run_in_threadpool(loaded.item_info, registry.data_dir)
         if item not in info:
             raise ApiError(404, f"item {item} is not in the catalogue of run {loaded.name!r}", "unknown_id")

@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import hmac
 import json
+import logging
 import sys
 import time
+
+from starlette.requests import ClientDisconnect
 
 OPEN_PATHS = frozenset({"/health", "/", "/ui"})  # liveness, and the dashboard's page (static, no data)
 OPEN_PREFIX = "/ui/"  # the dashboard's static files: the page asks for the key and sends it on every API call
@@ -22,6 +25,9 @@ REALM = 'realm="recsys serve"'
 
 class BodyTooLarge(Exception):
     pass
+
+
+CLIENT_CLOSED = 499  # the status logged and counted for a request whose client went away mid-body (nginx's code)
 
 
 def error_body(message: str, code: str) -> bytes:
@@ -64,22 +70,27 @@ class ServeMiddleware:
             return 414, f"the URL is longer than {self.max_url:,} bytes", "uri_too_long"
         path = scope["path"]
         if self.key is not None and path not in OPEN_PATHS and not path.startswith(OPEN_PREFIX):
-            given = None
+            # Every key the request carries is checked, and any one that matches lets it in: taking the last
+            # header seen made the answer depend on header order (a stale X-API-Key beside the browser's Basic
+            # credentials passed or failed as the client happened to order them).
+            given = []
             for name, value in scope["headers"]:
                 if name == b"x-api-key":
-                    given = value
+                    given.append(value)
                 elif name == b"authorization":
                     scheme = value[:7].lower()
                     if scheme == b"bearer ":
-                        given = value[7:].strip()
+                        given.append(value[7:].strip())
                     elif scheme[:6] == b"basic ":
-                        given = basic_password(value)
+                        password = basic_password(value)
+                        if password is not None:
+                            given.append(password)
             challenge = ((b"www-authenticate", f'Basic {REALM}, charset="UTF-8"'.encode()),) \
                 if path in BROWSER_PATHS else ((b"www-authenticate", f"Bearer {REALM}".encode()),)
-            if given is None:
+            if not given:
                 return (401, "this server needs an API key: send it as X-API-Key, Authorization: Bearer, or as the "
                         "password of HTTP Basic authentication", "unauthorized", challenge)
-            if not hmac.compare_digest(given, self.key):
+            if not any([hmac.compare_digest(key, self.key) for key in given]):  # (a list: compare every one)
                 return 401, "wrong API key", "unauthorized", challenge
         for name, value in scope["headers"]:
             if name == b"content-length":
@@ -97,11 +108,16 @@ class ServeMiddleware:
             return
         t0 = time.perf_counter()
         state = {"status": 500, "started": False}
+        method = scope["method"]
+        if method == "HEAD":  # a GET without its body (RFC 9110), as /docs already had: every GET route was a 405
+            scope = {**scope, "method": "GET"}
 
         async def send_tracked(message) -> None:
             if message["type"] == "http.response.start":
                 state["status"] = message["status"]
                 state["started"] = True
+            elif method == "HEAD" and message["type"] == "http.response.body" and message.get("body"):
+                message = {**message, "body": b""}  # (uvicorn drops it too; the headers, Content-Length included, stay)
             await send(message)
 
         received = 0
@@ -125,6 +141,10 @@ class ServeMiddleware:
             if not state["started"]:
                 await send_error(send_tracked, 413, f"the request body is over {self.max_body:,} bytes",
                                  "payload_too_large")
+        except ClientDisconnect:  # the client hung up before its body was in: nobody to answer, and not our error
+            # (it was logged and counted as a 500 with an error line: a false alarm per dropped upload). Starlette's
+            # error layer may have "sent" its 500 already: to a closed connection, so 499 all the same
+            state["status"] = CLIENT_CLOSED
         except Exception as exc:  # a bug: one JSON 500, no traceback to the client
             if not state["started"]:
                 await send_error(send_tracked, 500, "internal error; see the server log", "internal")
@@ -136,7 +156,7 @@ class ServeMiddleware:
             run = scope.get("recsys.run", "")
             if self.metrics is not None:
                 self.metrics.observe(endpoint, run, state["status"], seconds)
-            line = {"ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()), "method": scope["method"],
+            line = {"ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()), "method": method,
                     "path": scope["path"][:300], "status": state["status"], "ms": round(seconds * 1000, 3)}
             if run:
                 line["run"] = run
@@ -148,3 +168,25 @@ class ServeMiddleware:
             self.log.flush()
         except (OSError, ValueError):  # stderr closed: never fail a request over its log line
             pass
+
+
+class JsonLogFormatter(logging.Formatter):
+    """uvicorn's own log records (e.g. "Invalid HTTP request received." for a request line it cannot parse) as one
+    JSON line each, like the request lines: they were plain `WARNING:  ...` lines among the JSON ones."""
+
+    def format(self, record) -> str:
+        line = {"ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)),
+                "level": record.levelname.lower(), "message": record.getMessage()[:1000]}
+        if record.exc_info and record.exc_info[1] is not None:  # the exception, never its traceback
+            exc = record.exc_info[1]
+            line["error"] = f"{type(exc).__name__}: {exc}"[:1000]
+        return json.dumps(line, ensure_ascii=False)
+
+
+UVICORN_LOG_CONFIG = {
+    "version": 1, "disable_existing_loggers": False,
+    "formatters": {"json": {"()": "recsys_cli.serve.middleware.JsonLogFormatter"}},
+    "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}},
+    "loggers": {"uvicorn": {"handlers": ["stderr"], "level": "WARNING", "propagate": False},
+                "uvicorn.error": {"level": "WARNING"}, "uvicorn.access": {"level": "WARNING"}},
+}

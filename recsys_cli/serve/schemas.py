@@ -6,11 +6,34 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, ValidationError
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    ValidationError,
+)
 from pydantic_core import PydanticCustomError
 from starlette.requests import Request
 
 from recsys_cli.api.inputs import parse_int
+
+
+def _json_key_id(value: Any) -> Any:
+    """An id written as a JSON object's key (`ratings`): ASCII digits with an optional minus, as in a URL."""
+    if isinstance(value, str):
+        try:
+            return url_int(value)
+        except ValueError:
+            raise PydanticCustomError("int_parsing", "Input should be a valid integer, unable to parse string as an "
+                                                     "integer") from None
+    return value
+
+
+JsonKeyId = Annotated[int, BeforeValidator(_json_key_id)]
 
 
 class RecommendBody(BaseModel):
@@ -21,12 +44,14 @@ class RecommendBody(BaseModel):
         {"ratings": {"50": 5, "172": 4.5, "181": 5}, "n": 5, "run": "ials-ml-100k-user"},
     ]})
 
+    # strict, as the ids of users and pairs are: lax parsing read "n": true as 1, "exclude_seen": "no" as false, a
+    # rating of true as 1.0 and "5" as 5.0, and item keys "+3", " 3" and "1_0" as items 3, 3 and 10
     run: str | None = Field(None, description="Run name; optional when the server has a default run.")
     users: list[StrictInt] | None = Field(None, description="Raw user ids (at most --max-batch).")
-    ratings: dict[int, float] | None = Field(None, description="A new user's ratings {item_id: rating}.")
-    n: int = Field(10, description="Items per user (1 .. catalogue size).")
-    exclude_seen: bool = Field(True, description="Leave out items the user rated in training.")
-    explain: bool = Field(False, description="Add `reasons` to each row: the parts of its score.")
+    ratings: dict[JsonKeyId, StrictFloat] | None = Field(None, description="A new user's ratings {item_id: rating}.")
+    n: StrictInt = Field(10, description="Items per user (1 .. catalogue size).")
+    exclude_seen: StrictBool = Field(True, description="Leave out items the user rated in training.")
+    explain: StrictBool = Field(False, description="Add `reasons` to each row: the parts of its score.")
 
 
 class PredictBody(BaseModel):
@@ -104,18 +129,7 @@ class Param:
         return raw
 
 
-def _path_id(value: Any) -> Any:
-    """A raw id in a path (`/items/{item}`), read as the query's integers are."""
-    if isinstance(value, str):
-        try:
-            return url_int(value)
-        except ValueError:
-            raise PydanticCustomError("int_parsing", "Input should be a valid integer, unable to parse string as an "
-                                                     "integer") from None
-    return value
-
-
-PathId = Annotated[int, BeforeValidator(_path_id)]  # still `integer` in OpenAPI
+PathId = Annotated[int, BeforeValidator(_json_key_id)]  # a raw id in a path (`/items/{item}`); `integer` in OpenAPI
 
 
 def openapi_params(*params: Param) -> dict:
@@ -143,10 +157,41 @@ def parse_body(model: type[BaseModel], raw: bytes) -> BaseModel:
     if not raw.strip():
         raise RequestValidationError([{"type": "missing", "loc": ("body",), "msg": "Field required"}])
     try:
-        return model.model_validate_json(raw)
+        body = model.model_validate_json(raw)
     except ValidationError as exc:
         raise RequestValidationError([{**e, "loc": ("body", *e["loc"])}
                                       for e in exc.errors(include_url=False, include_context=False)]) from None
+    _no_duplicate_keys(raw)  # ~1 ms for a 10,000-user body (one object: the hook runs once)
+    return body
+
+
+def _refuse_duplicates(pairs: list) -> dict:
+    seen = set()
+    for key, _ in pairs:
+        if key in seen:
+            if url_int_or_none(key) is not None:  # only `ratings` has ids for keys
+                raise ApiError(422, "an item is rated twice in the new user's ratings", "invalid")
+            raise ApiError(422, f"body.{key}: given more than once", "invalid")
+        seen.add(key)
+    return dict(pairs)
+
+
+def url_int_or_none(text: str) -> int | None:
+    try:
+        return url_int(text)
+    except ValueError:
+        return None
+
+
+def _no_duplicate_keys(raw: bytes) -> None:
+    """ApiError 422 for a key given twice in one JSON object (the JSON parser keeps the last one silently, where
+    the query string's parameters and the CLI's --ratings refuse a repeat)."""
+    import json
+
+    try:
+        json.loads(raw, object_pairs_hook=_refuse_duplicates)
+    except ValueError:  # not JSON to this parser (already validated by pydantic): nothing to say
+        pass
 
 
 def body_openapi(model: type[BaseModel]) -> dict:
