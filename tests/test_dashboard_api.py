@@ -234,3 +234,18 @@ def test_ui_files_ship_in_the_wheel():
 
     pyproject = tomllib.loads((UI_DIR.parents[1] / "pyproject.toml").read_text())
     assert "ui/*" in pyproject["tool"]["setuptools"]["package-data"]["recsys_cli"]
+
+
+@pytest.mark.parametrize("path", ["/items?q=a&limit={v}", "/leaderboard?metric=rmse&limit={v}",
+                                  f"/abtest?run_a={SVD}&run_b={IALS}&k={{v}}", f"/map?run={SVD}&seed={{v}}"])
+@pytest.mark.parametrize("value", ["%2B3", "1_0", "%203", "1.0"])
+def test_dashboard_query_integers_read_like_ids(client, path, value):
+    # a count, a limit or a seed in a URL reads as ids do: ASCII digits with an optional minus ('+3' was 3)
+    r = client.get(path.format(v=value))
+    assert r.status_code == 422, (path, value, r.text)
+    assert r.json()["code"] == "invalid" and "integer" in r.json()["error"]
+
+
+def test_dashboard_query_integers_still_take_plain_numbers(client):
+    assert client.get("/items", params={"q": "a", "limit": "3"}).status_code == 200
+    assert client.get("/leaderboard", params={"metric": "rmse", "limit": "2"}).status_code == 200

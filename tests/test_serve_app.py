@@ -773,7 +773,12 @@ def test_a_client_gone_before_its_body_ended_is_a_499_not_a_500(env):
     async def send(message):
         pass
 
-    asyncio.run(app(scope, receive, send))
+    # in a thread of its own: a test before this one (Playwright's sync API) may leave an event loop running here
+    import threading
+
+    worker = threading.Thread(target=lambda: asyncio.run(app(scope, receive, send)))
+    worker.start()
+    worker.join(60)
     lines = [json.loads(line) for line in log.getvalue().splitlines()]
     assert [(line["method"], line["path"], line["status"]) for line in lines] == [("POST", "/recommend", 499)]
     samples = {tuple(s.labels.values()): s.value for m in app.metrics.registry.collect() for s in m.samples

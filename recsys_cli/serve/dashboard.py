@@ -14,13 +14,13 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from recsys_cli.serve.schemas import ApiError
+from recsys_cli.serve.schemas import ApiError, QueryInt
 
 UI_DIR = Path(__file__).resolve().parent.parent / "ui"
 
@@ -71,7 +71,7 @@ def add_dashboard(app: FastAPI, registry, *, json_response, use, ui: bool = Fals
 
     @app.get("/items", tags=["items"])
     async def items_search(request: Request, q: str = Query("", max_length=200, description="Part of a title."),
-                           run: str | None = None, limit: int = Query(20, ge=1, le=500)):
+                           run: str | None = None, limit: Annotated[QueryInt, Query(ge=1, le=500)] = 20):
         """Items of the run's catalogue whose title contains `q` (case-insensitive), in catalogue order."""
         loaded = use(request, run)
         info = await run_in_threadpool(loaded.item_info, registry.data_dir)
@@ -86,9 +86,9 @@ def add_dashboard(app: FastAPI, registry, *, json_response, use, ui: bool = Fals
 
     @app.get("/abtest", tags=["dashboard"])
     async def abtest(request: Request, run_a: str, run_b: str,
-                     users: int | None = Query(None, ge=10, description="Sample this many eligible users."),
-                     k: int = Query(10, ge=1, le=100), traffic: float = Query(0.5, gt=0, lt=1),
-                     click_model: str = "threshold", bootstrap: int = Query(1000, ge=0, le=20000),
+                     users: Annotated[QueryInt | None, Query(ge=10, description="Sample this many eligible users.")] = None,
+                     k: Annotated[QueryInt, Query(ge=1, le=100)] = 10, traffic: float = Query(0.5, gt=0, lt=1),
+                     click_model: str = "threshold", bootstrap: Annotated[QueryInt, Query(ge=0, le=20000)] = 1000,
                      seed: int = 42):
         """The simulated A/B test of two served runs (`recsys abtest A B --format json`), plus `chart`: the
         figure's tables (arms with t intervals, the lift distribution and its interval)."""
@@ -129,7 +129,7 @@ def add_dashboard(app: FastAPI, registry, *, json_response, use, ui: bool = Fals
     async def item_map(request: Request, run: str | None = None,
                        projection: str = Query("pca", max_length=20,
                                                description="pca, tsne (the maps extra) or umap (umap-learn)"),
-                       seed: int = Query(42, description="Seed of the t-SNE / UMAP map and the shuffled genres.")):
+                       seed: Annotated[QueryInt, Query(description="Seed of the t-SNE / UMAP map and the shuffled genres.")] = 42):
         """The run's items on a 2-D map of their latent vectors (item_id, x, y, title, genre): the first two
         principal components by default, or t-SNE / UMAP (`projection`), with the map's genre silhouette;
         422 for a model without item vectors (knn, baselines) or a projection whose package is missing."""
@@ -144,7 +144,7 @@ def add_dashboard(app: FastAPI, registry, *, json_response, use, ui: bool = Fals
 
     @app.get("/leaderboard", tags=["dashboard"])
     async def leaderboard(metric: str | None = None, kind: str | None = None, dataset: str | None = None,
-                          limit: int = Query(50, ge=1, le=1000)):
+                          limit: Annotated[QueryInt, Query(ge=1, le=1000)] = 50):
         """Ledger entries (train / evaluate / tune) with metrics, best first by `metric`."""
         board = await run_in_threadpool(explore.leaderboard, metric=metric, kind=kind, dataset=dataset, limit=limit,
                                         artifacts_dir=registry.artifacts_dir)

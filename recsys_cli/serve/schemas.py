@@ -130,6 +130,7 @@ class Param:
 
 
 PathId = Annotated[int, BeforeValidator(_json_key_id)]  # a raw id in a path (`/items/{item}`); `integer` in OpenAPI
+QueryInt = PathId  # any other integer in a URL (a count, a limit, a seed): read as strictly as an id
 
 
 def openapi_params(*params: Param) -> dict:
