@@ -612,3 +612,15 @@ def test_preprocess_on_spark_names_the_bad_part_file_and_exits_3(tmp_path, spark
     with pytest.raises(DataError, match="PATH_NOT_FOUND"):
         preprocess_spark(f"file://{tmp_path}/nope.parquet", name="x", data_dir=tmp_path, spark=SparkOptions("local[2]"))
     assert sorted(p.name for p in (tmp_path / "processed").iterdir()) == []
+
+
+def test_batch_recommend_out_reads_file_uris_as_local_folders():
+    from pathlib import Path
+
+    from recsys_cli.spark.recommend import local_target
+
+    # file:/x is Spark's own spelling: it used to be a relative folder "file:" made in the working directory
+    for out in ("/tmp/recs", "file:///tmp/recs", "file:/tmp/recs", "file://localhost/tmp/recs"):
+        assert local_target(out) == Path("/tmp/recs"), out
+    assert local_target("recs/x") == Path("recs/x")
+    assert local_target("hdfs:///recs") is None and local_target("s3a://bucket/recs") is None
