@@ -419,6 +419,11 @@ def test_no_java_is_one_line_naming_the_fix(synth, monkeypatch, tmp_path):
     assert res.exit_code == 2
     assert "apt-get install openjdk-17-jre-headless" in res.output
     assert len(res.output.strip().splitlines()) == 1
+    # a JAVA_HOME without java: Spark would use it (not the java on PATH), so the message names it
+    monkeypatch.setenv("JAVA_HOME", str(tmp_path / "jdk"))
+    res = runner.invoke(app, ["train", "ials", "-d", NAME, "--engine", "spark"],
+                        env={"RECSYS_DATA_DIR": str(synth), "RECSYS_ARTIFACTS_DIR": str(tmp_path)})
+    assert res.exit_code == 2 and f"JAVA_HOME={tmp_path / 'jdk'} has no working bin/java" in res.output
 
 
 def test_unreachable_master_exits_5_after_a_bounded_wait(synth, tmp_path):

@@ -129,10 +129,13 @@ def java_version() -> int | None:
 def check_prerequisites() -> None:
     """UsageError (exit 2) naming the fix when Java 17+ or pyspark is missing."""
     version = java_version()
+    home = os.environ.get("JAVA_HOME")
+    where = f" (JAVA_HOME={home})" if home else ""
     if version is None:
-        raise UsageError(f"--engine spark needs Java {MIN_JAVA}, and no java was found: {JAVA_FIX}")
+        found = f"JAVA_HOME={home} has no working bin/java" if home else "no java was found"
+        raise UsageError(f"--engine spark needs Java {MIN_JAVA}, and {found}: {JAVA_FIX}")
     if version < MIN_JAVA:
-        raise UsageError(f"--engine spark needs Java {MIN_JAVA}+, found Java {version}: {JAVA_FIX}")
+        raise UsageError(f"--engine spark needs Java {MIN_JAVA}+, found Java {version}{where}: {JAVA_FIX}")
     try:
         import pyspark  # noqa: F401
     except ImportError:
