@@ -419,6 +419,11 @@ def test_no_java_is_one_line_naming_the_fix(synth, monkeypatch, tmp_path):
     assert res.exit_code == 2
     assert "apt-get install openjdk-17-jre-headless" in res.output
     assert len(res.output.strip().splitlines()) == 1
+    # a JAVA_HOME without java: Spark would use it (not the java on PATH), so the message names it
+    monkeypatch.setenv("JAVA_HOME", str(tmp_path / "jdk"))
+    res = runner.invoke(app, ["train", "ials", "-d", NAME, "--engine", "spark"],
+                        env={"RECSYS_DATA_DIR": str(synth), "RECSYS_ARTIFACTS_DIR": str(tmp_path)})
+    assert res.exit_code == 2 and f"JAVA_HOME={tmp_path / 'jdk'} has no working bin/java" in res.output
 
 
 def test_unreachable_master_exits_5_after_a_bounded_wait(synth, tmp_path):
@@ -531,3 +536,96 @@ def test_ials_weighted_lambda_maps_exactly_and_the_default_mapping_is_listed_as_
     conf = model._weights(ratings)
     want = model.Y @ ials_fold_in_ref(np.array([0, 5, 9]), conf, model.Y, model.YtY, 0.25 * 3)
     np.testing.assert_allclose(model.fold_in(raw, ratings), want, rtol=1e-4, atol=1e-6)
+
+
+def test_a_malformed_master_url_is_a_usage_error_before_any_jvm(synth, tmp_path, monkeypatch):
+    from recsys_cli.spark.session import check_master_url
+
+    for master in ("local", "local[2]", "local[*]", "local[2,3]", "spark://h:7077", "k8s://https://h:443"):
+        check_master_url(master)
+    # Spark itself would print a Java stack trace for these, and the command used to exit 5 (network)
+    monkeypatch.delenv("HADOOP_CONF_DIR", raising=False)
+    monkeypatch.delenv("YARN_CONF_DIR", raising=False)
+    for master, message in (("foo://bar", "is not a Spark master URL"), ("local[abc]", "is not a Spark master URL"),
+                            ("localhost:7077", "is not a Spark master URL"), ("yarn", "HADOOP_CONF_DIR")):
+        res = runner.invoke(app, ["train", "ials", "-d", NAME, "--engine", "spark", "--spark-master", master],
+                            env={"RECSYS_DATA_DIR": str(synth), "RECSYS_ARTIFACTS_DIR": str(tmp_path)})
+        assert res.exit_code == 2 and message in res.output, (master, res.output)
+        assert len(res.output.strip().splitlines()) == 1
+
+
+def test_ctrl_c_during_a_spark_job_is_exit_130_not_a_failed_job():
+    """pyspark's SIGINT handler cancels the jobs, so the waiting call fails with a Java error: still an interrupt."""
+    import signal
+
+    from recsys_cli.spark.session import _watch_sigint, job_errors
+
+    class Py4JJavaError(Exception):  # what the cancelled job's call raises
+        __module__ = "py4j.protocol"
+
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)  # not a test session's SparkContext's
+    try:
+        restore = _watch_sigint()
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                signal.raise_signal(signal.SIGINT)
+            with pytest.raises(KeyboardInterrupt):
+                with job_errors("training"):
+                    raise Py4JJavaError("An error occurred while calling o172.getResult.")
+        finally:
+            restore()
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
+def test_spark_logs_no_java_stack_traces_unless_debugging(monkeypatch):
+    from recsys_cli.spark.session import _log4j2
+
+    monkeypatch.delenv("RECSYS_DEBUG", raising=False)
+    text = _log4j2()
+    assert "alwaysWriteExceptions = false" in text and "org.apache.spark.executor.Executor" in text
+    monkeypatch.setenv("RECSYS_DEBUG", "1")
+    assert "alwaysWriteExceptions = true" in _log4j2()
+
+
+@pytest.mark.slow
+def test_preprocess_on_spark_names_the_bad_part_file_and_exits_3(tmp_path, spark):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from recsys_cli.errors import DataError
+    from recsys_cli.spark.preprocess import preprocess_spark
+
+    def part(folder, k, table):
+        folder.mkdir(exist_ok=True)
+        pq.write_table(table, folder / f"part-{k}.parquet")
+
+    good = [pa.table({"user_id": [k, k + 10], "item_id": [1, 2], "rating": [4.0, 3.0], "timestamp": [1, 2]})
+            for k in range(2)]
+    # one part file of another schema: its rows used to be read as nulls and dropped as blank rows, silently
+    for k, t in enumerate(good + [pa.table({"user": [1], "movie": [2], "stars": [3.0]})]):
+        part(tmp_path / "other", k, t)
+    with pytest.raises(DataError, match=r"part-2\.parquet has no values in column\(s\) user_id, item_id, rating"):
+        preprocess_spark(str(tmp_path / "other"), name="x", data_dir=tmp_path, spark=SparkOptions("local[2]"))
+    # one part file whose ids are strings: used to be a Java stack trace and exit 5
+    for k, t in enumerate(good + [pa.table({"user_id": ["a"], "item_id": ["b"], "rating": [1.0], "timestamp": [1]})]):
+        part(tmp_path / "types", k, t)
+    with pytest.raises(DataError, match="cannot read the input: .*CANNOT_MERGE_SCHEMAS") as info:
+        preprocess_spark(str(tmp_path / "types"), name="x", data_dir=tmp_path, spark=SparkOptions("local[2]"))
+    assert info.value.exit_code == 3
+    with pytest.raises(DataError, match="PATH_NOT_FOUND"):
+        preprocess_spark(f"file://{tmp_path}/nope.parquet", name="x", data_dir=tmp_path, spark=SparkOptions("local[2]"))
+    assert sorted(p.name for p in (tmp_path / "processed").iterdir()) == []
+
+
+def test_batch_recommend_out_reads_file_uris_as_local_folders():
+    from pathlib import Path
+
+    from recsys_cli.spark.recommend import local_target
+
+    # file:/x is Spark's own spelling: it used to be a relative folder "file:" made in the working directory
+    for out in ("/tmp/recs", "file:///tmp/recs", "file:/tmp/recs", "file://localhost/tmp/recs"):
+        assert local_target(out) == Path("/tmp/recs"), out
+    assert local_target("recs/x") == Path("recs/x")
+    assert local_target("hdfs:///recs") is None and local_target("s3a://bucket/recs") is None

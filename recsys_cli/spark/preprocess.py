@@ -100,7 +100,9 @@ def _read(spark, location: str, is_parquet: bool, sep: str | None, columns, fnam
     if kind in HEADERLESS:
         return _read_headerless(spark, location, sep, fname)
     if is_parquet:
-        df = spark.read.parquet(location)
+        # Every part file's schema, merged: part files whose column types disagree are an error (Spark would
+        # read one file's schema and fail on, or null out, the others).
+        df = spark.read.option("mergeSchema", True).parquet(location)
     else:
         if sep is None:  # sniff the header like the local reader: tab, else ';' without ',', else ','
             first = spark.read.text(location).first()
@@ -113,6 +115,8 @@ def _read(spark, location: str, is_parquet: bool, sep: str | None, columns, fnam
     if len(set(names)) != len(names):
         raise DataError(f"{fname}:1: the header repeats a column name ({', '.join(names)})")
     mapping = _map_columns(fname, names, columns)
+    if is_parquet:
+        _check_part_columns(df, [mapping[r] for r in ("user", "item", "rating")], fname)
     ts = F.col(f"`{mapping['timestamp']}`") if "timestamp" in mapping else F.lit("0")
     return df.select(
         F.col(f"`{mapping['user']}`").cast("string").alias("user"),
@@ -121,6 +125,24 @@ def _read(spark, location: str, is_parquet: bool, sep: str | None, columns, fnam
         ts.cast("string").alias("timestamp"),
         F.monotonically_increasing_id().alias("_row"),
     )
+
+
+def _check_part_columns(df, cols: list[str], fname: str) -> None:
+    """DataError naming a Parquet part file that lacks the user, item or rating column.
+
+    With merged schemas such a file reads as rows of nulls, which the blank-row rule would drop
+    without a word; a file that has the column holds at least one value in it.
+    """
+    from pyspark.sql import functions as F
+
+    per_file = df.groupBy(F.col("_metadata.file_path").alias("file")).agg(
+        *[F.count(F.col(f"`{c}`")).alias(f"n{k}") for k, c in enumerate(cols)])
+    missing = per_file.where(" or ".join(f"n{k} = 0" for k in range(len(cols)))).orderBy("file").limit(1).collect()
+    if missing:
+        row = missing[0]
+        lacks = [c for k, c in enumerate(cols) if row[f"n{k}"] == 0]
+        raise DataError(f"{fname}: part file {row['file']} has no values in column(s) {', '.join(lacks)} "
+                        "(another schema?); every file must hold the same columns")
 
 
 def _validated(df, fname: str):

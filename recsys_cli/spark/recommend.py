@@ -113,8 +113,7 @@ def recommend_all_users(
     if not hasattr(model, "X") or model.name not in ("als", "ials"):
         raise UsageError(f"--engine spark scores factor runs (als, ials); {run!r} is a {model.name!r} run: "
                          "use --engine local")
-    local = "://" not in out or out.startswith("file://")
-    target = Path(out.removeprefix("file://")) if local else None
+    target = local_target(out)
     if target is not None and target.exists():
         if not force:
             raise ArtifactError(f"{target} exists; use --force to replace it")
@@ -156,6 +155,23 @@ def recommend_all_users(
     return {"run": run, "engine": "spark", "users": int(len(users)), "rows": int(rows), "n": n,
             "out": str(target) if target is not None else out, "seconds": round(seconds, 3),
             "spark_version": info["spark_version"], "master": info["master"]}
+
+
+def local_target(out: str) -> Path | None:
+    """The local folder `--out` names (a path, file:///path or Spark's own file:/path), None for another URI."""
+    import re
+
+    if out.startswith("file:"):
+        rest = out[len("file:"):]
+        if rest.startswith("//"):  # file://HOST/path: only an empty host (or localhost) is this machine
+            host, _, path = rest[2:].partition("/")
+            if host not in ("", "localhost"):
+                raise UsageError(f"--out {out!r}: a file: URI names this machine's disk; use file:///PATH")
+            rest = "/" + path
+        return Path(rest)
+    if re.match(r"[A-Za-z][A-Za-z0-9+.-]+:", out):  # hdfs:, s3a:, gs:, ... (one letter would be a drive)
+        return None
+    return Path(out)
 
 
 def _swap_into(new: Path, target: Path) -> None:

@@ -11,9 +11,11 @@ import contextlib
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -46,21 +48,36 @@ appender.console.name = console
 appender.console.target = SYSTEM_ERR
 appender.console.layout.type = PatternLayout
 appender.console.layout.pattern = spark %p %c{1}: %m%n
+appender.console.layout.alwaysWriteExceptions = false
 logger.netlib.name = dev.ludovic.netlib
 logger.netlib.level = error
 logger.nativecode.name = org.apache.hadoop.util.NativeCodeLoader
 logger.nativecode.level = error
 """
+# Loggers whose errors our own one-line error repeats (a failed task, a context that did not start):
+# silenced unless RECSYS_DEBUG is set, which also brings the Java stack traces back.
+QUIET_LOGGERS = ("org.apache.spark.executor.Executor", "org.apache.spark.scheduler.TaskSetManager",
+                 "org.apache.spark.SparkContext", "org.apache.spark.TaskContextImpl")
+
+
+def _log4j2() -> str:
+    if os.environ.get("RECSYS_DEBUG"):
+        return LOG4J2.replace("alwaysWriteExceptions = false", "alwaysWriteExceptions = true")
+    quiet = "".join(f"logger.q{k}.name = {name}\nlogger.q{k}.level = off\n" for k, name in enumerate(QUIET_LOGGERS))
+    return LOG4J2 + quiet
 
 
 def _log_config() -> str:
     import tempfile
 
-    path = os.path.join(tempfile.gettempdir(), f"recsys-spark-log4j2-{os.getuid()}.properties")
-    if not os.path.exists(path) or open(path).read() != LOG4J2:
-        with open(path + ".tmp", "w") as fh:
-            fh.write(LOG4J2)
-        os.replace(path + ".tmp", path)
+    text = _log4j2()
+    debug = "-debug" if os.environ.get("RECSYS_DEBUG") else ""
+    path = os.path.join(tempfile.gettempdir(), f"recsys-spark-log4j2-{os.getuid()}{debug}.properties")
+    if not os.path.exists(path) or open(path).read() != text:
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
     return path
 
 
@@ -112,18 +129,40 @@ def java_version() -> int | None:
 def check_prerequisites() -> None:
     """UsageError (exit 2) naming the fix when Java 17+ or pyspark is missing."""
     version = java_version()
+    home = os.environ.get("JAVA_HOME")
+    where = f" (JAVA_HOME={home})" if home else ""
     if version is None:
-        raise UsageError(f"--engine spark needs Java {MIN_JAVA}, and no java was found: {JAVA_FIX}")
+        found = f"JAVA_HOME={home} has no working bin/java" if home else "no java was found"
+        raise UsageError(f"--engine spark needs Java {MIN_JAVA}, and {found}: {JAVA_FIX}")
     if version < MIN_JAVA:
-        raise UsageError(f"--engine spark needs Java {MIN_JAVA}+, found Java {version}: {JAVA_FIX}")
+        raise UsageError(f"--engine spark needs Java {MIN_JAVA}+, found Java {version}{where}: {JAVA_FIX}")
     try:
         import pyspark  # noqa: F401
     except ImportError:
         raise UsageError(f"--engine spark needs pyspark: {PYSPARK_FIX}") from None
 
 
+MASTER_FORMS = "local, local[N], local[*], local[N,F], spark://HOST:PORT, yarn or k8s://HOST:PORT"
+_LOCAL = re.compile(r"local(\[(\*|[1-9]\d*)(,\s*[1-9]\d*)?\])?|local-cluster\[\d+,\s*\d+,\s*\d+\]")
+
+
+def check_master_url(master: str) -> None:
+    """UsageError (exit 2) for a master URL Spark cannot parse, before a JVM starts (Spark would print
+    a Java stack trace), and for yarn without its configuration folder."""
+    if _LOCAL.fullmatch(master) or master.startswith(("spark://", "k8s://")):
+        return
+    if master == "yarn":
+        if not (os.environ.get("HADOOP_CONF_DIR") or os.environ.get("YARN_CONF_DIR")):
+            raise UsageError("--spark-master yarn needs HADOOP_CONF_DIR or YARN_CONF_DIR set to the cluster's "
+                             "Hadoop configuration folder")
+        return
+    raise UsageError(f"--spark-master {master!r} is not a Spark master URL; use {MASTER_FORMS}")
+
+
 def check_master(master: str, wait: float = MASTER_WAIT_SECONDS) -> None:
-    """For spark://host:port[,host:port], EngineError (exit 5) unless one answers within `wait` seconds."""
+    """A malformed URL is a UsageError (exit 2); for spark://host:port[,host:port], EngineError (exit 5)
+    unless one answers within `wait` seconds."""
+    check_master_url(master)
     if not master.startswith("spark://"):
         return  # local[...] needs no server; yarn/k8s are found through their own configuration
     hosts = []
@@ -149,8 +188,9 @@ def check_master(master: str, wait: float = MASTER_WAIT_SECONDS) -> None:
 @contextlib.contextmanager
 def spark_session(options: SparkOptions, app: str = "recsys"):
     """A started SparkSession (stopped on exit); prerequisites and the master are checked first."""
-    check_prerequisites()
     master = options.resolved_master
+    check_master_url(master)
+    check_prerequisites()
     from pyspark.sql import SparkSession
 
     check_master(master, options.master_wait)
@@ -180,10 +220,48 @@ def spark_session(options: SparkOptions, app: str = "recsys"):
     except Exception as exc:  # the JVM did not start or the master refused us
         raise EngineError(f"cannot start Spark on {master}: {_one_line(exc)}") from None
     spark.sparkContext.setLogLevel("ERROR")
+    restore = _watch_sigint()
     try:
         yield spark
     finally:
+        restore()
         spark.stop()
+
+
+_INTERRUPTED = threading.Event()
+
+
+def _watch_sigint():
+    """Note a Ctrl-C before pyspark's handler cancels the jobs: the call waiting on a job then fails with a
+    Java error, which job_errors turns back into KeyboardInterrupt (exit 130). Returns the undo."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    import logging
+
+    # pyspark's handler cancels the jobs over the py4j connection the interrupted call is using; py4j then
+    # logs that failure's tracebacks with logging.exception on the root logger, which would configure it
+    # to print them on stderr. Our one line `error: interrupted` says it all (RECSYS_DEBUG shows them).
+    root = logging.getLogger()
+    quiet = logging.NullHandler() if not root.handlers and not os.environ.get("RECSYS_DEBUG") else None
+    if quiet is not None:
+        root.addHandler(quiet)
+    previous = signal.getsignal(signal.SIGINT)
+    _INTERRUPTED.clear()
+
+    def handler(signum, frame):
+        _INTERRUPTED.set()
+        if callable(previous):
+            previous(signum, frame)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, handler)
+
+    def restore():
+        signal.signal(signal.SIGINT, previous)
+        _INTERRUPTED.clear()
+        if quiet is not None:
+            root.removeHandler(quiet)
+    return restore
 
 
 @contextlib.contextmanager
@@ -228,21 +306,42 @@ def engine_info(spark) -> dict:
 
 
 def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:300] if text else type(exc).__name__
+    text = str(exc).strip()
+    java = getattr(exc, "java_exception", None)
+    if text.startswith("An error occurred while calling") and java is not None:  # py4j's wrapper: the Java message
+        try:
+            text = str(java.toString()).strip()
+        except Exception:  # the JVM is gone
+            pass
+    lines = text.splitlines()
+    return lines[0][:300] if lines else type(exc).__name__
+
+
+# Spark errors about the input (a path that does not exist, a file that cannot be read, part files whose
+# schemas disagree): data errors, exit 3, as the local engine's.
+INPUT_ERRORS = ("PATH_NOT_FOUND", "FAILED_READ_FILE", "CANNOT_MERGE_SCHEMAS", "CANNOT_MERGE_INCOMPATIBLE_DATA_TYPE",
+                "UNABLE_TO_INFER_SCHEMA", "java.io.FileNotFoundException", "Failed to merge incompatible")
 
 
 @contextlib.contextmanager
 def job_errors(what: str):
-    """Turn a failed or killed Spark job (Py4J / PySpark exceptions) into one EngineError line."""
+    """Turn a failed or killed Spark job (Py4J / PySpark exceptions) into one line: DataError (exit 3) when
+    the input cannot be read, KeyboardInterrupt (exit 130) after Ctrl-C, else EngineError (exit 5)."""
     try:
         yield
     except Exception as exc:
-        from recsys_cli.errors import RecsysError
+        from recsys_cli.errors import DataError, RecsysError
 
         if isinstance(exc, RecsysError):
             raise
         mod = type(exc).__module__
         if mod.startswith(("py4j", "pyspark")) or "Py4J" in type(exc).__name__:
-            raise EngineError(f"Spark job failed during {what}: {_one_line(exc)}") from None
+            if _INTERRUPTED.is_set():
+                raise KeyboardInterrupt from None
+            line = _one_line(exc)
+            if any(code in line for code in INPUT_ERRORS):
+                if "MERGE" in line:  # Spark's first line ends in "Failed merging schemas:", the schemas follow
+                    line = line.rstrip(":") + ": the Parquet part files disagree on the columns' types"
+                raise DataError(f"cannot read the input: {line}") from None
+            raise EngineError(f"Spark job failed during {what}: {line}") from None
         raise
