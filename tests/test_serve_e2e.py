@@ -31,20 +31,31 @@ def train(env, seed: int, factors: int):
            "--seed", seed, "--force", "--format", "json", env=env)
 
 
-
-
-def test_real_server_reload_under_load_and_sigterm(tmp_path):
+def synth_env(tmp_path) -> dict:
+    """The environment of a server test: its own data and artifacts folders, synth data, RUN trained (seed 1)."""
     env = {**os.environ, "RECSYS_DATA_DIR": str(tmp_path / "data"), "RECSYS_ARTIFACTS_DIR": str(tmp_path / "arts"),
            "RECSYS_NO_PROGRESS": "1", "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     env.pop("RECSYS_API_KEY", None)
     recsys("generate", "synth", "--users", "150", "--items", "90", "--ratings", "5000", env=env)
     recsys("preprocess", "synth", "--format", "json", env=env)
     train(env, seed=1, factors=8)
+    return env
+
+
+def serve(env, log: Path, *options: str) -> subprocess.Popen:
+    """`recsys serve RUN --port 0 OPTIONS` as a process, its stderr into `log`."""
+    with open(log, "w") as err:
+        return subprocess.Popen([sys.executable, "-m", "recsys_cli", "serve", RUN, "--port", "0", *options],
+                                env=env, stdout=subprocess.DEVNULL, stderr=err)
+
+
+
+
+def test_real_server_reload_under_load_and_sigterm(tmp_path):
+    env = synth_env(tmp_path)  # synth data and RUN trained on it (seed 1, 8 factors)
 
     log = tmp_path / "serve.log"
-    with open(log, "w") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "recsys_cli", "serve", RUN, "--port", "0", "--cache-size", "50"],
-                                env=env, stdout=subprocess.DEVNULL, stderr=err)
+    proc = serve(env, log, "--cache-size", "50")
     try:
         match = wait_for(lambda: re.search(r"on http://127\.0\.0\.1:(\d+)", log.read_text()), 120, "the server")
         base = f"http://127.0.0.1:{match.group(1)}"
@@ -112,18 +123,11 @@ def test_workers_sighup_and_admin_reload_reach_every_worker(tmp_path):
     """--workers 2: SIGHUP to the supervisor reaches both workers, each reloads in place; a damaged run keeps
     serving the old model in both and both say why (uvicorn alone would try to replace the workers, print the
     failed worker's traceback and keep the old ones unaware); /admin/reload reaches the other worker too."""
-    env = {**os.environ, "RECSYS_DATA_DIR": str(tmp_path / "data"), "RECSYS_ARTIFACTS_DIR": str(tmp_path / "arts"),
-           "RECSYS_NO_PROGRESS": "1", "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    env.pop("RECSYS_API_KEY", None)
-    recsys("generate", "synth", "--users", "150", "--items", "90", "--ratings", "5000", env=env)
-    recsys("preprocess", "synth", "--format", "json", env=env)
-    train(env, seed=1, factors=8)
+    env = synth_env(tmp_path)  # synth data and RUN trained on it (seed 1, 8 factors)
     manifest = tmp_path / "arts" / RUN / "manifest.json"
 
     log = tmp_path / "serve.log"
-    with open(log, "w") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "recsys_cli", "serve", RUN, "--port", "0", "--workers", "2"],
-                                env=env, stdout=subprocess.DEVNULL, stderr=err)
+    proc = serve(env, log, "--workers", "2")
     try:
         match = wait_for(lambda: re.search(r"on http://127\.0\.0\.1:(\d+) with 2 workers", log.read_text()), 120,
                          "the server")
@@ -176,16 +180,9 @@ def test_workers_exit_when_the_supervisor_is_killed(tmp_path):
     """SIGKILL to `recsys serve --workers 2` (no chance to stop its workers): the workers go too (Linux)."""
     if not sys.platform.startswith("linux"):
         pytest.skip("the kernel's parent-death signal is Linux-only")
-    env = {**os.environ, "RECSYS_DATA_DIR": str(tmp_path / "data"), "RECSYS_ARTIFACTS_DIR": str(tmp_path / "arts"),
-           "RECSYS_NO_PROGRESS": "1", "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    env.pop("RECSYS_API_KEY", None)
-    recsys("generate", "synth", "--users", "150", "--items", "90", "--ratings", "5000", env=env)
-    recsys("preprocess", "synth", "--format", "json", env=env)
-    train(env, seed=1, factors=8)
+    env = synth_env(tmp_path)  # synth data and RUN trained on it (seed 1, 8 factors)
     log = tmp_path / "serve.log"
-    with open(log, "w") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "recsys_cli", "serve", RUN, "--port", "0", "--workers", "2"],
-                                env=env, stdout=subprocess.DEVNULL, stderr=err)
+    proc = serve(env, log, "--workers", "2")
     try:
         match = wait_for(lambda: re.search(r"on http://127\.0\.0\.1:(\d+) with 2 workers", log.read_text()), 120,
                          "the server")
@@ -229,16 +226,9 @@ def test_requests_uvicorn_refuses_and_slow_clients_leave_only_json_lines(tmp_pat
     half a body and waits blocks nobody."""
     import socket
 
-    env = {**os.environ, "RECSYS_DATA_DIR": str(tmp_path / "data"), "RECSYS_ARTIFACTS_DIR": str(tmp_path / "arts"),
-           "RECSYS_NO_PROGRESS": "1", "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    env.pop("RECSYS_API_KEY", None)
-    recsys("generate", "synth", "--users", "150", "--items", "90", "--ratings", "5000", env=env)
-    recsys("preprocess", "synth", "--format", "json", env=env)
-    train(env, seed=1, factors=8)
+    env = synth_env(tmp_path)  # synth data and RUN trained on it (seed 1, 8 factors)
     log = tmp_path / "serve.log"
-    with open(log, "w") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "recsys_cli", "serve", RUN, "--port", "0"],
-                                env=env, stdout=subprocess.DEVNULL, stderr=err)
+    proc = serve(env, log)
     try:
         match = wait_for(lambda: re.search(r"on http://127\.0\.0\.1:(\d+)", log.read_text()), 120, "the server")
         port = int(match.group(1))
