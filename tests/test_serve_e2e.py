@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -42,23 +43,27 @@ def synth_env(tmp_path) -> dict:
     return env
 
 
-def serve(env, log: Path, *options: str) -> subprocess.Popen:
-    """`recsys serve RUN --port 0 OPTIONS` as a process, its stderr into `log`."""
+@contextmanager
+def serving(env, log: Path, *options: str):
+    """`recsys serve RUN --port 0 OPTIONS` as a process, its stderr into `log`: (process, base URL) once it listens;
+    killed on the way out unless the test stopped it."""
     with open(log, "w") as err:
-        return subprocess.Popen([sys.executable, "-m", "recsys_cli", "serve", RUN, "--port", "0", *options],
+        proc = subprocess.Popen([sys.executable, "-m", "recsys_cli", "serve", RUN, "--port", "0", *options],
                                 env=env, stdout=subprocess.DEVNULL, stderr=err)
-
-
+    try:
+        match = wait_for(lambda: re.search(r"on http://127\.0\.0\.1:(\d+)", log.read_text()), 120, "the server")
+        yield proc, f"http://127.0.0.1:{match.group(1)}"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def test_real_server_reload_under_load_and_sigterm(tmp_path):
     env = synth_env(tmp_path)  # synth data and RUN trained on it (seed 1, 8 factors)
 
     log = tmp_path / "serve.log"
-    proc = serve(env, log, "--cache-size", "50")
-    try:
-        match = wait_for(lambda: re.search(r"on http://127\.0\.0\.1:(\d+)", log.read_text()), 120, "the server")
-        base = f"http://127.0.0.1:{match.group(1)}"
+    with serving(env, log, "--cache-size", "50") as (proc, base):
         client = httpx.Client(base_url=base, timeout=30)
         wait_for(lambda: client.get("/ready").status_code == 200, 60, "/ready")
 
@@ -109,10 +114,6 @@ def test_real_server_reload_under_load_and_sigterm(tmp_path):
         assert re.search(rf'recsys_model_loads_total{{result="ok",run="{RUN}"}} 3\.0', metrics)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     lines = log.read_text().splitlines()
     requests = [json.loads(x) for x in lines if x.startswith("{")]
     assert len(requests) >= 2 * answers["count"] and all({"method", "path", "status", "ms"} <= set(r) for r in requests)
@@ -127,11 +128,7 @@ def test_workers_sighup_and_admin_reload_reach_every_worker(tmp_path):
     manifest = tmp_path / "arts" / RUN / "manifest.json"
 
     log = tmp_path / "serve.log"
-    proc = serve(env, log, "--workers", "2")
-    try:
-        match = wait_for(lambda: re.search(r"on http://127\.0\.0\.1:(\d+) with 2 workers", log.read_text()), 120,
-                         "the server")
-        base = f"http://127.0.0.1:{match.group(1)}"
+    with serving(env, log, "--workers", "2") as (proc, base):
 
         def details():  # one new connection per request, so the kernel hands them to either worker
             seen = {}
@@ -167,10 +164,6 @@ def test_workers_sighup_and_admin_reload_reach_every_worker(tmp_path):
                  "both workers to reload")
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     text = log.read_text()
     assert "Traceback" not in text and "aborting the restart" not in text
     assert text.splitlines()[-1] == "server stopped"
@@ -182,36 +175,30 @@ def test_workers_exit_when_the_supervisor_is_killed(tmp_path):
         pytest.skip("the kernel's parent-death signal is Linux-only")
     env = synth_env(tmp_path)  # synth data and RUN trained on it (seed 1, 8 factors)
     log = tmp_path / "serve.log"
-    proc = serve(env, log, "--workers", "2")
+    pids: set[int] = set()
     try:
-        match = wait_for(lambda: re.search(r"on http://127\.0\.0\.1:(\d+) with 2 workers", log.read_text()), 120,
-                         "the server")
-        base = f"http://127.0.0.1:{match.group(1)}"
-        pids: set[int] = set()
+        with serving(env, log, "--workers", "2") as (proc, base):
 
-        def both_answer():
-            try:
-                pids.add(httpx.get(f"{base}/runs/{RUN}", timeout=30).json()["worker_pid"])
-            except httpx.TransportError:
-                pass
-            return len(pids) == 2
+            def both_answer():
+                try:
+                    pids.add(httpx.get(f"{base}/runs/{RUN}", timeout=30).json()["worker_pid"])
+                except httpx.TransportError:
+                    pass
+                return len(pids) == 2
 
-        wait_for(both_answer, 120, "both workers")
-        proc.kill()
-        proc.wait()
-
-        def gone(pid: int) -> bool:
-            try:
-                state = Path(f"/proc/{pid}/status").read_text()
-            except FileNotFoundError:
-                return True
-            return "\nState:\tZ" in state  # exited, not yet reaped
-
-        wait_for(lambda: all(gone(p) for p in pids), 60, "the orphaned workers to exit")
-    finally:
-        if proc.poll() is None:
+            wait_for(both_answer, 120, "both workers")
             proc.kill()
             proc.wait()
+
+            def gone(pid: int) -> bool:
+                try:
+                    state = Path(f"/proc/{pid}/status").read_text()
+                except FileNotFoundError:
+                    return True
+                return "\nState:\tZ" in state  # exited, not yet reaped
+
+            wait_for(lambda: all(gone(p) for p in pids), 60, "the orphaned workers to exit")
+    finally:
         for pid in pids:  # (only when the test failed)
             try:
                 os.kill(pid, signal.SIGKILL)
@@ -228,11 +215,9 @@ def test_requests_uvicorn_refuses_and_slow_clients_leave_only_json_lines(tmp_pat
 
     env = synth_env(tmp_path)  # synth data and RUN trained on it (seed 1, 8 factors)
     log = tmp_path / "serve.log"
-    proc = serve(env, log)
-    try:
-        match = wait_for(lambda: re.search(r"on http://127\.0\.0\.1:(\d+)", log.read_text()), 120, "the server")
-        port = int(match.group(1))
-        client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
+    with serving(env, log) as (proc, base):
+        port = int(base.rsplit(":", 1)[1])
+        client = httpx.Client(base_url=base, timeout=30)
         wait_for(lambda: client.get("/ready").status_code == 200, 60, "/ready")
 
         def exchange(data: bytes) -> bytes:
@@ -252,10 +237,6 @@ def test_requests_uvicorn_refuses_and_slow_clients_leave_only_json_lines(tmp_pat
         wait_for(lambda: '"status": 499' in log.read_text(), 30, "the 499 line")
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     lines = log.read_text().splitlines()
     assert lines[0].startswith("serving ") and lines[-1] == "server stopped"
     records = [json.loads(line) for line in lines[1:-1]]  # every one JSON

@@ -86,7 +86,7 @@ def errno_epipe() -> int:
     return errno.EPIPE
 
 
-def finite_floats(command) -> None:
+def strict_numbers(command) -> None:
     """Every float option of recsys is a finite quantity, and every integer option reads like an id: give each
     the strict type, in the whole tree."""
     import copy
@@ -100,7 +100,7 @@ def finite_floats(command) -> None:
             strict.__class__ = _strict_int_type(type(param.type))
             param.type = strict
     for sub in getattr(command, "commands", {}).values():
-        finite_floats(sub)
+        strict_numbers(sub)
 
 
 class RecsysGroup(TyperGroup):
@@ -110,7 +110,7 @@ class RecsysGroup(TyperGroup):
         from recsys_cli.cli.complete import attach
 
         super().__init__(*args, **kwargs)
-        finite_floats(self)
+        strict_numbers(self)
         attach(self)
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
